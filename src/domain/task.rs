@@ -1,0 +1,100 @@
+//! What VOD is asked to do with a media ID.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The `TaskType` of one `RefreshMediaPlayUrls` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum TaskType {
+    /// Purge the cached playback URLs.
+    Refresh,
+    /// Warm the CDN cache with the playback URLs.
+    Preload,
+}
+
+/// What a caller may ask for: one task, or a purge followed by a prefetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum RequestedTask {
+    Refresh,
+    Preload,
+    /// A `Refresh` and then, once it has been sent, a `Preload` of the same IDs.
+    RefreshThenPreload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task {0:?}: expected Refresh, Preload or RefreshThenPreload")]
+pub struct UnknownTask(pub String);
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Refresh => "Refresh",
+            TaskType::Preload => "Preload",
+        }
+    }
+}
+
+impl fmt::Display for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskType {
+    type Err = UnknownTask;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Refresh" => Ok(TaskType::Refresh),
+            "Preload" => Ok(TaskType::Preload),
+            other => Err(UnknownTask(other.to_owned())),
+        }
+    }
+}
+
+impl RequestedTask {
+    /// The tasks to enqueue, in the order VOD must see them.
+    pub fn tasks(self) -> &'static [TaskType] {
+        match self {
+            RequestedTask::Refresh => &[TaskType::Refresh],
+            RequestedTask::Preload => &[TaskType::Preload],
+            RequestedTask::RefreshThenPreload => &[TaskType::Refresh, TaskType::Preload],
+        }
+    }
+}
+
+impl Default for RequestedTask {
+    fn default() -> Self {
+        RequestedTask::Refresh
+    }
+}
+
+impl FromStr for RequestedTask {
+    type Err = UnknownTask;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Refresh" => Ok(RequestedTask::Refresh),
+            "Preload" => Ok(RequestedTask::Preload),
+            "RefreshThenPreload" => Ok(RequestedTask::RefreshThenPreload),
+            other => Err(UnknownTask(other.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        for (raw, want) in [
+            ("Refresh", Some(RequestedTask::Refresh)),
+            ("Preload", Some(RequestedTask::Preload)),
+            ("RefreshThenPreload", Some(RequestedTask::RefreshThenPreload)),
+            ("refresh", None),
+            ("", None),
+        ] {
+            assert_eq!(raw.parse::<RequestedTask>().ok(), want, "{raw:?}");
+        }
+        assert_eq!(RequestedTask::RefreshThenPreload.tasks(), &[TaskType::Refresh, TaskType::Preload]);
+    }
+}

@@ -1,0 +1,28 @@
+//! vod-purge turns "content updated" webhooks from a CMS into batched, rate-limited
+//! ApsaraVideo VOD `RefreshMediaPlayUrls` calls, and shows what happened to every media ID.
+//!
+//! # Layout
+//!
+//! - [`domain`]: value types (media IDs, tasks, normalised options, timestamps); no I/O.
+//! - [`queue`]: the debounce and dedup rules, pure, time as an argument.
+//! - [`config`]: the typed settings tree, defaults embedded, environment overrides, validation.
+//! - [`store`]: the durable store contract and its backends (SQLite, PostgreSQL).
+//! - [`flusher`]: claims due items, batches them, calls VOD under the rate limit, records jobs.
+//! - [`vod`]: the VOD client: Signature 1.0, typed requests, responses and errors.
+//! - [`sim`]: the VOD simulator served by `vod-purge sim`, used by the tests and the demo.
+//! - [`webhook`]: webhook sources: authentication schemes and payload formats.
+//! - [`api`]: the HTTP surface: ingest, jobs, media, queue, health.
+//! - [`startup`]: builds and runs the application; shared by `main` and the tests.
+//! - [`telemetry`]: logging setup.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod flusher;
+pub mod queue;
+pub mod sim;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod vod;
+pub mod webhook;
