@@ -1,1 +1,374 @@
-//! (being built)
+//! The settings tree: defaults embedded from `config/default.toml`, then an optional file, then
+//! `VOD_PURGE_*` environment variables, then the standard Alibaba Cloud credential variables.
+//! Everything is validated once, at load, with messages that name the key.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::webhook::SourceConfig;
+
+/// The documented defaults; also the configuration reference.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The highest `vod.max_requests_per_second` VOD documents for `RefreshMediaPlayUrls`.
+pub const VOD_MAX_QPS: u32 = 50;
+
+/// The AccessKey pair the bundled simulator accepts by default.
+pub const SIMULATOR_KEY: (&str, &str) = ("testid", "testsecret");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub vod: VodSettings,
+    pub queue: QueueSettings,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub admin_token: Secret,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VodSettings {
+    pub region: String,
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub security_token: Secret,
+    pub max_requests_per_second: u32,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    #[serde(with = "humantime_serde")]
+    pub quiet: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub media_id_pattern: String,
+    pub max_ids_per_request: usize,
+}
+
+/// A string that never shows in `Debug` output or in `check-config`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// Where the store lives, decided by the scheme of `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, |name| std::env::var(name).ok(), true)
+    }
+
+    /// Like [`Settings::load`], with the environment lookups injected (tests use this).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        read_process_env: bool,
+    ) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("configuration file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        if read_process_env {
+            figment = figment.merge(Env::prefixed("VOD_PURGE_").split("__"));
+        }
+        let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        settings.apply_credential_env(&env);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses a complete TOML document on top of the defaults, without the environment.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(text));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn apply_credential_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
+        let vod = &mut self.vod;
+        if vod.access_key_id.is_empty() {
+            if let Some(id) = env("ALIBABA_CLOUD_ACCESS_KEY_ID") {
+                vod.access_key_id = id;
+            }
+        }
+        if vod.access_key_secret.is_empty() {
+            if let Some(secret) = env("ALIBABA_CLOUD_ACCESS_KEY_SECRET") {
+                vod.access_key_secret = Secret(secret);
+            }
+        }
+        if vod.security_token.is_empty() {
+            if let Some(token) = env("ALIBABA_CLOUD_SECURITY_TOKEN") {
+                vod.security_token = Secret(token);
+            }
+        }
+        if vod.access_key_id.is_empty() && vod.access_key_secret.is_empty() && !vod.endpoint.is_empty() {
+            vod.access_key_id = SIMULATOR_KEY.0.to_owned();
+            vod.access_key_secret = Secret(SIMULATOR_KEY.1.to_owned());
+        }
+    }
+
+    /// Cross-field and range checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        let vod = &self.vod;
+        if vod.max_requests_per_second == 0 || vod.max_requests_per_second > VOD_MAX_QPS {
+            return fail(
+                "vod.max_requests_per_second",
+                format!(
+                    "{} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} calls per second per account",
+                    vod.max_requests_per_second
+                ),
+            );
+        }
+        if vod.burst == 0 || vod.burst > vod.max_requests_per_second {
+            return fail("vod.burst", format!("{} must be between 1 and max_requests_per_second", vod.burst));
+        }
+        if vod.max_in_flight == 0 {
+            return fail("vod.max_in_flight", "must be at least 1".into());
+        }
+        if vod.max_attempts == 0 {
+            return fail("vod.max_attempts", "must be at least 1".into());
+        }
+        if vod.timeout.is_zero() {
+            return fail("vod.timeout", "must be more than zero".into());
+        }
+        if vod.retry_base.is_zero() || vod.retry_base > vod.retry_max {
+            return fail("vod.retry_base", "must be more than zero and at most vod.retry_max".into());
+        }
+        if !vod.endpoint.is_empty() && !(vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://")) {
+            return fail("vod.endpoint", format!("{:?} is not an http:// or https:// URL", vod.endpoint));
+        }
+        if vod.endpoint.is_empty()
+            && !vod.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return fail("vod.region", format!("{:?} is not a region ID such as cn-shanghai", vod.region));
+        }
+        if !vod.dry_run && (vod.access_key_id.is_empty() || vod.access_key_secret.is_empty()) {
+            return fail(
+                "vod.access_key_id",
+                "no AccessKey: set vod.access_key_id and vod.access_key_secret (or ALIBABA_CLOUD_ACCESS_KEY_ID and \
+                 ALIBABA_CLOUD_ACCESS_KEY_SECRET), point vod.endpoint at a simulator, or set vod.dry_run = true"
+                    .into(),
+            );
+        }
+        let queue = &self.queue;
+        if queue.max_wait.is_zero() {
+            return fail("queue.max_wait", "must be more than zero".into());
+        }
+        if queue.quiet > queue.max_wait {
+            return fail("queue.quiet", format!("{:?} is longer than queue.max_wait {:?}", queue.quiet, queue.max_wait));
+        }
+        if queue.lease < vod.timeout * 2 {
+            return fail("queue.lease", "must be at least twice vod.timeout, or a slow call would be sent twice".into());
+        }
+        if queue.poll_interval.is_zero() {
+            return fail("queue.poll_interval", "must be more than zero".into());
+        }
+        if let Err(e) = regex::Regex::new(&queue.media_id_pattern) {
+            return fail("queue.media_id_pattern", format!("not a regular expression: {e}"));
+        }
+        if queue.max_ids_per_request == 0 {
+            return fail("queue.max_ids_per_request", "must be at least 1".into());
+        }
+        if self.server.max_body_bytes < 64 {
+            return fail("server.max_body_bytes", "must be at least 64".into());
+        }
+        self.store_location()?;
+        let mut names = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            if !names.insert(source.name.as_str()) {
+                return fail(&format!("sources[{i}].name"), format!("{:?} is used by two sources", source.name));
+            }
+            source.validate().map_err(|why| ConfigError(format!("sources[{i}] ({}): {why}", source.name)))?;
+        }
+        Ok(())
+    }
+
+    pub fn store_location(&self) -> Result<StoreLocation, ConfigError> {
+        let url = self.store.url.as_str();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError("store.url: sqlite:// needs a file path".into()));
+            }
+            Ok(StoreLocation::Sqlite(path.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(url.to_owned()))
+        } else {
+            Err(ConfigError(format!("store.url: {url:?} must start with sqlite:// or postgres://")))
+        }
+    }
+
+    /// The VOD base URL: the explicit endpoint, or the region's.
+    pub fn vod_base_url(&self) -> String {
+        if self.vod.endpoint.is_empty() {
+            format!("https://vod.{}.aliyuncs.com", self.vod.region)
+        } else {
+            self.vod.endpoint.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+    }
+}
+
+/// Figment's errors name the key and the source; make them one readable line each.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            let mut line = if key.is_empty() { e.kind.to_string() } else { format!("{key}: {}", e.kind) };
+            if !origin.is_empty() {
+                line.push_str(&format!(" (from {origin})"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, String> {
+        Settings::from_toml(&format!("[vod]\ndry_run = true\n{text}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = load("").unwrap();
+        assert_eq!(s.vod.max_requests_per_second, 50);
+        assert_eq!(s.queue.quiet, Duration::from_secs(2));
+        assert_eq!(s.queue.linger, Duration::from_millis(250));
+        assert_eq!(s.store_location().unwrap(), StoreLocation::Sqlite("data/vod-purge.db".into()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let table = [
+            ("[vod]\nmax_requests_per_second = 51", "vod.max_requests_per_second"),
+            ("[queue]\nquiet = \"soon\"", "queue.quiet"),
+            ("[queue]\nunknown = 1", "unknown"),
+            ("[queue]\nquiet = \"40s\"", "queue.quiet"),
+            ("[store]\nurl = \"mysql://x\"", "store.url"),
+            ("[queue]\nmedia_id_pattern = \"(\"", "queue.media_id_pattern"),
+            ("[vod]\nendpoint = \"ftp://x\"", "vod.endpoint"),
+        ];
+        for (text, key) in table {
+            let err = load(text).expect_err(text);
+            assert!(err.contains(key), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_required_unless_dry_run_or_endpoint() {
+        let err = Settings::from_toml("").unwrap_err().to_string();
+        assert!(err.contains("vod.access_key_id"), "{err}");
+        let s = Settings::load_with_env(None, |_| None, false);
+        assert!(s.is_err());
+        let env = |name: &str| match name {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("id".to_owned()),
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("secret".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_with_env(None, env, false).unwrap();
+        assert_eq!(s.vod.access_key_secret.expose(), "secret");
+        assert!(!format!("{s:?}").contains("secret\""), "secret must not show in Debug");
+        assert!(s.to_redacted_toml().contains("<redacted>"));
+    }
+}

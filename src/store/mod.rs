@@ -1,1 +1,182 @@
-//! (being built)
+//! The durable store: pending items, jobs with per-ID results, and delivery IDs.
+//!
+//! [`Store`] is the one contract the rest of the application uses. It dispatches to a backend
+//! chosen from `store.url` (SQLite now; PostgreSQL fits the same methods) and owns the group
+//! committer: ingest requests are queued on a channel, and a single task commits everything
+//! waiting in one transaction before answering each request. Under load that turns N disk syncs
+//! into one, without ever answering before the data is durable.
+//!
+//! Every backend must pass the conformance suite in `tests/it/store.rs`.
+
+pub mod sqlite;
+pub mod types;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use types::*;
+
+use crate::config::StoreLocation;
+use crate::domain::Ts;
+use sqlite::SqliteStore;
+
+/// Most requests folded into one transaction.
+const MAX_GROUP: usize = 256;
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever backend is configured.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $call,
+        }
+    };
+}
+
+type Waiting = (Ingest, oneshot::Sender<Result<Receipt, StoreError>>);
+
+/// The store handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Requests waiting for the group committer.
+    ingest_tx: mpsc::Sender<Waiting>,
+}
+
+impl Store {
+    /// Connects, migrates, and starts the group committer on the current runtime.
+    pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
+        let backend = match location {
+            StoreLocation::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
+            StoreLocation::Postgres(_) => {
+                return Err(StoreError::Corrupt {
+                    table: "-",
+                    detail: "the PostgreSQL store is not available in this build".into(),
+                });
+            }
+        };
+        let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(group_committer(backend.clone(), ingest_rx));
+        Ok(Store { backend, ingest_tx })
+    }
+
+    /// Stores one request durably (or answers its earlier delivery) and returns the receipt.
+    pub async fn ingest(&self, ingest: Ingest) -> Result<Receipt, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ingest_tx.send((ingest, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.migrated().await)
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+
+    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        dispatch!(self, s => s.due_groups(now).await)
+    }
+
+    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        dispatch!(self, s => s.claim_batch(claim).await)
+    }
+
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.due_jobs(now, limit).await)
+    }
+
+    pub async fn claim_job(&self, id: &str, now: Ts, lease_until: Ts) -> Result<Option<Job>, StoreError> {
+        dispatch!(self, s => s.claim_job(id, now, lease_until).await)
+    }
+
+    pub async fn record_success(&self, id: &str, attempt: u32, now: Ts, success: &Success) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.record_success(id, attempt, now, success).await)
+    }
+
+    pub async fn record_retry(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next_attempt_at: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.record_retry(id, attempt, now, next_attempt_at, failure).await)
+    }
+
+    pub async fn record_failure(&self, id: &str, attempt: u32, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.record_failure(id, attempt, now, failure).await)
+    }
+
+    pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
+        dispatch!(self, s => s.retry_job(id, now).await)
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        dispatch!(self, s => s.get_job(id).await)
+    }
+
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self, s => s.list_jobs(filter).await)
+    }
+
+    pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
+        dispatch!(self, s => s.pending_for_media(media_id).await)
+    }
+
+    pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+        dispatch!(self, s => s.queue_stats(now).await)
+    }
+
+    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_deliveries(now).await)
+    }
+}
+
+/// Commits every request waiting on the channel in one transaction, then answers each.
+async fn group_committer(backend: Backend, mut rx: mpsc::Receiver<Waiting>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let ingests: Vec<Ingest> = group.iter().map(|(i, _)| i.clone()).collect();
+        match ingest_group(&backend, &ingests).await {
+            Ok(receipts) => {
+                for ((_, reply), receipt) in group.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            // One bad request must not fail the others: commit them one by one.
+            Err(error) if group.len() > 1 => {
+                tracing::warn!(error = %error, size = group.len(), "group commit failed; committing one by one");
+                for (ingest, reply) in group {
+                    let result = ingest_group(&backend, std::slice::from_ref(&ingest)).await;
+                    let _ = reply.send(result.map(|mut r| r.remove(0)));
+                }
+            }
+            Err(error) => {
+                let (_, reply) = group.pop().expect("group has one request");
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+async fn ingest_group(backend: &Backend, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
+    match backend {
+        Backend::Sqlite(s) => s.ingest_group(group).await,
+    }
+}

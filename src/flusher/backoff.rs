@@ -1,0 +1,86 @@
+//! What to do after a failed attempt: retry later or give up. Pure; randomness is an argument.
+
+use std::time::Duration;
+
+use crate::domain::Ts;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    RetryAt(Ts),
+    GiveUp,
+}
+
+impl RetryPolicy {
+    /// The ceiling of the delay after attempt `attempt` (1-based): base doubled each time, capped.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// Decides after attempt number `attempt` failed retryably. `jitter` is uniform in [0, 1):
+    /// "full jitter" picks the delay uniformly below the ceiling, with a floor of half the base so
+    /// retries never come back to back. A throttled call waits at least one second.
+    pub fn decide(&self, attempt: u32, budget_from: Ts, now: Ts, throttled: bool, jitter: f64) -> Decision {
+        if attempt >= self.max_attempts {
+            return Decision::GiveUp;
+        }
+        let ceiling = self.ceiling(attempt);
+        let mut delay = ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(self.base / 2);
+        if throttled {
+            delay = delay.max(Duration::from_secs(1));
+        }
+        let at = now + delay;
+        if at.since(budget_from) > self.max_age {
+            return Decision::GiveUp;
+        }
+        Decision::RetryAt(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            max_age: Duration::from_secs(60),
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(8),
+        }
+    }
+
+    #[test]
+    fn ceilings_double_and_cap() {
+        let p = policy();
+        let got: Vec<u128> = (1..=7).map(|a| p.ceiling(a).as_millis()).collect();
+        assert_eq!(got, vec![500, 1000, 2000, 4000, 8000, 8000, 8000]);
+        assert_eq!(p.ceiling(1000), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn decisions_table() {
+        let p = policy();
+        let now = Ts(100_000);
+        // (attempt, budget_from, throttled, jitter) -> decision
+        let table = [
+            (1, 100_000, false, 0.0, Decision::RetryAt(Ts(100_250))),
+            (1, 100_000, false, 0.999_999, Decision::RetryAt(Ts(100_499))),
+            (3, 100_000, false, 0.5, Decision::RetryAt(Ts(101_000))),
+            (1, 100_000, true, 0.0, Decision::RetryAt(Ts(101_000))),
+            (5, 100_000, false, 0.5, Decision::GiveUp),
+            (2, 40_000, false, 0.0, Decision::GiveUp),
+        ];
+        for (attempt, budget_from, throttled, jitter, want) in table {
+            assert_eq!(p.decide(attempt, Ts(budget_from), now, throttled, jitter), want, "attempt {attempt}");
+        }
+    }
+}

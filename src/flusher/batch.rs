@@ -1,0 +1,63 @@
+//! Which due groups to send now: the batching policy, pure.
+//!
+//! A group with a full batch of due items goes at once. A smaller group waits until its oldest
+//! due item has been due for `linger`, so that a burst arriving over a few hundred milliseconds
+//! fills whole batches instead of a trickle of small calls.
+
+use std::time::Duration;
+
+use crate::domain::Ts;
+use crate::store::DueGroup;
+
+/// Most media IDs `RefreshMediaPlayUrls` takes in one call.
+pub const MAX_BATCH: usize = 20;
+
+/// The groups ready to send at `now`, in the order given (the store puts Refresh first, then the
+/// oldest).
+pub fn ready(groups: &[DueGroup], now: Ts, linger: Duration) -> Vec<&DueGroup> {
+    groups.iter().filter(|g| is_ready(g, now, linger)).collect()
+}
+
+pub fn is_ready(group: &DueGroup, now: Ts, linger: Duration) -> bool {
+    group.due_count >= MAX_BATCH as u64 || group.oldest_due_at + linger <= now
+}
+
+/// When the first group that is not ready yet will be.
+pub fn next_ready_at(groups: &[DueGroup], now: Ts, linger: Duration) -> Option<Ts> {
+    groups.iter().filter(|g| !is_ready(g, now, linger)).map(|g| g.oldest_due_at + linger).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskType;
+
+    fn group(due_count: u64, oldest_due_at: i64) -> DueGroup {
+        DueGroup { task: TaskType::Refresh, fingerprint: "f".into(), due_count, oldest_due_at: Ts(oldest_due_at) }
+    }
+
+    #[test]
+    fn readiness_table() {
+        let linger = Duration::from_millis(250);
+        // (due items, oldest due at, now) -> ready
+        let table = [
+            (20, 1000, 1000, true),
+            (25, 1000, 1000, true),
+            (19, 1000, 1000, false),
+            (19, 1000, 1249, false),
+            (19, 1000, 1250, true),
+            (1, 0, 5000, true),
+        ];
+        for (count, oldest, now, want) in table {
+            assert_eq!(is_ready(&group(count, oldest), Ts(now), linger), want, "{count} due since {oldest} at {now}");
+        }
+    }
+
+    #[test]
+    fn next_ready_is_the_earliest_lingering_group() {
+        let linger = Duration::from_millis(250);
+        let groups = [group(3, 1000), group(20, 900), group(1, 800)];
+        assert_eq!(next_ready_at(&groups, Ts(1000), linger), Some(Ts(1050)));
+        assert_eq!(ready(&groups, Ts(1000), linger).len(), 1);
+    }
+}

@@ -1,0 +1,551 @@
+//! The embedded SQLite backend.
+//!
+//! One file in WAL mode. All writes go through a pool of exactly one connection, so write
+//! transactions never race for the lock (SQLite has one writer at a time anyway, and a deferred
+//! transaction that loses that race fails instead of waiting). Reads use a separate pool and run
+//! concurrently with the writer, which WAL allows.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqliteConnection, SqlitePool};
+
+use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::store::types::*;
+
+/// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
+fn migrator() -> Migrator {
+    let files: [(i64, &str, &'static str); 1] =
+        [(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))];
+    Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(version, name, sql)| Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect(),
+    )
+}
+
+/// A Preload is held back while a Refresh of the same media ID is pending or being sent.
+const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
+        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task = 'Refresh')
+    AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
+                    WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
+                      AND j.status IN ('in_flight', 'retrying'))))";
+
+const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
+     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the migrations.
+    pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the 202 goes out, even across a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        migrator().run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// True when every migration this binary knows has been applied.
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(applied as usize >= migrator().iter().count())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Applies several ingest requests in one transaction (group commit).
+    pub async fn ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut receipts = Vec::with_capacity(group.len());
+        for ingest in group {
+            receipts.push(ingest_one(&mut tx, ingest).await?);
+        }
+        tx.commit().await?;
+        Ok(receipts)
+    }
+
+    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        let sql = format!(
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i
+             WHERE i.due_at <= ? AND {PRELOAD_RULE}
+             GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(now.0).fetch_all(&self.writer).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueGroup {
+                    task: parse_task(row.get("task"))?,
+                    fingerprint: row.get("fingerprint"),
+                    due_count: row.get::<i64, _>("n") as u64,
+                    oldest_due_at: Ts(row.get("oldest")),
+                })
+            })
+            .collect()
+    }
+
+    /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
+    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i
+             WHERE i.task = ? AND i.fingerprint = ? AND i.due_at <= ? AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(claim.max as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let options: String = rows[0].get("options");
+        sqlx::query(
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until)
+             VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?)",
+        )
+        .bind(&claim.job_id)
+        .bind(claim.task.as_str())
+        .bind(&claim.fingerprint)
+        .bind(&options)
+        .bind(claim.dry_run)
+        .bind(claim.now.0)
+        .bind(claim.now.0)
+        .bind(claim.now.0)
+        .bind(claim.lease_until.0)
+        .execute(&mut *tx)
+        .await?;
+        for (position, row) in rows.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events) VALUES (?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(&claim.job_id)
+            .bind(position as i64)
+            .bind(row.get::<String, _>("media_id"))
+            .bind(row.get::<i64, _>("first_seen"))
+            .bind(row.get::<i64, _>("events"))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM items WHERE id = ?").bind(row.get::<i64, _>("id")).execute(&mut *tx).await?;
+        }
+        let job = load_job(&mut tx, &claim.job_id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Jobs whose retry time has come or whose lease ran out, oldest first.
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE (status = 'retrying' AND next_attempt_at <= ?1) OR (status = 'in_flight' AND lease_until <= ?1)
+             ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT ?2",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Starts a new attempt of a job that is due (see [`SqliteStore::due_jobs`]).
+    pub async fn claim_job(&self, id: &str, now: Ts, lease_until: Ts) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'in_flight', lease_until = ?1, next_attempt_at = NULL,
+                    attempts = attempts + 1, updated_at = ?2
+             WHERE id = ?3 AND ((status = 'retrying' AND next_attempt_at <= ?2) OR (status = 'in_flight' AND lease_until <= ?2))",
+        )
+        .bind(lease_until.0)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let job = load_job(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Records a successful attempt. `attempt` fences off a flusher whose lease was taken over.
+    pub async fn record_success(&self, id: &str, attempt: u32, now: Ts, success: &Success) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
+                    error_code = NULL, error_message = NULL
+             WHERE id = ? AND status = 'in_flight' AND attempts = ?",
+        )
+        .bind(now.0)
+        .bind(&success.vod_job_id)
+        .bind(&success.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE job_items SET outcome = 'sent' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        for (list, outcome) in [(&success.non_existent, "non_existent"), (&success.forbidden, "forbidden")] {
+            for media_id in list {
+                sqlx::query("UPDATE job_items SET outcome = ? WHERE job_id = ? AND media_id = ?")
+                    .bind(outcome)
+                    .bind(id)
+                    .bind(media_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn record_retry(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next_attempt_at: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'retrying', lease_until = NULL, next_attempt_at = ?, updated_at = ?,
+                    error_code = ?, error_message = ?, request_id = ?
+             WHERE id = ? AND status = 'in_flight' AND attempts = ?",
+        )
+        .bind(next_attempt_at.0)
+        .bind(now.0)
+        .bind(&failure.code)
+        .bind(&failure.message)
+        .bind(&failure.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    pub async fn record_failure(&self, id: &str, attempt: u32, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = ?,
+                    error_code = ?, error_message = ?, request_id = ?
+             WHERE id = ? AND status = 'in_flight' AND attempts = ?",
+        )
+        .bind(now.0)
+        .bind(&failure.code)
+        .bind(&failure.message)
+        .bind(&failure.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE job_items SET outcome = 'failed' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Schedules a failed job to be sent again now, with a fresh attempt budget.
+    pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let Some(status) = status else { return Ok(RetryOutcome::NotFound) };
+        let status = parse_status(&status)?;
+        if status != JobStatus::Failed {
+            return Ok(RetryOutcome::NotFailed(status));
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'retrying', next_attempt_at = ?1, attempts = 0, budget_from = ?1, updated_at = ?1
+             WHERE id = ?2",
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE job_items SET outcome = 'pending' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(RetryOutcome::Scheduled)
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_job(&mut conn, id).await
+    }
+
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        if filter.status.is_some() {
+            sql.push_str(" AND status = ?");
+        }
+        if filter.task.is_some() {
+            sql.push_str(" AND task = ?");
+        }
+        if filter.since.is_some() {
+            sql.push_str(" AND created_at >= ?");
+        }
+        if filter.before.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        if filter.media_id.is_some() {
+            sql.push_str(" AND id IN (SELECT job_id FROM job_items WHERE media_id = ?)");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(task) = filter.task {
+            query = query.bind(task.as_str());
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since.0);
+        }
+        if let Some(before) = &filter.before {
+            query = query.bind(before);
+        }
+        if let Some(media_id) = &filter.media_id {
+            query = query.bind(media_id);
+        }
+        let mut conn = self.reader.acquire().await?;
+        let rows = query.bind(filter.limit as i64).fetch_all(&mut *conn).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut job = job_from_row(row)?;
+            job.items = load_items(&mut conn, &job.id).await?;
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events
+             FROM items WHERE media_id = ? ORDER BY first_seen",
+        )
+        .bind(media_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingItem {
+                    media_id: MediaId::from_trusted(row.get("media_id")),
+                    task: parse_task(row.get("task"))?,
+                    fingerprint: row.get("fingerprint"),
+                    options: parse_options(row.get("options"))?,
+                    source: row.get("source"),
+                    first_seen: Ts(row.get("first_seen")),
+                    last_seen: Ts(row.get("last_seen")),
+                    due_at: Ts(row.get("due_at")),
+                    events: row.get::<i64, _>("events") as u64,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending, COALESCE(SUM(due_at <= ?), 0) AS due, MIN(first_seen) AS oldest,
+                    MIN(CASE WHEN due_at > ? THEN due_at END) AS next_due
+             FROM items",
+        )
+        .bind(now.0)
+        .bind(now.0)
+        .fetch_one(&self.reader)
+        .await?;
+        let jobs = sqlx::query(
+            "SELECT COALESCE(SUM(status = 'in_flight'), 0) AS in_flight, COALESCE(SUM(status = 'retrying'), 0) AS retrying
+             FROM jobs WHERE status IN ('in_flight', 'retrying')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(QueueStats {
+            pending: row.get::<i64, _>("pending") as u64,
+            due: row.get::<i64, _>("due") as u64,
+            oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
+            next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
+            in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
+            retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
+        })
+    }
+
+    /// Forgets delivery IDs past their retention.
+    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= ?").bind(now.0).execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Receipt, StoreError> {
+    if let Some(delivery_id) = &ingest.delivery_id {
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT receipt FROM deliveries WHERE source = ? AND delivery_id = ? AND expires_at > ?",
+        )
+        .bind(&ingest.source)
+        .bind(delivery_id)
+        .bind(ingest.now.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(previous) = previous {
+            let mut receipt: Receipt = serde_json::from_str(&previous)
+                .map_err(|e| StoreError::Corrupt { table: "deliveries", detail: e.to_string() })?;
+            receipt.redelivery = true;
+            return Ok(receipt);
+        }
+    }
+    let mut accepted = Vec::new();
+    let mut merged = Vec::new();
+    for item in &ingest.items {
+        let options = serde_json::to_string(&item.options).expect("options serialise");
+        let deadline = item.debounce.deadline(ingest.now);
+        let events: i64 = sqlx::query_scalar(
+            "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 1)
+             ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
+                 last_seen = MAX(items.last_seen, excluded.last_seen),
+                 events = items.events + 1,
+                 due_at = MIN(MAX(items.last_seen, excluded.last_seen) + ?9, items.deadline)
+             RETURNING events",
+        )
+        .bind(item.media_id.as_str())
+        .bind(item.task.as_str())
+        .bind(&item.fingerprint)
+        .bind(&options)
+        .bind(&ingest.source)
+        .bind(ingest.now.0)
+        .bind(deadline.0)
+        .bind(item.debounce.due_at(ingest.now, deadline).0)
+        .bind(item.debounce.quiet.as_millis() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        let id = item.media_id.to_string();
+        let list = if events == 1 { &mut accepted } else { &mut merged };
+        if !list.contains(&id) {
+            list.push(id);
+        }
+    }
+    // An ID that created one item (say its Refresh) and joined another counts as accepted.
+    merged.retain(|id| !accepted.contains(id));
+    let receipt = Receipt {
+        event_id: ingest.event_id.clone(),
+        accepted,
+        merged,
+        rejected: ingest.rejected.clone(),
+        redelivery: false,
+    };
+    if let Some(delivery_id) = &ingest.delivery_id {
+        sqlx::query(
+            "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (source, delivery_id) DO UPDATE SET receipt = excluded.receipt,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(&ingest.source)
+        .bind(delivery_id)
+        .bind(serde_json::to_string(&receipt).expect("receipt serialises"))
+        .bind(ingest.now.0)
+        .bind(ingest.delivery_expires_at.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(receipt)
+}
+
+async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut job = job_from_row(&row)?;
+    job.items = load_items(conn, id).await?;
+    Ok(Some(job))
+}
+
+async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
+    let rows = sqlx::query("SELECT media_id, outcome, first_seen, events FROM job_items WHERE job_id = ? ORDER BY position")
+        .bind(job_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let outcome: String = row.get("outcome");
+            Ok(JobItem {
+                media_id: MediaId::from_trusted(row.get("media_id")),
+                outcome: ItemOutcome::parse(&outcome)
+                    .ok_or_else(|| StoreError::Corrupt { table: "job_items", detail: format!("outcome {outcome:?}") })?,
+                first_seen: Ts(row.get("first_seen")),
+                events: row.get::<i64, _>("events") as u64,
+            })
+        })
+        .collect()
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: row.get("id"),
+        task: parse_task(row.get("task"))?,
+        fingerprint: row.get("fingerprint"),
+        options: parse_options(row.get("options"))?,
+        status: parse_status(row.get("status"))?,
+        dry_run: row.get("dry_run"),
+        attempts: row.get::<i64, _>("attempts") as u32,
+        created_at: Ts(row.get("created_at")),
+        budget_from: Ts(row.get("budget_from")),
+        updated_at: Ts(row.get("updated_at")),
+        next_attempt_at: row.get::<Option<i64>, _>("next_attempt_at").map(Ts),
+        lease_until: row.get::<Option<i64>, _>("lease_until").map(Ts),
+        vod_job_id: row.get("vod_job_id"),
+        request_id: row.get("request_id"),
+        error_code: row.get("error_code"),
+        error_message: row.get("error_message"),
+        items: Vec::new(),
+    })
+}
+
+fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
+    raw.parse().map_err(|_| StoreError::Corrupt { table: "items/jobs", detail: format!("task {raw:?}") })
+}
+
+fn parse_status(raw: &str) -> Result<JobStatus, StoreError> {
+    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt { table: "jobs", detail: format!("status {raw:?}") })
+}
+
+fn parse_options(raw: &str) -> Result<PurgeOptions, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt { table: "items/jobs", detail: format!("options: {e}") })
+}

@@ -1,0 +1,252 @@
+//! The records that cross the store contract.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::queue::Debounce;
+
+/// One pending-item upsert of an ingest request.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub media_id: MediaId,
+    pub task: TaskType,
+    pub options: PurgeOptions,
+    pub fingerprint: String,
+    pub debounce: Debounce,
+}
+
+/// One accepted request, stored whole or not at all.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub source: String,
+    /// `webhook-id`, `Idempotency-Key` or similar: a repeat within the retention gets the first
+    /// answer and stores nothing.
+    pub delivery_id: Option<String>,
+    pub event_id: String,
+    pub items: Vec<NewItem>,
+    pub rejected: Vec<RejectedId>,
+    pub now: Ts,
+    pub delivery_expires_at: Ts,
+}
+
+/// The answer to an ingest request (the body of the 202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Receipt {
+    /// ID of this delivery (the first one, when this is a redelivery).
+    pub event_id: String,
+    /// IDs that created a new pending item.
+    pub accepted: Vec<String>,
+    /// IDs folded into an item that was already pending.
+    pub merged: Vec<String>,
+    /// IDs that were refused, with the reason; they are never sent to VOD.
+    pub rejected: Vec<RejectedId>,
+    /// True when this delivery repeats one already answered; nothing new was stored.
+    #[serde(default)]
+    pub redelivery: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RejectedId {
+    pub media_id: String,
+    pub reason: String,
+}
+
+/// A (task, fingerprint) group with items that are due now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueGroup {
+    pub task: TaskType,
+    pub fingerprint: String,
+    pub due_count: u64,
+    pub oldest_due_at: Ts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Claimed by a flusher; the call is being made (or the flusher died and the lease runs out).
+    InFlight,
+    /// A retryable failure; the next attempt is at `next_attempt_at`.
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InFlight => "in_flight",
+            JobStatus::Retrying => "retrying",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<JobStatus> {
+        Some(match raw {
+            "in_flight" => JobStatus::InFlight,
+            "retrying" => JobStatus::Retrying,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What became of one media ID of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// Not sent yet, or being sent.
+    Pending,
+    /// Accepted by VOD (or, in dry-run mode, would have been sent).
+    Sent,
+    /// VOD says the ID does not exist; not retried.
+    NonExistent,
+    /// VOD says the caller may not operate on the ID; not retried.
+    Forbidden,
+    /// The job failed.
+    Failed,
+}
+
+impl ItemOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemOutcome::Pending => "pending",
+            ItemOutcome::Sent => "sent",
+            ItemOutcome::NonExistent => "non_existent",
+            ItemOutcome::Forbidden => "forbidden",
+            ItemOutcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<ItemOutcome> {
+        Some(match raw {
+            "pending" => ItemOutcome::Pending,
+            "sent" => ItemOutcome::Sent,
+            "non_existent" => ItemOutcome::NonExistent,
+            "forbidden" => ItemOutcome::Forbidden,
+            "failed" => ItemOutcome::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobItem {
+    pub media_id: MediaId,
+    pub outcome: ItemOutcome,
+    pub first_seen: Ts,
+    pub events: u64,
+}
+
+/// A job with its media IDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub task: TaskType,
+    pub fingerprint: String,
+    pub options: PurgeOptions,
+    pub status: JobStatus,
+    pub dry_run: bool,
+    /// Attempts started so far; also the fencing token of the current attempt.
+    pub attempts: u32,
+    pub created_at: Ts,
+    /// Start of the retry budget (`vod.max_age`): creation, or the last operator retry.
+    pub budget_from: Ts,
+    pub updated_at: Ts,
+    pub next_attempt_at: Option<Ts>,
+    pub lease_until: Option<Ts>,
+    pub vod_job_id: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub items: Vec<JobItem>,
+}
+
+/// Claim up to `max` due items of one group into a new job.
+#[derive(Debug, Clone)]
+pub struct ClaimBatch {
+    pub task: TaskType,
+    pub fingerprint: String,
+    pub now: Ts,
+    pub max: usize,
+    pub lease_until: Ts,
+    pub job_id: String,
+    pub dry_run: bool,
+}
+
+/// VOD accepted the call.
+#[derive(Debug, Clone, Default)]
+pub struct Success {
+    pub vod_job_id: Option<String>,
+    pub request_id: Option<String>,
+    pub non_existent: Vec<String>,
+    pub forbidden: Vec<String>,
+}
+
+/// The error of the last attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+/// Filters of `GET /jobs`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub media_id: Option<String>,
+    pub task: Option<TaskType>,
+    pub since: Option<Ts>,
+    /// Only jobs with an ID below this one (the `next` cursor of the previous page).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// One pending item, as `/media/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingItem {
+    pub media_id: MediaId,
+    pub task: TaskType,
+    pub fingerprint: String,
+    pub options: PurgeOptions,
+    pub source: String,
+    pub first_seen: Ts,
+    pub last_seen: Ts,
+    pub due_at: Ts,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub due: u64,
+    pub oldest_first_seen: Option<Ts>,
+    pub next_due_at: Option<Ts>,
+    pub in_flight_jobs: u64,
+    pub retrying_jobs: u64,
+}
+
+/// The result of `POST /jobs/{id}/retry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Scheduled,
+    NotFound,
+    /// Only failed jobs can be retried.
+    NotFailed(JobStatus),
+}
+
+/// Store failures. `Unavailable` is the database being unreachable; `Corrupt` is a row that does
+/// not parse (never silently skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    #[error("store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    #[error("the store is shutting down")]
+    Closed,
+}
