@@ -1,1 +1,21 @@
-//! (being built)
+//! The ApsaraVideo VOD client: Signature Version 1.0, typed requests, responses and errors.
+//!
+//! VOD speaks Alibaba Cloud's RPC style: every parameter is a query parameter on `/`, signed with
+//! HMAC-SHA1 over a canonical form (`vod-api.md` §4). [`signing`] is the pure signer that the
+//! published vectors test; [`Client`] adds the common parameters, sends one signed attempt per
+//! call and turns every answer into a typed response or a classified [`VodError`], so the flusher
+//! can decide between backing off, retrying and giving up.
+
+mod client;
+mod credentials;
+mod error;
+pub mod signing;
+mod types;
+
+pub use client::{API_VERSION, Client, ClientConfig, endpoint_for_region};
+pub use credentials::Credentials;
+pub use error::{ErrorClass, VodError};
+pub use types::{
+    GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MediaRefreshJob, RefreshQuota, RefreshRequest,
+    RefreshResponse,
+};

@@ -1,0 +1,244 @@
+//! The HTTP client for the VOD RPC API.
+//!
+//! Every attempt is signed afresh (new `SignatureNonce` and `Timestamp`), so a caller that retries
+//! simply calls again. The client itself retries only one thing: a `SignatureNonceUsed` answer,
+//! once, with a new nonce, because that is a collision and not a failure. Backoff for everything
+//! else belongs to the caller (the flusher), which knows the rate budget.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::signing::{percent_encode, sign};
+use super::{
+    Credentials, GetMediaRefreshJobsResponse, RefreshQuota, RefreshRequest, RefreshResponse,
+    VodError,
+};
+
+/// The API version every VOD call names.
+pub const API_VERSION: &str = "2017-03-21";
+
+/// Where and as whom to call VOD.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL, e.g. `https://vod.cn-shanghai.aliyuncs.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    /// Limit for one whole attempt (connect, send, read the answer).
+    pub timeout: Duration,
+    pub credentials: Credentials,
+}
+
+/// The public endpoint of a VOD region.
+pub fn endpoint_for_region(region: &str) -> String {
+    format!("https://vod.{region}.aliyuncs.com")
+}
+
+/// A VOD client; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    /// The endpoint with the RPC path `/`.
+    url: String,
+    credentials: Credentials,
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Client, VodError> {
+        // reqwest is built with `rustls-no-provider`; installing the provider here means no caller
+        // has to remember it. Installing twice is a no-op error we can ignore.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = cfg.endpoint.trim_end_matches('/');
+        reqwest::Url::parse(base)
+            .map_err(|e| VodError::Config(format!("endpoint {base:?}: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| VodError::Config(error_chain(&e)))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                url: format!("{base}/"),
+                credentials: cfg.credentials,
+            }),
+        })
+    }
+
+    /// Purges or prefetches the playback URLs of up to 20 media IDs (POST, like the SDKs).
+    pub async fn refresh_media_play_urls(
+        &self,
+        req: &RefreshRequest,
+    ) -> Result<RefreshResponse, VodError> {
+        let params = req.to_params()?;
+        self.call(Method::POST, "RefreshMediaPlayUrls", &params)
+            .await
+    }
+
+    /// The per-media submission status of a job (GET, the only method VOD declares for it).
+    pub async fn get_media_refresh_jobs(
+        &self,
+        job_id: &str,
+        media_id: Option<&str>,
+    ) -> Result<GetMediaRefreshJobsResponse, VodError> {
+        let mut params = BTreeMap::from([("MediaRefreshJobId".to_owned(), job_id.to_owned())]);
+        if let Some(media_id) = media_id {
+            params.insert("MediaId".to_owned(), media_id.to_owned());
+        }
+        self.call(Method::GET, "GetMediaRefreshJobs", &params).await
+    }
+
+    /// The account's remaining daily purge and prefetch quota.
+    pub async fn describe_vod_refresh_quota(&self) -> Result<RefreshQuota, VodError> {
+        self.call(Method::POST, "DescribeVodRefreshQuota", &BTreeMap::new())
+            .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        action: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<T, VodError> {
+        match self.attempt(method.clone(), action, params).await {
+            Err(err) if err.code() == Some("SignatureNonceUsed") => {
+                tracing::debug!(action, "nonce collision, re-signing once");
+                self.attempt(method, action, params).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        action: &str,
+        op_params: &BTreeMap<String, String>,
+    ) -> Result<T, VodError> {
+        let inner = &self.inner;
+        let mut params = op_params.clone();
+        let common = [
+            ("Action", action.to_owned()),
+            ("Version", API_VERSION.to_owned()),
+            ("Format", "JSON".to_owned()),
+            ("AccessKeyId", inner.credentials.access_key_id().to_owned()),
+            ("SignatureMethod", "HMAC-SHA1".to_owned()),
+            ("SignatureVersion", "1.0".to_owned()),
+            ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
+            ("Timestamp", timestamp(OffsetDateTime::now_utc())),
+        ];
+        params.extend(common.map(|(k, v)| (k.to_owned(), v)));
+        if let Some(token) = inner.credentials.security_token() {
+            params.insert("SecurityToken".to_owned(), token.to_owned());
+        }
+        let signature = sign(
+            method.as_str(),
+            &params,
+            inner.credentials.access_key_secret(),
+        );
+        params.insert("Signature".to_owned(), signature);
+        // Encoded with the signing encoder (`%20`, never `+`), so any form decoder reads it back.
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect();
+        let url = format!("{}?{}", inner.url, query.join("&"));
+
+        tracing::debug!(action, method = %method, "calling VOD");
+        let response = inner
+            .http
+            .request(method, url)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("x-acs-retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(transport_error)?;
+        if !(200..300).contains(&status) {
+            let err = VodError::from_response(status, retry_after.as_deref(), &body);
+            tracing::debug!(
+                action,
+                status,
+                code = err.code(),
+                request_id = err.request_id(),
+                "VOD refused"
+            );
+            return Err(err);
+        }
+        let parsed =
+            serde_json::from_slice(&body).map_err(|_| VodError::malformed(status, &body))?;
+        tracing::debug!(action, status, "VOD accepted");
+        Ok(parsed)
+    }
+}
+
+/// `yyyy-MM-ddTHH:mm:ssZ` in UTC, no fractional seconds.
+fn timestamp(now: OffsetDateTime) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    now.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+fn transport_error(err: reqwest::Error) -> VodError {
+    if err.is_timeout() {
+        VodError::Timeout
+    } else {
+        VodError::Connection(error_chain(&err))
+    }
+}
+
+/// reqwest's own message is terse ("error sending request"); the causes say what happened.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_format() {
+        let t = time::macros::datetime!(2025-01-15 08:30:00.123 UTC);
+        assert_eq!(timestamp(t), "2025-01-15T08:30:00Z");
+        let t = time::macros::datetime!(2025-01-15 16:30:05 +8);
+        assert_eq!(timestamp(t), "2025-01-15T08:30:05Z");
+    }
+
+    #[test]
+    fn region_endpoint() {
+        assert_eq!(
+            endpoint_for_region("cn-shanghai"),
+            "https://vod.cn-shanghai.aliyuncs.com"
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_is_a_config_error() {
+        let cfg = ClientConfig {
+            endpoint: "not a url".to_owned(),
+            timeout: Duration::from_secs(1),
+            credentials: Credentials::new("id", "secret", None),
+        };
+        assert!(matches!(Client::new(cfg), Err(VodError::Config(_))));
+    }
+}
