@@ -1,1 +1,317 @@
-//! (being built)
+//! The flusher: turns due items into VOD calls.
+//!
+//! [`Flusher::try_flush_once`] is one step: start the retries that are due, then, for every
+//! group ready to send (see [`batch`]), take a rate-limiter permit, claim up to 20 due items as a
+//! job, and start the call on its own task. [`Flusher::run`] is the thin loop around it. Calls
+//! run concurrently (up to `vod.max_in_flight`), but each takes one permit first, so the rate is
+//! set by the limiter alone.
+//!
+//! The permit is taken *before* the claim, so items that became due while the flusher waited for
+//! the limiter ride along in the batch.
+
+pub mod backoff;
+pub mod batch;
+pub mod limiter;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::domain::Ts;
+use crate::store::{ClaimBatch, Failure, Job, Store, StoreError, Success};
+use crate::vod::{self, ErrorClass, RefreshRequest, VodError};
+use backoff::{Decision, RetryPolicy};
+use limiter::Limiter;
+
+/// Where calls go: VOD, or nowhere (dry run).
+#[derive(Debug, Clone)]
+pub enum Sender {
+    Vod(vod::Client),
+    /// Records what would have been sent.
+    DryRun,
+}
+
+/// What the flusher knows that health checks and metrics report.
+#[derive(Debug, Default)]
+pub struct FlusherStatus {
+    /// Epoch milliseconds of the last completed step.
+    last_step: AtomicI64,
+    /// The last credential error from VOD, cleared by the next success.
+    credential_error: std::sync::Mutex<Option<String>>,
+}
+
+impl FlusherStatus {
+    pub fn last_step(&self) -> Option<Ts> {
+        match self.last_step.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Ts(ms)),
+        }
+    }
+
+    pub fn credential_error(&self) -> Option<String> {
+        self.credential_error.lock().expect("status lock").clone()
+    }
+
+    fn set_credential_error(&self, error: Option<String>) {
+        *self.credential_error.lock().expect("status lock") = error;
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// Calls started in this step.
+    Started(usize),
+    /// Nothing to send; the earliest time a lingering group becomes ready, if any.
+    Idle(Option<Ts>),
+}
+
+#[derive(Debug, Clone)]
+pub struct FlusherConfig {
+    pub linger: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub max_in_flight: usize,
+    pub max_rps: u32,
+    pub burst: u32,
+    pub retry: RetryPolicy,
+}
+
+impl FlusherConfig {
+    pub fn from_settings(settings: &Settings) -> FlusherConfig {
+        let vod = &settings.vod;
+        FlusherConfig {
+            linger: settings.queue.linger,
+            lease: settings.queue.lease,
+            poll_interval: settings.queue.poll_interval,
+            max_in_flight: vod.max_in_flight,
+            max_rps: vod.max_requests_per_second,
+            burst: vod.burst,
+            retry: RetryPolicy {
+                max_attempts: vod.max_attempts,
+                max_age: vod.max_age,
+                base: vod.retry_base,
+                max: vod.retry_max,
+            },
+        }
+    }
+}
+
+/// The flusher; cheap to clone.
+#[derive(Clone)]
+pub struct Flusher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    sender: Sender,
+    config: FlusherConfig,
+    limiter: Limiter,
+    /// One permit per call that may be waiting on VOD at once.
+    in_flight: Arc<Semaphore>,
+    /// The call tasks, so that shutdown can wait for them.
+    calls: TaskTracker,
+    status: Arc<FlusherStatus>,
+}
+
+impl Flusher {
+    pub fn new(store: Store, sender: Sender, config: FlusherConfig, status: Arc<FlusherStatus>) -> Flusher {
+        Flusher {
+            inner: Arc::new(Inner {
+                limiter: Limiter::new(config.max_rps, config.burst),
+                in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+                calls: TaskTracker::new(),
+                store,
+                sender,
+                config,
+                status,
+            }),
+        }
+    }
+
+    /// Runs steps until `shutdown` is cancelled, then waits for the calls in flight.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let poll = self.inner.config.poll_interval;
+        while !shutdown.is_cancelled() {
+            let pause = match self.try_flush_once(&shutdown).await {
+                Ok(FlushOutcome::Started(_)) => Duration::ZERO,
+                Ok(FlushOutcome::Idle(_)) => poll,
+                Err(error) => {
+                    tracing::error!(error = %error, "flusher step failed; retrying");
+                    poll.max(Duration::from_secs(1))
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Waits for every call in flight to finish and be recorded.
+    pub async fn drain(&self) {
+        self.inner.calls.close();
+        self.inner.calls.wait().await;
+        self.inner.calls.reopen();
+    }
+
+    /// One step: start due retries, then the batches of every ready group.
+    pub async fn try_flush_once(&self, shutdown: &CancellationToken) -> Result<FlushOutcome, StoreError> {
+        let inner = &self.inner;
+        let mut started = 0;
+
+        for id in inner.store.due_jobs(Ts::now(), 64).await? {
+            let Some(permit) = self.permit(shutdown).await else { break };
+            let now = Ts::now();
+            if let Some(job) = inner.store.claim_job(&id, now, now + inner.config.lease).await? {
+                self.start(job, permit);
+                started += 1;
+            }
+        }
+
+        let now = Ts::now();
+        let groups = inner.store.due_groups(now).await?;
+        for group in batch::ready(&groups, now, inner.config.linger) {
+            let mut remaining = group.due_count;
+            loop {
+                let Some(permit) = self.permit(shutdown).await else { break };
+                let now = Ts::now();
+                let claim = ClaimBatch {
+                    task: group.task,
+                    fingerprint: group.fingerprint.clone(),
+                    now,
+                    max: batch::MAX_BATCH,
+                    lease_until: now + inner.config.lease,
+                    job_id: uuid::Uuid::now_v7().to_string(),
+                    dry_run: matches!(inner.sender, Sender::DryRun),
+                };
+                let Some(job) = inner.store.claim_batch(&claim).await? else { break };
+                let full = job.items.len() >= batch::MAX_BATCH;
+                remaining = remaining.saturating_sub(job.items.len() as u64);
+                self.start(job, permit);
+                started += 1;
+                // A short remainder lingers again; the next step decides with fresh counts.
+                if !full || remaining < batch::MAX_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        inner.status.last_step.store(Ts::now().0, Ordering::Relaxed);
+        Ok(if started > 0 {
+            FlushOutcome::Started(started)
+        } else {
+            FlushOutcome::Idle(batch::next_ready_at(&groups, now, inner.config.linger))
+        })
+    }
+
+    /// A slot for one more call, then a rate-limiter permit; `None` when shutting down.
+    async fn permit(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+        let inner = &self.inner;
+        tokio::select! {
+            _ = shutdown.cancelled() => None,
+            permit = async {
+                let slot = inner.in_flight.clone().acquire_owned().await.ok()?;
+                inner.limiter.acquire().await;
+                Some(slot)
+            } => permit,
+        }
+    }
+
+    fn start(&self, job: Job, slot: OwnedSemaphorePermit) {
+        let flusher = self.clone();
+        self.inner.calls.spawn(async move {
+            flusher.send(job).await;
+            drop(slot);
+        });
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, task = %job.task, ids = job.items.len(), attempt = job.attempts))]
+    async fn send(&self, job: Job) {
+        let inner = &self.inner;
+        let ids: Vec<String> = job.items.iter().map(|i| i.media_id.to_string()).collect();
+        let result = match &inner.sender {
+            Sender::DryRun => {
+                tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
+                Ok(Success::default())
+            }
+            Sender::Vod(client) => {
+                let request = RefreshRequest::from_options(ids, job.task, &job.options);
+                client.refresh_media_play_urls(&request).await.map(|r| Success {
+                    vod_job_id: Some(r.media_refresh_job_id).filter(|s| !s.is_empty()),
+                    request_id: Some(r.request_id).filter(|s| !s.is_empty()),
+                    non_existent: r.non_exist_media_ids,
+                    forbidden: r.forbidden_media_ids,
+                })
+            }
+        };
+        let now = Ts::now();
+        let recorded = match result {
+            Ok(success) => {
+                inner.limiter.on_success();
+                inner.status.set_credential_error(None);
+                tracing::info!(vod_job_id = ?success.vod_job_id, request_id = ?success.request_id,
+                    non_existent = success.non_existent.len(), forbidden = success.forbidden.len(), "job sent");
+                inner.store.record_success(&job.id, job.attempts, now, &success).await
+            }
+            Err(error) => self.record_error(&job, now, error).await,
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("job was taken over by another flusher; result not recorded"),
+            // The lease runs out and the job is sent again: at-least-once.
+            Err(error) => tracing::error!(error = %error, "cannot record the job result; it will be sent again"),
+        }
+    }
+
+    async fn record_error(&self, job: &Job, now: Ts, error: VodError) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let failure = Failure {
+            code: error.code().map(str::to_owned).unwrap_or_else(|| error_kind(&error).to_owned()),
+            message: error.to_string(),
+            request_id: error.request_id().map(str::to_owned),
+        };
+        if error.is_credential_error() {
+            inner.status.set_credential_error(Some(failure.message.clone()));
+        }
+        let class = error.class();
+        if class == ErrorClass::Throttled {
+            inner.limiter.on_throttled();
+        }
+        if class == ErrorClass::Permanent {
+            tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
+            return inner.store.record_failure(&job.id, job.attempts, now, &failure).await;
+        }
+        let jitter: f64 = rand::random();
+        match inner.config.retry.decide(job.attempts, job.budget_from, now, class == ErrorClass::Throttled, jitter) {
+            Decision::RetryAt(at) => {
+                tracing::warn!(code = %failure.code, error = %failure.message, retry_at = %at.to_rfc3339(), "job will be retried");
+                inner.store.record_retry(&job.id, job.attempts, now, at, &failure).await
+            }
+            Decision::GiveUp => {
+                tracing::error!(code = %failure.code, error = %failure.message, "job failed after its last attempt");
+                inner.store.record_failure(&job.id, job.attempts, now, &failure).await
+            }
+        }
+    }
+}
+
+/// A code for failures that have no VOD error code.
+fn error_kind(error: &VodError) -> &'static str {
+    match error {
+        VodError::Api { .. } => "ApiError",
+        VodError::Timeout => "Timeout",
+        VodError::Connection(_) => "ConnectionError",
+        VodError::Malformed { .. } => "MalformedResponse",
+        VodError::InvalidRequest(_) => "InvalidRequest",
+        VodError::Config(_) => "ClientConfig",
+    }
+}

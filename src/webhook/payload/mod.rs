@@ -1,0 +1,202 @@
+//! Payload formats: how a body becomes purge requests.
+//!
+//! `native` is our own shape. Every other format is the same mechanism, JSON Pointers with a
+//! wildcard (`pointer.rs`), pointed at different places: `json-pointer` takes the pointers from
+//! the configuration, and each CMS preset (`presets.rs`) knows where its CMS puts the entry and
+//! which events mean "the content changed".
+
+pub(crate) mod native;
+pub mod pointer;
+pub(crate) mod presets;
+
+use serde_json::Value;
+
+use crate::domain::{RawOptions, RequestedTask};
+
+use super::config::{FormatKind, SourceConfig};
+use super::error::PayloadError;
+use super::{Extracted, MAX_IDS_PER_DELIVERY, PurgeRequest, Request};
+use pointer::Pointer;
+
+/// A compiled format.
+pub(crate) struct Format {
+    kind: Kind,
+    task: RequestedTask,
+    options: RawOptions,
+}
+
+enum Kind {
+    Native,
+    Pointers(Vec<Pointer>),
+    Preset(presets::Preset),
+}
+
+impl Format {
+    pub(crate) fn new(cfg: &SourceConfig) -> Result<Format, String> {
+        let kind = match cfg.format {
+            FormatKind::Native => Kind::Native,
+            FormatKind::JsonPointer => Kind::Pointers(
+                cfg.pointers
+                    .iter()
+                    .map(|p| Pointer::parse(p))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => Kind::Preset(presets::Preset::new(cfg)?),
+        };
+        Ok(Format {
+            kind,
+            task: cfg.task,
+            options: cfg.options.clone(),
+        })
+    }
+
+    pub(crate) fn extract(&self, req: &Request<'_>) -> Result<Extracted, PayloadError> {
+        let (ids, ignored_event) = match &self.kind {
+            Kind::Native => {
+                let requests = native::parse_with_defaults(req.body, self.task, &self.options)?;
+                return Ok(Extracted {
+                    requests,
+                    ignored_event: None,
+                });
+            }
+            Kind::Pointers(pointers) => {
+                let value = PayloadError::parse_json(req.body)?;
+                (collect_ids(&value, pointers)?, None)
+            }
+            Kind::Preset(preset) => {
+                let value = PayloadError::parse_json(req.body)?;
+                match preset.extract(req.headers, &value)? {
+                    presets::Outcome::Purge(ids) => (ids, None),
+                    presets::Outcome::Ignored(event) => (Vec::new(), Some(event)),
+                }
+            }
+        };
+        let requests = if ids.is_empty() {
+            Vec::new()
+        } else {
+            vec![PurgeRequest {
+                media_ids: ids,
+                task: self.task,
+                options: self.options.clone(),
+            }]
+        };
+        Ok(Extracted {
+            requests,
+            ignored_event,
+        })
+    }
+}
+
+/// The IDs every pointer reaches, in order, without duplicates or empty strings.
+///
+/// A value may be a string, a number (written in decimal: Directus and Strapi keys are often
+/// integers) or an array of those; `null` counts as absent. Anything else means the pointer
+/// was aimed at the wrong field, which the sender should hear about.
+pub(crate) fn collect_ids(
+    value: &Value,
+    pointers: &[Pointer],
+) -> Result<Vec<String>, PayloadError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |id: String| -> Result<(), PayloadError> {
+        let id = id.trim().to_owned();
+        if !id.is_empty() && !out.contains(&id) {
+            if out.len() == MAX_IDS_PER_DELIVERY {
+                return Err(PayloadError::TooManyIds {
+                    count: out.len() + 1,
+                    max: MAX_IDS_PER_DELIVERY,
+                });
+            }
+            out.push(id);
+        }
+        Ok(())
+    };
+    for pointer in pointers {
+        for found in pointer.select(value) {
+            match found {
+                Value::Array(items) => {
+                    for item in items {
+                        match scalar(item) {
+                            Ok(Some(id)) => push(id)?,
+                            Ok(None) => {}
+                            Err(kind) => return Err(wrong_type(pointer, kind, " inside an array")),
+                        }
+                    }
+                }
+                other => match scalar(other) {
+                    Ok(Some(id)) => push(id)?,
+                    Ok(None) => {}
+                    Err(kind) => return Err(wrong_type(pointer, kind, "")),
+                },
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn scalar(value: &Value) -> Result<Option<String>, &'static str> {
+    match value {
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Null => Ok(None),
+        other => Err(native::kind(other)),
+    }
+}
+
+fn wrong_type(pointer: &Pointer, kind: &str, inside: &str) -> PayloadError {
+    PayloadError::invalid(format!(
+        "{kind}{inside} at {:?}: expected a media id string or an array of them",
+        pointer.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ids(doc: Value, pointers: &[&str]) -> Result<Vec<String>, PayloadError> {
+        let pointers: Vec<Pointer> = pointers
+            .iter()
+            .map(|p| Pointer::parse(p).unwrap())
+            .collect();
+        collect_ids(&doc, &pointers)
+    }
+
+    #[test]
+    fn strings_numbers_arrays_and_duplicates() {
+        let doc = json!({"a": "x", "b": ["y", 7, null, "x", ""], "c": null, "d": [{"id": "z"}, {"id": " w "}]});
+        assert_eq!(
+            ids(doc, &["/a", "/b", "/c", "/missing", "/d/*/id"]).unwrap(),
+            ["x", "y", "7", "z", "w"]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_invalid_payload() {
+        assert_eq!(
+            ids(json!({"a": {"b": 1}}), &["/a"]).unwrap_err().code(),
+            "invalid_payload"
+        );
+        assert_eq!(
+            ids(json!({"a": [true]}), &["/a"]).unwrap_err().code(),
+            "invalid_payload"
+        );
+        assert_eq!(
+            ids(json!({"a": [["x"]]}), &["/a"]).unwrap_err().code(),
+            "invalid_payload"
+        );
+    }
+
+    #[test]
+    fn limit() {
+        let many: Vec<String> = (0..=MAX_IDS_PER_DELIVERY)
+            .map(|i| format!("id{i}"))
+            .collect();
+        assert_eq!(
+            ids(json!({ "a": many }), &["/a"]).unwrap_err().code(),
+            "too_many_ids"
+        );
+        let same = vec!["x"; MAX_IDS_PER_DELIVERY * 2];
+        assert_eq!(ids(json!({ "a": same }), &["/a"]).unwrap(), ["x"]);
+    }
+}
