@@ -1,1 +1,148 @@
-//! (being built)
+//! Builds the application from settings and runs it until it is told to stop.
+//!
+//! `main` and the integration tests use the same builder, so tests run the real thing: a real
+//! listener (port 0 in tests), the real store, the real flusher and VOD client.
+//!
+//! Shutdown (SIGTERM, or [`ShutdownHandle::shutdown`]): `/readyz` turns 503 at once, the HTTP
+//! server stops accepting and finishes the requests it has, the flusher stops claiming and waits
+//! for the calls in flight to be recorded; all of it bounded by `server.shutdown_grace`. Anything
+//! not finished by then is still safe: pending items are in the store, and a job whose call was
+//! cut off is sent again when its lease runs out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
+use crate::store::Store;
+use crate::vod::{self, ClientConfig, Credentials};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    flusher: Flusher,
+    settings: Arc<Settings>,
+    shutdown: ShutdownHandle,
+}
+
+/// Starts a graceful shutdown from anywhere (signal handler, test).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    token: CancellationToken,
+    draining: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.token.cancel();
+    }
+}
+
+impl Application {
+    /// Binds `server.listen`, opens the store and builds the VOD sender.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let location = settings.store_location()?;
+        let store = Store::open(&location).await.with_context(|| format!("cannot open the store {}", settings.store.url))?;
+        let sender = if settings.vod.dry_run {
+            tracing::warn!("vod.dry_run is on: nothing will be sent to VOD");
+            Sender::DryRun
+        } else {
+            let vod = &settings.vod;
+            let token = Some(vod.security_token.expose().to_owned());
+            let client = vod::Client::new(ClientConfig {
+                endpoint: settings.vod_base_url(),
+                timeout: vod.timeout,
+                credentials: Credentials::new(vod.access_key_id.clone(), vod.access_key_secret.expose(), token),
+            })?;
+            Sender::Vod(client)
+        };
+        let status = Arc::new(FlusherStatus::default());
+        let flusher = Flusher::new(store.clone(), sender, FlusherConfig::from_settings(&settings), status.clone());
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(
+            AppState::new(store.clone(), settings.clone(), draining.clone(), status)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new().wrap(TracingLogger::default()).app_data(state.clone()).configure(api::configure)
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
+        .run();
+        let shutdown = ShutdownHandle { token: CancellationToken::new(), draining };
+        Ok(Application { port, server, store, flusher, settings, shutdown })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves and flushes until shutdown, then drains within the grace period.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { server, store, flusher, settings, shutdown, .. } = self;
+        let handle: ServerHandle = server.handle();
+        let server_task = tokio::spawn(server);
+        let flusher_task = {
+            let flusher = flusher.clone();
+            let token = shutdown.token.clone();
+            tokio::spawn(async move { flusher.run(token).await })
+        };
+        let prune_task = tokio::spawn(prune_loop(store.clone(), shutdown.token.clone()));
+
+        shutdown.token.cancelled().await;
+        shutdown.draining.store(true, Ordering::SeqCst);
+        tracing::info!(grace = ?settings.server.shutdown_grace, "shutting down: draining requests and calls in flight");
+        let grace = settings.server.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            handle.stop(true).await;
+            let _ = flusher_task.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period ran out; unfinished calls will be sent again after their lease");
+        }
+        prune_task.abort();
+        let _ = server_task.await;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Forgets expired delivery IDs once a minute.
+async fn prune_loop(store: Store, token: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.prune_deliveries(crate::domain::Ts::now()).await {
+                    tracing::warn!(error = %e, "cannot prune delivery IDs");
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,125 @@
-//! (being built)
+//! The HTTP surface: ingest, reads, admin actions and health.
+//!
+//! Handlers parse at the edge, call the store, and map every failure through [`error::ApiError`].
+//! They never call VOD: that is the flusher's job.
+
+pub mod error;
+pub mod health;
+pub mod ingest;
+pub mod reads;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use actix_web::{HttpRequest, web};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use subtle::ConstantTimeEq;
+
+use crate::config::Settings;
+use crate::domain::MediaIdRules;
+use crate::flusher::FlusherStatus;
+use crate::queue::Debounce;
+use crate::store::Store;
+use crate::webhook::Source;
+use error::ApiError;
+
+/// Everything a handler needs, shared by all workers.
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub sources: HashMap<String, SourceState>,
+    pub id_rules: MediaIdRules,
+    pub debounce: Debounce,
+    /// Set when a shutdown begins; `/readyz` then fails so that no new traffic arrives.
+    pub draining: Arc<AtomicBool>,
+    pub flusher: Arc<FlusherStatus>,
+}
+
+/// A configured source with its ingest limiter.
+pub struct SourceState {
+    pub source: Source,
+    pub limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        draining: Arc<AtomicBool>,
+        flusher: Arc<FlusherStatus>,
+    ) -> Result<AppState, String> {
+        let mut sources = HashMap::new();
+        for cfg in &settings.sources {
+            let source = Source::new(cfg)?;
+            if source.is_unauthenticated() {
+                tracing::warn!(source = %cfg.name, "source accepts unauthenticated deliveries (auth = \"none\")");
+            }
+            let limiter = source.rate_limit().map(|rps| {
+                let rps = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
+                let burst = source.burst().and_then(NonZeroU32::new).unwrap_or(rps);
+                RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
+            });
+            sources.insert(cfg.name.clone(), SourceState { source, limiter });
+        }
+        let id_rules = MediaIdRules::new(&settings.queue.media_id_pattern).map_err(|e| e.to_string())?;
+        let debounce = Debounce { quiet: settings.queue.quiet, max_wait: settings.queue.max_wait };
+        Ok(AppState { store, settings, sources, id_rules, debounce, draining, flusher })
+    }
+
+    fn admin_token(&self) -> Option<&str> {
+        Some(self.settings.server.admin_token.expose()).filter(|t| !t.is_empty())
+    }
+
+    /// Reads are open when no admin token is configured.
+    pub fn authorize_read(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        match self.admin_token() {
+            None => Ok(()),
+            Some(token) => check_bearer(req, token),
+        }
+    }
+
+    /// Admin actions are refused when no admin token is configured.
+    pub fn authorize_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        match self.admin_token() {
+            None => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "admin actions are disabled: set server.admin_token to enable them",
+            )),
+            Some(token) => check_bearer(req, token),
+        }
+    }
+}
+
+fn check_bearer(req: &HttpRequest, token: &str) -> Result<(), ApiError> {
+    let unauthorized = |code, message: &str| ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, code, message);
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("missing_token", "this endpoint needs the admin bearer token"))?;
+    let presented = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("missing_token", "expected Authorization: Bearer <token>"))?;
+    if bool::from(presented.trim().as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(unauthorized("invalid_token", "invalid admin token"))
+    }
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(ingest::purge)
+        .service(ingest::receive_webhook)
+        .service(reads::list_jobs)
+        .service(reads::get_job)
+        .service(reads::retry_job)
+        .service(reads::media)
+        .service(reads::queue)
+        .service(health::healthz)
+        .service(health::readyz);
+}

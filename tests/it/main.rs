@@ -1,1 +1,1 @@
-mod vod_signing;
+mod store;

@@ -1,0 +1,104 @@
+//! The one place where errors become HTTP answers.
+//!
+//! Every error body has the shape `{"error": {"code": "...", "message": "..."}}`. Client errors
+//! carry a stable code and a message that is safe to show; internal errors are logged with their
+//! cause and answered with an opaque 500.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::store::StoreError;
+use crate::webhook::{AuthError, PayloadError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Client { status: StatusCode, code: &'static str, message: String },
+    #[error("too many requests for source {source_name}")]
+    RateLimited { source_name: String, retry_after_secs: u64 },
+    #[error("the store is unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Client { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Client { code, .. } => code,
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Store(_) => "internal",
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+    }
+}
+
+impl From<PayloadError> for ApiError {
+    fn from(e: PayloadError) -> ApiError {
+        let status = match e {
+            PayloadError::MalformedJson(_) | PayloadError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
+            PayloadError::UnknownTask(_) | PayloadError::InvalidOptions(_) | PayloadError::TooManyIds { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `malformed_json`, `invalid_signature`, `unknown_source`...
+    pub code: String,
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Client { status, .. } => *status,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Store(error) => {
+                tracing::error!(error = %error, "store error while answering a request");
+                "internal error; the request was not stored".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.insert_header((header::RETRY_AFTER, value));
+            }
+        }
+        response.json(ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message } })
+    }
+}

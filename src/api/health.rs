@@ -1,0 +1,55 @@
+//! Liveness and readiness.
+//!
+//! `/healthz` answers while the process can serve HTTP at all. `/readyz` says whether this pod
+//! should get traffic: the store answers, its schema is current, and no shutdown has begun. VOD
+//! being unreachable does not make the pod unready (ingest is still safe and durable), but a
+//! credential error from VOD is reported in the details.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+
+use crate::api::AppState;
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub store: String,
+    pub draining: bool,
+    /// The last credential error VOD reported, if any (does not affect readiness).
+    pub vod_credential_error: Option<String>,
+    /// When the flusher last completed a step (absent on replicas that do not flush).
+    pub flusher_last_step: Option<String>,
+}
+
+/// The process is alive.
+#[utoipa::path(responses((status = 200, description = "alive")))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// The process should receive traffic.
+#[utoipa::path(responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let draining = state.draining.load(Ordering::SeqCst);
+    let store = match state.store.ping().await {
+        Err(e) => format!("unreachable: {e}"),
+        Ok(()) => match state.store.migrated().await {
+            Ok(true) => "ok".to_owned(),
+            Ok(false) => "migrations pending".to_owned(),
+            Err(e) => format!("cannot read migrations: {e}"),
+        },
+    };
+    let ready = !draining && store == "ok";
+    let body = Readiness {
+        ready,
+        store,
+        draining,
+        vod_credential_error: state.flusher.credential_error(),
+        flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
+    };
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}

@@ -1,0 +1,234 @@
+//! `POST /webhooks/{source}` and `POST /purge`: verify, parse, validate, store, answer 202.
+//!
+//! The order matters: the cheap refusals (unknown source, rate limit, content type, size) come
+//! before reading the body; authentication runs over the raw bytes before any parsing; nothing
+//! is stored unless the whole request is usable, and `202` is sent only after the commit.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::api::AppState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::domain::{PurgeOptions, Ts};
+use crate::queue::Debounce;
+use crate::store::{Ingest, NewItem, Receipt, RejectedId};
+use crate::webhook::{Headers, PurgeRequest, Request, parse_native};
+
+/// The source name under which `POST /purge` requests are recorded.
+pub const ADMIN_SOURCE: &str = "admin";
+
+/// Answer to a delivery whose event does not purge (acknowledged so the sender does not retry).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ignored {
+    pub ignored_event: String,
+}
+
+/// Enqueue media IDs directly (native payload). Needs the admin token.
+#[utoipa::path(
+    request_body(content = Object, description = "native payload: {\"media_ids\": [...], \"task\": \"Refresh\", \"options\": {...}} or an array of them", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat within the retention window to get the first answer")),
+    responses(
+        (status = 202, description = "stored", body = Receipt),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+#[post("/purge")]
+pub async fn purge(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_admin(&req)?;
+    require_json(&req)?;
+    let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
+    let requests = parse_native(&body)?;
+    let delivery_id = header(&req, "idempotency-key");
+    enqueue(&state, ADMIN_SOURCE, delivery_id, requests, state.debounce).await
+}
+
+/// Receive a webhook from a configured source.
+#[utoipa::path(
+    params(("source" = String, Path, description = "the source's name in the configuration")),
+    request_body(content = Object, description = "the sender's payload, in the source's format", content_type = "application/json"),
+    responses(
+        (status = 202, description = "stored", body = Receipt),
+        (status = 200, description = "the event does not purge; nothing stored", body = Ignored),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "over the source's ingest rate; see Retry-After", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+#[post("/webhooks/{source}")]
+pub async fn receive_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let Some(entry) = state.sources.get(&name) else {
+        return Err(ApiError::not_found("unknown_source", format!("no source named {name:?} is configured")));
+    };
+    if let Some(limiter) = &entry.limiter {
+        if let Err(not_until) = limiter.check() {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::RateLimited {
+                source_name: name,
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            });
+        }
+    }
+    require_json(&req)?;
+    let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
+    let headers = Headers::new(
+        req.headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))),
+    );
+    let request = Request { method: req.method().as_str(), path: req.path(), headers: &headers, body: &body };
+    let source = &entry.source;
+    if let Err(error) = source.verify(&request, Ts::now()) {
+        tracing::warn!(source = %name, code = error.code(), "webhook refused: {error}");
+        return Err(error.into());
+    }
+    let extracted = source.extract(&request).inspect_err(|error| {
+        tracing::warn!(source = %name, code = error.code(), "webhook payload refused: {error}");
+    })?;
+    if extracted.requests.is_empty() {
+        if let Some(event) = extracted.ignored_event {
+            tracing::debug!(source = %name, event = %event, "event does not purge");
+            return Ok(HttpResponse::Ok().json(Ignored { ignored_event: event }));
+        }
+    }
+    let debounce = Debounce {
+        quiet: source.quiet().unwrap_or(state.debounce.quiet),
+        max_wait: source.max_wait().unwrap_or(state.debounce.max_wait),
+    };
+    let delivery_id = source.delivery_id(&headers);
+    enqueue(&state, &name, delivery_id, extracted.requests, debounce).await
+}
+
+/// Validates every ID, then stores the whole request in one commit.
+async fn enqueue(
+    state: &AppState,
+    source: &str,
+    delivery_id: Option<String>,
+    requests: Vec<PurgeRequest>,
+    debounce: Debounce,
+) -> Result<HttpResponse, ApiError> {
+    let total: usize = requests.iter().map(|r| r.media_ids.len()).sum();
+    let max = state.settings.queue.max_ids_per_request;
+    if total > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_ids",
+            format!("{total} media ids in one request, at most {max} are accepted"),
+        ));
+    }
+    let mut items = Vec::new();
+    let mut rejected: Vec<RejectedId> = Vec::new();
+    for request in &requests {
+        let options = PurgeOptions::parse(&request.options)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_options", e.to_string()))?;
+        let fingerprint = options.fingerprint();
+        for raw in &request.media_ids {
+            match state.id_rules.parse(raw) {
+                Ok(media_id) => {
+                    for &task in request.task.tasks() {
+                        items.push(NewItem {
+                            media_id: media_id.clone(),
+                            task,
+                            options: options.clone(),
+                            fingerprint: fingerprint.clone(),
+                            debounce,
+                        });
+                    }
+                }
+                Err(why) => {
+                    if !rejected.iter().any(|r| &r.media_id == raw) {
+                        rejected.push(RejectedId { media_id: raw.clone(), reason: why.to_string() });
+                    }
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        let detail = if rejected.is_empty() {
+            "the request names no media id".to_owned()
+        } else {
+            let reasons: Vec<String> = rejected.iter().map(|r| format!("{:?}: {}", r.media_id, r.reason)).collect();
+            format!("no valid media id: {}", reasons.join("; "))
+        };
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_ids", detail));
+    }
+    let now = Ts::now();
+    let ingest = Ingest {
+        source: source.to_owned(),
+        delivery_id,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        items,
+        rejected,
+        now,
+        delivery_expires_at: now + state.settings.store.idempotency_retention,
+    };
+    let receipt = state.store.ingest(ingest).await?;
+    tracing::info!(
+        source,
+        event_id = %receipt.event_id,
+        accepted = receipt.accepted.len(),
+        merged = receipt.merged.len(),
+        rejected = receipt.rejected.len(),
+        redelivery = receipt.redelivery,
+        "delivery stored"
+    );
+    Ok(HttpResponse::Accepted().json(receipt))
+}
+
+fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// Bodies are JSON: `application/json` or any `application/*+json`.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type: application/json, got {content_type:?}"),
+        ))
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit`.
+async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than {limit} bytes"));
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,291 @@
+//! What happened to every ID: `/jobs`, `/jobs/{id}`, `/media/{id}`, `/queue`, and the operator's
+//! `POST /jobs/{id}/retry`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+
+use crate::api::AppState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::domain::{PurgeOptions, TaskType, Ts};
+use crate::store::{ItemOutcome, Job, JobFilter, JobStatus, PendingItem, RetryOutcome};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub task: TaskType,
+    pub status: JobStatus,
+    /// True when the call was not made (`vod.dry_run`).
+    pub dry_run: bool,
+    pub attempts: u32,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+    pub next_attempt_at: Option<String>,
+    /// `MediaRefreshJobId` returned by VOD.
+    pub vod_job_id: Option<String>,
+    /// `RequestId` of the last VOD answer.
+    pub request_id: Option<String>,
+    /// The last error (code and message), if the last attempt failed.
+    pub error: Option<JobError>,
+    pub items: Vec<JobItemView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobItemView {
+    pub media_id: String,
+    pub outcome: ItemOutcome,
+    pub first_seen: String,
+    /// Events merged into this ID before it was sent.
+    pub events: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingView {
+    pub task: TaskType,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    pub source: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub due_at: String,
+    pub events: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaView {
+    pub media_id: String,
+    /// Items waiting for their debounce to end.
+    pub pending: Vec<PendingView>,
+    /// The most recent jobs that carried this ID, newest first.
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueView {
+    pub pending: u64,
+    pub due: u64,
+    /// Age in seconds of the oldest pending item.
+    pub oldest_age_seconds: Option<f64>,
+    pub next_due_at: Option<String>,
+    pub in_flight_batches: u64,
+    pub retrying_batches: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// `in_flight`, `retrying`, `succeeded` or `failed`.
+    pub status: Option<String>,
+    /// Only jobs that carried this media ID.
+    pub media_id: Option<String>,
+    /// `Refresh` or `Preload`.
+    pub task: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339 or epoch milliseconds).
+    pub since: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+fn options_json(options: &PurgeOptions) -> serde_json::Value {
+    serde_json::to_value(options).unwrap_or(serde_json::Value::Null)
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> JobView {
+        let error = match (job.error_code, job.error_message) {
+            (Some(code), message) => Some(JobError { code, message: message.unwrap_or_default() }),
+            _ => None,
+        };
+        JobView {
+            options: options_json(&job.options),
+            id: job.id,
+            task: job.task,
+            status: job.status,
+            dry_run: job.dry_run,
+            attempts: job.attempts,
+            created_at: job.created_at.to_rfc3339(),
+            updated_at: job.updated_at.to_rfc3339(),
+            next_attempt_at: job.next_attempt_at.map(Ts::to_rfc3339),
+            vod_job_id: job.vod_job_id,
+            request_id: job.request_id,
+            error,
+            items: job
+                .items
+                .into_iter()
+                .map(|i| JobItemView {
+                    media_id: i.media_id.to_string(),
+                    outcome: i.outcome,
+                    first_seen: i.first_seen.to_rfc3339(),
+                    events: i.events,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<PendingItem> for PendingView {
+    fn from(p: PendingItem) -> PendingView {
+        PendingView {
+            task: p.task,
+            options: options_json(&p.options),
+            source: p.source,
+            first_seen: p.first_seen.to_rfc3339(),
+            last_seen: p.last_seen.to_rfc3339(),
+            due_at: p.due_at.to_rfc3339(),
+            events: p.events,
+        }
+    }
+}
+
+fn invalid_query(message: String) -> ApiError {
+    ApiError::bad_request("invalid_query", message)
+}
+
+/// List jobs, newest first.
+#[utoipa::path(
+    params(JobsQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+#[get("/jobs")]
+pub async fn list_jobs(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<JobsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid_query(format!("limit {limit} is outside 1 to {MAX_PAGE}")));
+    }
+    let filter = JobFilter {
+        status: q
+            .status
+            .map(|s| JobStatus::parse(&s).ok_or_else(|| invalid_query(format!("unknown status {s:?}"))))
+            .transpose()?,
+        media_id: q.media_id,
+        task: q.task.map(|t| t.parse::<TaskType>().map_err(|e| invalid_query(e.to_string()))).transpose()?,
+        since: q
+            .since
+            .map(|s| Ts::parse(&s).ok_or_else(|| invalid_query(format!("since {s:?} is not RFC 3339 or epoch ms"))))
+            .transpose()?,
+        before: q.cursor,
+        limit: limit + 1,
+    };
+    let mut jobs = state.store.list_jobs(&filter).await?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(JobPage { jobs: jobs.into_iter().map(JobView::from).collect(), next_cursor }))
+}
+
+/// One job with the outcome of each of its media IDs.
+#[utoipa::path(
+    params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+#[get("/jobs/{id}")]
+pub async fn get_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    match state.store.get_job(&id).await? {
+        Some(job) => Ok(HttpResponse::Ok().json(JobView::from(job))),
+        None => Err(ApiError::not_found("unknown_job", format!("no job {id}"))),
+    }
+}
+
+/// Send a failed job again, with a fresh attempt budget. Needs the admin token.
+#[utoipa::path(
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the job has not failed", body = ErrorBody)
+    )
+)]
+#[post("/jobs/{id}/retry")]
+pub async fn retry_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_admin(&req)?;
+    match state.store.retry_job(&id, Ts::now()).await? {
+        RetryOutcome::Scheduled => {
+            tracing::info!(job_id = %id, "job scheduled for retry by an operator");
+            let job = state.store.get_job(&id).await?.ok_or_else(|| ApiError::not_found("unknown_job", "job vanished"))?;
+            Ok(HttpResponse::Accepted().json(JobView::from(job)))
+        }
+        RetryOutcome::NotFound => Err(ApiError::not_found("unknown_job", format!("no job {id}"))),
+        RetryOutcome::NotFailed(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_not_failed",
+            format!("job {id} is {}; only failed jobs can be retried", status.as_str()),
+        )),
+    }
+}
+
+/// Pending state and recent jobs of one media ID.
+#[utoipa::path(
+    params(("id" = String, Path)),
+    responses((status = 200, body = MediaView), (status = 401, body = ErrorBody))
+)]
+#[get("/media/{id}")]
+pub async fn media(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let id = id.into_inner();
+    let pending = state.store.pending_for_media(&id).await?;
+    let filter = JobFilter { media_id: Some(id.clone()), limit: 20, ..JobFilter::default() };
+    let jobs = state.store.list_jobs(&filter).await?;
+    Ok(HttpResponse::Ok().json(MediaView {
+        media_id: id,
+        pending: pending.into_iter().map(PendingView::from).collect(),
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+    }))
+}
+
+/// Queue depth and timing.
+#[utoipa::path(responses((status = 200, body = QueueView), (status = 401, body = ErrorBody)))]
+#[get("/queue")]
+pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let now = Ts::now();
+    let stats = state.store.queue_stats(now).await?;
+    Ok(HttpResponse::Ok().json(QueueView {
+        pending: stats.pending,
+        due: stats.due,
+        oldest_age_seconds: stats.oldest_first_seen.map(|t| now.since(t).as_secs_f64()),
+        next_due_at: stats.next_due_at.map(Ts::to_rfc3339),
+        in_flight_batches: stats.in_flight_jobs,
+        retrying_batches: stats.retrying_jobs,
+    }))
+}
