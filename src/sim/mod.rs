@@ -1,13 +1,153 @@
-//! The VOD simulator (being built).
+//! The VOD simulator: a real HTTP server that speaks the VOD RPC protocol.
+//!
+//! It lets the tests, the benchmarks and anyone without an Alibaba Cloud account run the whole
+//! service end to end. It follows `vod-api.md` §8: it verifies Signature 1.0 with its own
+//! verifier ([`verify`], independent of the client's signer), rejects replayed nonces and stale
+//! timestamps, throttles each AccessKey with a token bucket, validates `RefreshMediaPlayUrls`,
+//! answers `GetMediaRefreshJobs` and `DescribeVodRefreshQuota` from the jobs and daily quota it
+//! keeps, records every call, and injects faults on request.
+//!
+//! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
+//! (fault settings as JSON, see [`Faults`]).
+//!
+//! Choices where the real service is unknown or would get in the way:
+//! - only JSON answers (`Format=XML` is refused; a missing `Format` is read as JSON);
+//! - `GetMediaRefreshJobs` accepts GET only (its declared method) and answers an unknown job
+//!   with an empty list;
+//! - a parameter given twice (in the query, or in both query and body) is refused;
+//! - the daily quota counts media IDs (existing, permitted ones) and resets at midnight UTC+8.
+
+mod actions;
+mod clock;
+mod config;
+mod faults;
+mod gateway;
+mod reply;
+mod server;
+mod state;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use config::{Account, SimConfig, load_accounts_file};
+pub use faults::{Faults, parse_error_code, status_for_code};
+pub use server::{SimHandle, start, start_with_listener};
+pub use state::RecordedCall;
 
 /// Command-line arguments of `vod-purge sim`.
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9000")]
-    pub listen: String,
+    pub listen: SocketAddr,
+    /// An accepted AccessKey as ID:SECRET, or ID:SECRET:TOKEN for an `STS.` key (repeatable).
+    /// Without any account, testid / testsecret is accepted.
+    #[arg(long = "account", value_name = "ID:SECRET", value_parser = Account::parse_spec)]
+    pub accounts: Vec<Account>,
+    /// TOML file with `[[accounts]]` tables (access_key_id, access_key_secret, security_tokens).
+    #[arg(long, value_name = "FILE")]
+    pub accounts_file: Option<PathBuf>,
+    /// Calls per second allowed per AccessKey before `Throttling` (503).
+    #[arg(long, default_value_t = 50)]
+    pub qps: u32,
+    /// A media ID to report in `NonExistMediaIds` (repeatable).
+    #[arg(long = "nonexistent", value_name = "ID")]
+    pub nonexistent: Vec<String>,
+    /// A media ID to report in `ForbiddenMediaIds` (repeatable).
+    #[arg(long = "forbidden", value_name = "ID")]
+    pub forbidden: Vec<String>,
+    /// Probability (0 to 1) that an authenticated call fails with --error-code.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Code of injected failures, optionally with a status: InternalError, Throttling, X/502.
+    #[arg(long, default_value = "InternalError")]
+    pub error_code: String,
+    /// Milliseconds added before every answer.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Append every call as a JSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub calls_log: Option<PathBuf>,
+    /// Daily refresh quota in media IDs.
+    #[arg(long, default_value_t = 2000)]
+    pub quota_refresh: u64,
+    /// Daily preload quota in media IDs.
+    #[arg(long, default_value_t = 500)]
+    pub quota_preload: u64,
+    /// Accepted clock skew of `Timestamp`, e.g. 15m or 31m.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub tolerance: Duration,
 }
 
-pub fn run(_args: SimArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the simulator is not built yet")
+impl SimArgs {
+    /// The configuration these flags describe.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut accounts = self.accounts.clone();
+        if let Some(path) = &self.accounts_file {
+            accounts.extend(load_accounts_file(path)?);
+        }
+        if accounts.is_empty() {
+            accounts = SimConfig::default().accounts;
+        }
+        parse_error_code(&self.error_code).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.error_rate),
+            "--error-rate must be between 0 and 1"
+        );
+        anyhow::ensure!(self.qps >= 1, "--qps must be at least 1");
+        Ok(SimConfig {
+            listen: Some(self.listen),
+            accounts,
+            qps: self.qps,
+            tolerance: self.tolerance,
+            nonexistent: self.nonexistent.clone(),
+            forbidden: self.forbidden.clone(),
+            faults: Faults {
+                error_rate: self.error_rate,
+                error_code: self.error_code.clone(),
+                latency_ms: self.latency_ms,
+                ..Faults::default()
+            },
+            calls_log: self.calls_log.clone(),
+            quota_refresh: self.quota_refresh,
+            quota_preload: self.quota_preload,
+            ..SimConfig::default()
+        })
+    }
+}
+
+/// `vod-purge sim`: serves until Ctrl-C.
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    let cfg = args.to_config()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let defaulted = args.accounts.is_empty() && args.accounts_file.is_none();
+        let accounts = cfg.accounts.clone();
+        let sim = start(cfg)
+            .await
+            .with_context(|| format!("starting the simulator on {}", args.listen))?;
+        for account in &accounts {
+            // The simulator's keys are test keys by design; printing them is the point.
+            println!(
+                "accepting AccessKey {} / {}",
+                account.access_key_id, account.access_key_secret
+            );
+        }
+        if defaulted {
+            println!(
+                "(no --account or --accounts-file given, so the default test account is used)"
+            );
+        }
+        println!("VOD simulator listening on {}", sim.base_url());
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        println!("stopping");
+        sim.stop().await;
+        Ok(())
+    })
 }

@@ -1,0 +1,280 @@
+//! The three operations the simulator serves, after the gateway checks have passed.
+//!
+//! Value checks follow `vod-api.md` §8 item 8. Where the real service's behaviour is unknown the
+//! simulator picks the stricter reading and says so: `Formats` and `StreamType` are compared
+//! case-insensitively, empty values mean "not given", `Definitions` is not checked (its full
+//! value list is not documented), and a call whose IDs are all unknown still creates an (empty)
+//! job.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::reply::ApiError;
+use super::state::{JobItem, SimState, lock};
+
+const FORMATS: [&str; 6] = ["mp4", "m3u8", "mp3", "flv", "webm", "ts"];
+const STREAM_TYPES: [&str; 2] = ["video", "audio"];
+const MAX_IDS: usize = 20;
+
+/// Runs `action` for an authenticated caller; the `RequestId` is added by the caller.
+pub fn dispatch(
+    state: &SimState,
+    method: &str,
+    action: &str,
+    access_key_id: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
+    match action {
+        "RefreshMediaPlayUrls" => refresh_media_play_urls(state, access_key_id, params),
+        // The metadata declares GET only for this one; the simulator enforces it so that a client
+        // using POST finds out here rather than in production.
+        "GetMediaRefreshJobs" if method != "GET" => Err(ApiError::new(
+            400,
+            "UnsupportedHTTPMethod",
+            "This http method is not supported.",
+        )),
+        "GetMediaRefreshJobs" => get_media_refresh_jobs(state, access_key_id, params),
+        "DescribeVodRefreshQuota" => describe_vod_refresh_quota(state),
+        _ => Err(ApiError::new(
+            404,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+        )),
+    }
+}
+
+/// `MediaIds` split at commas with spaces trimmed, as the recorder and the validator read it.
+pub fn split_media_ids(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A parameter that is absent or empty counts as not given.
+fn given<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn check_list(
+    params: &BTreeMap<String, String>,
+    name: &str,
+    allowed: &[&str],
+) -> Result<Vec<String>, ApiError> {
+    let Some(raw) = given(params, name) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(|item| {
+            let item = item.trim().to_ascii_lowercase();
+            if allowed.contains(&item.as_str()) {
+                Ok(item)
+            } else {
+                Err(ApiError::invalid(format!(
+                    "The specified parameter \"{name}\" contains an invalid value {item:?}."
+                )))
+            }
+        })
+        .collect()
+}
+
+/// What VOD accepts as a video ID: 1 to 64 of `A-Z a-z 0-9 _ -`.
+fn well_formed(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn gmt(now_secs: i64) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from_unix_timestamp(now_secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+fn refresh_media_play_urls(
+    state: &SimState,
+    access_key_id: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
+    let raw_ids = given(params, "MediaIds").ok_or_else(|| ApiError::missing("MediaIds"))?;
+    if raw_ids.split(',').any(|id| id.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            "The specified parameter \"MediaIds\" contains an empty ID.",
+        ));
+    }
+    let ids = split_media_ids(raw_ids);
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::invalid(format!(
+            "The specified parameter \"MediaIds\" has {} IDs; at most {MAX_IDS} are allowed.",
+            ids.len()
+        )));
+    }
+    let task_type = given(params, "TaskType").ok_or_else(|| ApiError::missing("TaskType"))?;
+    if !matches!(task_type, "Refresh" | "Preload") {
+        return Err(ApiError::invalid(format!(
+            "The specified parameter \"TaskType\" is not valid: {task_type:?}; expected Refresh or Preload."
+        )));
+    }
+    let formats = check_list(params, "Formats", &FORMATS)?;
+    check_list(params, "StreamType", &STREAM_TYPES)?;
+    let result_type = given(params, "ResultType").unwrap_or("Single");
+    if !matches!(result_type, "Single" | "Multiple") {
+        return Err(ApiError::invalid(
+            "The specified parameter \"ResultType\" must be Single or Multiple.",
+        ));
+    }
+    let slice_flag = match given(params, "SliceFlag") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "The specified parameter \"SliceFlag\" must be true or false.",
+            ));
+        }
+    };
+    let slice_count = match given(params, "SliceCount") {
+        None => 5,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=20).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(
+                    "The specified parameter \"SliceCount\" must be an integer from 1 to 20.",
+                ));
+            }
+        },
+    };
+    let user_data = given(params, "UserData");
+    if let Some(text) = user_data
+        && !serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+    {
+        return Err(ApiError::invalid(
+            "The specified parameter \"UserData\" must be a JSON object.",
+        ));
+    }
+
+    let mut seen = HashSet::new();
+    let (mut ok, mut non_exist, mut forbidden) = (Vec::new(), Vec::new(), Vec::new());
+    for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+        if !well_formed(id) || state.nonexistent.contains(id) {
+            non_exist.push(id.clone());
+        } else if state.forbidden.contains(id) {
+            forbidden.push(id.clone());
+        } else {
+            ok.push(id.clone());
+        }
+    }
+
+    let now = state.clock.now_secs();
+    let preload = task_type == "Preload";
+    let units = u64::try_from(ok.len()).unwrap_or(u64::MAX);
+    if !lock(&state.quota).take(preload, units, now) {
+        let (code, kind) = if preload {
+            ("QuotaExceeded.Preload", "preload")
+        } else {
+            ("QuotaExceeded.Refresh", "refresh")
+        };
+        return Err(ApiError::new(
+            400,
+            code,
+            format!("The {kind} quota of the day has been used up."),
+        ));
+    }
+
+    let job_id = uuid::Uuid::new_v4().simple().to_string();
+    let definitions: Vec<String> = given(params, "Definitions")
+        .map(|d| {
+            d.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["HD".to_owned()]);
+    let formats = if formats.is_empty() {
+        vec!["mp4".to_owned(), "m3u8".to_owned()]
+    } else {
+        formats
+    };
+    let filter_policy = json!({
+        "Formats": given(params, "Formats").unwrap_or(""),
+        "Definitions": given(params, "Definitions").unwrap_or(""),
+        "StreamType": given(params, "StreamType").unwrap_or(""),
+        "ResultType": result_type,
+        "SliceFlag": slice_flag,
+        "SliceCount": slice_count,
+    })
+    .to_string();
+    let items = ok
+        .iter()
+        .map(|media_id| {
+            let urls: Vec<String> = definitions
+                .iter()
+                .flat_map(|d| {
+                    formats
+                        .iter()
+                        .map(move |f| format!("https://vod-sim.example.com/{media_id}/{d}.{f}"))
+                })
+                .collect();
+            let task_ids: Vec<String> = urls
+                .iter()
+                .map(|_| rand::random::<u32>().to_string())
+                .collect();
+            JobItem {
+                media_refresh_job_id: job_id.clone(),
+                media_id: media_id.clone(),
+                task_type: task_type.to_owned(),
+                status: "success".to_owned(),
+                filter_policy: filter_policy.clone(),
+                success_play_urls: urls.join(","),
+                task_ids: task_ids.join(","),
+                user_data: user_data.map(str::to_owned),
+                gmt_create: gmt(now),
+                gmt_modified: gmt(now),
+            }
+        })
+        .collect();
+    lock(&state.jobs).insert(job_id.clone(), access_key_id.to_owned(), items);
+
+    Ok(json!({
+        "MediaRefreshJobId": job_id,
+        "NonExistMediaIds": non_exist.join(","),
+        "ForbiddenMediaIds": forbidden.join(","),
+    }))
+}
+
+fn get_media_refresh_jobs(
+    state: &SimState,
+    access_key_id: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
+    let job_id =
+        given(params, "MediaRefreshJobId").ok_or_else(|| ApiError::missing("MediaRefreshJobId"))?;
+    let items = lock(&state.jobs).items(job_id, access_key_id, given(params, "MediaId"));
+    Ok(json!({ "MediaRefreshJobs": items }))
+}
+
+fn describe_vod_refresh_quota(state: &SimState) -> Result<Value, ApiError> {
+    let mut quota = lock(&state.quota);
+    let (refresh_left, preload_left) = quota.remaining(state.clock.now_secs());
+    // All strings on the wire, and `blockRemain` really is lower-case.
+    Ok(json!({
+        "UrlQuota": quota.refresh_quota.to_string(),
+        "UrlRemain": refresh_left.to_string(),
+        "DirQuota": "100",
+        "DirRemain": "100",
+        "PreloadQuota": quota.preload_quota.to_string(),
+        "PreloadRemain": preload_left.to_string(),
+        "BlockQuota": "500",
+        "blockRemain": "500",
+    }))
+}

@@ -1,0 +1,176 @@
+//! What the simulator accepts and how it behaves: accounts, limits, known media IDs, faults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::Faults;
+
+/// An AccessKey the simulator accepts. An ID starting with `STS.` is a temporary key: requests
+/// with it must carry a `SecurityToken`, which must be one of `security_tokens` (any token is
+/// accepted when the list is empty).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Account {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    #[serde(default)]
+    pub security_tokens: Vec<String>,
+}
+
+impl Account {
+    pub fn new(access_key_id: impl Into<String>, access_key_secret: impl Into<String>) -> Account {
+        Account {
+            access_key_id: access_key_id.into(),
+            access_key_secret: access_key_secret.into(),
+            security_tokens: Vec::new(),
+        }
+    }
+
+    /// An STS key that accepts exactly the given tokens.
+    pub fn sts(
+        access_key_id: impl Into<String>,
+        access_key_secret: impl Into<String>,
+        tokens: Vec<String>,
+    ) -> Account {
+        Account {
+            security_tokens: tokens,
+            ..Account::new(access_key_id, access_key_secret)
+        }
+    }
+
+    pub fn is_sts(&self) -> bool {
+        self.access_key_id.starts_with("STS.")
+    }
+
+    /// Parses the command-line form `ID:SECRET` or `ID:SECRET:TOKEN` (for an `STS.` key).
+    pub fn parse_spec(spec: &str) -> Result<Account, String> {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+            return Err(format!(
+                "account {spec:?}: expected ID:SECRET or ID:SECRET:TOKEN"
+            ));
+        };
+        if id.is_empty() || secret.is_empty() {
+            return Err(format!("account {spec:?}: ID and SECRET must not be empty"));
+        }
+        let tokens = parts.next().map(|t| vec![t.to_owned()]).unwrap_or_default();
+        Ok(Account::sts(id, secret, tokens))
+    }
+}
+
+/// The accounts file (`--accounts-file`), TOML:
+///
+/// ```toml
+/// [[accounts]]
+/// access_key_id = "testid"
+/// access_key_secret = "testsecret"
+///
+/// [[accounts]]
+/// access_key_id = "STS.example"
+/// access_key_secret = "testsecret"
+/// security_tokens = ["token-1", "token-2"]   # optional; empty accepts any token
+/// ```
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsFile {
+    accounts: Vec<Account>,
+}
+
+pub fn load_accounts_file(path: &Path) -> anyhow::Result<Vec<Account>> {
+    use anyhow::Context as _;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: AccountsFile =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(file.accounts)
+}
+
+/// The whole simulator configuration. `Default` is what the tests and `vod-purge sim` start from.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; `None` means `127.0.0.1:0` (a free port).
+    pub listen: Option<SocketAddr>,
+    pub accounts: Vec<Account>,
+    /// Calls per second per AccessKey (token bucket, burst of the same size).
+    pub qps: u32,
+    /// Accepted distance between `Timestamp` and the simulator's clock.
+    pub tolerance: Duration,
+    /// Well-formed IDs reported in `NonExistMediaIds`. Every other well-formed ID exists.
+    pub nonexistent: Vec<String>,
+    /// IDs reported in `ForbiddenMediaIds`.
+    pub forbidden: Vec<String>,
+    /// Faults active from the start.
+    pub faults: Faults,
+    /// Appends every recorded call as a JSON line to this file.
+    pub calls_log: Option<PathBuf>,
+    /// Daily refresh quota, in media IDs.
+    pub quota_refresh: u64,
+    /// Daily preload quota, in media IDs.
+    pub quota_preload: u64,
+    /// How many calls are kept in memory for `/_sim/calls` (oldest dropped first).
+    pub max_recorded_calls: usize,
+    /// How many jobs are kept for `GetMediaRefreshJobs` (oldest dropped first).
+    pub max_jobs: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: None,
+            accounts: vec![Account::new("testid", "testsecret")],
+            qps: 50,
+            tolerance: Duration::from_secs(15 * 60),
+            nonexistent: Vec::new(),
+            forbidden: Vec::new(),
+            faults: Faults::default(),
+            calls_log: None,
+            quota_refresh: 2000,
+            quota_preload: 500,
+            max_recorded_calls: 100_000,
+            max_jobs: 10_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_specs() {
+        let a = Account::parse_spec("testid:testsecret").unwrap();
+        assert_eq!(
+            (a.access_key_id.as_str(), a.access_key_secret.as_str()),
+            ("testid", "testsecret")
+        );
+        assert!(a.security_tokens.is_empty() && !a.is_sts());
+        let s = Account::parse_spec("STS.x:sec:tok=+/").unwrap();
+        assert!(s.is_sts());
+        assert_eq!(s.security_tokens, ["tok=+/"]);
+        for bad in ["nocolon", ":secret", "id:"] {
+            assert!(Account::parse_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accounts_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        std::fs::write(
+            &path,
+            "[[accounts]]\naccess_key_id = \"a\"\naccess_key_secret = \"b\"\n\n\
+             [[accounts]]\naccess_key_id = \"STS.c\"\naccess_key_secret = \"d\"\nsecurity_tokens = [\"t\"]\n",
+        )
+        .unwrap();
+        let accounts = load_accounts_file(&path).unwrap();
+        assert_eq!(
+            accounts,
+            [
+                Account::new("a", "b"),
+                Account::sts("STS.c", "d", vec!["t".to_owned()])
+            ]
+        );
+        std::fs::write(&path, "[[accounts]]\naccess_key_id = \"a\"\n").unwrap();
+        assert!(load_accounts_file(&path).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Fault injection: errors at a rate, the next N calls failing, added latency, outage windows.
+//!
+//! Faults are checked after the signature (so a faulty answer is still an authenticated,
+//! recorded call) and can be changed while the simulator runs (`PUT /_sim/faults`).
+
+/// The fault settings, as set by flags at start and by `GET`/`PUT /_sim/faults` at runtime.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability (0 to 1) that a call fails with `error_code`.
+    pub error_rate: f64,
+    /// The code of injected failures, optionally with a status: `InternalError`, `Throttling`,
+    /// `ServiceUnavailable/502`. Without a status the usual one for the code is used.
+    pub error_code: String,
+    /// Added before every answer. The call is processed first, so a client that times out may
+    /// still have caused a job, as with the real service.
+    pub latency_ms: u64,
+    /// The next N authenticated calls fail with `error_code`.
+    pub fail_next: u32,
+    /// Shorthand for an outage from now: sets `outage_start_ms`/`outage_end_ms` when applied.
+    pub outage_for_ms: Option<u64>,
+    /// Outage window in epoch milliseconds (either bound may be open). Calls inside it get
+    /// `ServiceUnavailable` (503).
+    pub outage_start_ms: Option<i64>,
+    pub outage_end_ms: Option<i64>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            error_rate: 0.0,
+            error_code: "InternalError".to_owned(),
+            latency_ms: 0,
+            fail_next: 0,
+            outage_for_ms: None,
+            outage_start_ms: None,
+            outage_end_ms: None,
+        }
+    }
+}
+
+/// The HTTP status VOD uses for an error code (`vod-api.md` §6.2); 400 for anything unlisted.
+pub fn status_for_code(code: &str) -> u16 {
+    match code {
+        "Throttling" | "ServiceUnavailable" => 503,
+        "InternalError" | "UnknownError" => 500,
+        "InvalidAccessKeyId.NotFound" | "InvalidAction.NotFound" => 404,
+        c if c.starts_with("Forbidden") || c.starts_with("OperationDenied") => 403,
+        _ => 400,
+    }
+}
+
+/// Splits `Code` or `Code/Status` into the code and its status.
+pub fn parse_error_code(spec: &str) -> Result<(String, u16), String> {
+    match spec.split_once('/') {
+        None if !spec.is_empty() => Ok((spec.to_owned(), status_for_code(spec))),
+        Some((code, status)) if !code.is_empty() => match status.parse::<u16>() {
+            Ok(s) if (400..=599).contains(&s) => Ok((code.to_owned(), s)),
+            _ => Err(format!(
+                "error code {spec:?}: the status must be 400 to 599"
+            )),
+        },
+        _ => Err(format!("error code {spec:?}: expected Code or Code/Status")),
+    }
+}
+
+/// An injected failure: code, status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    pub code: String,
+    pub status: u16,
+    pub message: String,
+}
+
+impl Faults {
+    /// Checks the settings and turns `outage_for_ms` into an absolute window.
+    pub fn normalised(mut self, now_ms: i64) -> Result<Faults, String> {
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(format!(
+                "error_rate {} is not between 0 and 1",
+                self.error_rate
+            ));
+        }
+        parse_error_code(&self.error_code)?;
+        if let Some(ms) = self.outage_for_ms.take() {
+            self.outage_start_ms = Some(now_ms);
+            self.outage_end_ms = Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+        }
+        Ok(self)
+    }
+
+    fn in_outage(&self, now_ms: i64) -> bool {
+        if self.outage_start_ms.is_none() && self.outage_end_ms.is_none() {
+            return false;
+        }
+        self.outage_start_ms.is_none_or(|s| now_ms >= s)
+            && self.outage_end_ms.is_none_or(|e| now_ms < e)
+    }
+
+    /// Decides whether this call fails, consuming one of `fail_next`. `roll` is a uniform
+    /// random number in [0, 1), passed in so the rule stays testable.
+    pub fn inject(&mut self, now_ms: i64, roll: f64) -> Option<Injected> {
+        if self.in_outage(now_ms) {
+            return Some(Injected {
+                code: "ServiceUnavailable".to_owned(),
+                status: 503,
+                message: "The request has failed due to a temporary failure of the server."
+                    .to_owned(),
+            });
+        }
+        let fail = if self.fail_next > 0 {
+            self.fail_next -= 1;
+            true
+        } else {
+            roll < self.error_rate
+        };
+        if !fail {
+            return None;
+        }
+        // `normalised` checked the code; fall back to InternalError if it was bypassed.
+        let (code, status) =
+            parse_error_code(&self.error_code).unwrap_or(("InternalError".to_owned(), 500));
+        let message = match code.as_str() {
+            "Throttling" => "Request was denied due to request throttling.".to_owned(),
+            "ServiceUnavailable" => {
+                "The request has failed due to a temporary failure of the server.".to_owned()
+            }
+            "InternalError" => {
+                "The request processing has failed due to some unknown error.".to_owned()
+            }
+            other => format!("Injected fault {other}."),
+        };
+        Some(Injected {
+            code,
+            status,
+            message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        assert_eq!(
+            parse_error_code("Throttling"),
+            Ok(("Throttling".to_owned(), 503))
+        );
+        assert_eq!(
+            parse_error_code("InternalError"),
+            Ok(("InternalError".to_owned(), 500))
+        );
+        assert_eq!(
+            parse_error_code("Forbidden.RAM"),
+            Ok(("Forbidden.RAM".to_owned(), 403))
+        );
+        assert_eq!(
+            parse_error_code("InvalidParameter"),
+            Ok(("InvalidParameter".to_owned(), 400))
+        );
+        assert_eq!(
+            parse_error_code("BadGateway/502"),
+            Ok(("BadGateway".to_owned(), 502))
+        );
+        for bad in ["", "/500", "X/200", "X/abc"] {
+            assert!(parse_error_code(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fail_next_counts_down() {
+        let mut f = Faults {
+            fail_next: 2,
+            error_code: "Throttling".to_owned(),
+            ..Faults::default()
+        };
+        assert_eq!(f.inject(0, 0.9).map(|i| i.status), Some(503));
+        assert!(f.inject(0, 0.9).is_some());
+        assert!(f.inject(0, 0.9).is_none());
+    }
+
+    #[test]
+    fn error_rate_uses_the_roll() {
+        let mut f = Faults {
+            error_rate: 0.5,
+            ..Faults::default()
+        };
+        assert_eq!(
+            f.inject(0, 0.1).map(|i| i.code),
+            Some("InternalError".to_owned())
+        );
+        assert!(f.inject(0, 0.6).is_none());
+    }
+
+    #[test]
+    fn outage_window() {
+        let f = Faults {
+            outage_for_ms: Some(1000),
+            ..Faults::default()
+        }
+        .normalised(5000)
+        .unwrap();
+        assert_eq!(
+            (f.outage_start_ms, f.outage_end_ms, f.outage_for_ms),
+            (Some(5000), Some(6000), None)
+        );
+        let mut f = f;
+        assert!(f.inject(4999, 0.9).is_none());
+        assert_eq!(
+            f.inject(5000, 0.9).map(|i| i.code),
+            Some("ServiceUnavailable".to_owned())
+        );
+        assert!(f.inject(6000, 0.9).is_none());
+        assert!(
+            Faults {
+                error_rate: 1.5,
+                ..Faults::default()
+            }
+            .normalised(0)
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The HTTP side of the simulator: the RPC endpoint `/`, the `/_sim` inspection and steering
+//! endpoints, and `start`/`SimHandle` for tests and the `sim` subcommand.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::actions::split_media_ids;
+use super::config::SimConfig;
+use super::faults::Faults;
+use super::gateway;
+use super::reply::{ApiError, error_body, json_response, new_request_id};
+use super::state::{RecordedCall, SimState, lock};
+
+/// A running simulator. Dropping it leaves the server running until the runtime ends; call
+/// [`SimHandle::stop`] to shut it down.
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    server: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a simulator on `cfg.listen`, or on a free port of 127.0.0.1. Must be called inside a
+/// tokio runtime (a `#[tokio::test]` is fine).
+pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
+    let addr = cfg
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    start_with_listener(TcpListener::bind(addr)?, cfg).await
+}
+
+/// Starts a simulator on a listener the caller bound (`cfg.listen` is ignored).
+pub async fn start_with_listener(
+    listener: TcpListener,
+    cfg: SimConfig,
+) -> std::io::Result<SimHandle> {
+    let state = Arc::new(SimState::new(&cfg)?);
+    let addr = listener.local_addr()?;
+    let data = web::Data::from(Arc::clone(&state));
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(SimHandle {
+        addr,
+        state,
+        server: handle,
+        task,
+    })
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`, the `endpoint` to give the VOD client.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every recorded call, oldest first.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        lock(&self.state.calls).all()
+    }
+
+    pub fn clear_calls(&self) {
+        lock(&self.state.calls).clear();
+    }
+
+    /// Replaces the fault settings.
+    ///
+    /// # Panics
+    /// On settings `PUT /_sim/faults` would refuse (an `error_rate` outside 0..=1, a malformed
+    /// `error_code`): this is a test helper, and a wrong fault setup is a bug in the test.
+    pub fn set_faults(&self, faults: Faults) {
+        match faults.normalised(self.state.clock.now_ms()) {
+            Ok(faults) => *lock(&self.state.faults) = faults,
+            Err(msg) => panic!("invalid simulator faults: {msg}"),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.state.faults).clone()
+    }
+
+    /// Fixes the simulator's clock at `epoch_secs` (to replay captured requests), or lets it run.
+    pub fn set_clock(&self, epoch_secs: Option<i64>) {
+        self.state.clock.set(epoch_secs);
+    }
+
+    /// Stops accepting, lets in-flight calls finish (at most one second), and waits.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "simulator server ended with an error"),
+            Err(err) => tracing::warn!(%err, "simulator server task failed"),
+        }
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(rpc))
+            .route(web::post().to(rpc))
+            .default_service(web::to(unsupported_method)),
+    )
+    .service(
+        web::resource("/_sim/calls")
+            .route(web::get().to(list_calls))
+            .route(web::delete().to(clear_calls)),
+    )
+    .service(
+        web::resource("/_sim/faults")
+            .route(web::get().to(get_faults))
+            .route(web::put().to(put_faults)),
+    )
+    .default_service(web::to(not_found));
+}
+
+fn host_id(req: &HttpRequest) -> String {
+    req.connection_info().host().to_owned()
+}
+
+/// The VOD RPC endpoint: every call is answered, recorded, and delayed by `latency_ms`.
+async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let at_ms = state.clock.now_ms();
+    let method = req.method().as_str().to_owned();
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let mut incoming = gateway::collect_params(req.query_string(), content_type, &body);
+    let outcome = gateway::handle(&state, &method, &incoming);
+
+    let request_id = new_request_id();
+    let (status, body, code) = match outcome {
+        Ok(mut value) => {
+            if let Value::Object(map) = &mut value {
+                map.insert("RequestId".to_owned(), Value::String(request_id));
+            }
+            (200, value, None)
+        }
+        Err(err) => (
+            err.status,
+            error_body(&err, &request_id, &host_id(&req)),
+            Some(err.code),
+        ),
+    };
+
+    incoming.params.remove("Signature");
+    let param = |name: &str| incoming.params.get(name).cloned();
+    let call = RecordedCall {
+        at_ms,
+        method,
+        action: param("Action").unwrap_or_default(),
+        access_key_id: param("AccessKeyId").unwrap_or_default(),
+        media_ids: param("MediaIds")
+            .map(|ids| split_media_ids(&ids))
+            .unwrap_or_default(),
+        task_type: param("TaskType"),
+        status,
+        code,
+        params: incoming.params,
+    };
+    lock(&state.calls).push(call);
+
+    let latency_ms = lock(&state.faults).latency_ms;
+    if latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    }
+    json_response(status, &body)
+}
+
+async fn unsupported_method(req: HttpRequest) -> HttpResponse {
+    let err = ApiError::new(
+        400,
+        "UnsupportedHTTPMethod",
+        "This http method is not supported.",
+    );
+    json_response(
+        err.status,
+        &error_body(&err, &new_request_id(), &host_id(&req)),
+    )
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let err = ApiError::new(
+        404,
+        "InvalidApi.NotFound",
+        "Specified api is not found, please check your url and method.",
+    );
+    json_response(
+        err.status,
+        &error_body(&err, &new_request_id(), &host_id(&req)),
+    )
+}
+
+async fn list_calls(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&state.calls).all())
+}
+
+async fn clear_calls(state: web::Data<SimState>) -> HttpResponse {
+    lock(&state.calls).clear();
+    HttpResponse::NoContent().finish()
+}
+
+async fn get_faults(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&state.faults).clone())
+}
+
+async fn put_faults(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let parsed = serde_json::from_slice::<Faults>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|faults| faults.normalised(state.clock.now_ms()));
+    match parsed {
+        Ok(faults) => {
+            *lock(&state.faults) = faults.clone();
+            HttpResponse::Ok().json(faults)
+        }
+        Err(message) => HttpResponse::BadRequest().json(serde_json::json!({ "error": message })),
+    }
+}
