@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # vod-purge container image.
 #
 #   docker build -t vod-purge:0.1.0 .
@@ -22,6 +20,8 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json --bin vod-purge
 
 FROM chef AS builder
+# If sqlx::query! macros are used, they read the checked-in .sqlx/ data, never a live database.
+ENV SQLX_OFFLINE=true
 COPY --from=planner /src/recipe.json recipe.json
 # Cached layer: every dependency, compiled against a skeleton of the crate.
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin vod-purge
