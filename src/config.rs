@@ -326,7 +326,12 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Settings, String> {
-        Settings::from_toml(&format!("[vod]\ndry_run = true\n{text}")).map_err(|e| e.to_string())
+        let text = if text.contains("[vod]") {
+            text.replace("[vod]", "[vod]\ndry_run = true")
+        } else {
+            format!("[vod]\ndry_run = true\n{text}")
+        };
+        Settings::from_toml(&text).map_err(|e| e.to_string())
     }
 
     #[test]
