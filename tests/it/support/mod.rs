@@ -1,0 +1,177 @@
+//! Spawns the real application and a simulator on free ports, with a fresh SQLite file each.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use vod_purge::config::Settings;
+use vod_purge::sim::{self, RecordedCall, SimConfig, SimHandle};
+use vod_purge::startup::{Application, ShutdownHandle};
+
+pub const ADMIN_TOKEN: &str = "admin-token";
+pub const SOURCE_TOKEN: &str = "source-token";
+
+pub struct TestApp {
+    pub address: String,
+    pub sim: SimHandle,
+    pub http: reqwest::Client,
+    pub db_path: String,
+    shutdown: ShutdownHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Configuration for a test application; `extra` is TOML appended to the test defaults.
+pub struct Spawn {
+    pub extra: String,
+    pub sim: SimConfig,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn {
+            extra: String::new(),
+            sim: SimConfig { quota_refresh: 10_000_000, quota_preload: 10_000_000, ..SimConfig::default() },
+        }
+    }
+}
+
+pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
+    let mut text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        admin_token = "{ADMIN_TOKEN}"
+        max_body_bytes = 65536
+        shutdown_grace = "5s"
+        [store]
+        url = "sqlite://{db_path}"
+        [vod]
+        endpoint = "{endpoint}"
+        timeout = "2s"
+        retry_base = "50ms"
+        retry_max = "200ms"
+        [queue]
+        quiet = "200ms"
+        max_wait = "5s"
+        linger = "100ms"
+        lease = "10s"
+        poll_interval = "20ms"
+        [[sources]]
+        name = "cms"
+        auth = "bearer"
+        secrets = ["{SOURCE_TOKEN}"]
+        format = "native"
+        "#
+    );
+    // Later tables override earlier keys: merge `extra` by replacing whole sections.
+    for section in ["[server]", "[store]", "[vod]", "[queue]"] {
+        if let Some(start) = extra.find(section) {
+            let body_end = extra[start + section.len()..].find("\n[").map_or(extra.len(), |e| start + section.len() + e);
+            let body = &extra[start + section.len()..body_end];
+            text = text.replacen(section, &format!("{section}\n{body}"), 1);
+        }
+    }
+    let settings = Settings::from_toml(&dedupe_keys(&text)).expect("test settings are valid");
+    settings
+}
+
+/// Keeps the first occurrence of each key within a table, so `extra` keys win.
+fn dedupe_keys(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut table = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed.to_owned();
+            if trimmed.starts_with("[[") {
+                seen.retain(|(t, _): &(String, String)| t != &table);
+            }
+        } else if let Some((key, _)) = trimmed.split_once('=') {
+            if !seen.insert((table.clone(), key.trim().to_owned())) {
+                continue;
+            }
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+pub async fn spawn_app(spawn: Spawn) -> TestApp {
+    let sim = sim::start(spawn.sim).await.expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("vod-purge.db").to_string_lossy().into_owned();
+    let mut app = spawn_on(&db_path, sim, &spawn.extra).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts the application on an existing database file and simulator.
+pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
+    let settings = settings(db_path, &sim.base_url(), extra);
+    let app = Application::build(settings).await.expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        sim,
+        http: reqwest::Client::new(),
+        db_path: db_path.to_owned(),
+        shutdown,
+        task,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// Stops the application gracefully and returns its simulator and database directory.
+    pub async fn stop(self) -> (SimHandle, Option<tempfile::TempDir>) {
+        self.shutdown.shutdown();
+        self.task.await.expect("app task").expect("app stops cleanly");
+        (self.sim, self._dir)
+    }
+
+    pub async fn purge(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http.post(format!("{}/purge", self.address)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.unwrap()
+    }
+
+    pub async fn webhook(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/webhooks/cms", self.address))
+            .bearer_auth(SOURCE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response =
+            self.http.get(format!("{}{path}", self.address)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    /// Successful `RefreshMediaPlayUrls` calls recorded by the simulator.
+    pub fn refresh_calls(&self) -> Vec<RecordedCall> {
+        self.sim.calls().into_iter().filter(|c| c.action == "RefreshMediaPlayUrls").collect()
+    }
+
+    pub fn successful_calls(&self) -> Vec<RecordedCall> {
+        self.refresh_calls().into_iter().filter(|c| c.status == 200).collect()
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
