@@ -1,0 +1,2 @@
+mod webhook_auth;
+mod webhook_support;
