@@ -1,2 +1,4 @@
 mod webhook_auth;
+mod webhook_formats;
+mod webhook_props;
 mod webhook_support;
