@@ -117,11 +117,6 @@ impl SourceConfig {
         if self.media_id_field.is_some() && format != FormatKind::Strapi {
             return Err("media_id_field is only used by format = \"strapi\"".to_owned());
         }
-        if self.events.is_some() && format == FormatKind::Ghost {
-            return Err("events cannot be used with format = \"ghost\": Ghost does not say which event fired; \
-                        subscribe the webhook to the purging events in Ghost instead"
-                .to_owned());
-        }
         if let Some(events) = &self.events
             && events.iter().any(|e| e.trim().is_empty())
         {
@@ -254,7 +249,7 @@ mod tests {
                 "media_id_field",
             ),
             (
-                "auth = \"none\"\nformat = \"ghost\"\nevents = [\"post.published\"]",
+                "auth = \"none\"\nformat = \"ghost\"\nevents = [\" \"]",
                 "events",
             ),
             (

@@ -403,3 +403,50 @@ fn error_messages_do_not_leak_secrets() {
         );
     }
 }
+
+#[test]
+fn sanity_published_vectors() {
+    // The test vectors of Sanity's own toolkit (sanity-io/webhook-toolkit, test/signature.test.ts).
+    let check = |secret: &str, body: &str, header: &str, now: i64| {
+        let src = source(json!({"auth": "sanity", "format": "sanity", "secrets": [secret]}));
+        let headers = headers([("sanity-webhook-signature", header)]);
+        let req = Request {
+            method: "POST",
+            path: "/webhooks/sanity",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        src.verify(&req, Ts(now)).map_err(|e| e.code())
+    };
+    let resume = r#"{"_id":"resume"}"#;
+    let sig = "t=1633519811129,v1=tLa470fx7qkLLEcMOcEUFuBbRSkGujyskxrNXcoh0N0";
+    assert_eq!(check("test", resume, sig, 1633519811129), Ok(()));
+    assert_eq!(
+        check("test", resume, &sig.replace(",", ", "), 1633519811129),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            "test",
+            resume,
+            &sig.replace("811129", "811128"),
+            1633519811129
+        ),
+        Err("invalid_signature")
+    );
+    assert_eq!(
+        check("test", resume, &sig.replace("h0N0", "h0N1"), 1633519811129),
+        Err("invalid_signature")
+    );
+    assert_eq!(
+        check("test", r#"{"_id":"structure"}"#, sig, 1633519811129),
+        Err("invalid_signature")
+    );
+    assert_eq!(
+        check("test", resume, &sig.replace("v1=", "v5="), 1633519811129),
+        Err("malformed_signature")
+    );
+    let neat = r#"{"title":"GROQ-Hooks are neat"}"#;
+    let sig = "t=1633518820676,v1=e7C9h2sfbFfc4V7TEz7PSOp4IoNzl0UdVsBV-1wgdeA";
+    assert_eq!(check("try-me", neat, sig, 1633518820676), Ok(()));
+}

@@ -262,6 +262,18 @@ fn ghost_current_then_previous() {
         ids(&extract(&slug, &[], &fixture("ghost-post-published.json"))),
         ["launch-keynote"]
     );
+    let published_only = preset("ghost", json!({"events": ["post.published", "page.*"]}));
+    let got = extract(&published_only, &[], &fixture("ghost-post-deleted.json"));
+    assert_eq!(got.ignored_event.as_deref(), Some("post.deleted"));
+    assert_eq!(
+        ids(&extract(
+            &published_only,
+            &[],
+            &fixture("ghost-post-published.json")
+        ))
+        .len(),
+        1
+    );
     let page = br#"{"page": {"current": {"id": "p1"}, "previous": {}}}"#;
     assert_eq!(ids(&extract(&src, &[], page)), ["p1"]);
 }
