@@ -101,7 +101,8 @@ const CF_TIMESTAMP: &str = "x-contentful-timestamp";
 /// `contentful/node-apps-toolkit` `src/requests/sign-request.ts` (`hash`,
 /// `getSortedAndSignedHeaders`) with `verify-request.ts` and `utils.ts`
 /// (`getNormalizedEncodedURI`, `normalizeHeaders`, `pickHeaders`); the Python example in
-/// `contentful-labs/request-verification-examples` builds the same string:
+/// `contentful-labs/request-verification-examples` builds the same string, and
+/// `contentful/webhook-request-verification-demo` verifies webhooks with that toolkit:
 ///
 /// ```text
 /// METHOD \n normalized path \n name:value;name:value;... \n body
