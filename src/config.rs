@@ -170,7 +170,8 @@ impl Settings {
     /// Parses a complete TOML document on top of the defaults, without the environment.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
         let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(text));
-        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        settings.apply_credential_env(&|_: &str| None);
         settings.validate()?;
         Ok(settings)
     }

@@ -92,7 +92,8 @@ pub async fn receive_webhook(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))),
     );
-    let request = Request { method: req.method().as_str(), path: req.path(), headers: &headers, body: &body };
+    let raw_path = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
+    let request = Request { method: req.method().as_str(), path: raw_path, headers: &headers, body: &body };
     let source = &entry.source;
     if let Err(error) = source.verify(&request, Ts::now()) {
         tracing::warn!(source = %name, code = error.code(), "webhook refused: {error}");

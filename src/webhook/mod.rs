@@ -8,7 +8,7 @@
 //! scheme and format is tested with plain values, and the signing rules cannot be bent by a
 //! framework that re-reads or re-encodes the body.
 //!
-//! - `config`: the `[[sources]]` table and its validation.
+//! - `config` and `validate`: the `[[sources]]` table and its checks.
 //! - `auth`: the signature schemes (`standard-webhooks`, `hmac`, `bearer`, `sanity`, `ghost`,
 //!   `contentful`, `none`).
 //! - `payload`: the formats (`native`, `json-pointer` and the CMS presets), one pointer
@@ -19,6 +19,7 @@ mod auth;
 mod config;
 mod error;
 mod payload;
+mod validate;
 
 use std::time::Duration;
 

@@ -25,7 +25,7 @@ fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 
 const SANITY: &str = "sanity-webhook-signature";
 
-/// Sanity GROQ webhooks (`@sanity/webhook`, `src/signature.ts`):
+/// Sanity GROQ webhooks (`sanity-io/webhook-toolkit`, published as `@sanity/webhook`, `src/signature.ts`):
 /// `sanity-webhook-signature: t=<ms>,v1=<base64url(HMAC-SHA256(secret, "<t>.<body>"))>`.
 pub(crate) struct Sanity {
     pub(crate) secrets: Vec<Vec<u8>>,
@@ -61,7 +61,7 @@ impl Sanity {
 
 const GHOST: &str = "x-ghost-signature";
 
-/// Ghost custom-integration webhooks (Ghost `core/server/services/webhooks/webhook-trigger.js`):
+/// Ghost custom-integration webhooks (Ghost `ghost/core/core/server/services/webhooks/WebhookTrigger.js`):
 /// `X-Ghost-Signature: sha256=<hex(HMAC-SHA256(secret, body + t))>, t=<ms>`. Note that the
 /// timestamp is appended to the body with no separator.
 pub(crate) struct Ghost {
@@ -101,7 +101,8 @@ const CF_TIMESTAMP: &str = "x-contentful-timestamp";
 /// `contentful/node-apps-toolkit` `src/requests/sign-request.ts` (`hash`,
 /// `getSortedAndSignedHeaders`) with `verify-request.ts` and `utils.ts`
 /// (`getNormalizedEncodedURI`, `normalizeHeaders`, `pickHeaders`); the Python example in
-/// `contentful-labs/request-verification-examples` builds the same string:
+/// `contentful-labs/request-verification-examples` builds the same string, and
+/// `contentful/webhook-request-verification-demo` verifies webhooks with that toolkit:
 ///
 /// ```text
 /// METHOD \n normalized path \n name:value;name:value;... \n body

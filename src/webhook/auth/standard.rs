@@ -34,7 +34,7 @@ pub(crate) fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     let b64 = b64.strip_prefix(SECRET_PREFIX).unwrap_or(b64);
     let key = STANDARD
         .decode(b64)
-        .map_err(|e| format!("not base64 after {SECRET_PREFIX}: {e}"))?;
+        .map_err(|_| format!("the key after {SECRET_PREFIX} is not valid base64"))?;
     if key.is_empty() {
         return Err("empty key".to_owned());
     }

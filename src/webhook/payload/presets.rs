@@ -7,7 +7,7 @@
 //! | `contentful` | `X-Contentful-Topic` (`ContentManagement.` dropped) | `Entry.publish`, `Entry.unpublish`, `Entry.delete` | `fields.<id_field>.<every locale>` (`videoId`) |
 //! | `sanity`     | `sanity-operation` header, if sent  | every event                                          | `<id_field>` (`_id`), `drafts.` removed |
 //! | `directus`   | body `event`, if present            | every event                                          | `keys` and `key`, or `<id_field>` |
-//! | `ghost`      | none (one webhook per event)        | every delivery                                       | `post.current.<id_field>`, `page.current.<id_field>` (`id`); `*.previous.*` when `current` is empty (deletions) |
+//! | `ghost`      | body `event` (Ghost 5+), if present | every event                                          | `post.current.<id_field>`, `page.current.<id_field>` (`id`); `*.previous.*` when `current` is empty (deletions) |
 //!
 //! `id_field` (and Strapi's `media_id_field`) is a plain key or, when it starts with `/`, a
 //! pointer relative to the entry (Strapi: `entry` or `media`; Ghost: `post.current` or
@@ -19,7 +19,9 @@
 //! `unpublish` and `delete` bodies carry only `sys`, so they purge only when a custom payload
 //! transformation puts the field back; they are listed so that a takedown is not dropped when it
 //! does. Sanity, Directus and Ghost filter events on the CMS side (GROQ filter, Flow trigger,
-//! one webhook per event), so everything that reaches us purges.
+//! one webhook per event), so everything that reaches us purges unless `events` says otherwise;
+//! a delivery whose event cannot be told purges, because a purge too many costs less than a
+//! stale video.
 
 use serde_json::Value;
 
@@ -57,6 +59,7 @@ pub(crate) enum Preset {
     Ghost {
         current: Vec<Pointer>,
         previous: Vec<Pointer>,
+        events: Option<Vec<String>>,
     },
 }
 
@@ -144,6 +147,7 @@ impl Preset {
                 Preset::Ghost {
                     current: under("current"),
                     previous: under("previous"),
+                    events: cfg.events.clone(),
                 }
             }
             FormatKind::Native | FormatKind::JsonPointer => {
@@ -221,7 +225,18 @@ impl Preset {
                 }
                 Ok(Outcome::Purge(collect_ids(body, ids)?))
             }
-            Preset::Ghost { current, previous } => {
+            Preset::Ghost {
+                current,
+                previous,
+                events,
+            } => {
+                // Ghost 5 adds the event to the body (`WebhookTrigger.js`: `{event, ...payload}`).
+                if let (Some(events), Some(event)) =
+                    (events, body.get("event").and_then(Value::as_str))
+                    && !events.iter().any(|e| matches(e, event))
+                {
+                    return Ok(Outcome::Ignored(event.to_owned()));
+                }
                 let ids = collect_ids(body, current)?;
                 if !ids.is_empty() {
                     return Ok(Outcome::Purge(ids));

@@ -116,7 +116,10 @@ pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
     TestApp {
         address,
         sim,
-        http: reqwest::Client::new(),
+        http: {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
         db_path: db_path.to_owned(),
         shutdown,
         task,
