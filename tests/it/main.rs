@@ -1,1 +1,3 @@
+mod sim;
+mod vod_client;
 mod vod_signing;
