@@ -2,13 +2,14 @@
 //!
 //! It lets the tests, the benchmarks and anyone without an Alibaba Cloud account run the whole
 //! service end to end. It follows `vod-api.md` §8: it verifies Signature 1.0 with its own
-//! verifier ([`verify`], independent of the client's signer), rejects replayed nonces and stale
+//! verifier (independent of the client's signer), rejects replayed nonces and stale
 //! timestamps, throttles each AccessKey with a token bucket, validates `RefreshMediaPlayUrls`,
 //! answers `GetMediaRefreshJobs` and `DescribeVodRefreshQuota` from the jobs and daily quota it
 //! keeps, records every call, and injects faults on request.
 //!
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
-//! (fault settings as JSON, see [`Faults`]).
+//! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
+//! defaults).
 //!
 //! Choices where the real service is unknown or would get in the way:
 //! - only JSON answers (`Format=XML` is refused; a missing `Format` is read as JSON);
@@ -25,16 +26,18 @@ mod gateway;
 mod reply;
 mod server;
 mod state;
-pub mod verify;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use config::load_accounts_file;
+use faults::parse_error_code;
 
-pub use config::{Account, SimConfig, load_accounts_file};
-pub use faults::{Faults, parse_error_code, status_for_code};
+pub use config::{Account, SimConfig};
+pub use faults::Faults;
 pub use server::{SimHandle, start, start_with_listener};
 pub use state::RecordedCall;
 

@@ -1,6 +1,8 @@
 mod pipeline;
+mod sim;
 mod store;
 mod support;
+mod vod_client;
 mod vod_signing;
 mod webhook_auth;
 mod webhook_formats;

@@ -12,6 +12,19 @@ pub struct Vector {
     pub secret: String,
     pub string_to_sign: String,
     pub signature: String,
+    /// The request as an official SDK sent it, where it was captured.
+    #[serde(default)]
+    pub wire: Option<Wire>,
+}
+
+/// A captured request: path and query as sent, and the body with its content type.
+#[derive(serde::Deserialize)]
+pub struct Wire {
+    pub url_path: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 pub fn vectors() -> Vec<Vector> {
