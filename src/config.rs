@@ -117,7 +117,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
     }
 }
 
@@ -154,7 +158,10 @@ impl Settings {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!("configuration file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -193,7 +200,10 @@ impl Settings {
                 vod.security_token = Secret(token);
             }
         }
-        if vod.access_key_id.is_empty() && vod.access_key_secret.is_empty() && !vod.endpoint.is_empty() {
+        if vod.access_key_id.is_empty()
+            && vod.access_key_secret.is_empty()
+            && !vod.endpoint.is_empty()
+        {
             vod.access_key_id = SIMULATOR_KEY.0.to_owned();
             vod.access_key_secret = Secret(SIMULATOR_KEY.1.to_owned());
         }
@@ -213,7 +223,13 @@ impl Settings {
             );
         }
         if vod.burst == 0 || vod.burst > vod.max_requests_per_second {
-            return fail("vod.burst", format!("{} must be between 1 and max_requests_per_second", vod.burst));
+            return fail(
+                "vod.burst",
+                format!(
+                    "{} must be between 1 and max_requests_per_second",
+                    vod.burst
+                ),
+            );
         }
         if vod.max_in_flight == 0 {
             return fail("vod.max_in_flight", "must be at least 1".into());
@@ -225,15 +241,29 @@ impl Settings {
             return fail("vod.timeout", "must be more than zero".into());
         }
         if vod.retry_base.is_zero() || vod.retry_base > vod.retry_max {
-            return fail("vod.retry_base", "must be more than zero and at most vod.retry_max".into());
+            return fail(
+                "vod.retry_base",
+                "must be more than zero and at most vod.retry_max".into(),
+            );
         }
-        if !vod.endpoint.is_empty() && !(vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://")) {
-            return fail("vod.endpoint", format!("{:?} is not an http:// or https:// URL", vod.endpoint));
+        if !vod.endpoint.is_empty()
+            && !(vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://"))
+        {
+            return fail(
+                "vod.endpoint",
+                format!("{:?} is not an http:// or https:// URL", vod.endpoint),
+            );
         }
         if vod.endpoint.is_empty()
-            && !vod.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !vod
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            return fail("vod.region", format!("{:?} is not a region ID such as cn-shanghai", vod.region));
+            return fail(
+                "vod.region",
+                format!("{:?} is not a region ID such as cn-shanghai", vod.region),
+            );
         }
         if !vod.dry_run && (vod.access_key_id.is_empty() || vod.access_key_secret.is_empty()) {
             return fail(
@@ -248,16 +278,28 @@ impl Settings {
             return fail("queue.max_wait", "must be more than zero".into());
         }
         if queue.quiet > queue.max_wait {
-            return fail("queue.quiet", format!("{:?} is longer than queue.max_wait {:?}", queue.quiet, queue.max_wait));
+            return fail(
+                "queue.quiet",
+                format!(
+                    "{:?} is longer than queue.max_wait {:?}",
+                    queue.quiet, queue.max_wait
+                ),
+            );
         }
         if queue.lease < vod.timeout * 2 {
-            return fail("queue.lease", "must be at least twice vod.timeout, or a slow call would be sent twice".into());
+            return fail(
+                "queue.lease",
+                "must be at least twice vod.timeout, or a slow call would be sent twice".into(),
+            );
         }
         if queue.poll_interval.is_zero() {
             return fail("queue.poll_interval", "must be more than zero".into());
         }
         if let Err(e) = regex::Regex::new(&queue.media_id_pattern) {
-            return fail("queue.media_id_pattern", format!("not a regular expression: {e}"));
+            return fail(
+                "queue.media_id_pattern",
+                format!("not a regular expression: {e}"),
+            );
         }
         if queue.max_ids_per_request == 0 {
             return fail("queue.max_ids_per_request", "must be at least 1".into());
@@ -269,9 +311,14 @@ impl Settings {
         let mut names = std::collections::HashSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             if !names.insert(source.name.as_str()) {
-                return fail(&format!("sources[{i}].name"), format!("{:?} is used by two sources", source.name));
+                return fail(
+                    &format!("sources[{i}].name"),
+                    format!("{:?} is used by two sources", source.name),
+                );
             }
-            source.validate().map_err(|why| ConfigError(format!("sources[{i}] ({}): {why}", source.name)))?;
+            source
+                .validate()
+                .map_err(|why| ConfigError(format!("sources[{i}] ({}): {why}", source.name)))?;
         }
         Ok(())
     }
@@ -286,7 +333,9 @@ impl Settings {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(StoreLocation::Postgres(url.to_owned()))
         } else {
-            Err(ConfigError(format!("store.url: {url:?} must start with sqlite:// or postgres://")))
+            Err(ConfigError(format!(
+                "store.url: {url:?} must start with sqlite:// or postgres://"
+            )))
         }
     }
 
@@ -301,7 +350,8 @@ impl Settings {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
     }
 }
 
@@ -311,8 +361,16 @@ fn describe(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let origin = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
-            let mut line = if key.is_empty() { e.kind.to_string() } else { format!("{key}: {}", e.kind) };
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let mut line = if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{key}: {}", e.kind)
+            };
             if !origin.is_empty() {
                 line.push_str(&format!(" (from {origin})"));
             }
@@ -341,18 +399,27 @@ mod tests {
         assert_eq!(s.vod.max_requests_per_second, 50);
         assert_eq!(s.queue.quiet, Duration::from_secs(2));
         assert_eq!(s.queue.linger, Duration::from_millis(250));
-        assert_eq!(s.store_location().unwrap(), StoreLocation::Sqlite("data/vod-purge.db".into()));
+        assert_eq!(
+            s.store_location().unwrap(),
+            StoreLocation::Sqlite("data/vod-purge.db".into())
+        );
     }
 
     #[test]
     fn errors_name_the_key() {
         let table = [
-            ("[vod]\nmax_requests_per_second = 51", "vod.max_requests_per_second"),
+            (
+                "[vod]\nmax_requests_per_second = 51",
+                "vod.max_requests_per_second",
+            ),
             ("[queue]\nquiet = \"soon\"", "queue.quiet"),
             ("[queue]\nunknown = 1", "unknown"),
             ("[queue]\nquiet = \"40s\"", "queue.quiet"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
-            ("[queue]\nmedia_id_pattern = \"(\"", "queue.media_id_pattern"),
+            (
+                "[queue]\nmedia_id_pattern = \"(\"",
+                "queue.media_id_pattern",
+            ),
             ("[vod]\nendpoint = \"ftp://x\"", "vod.endpoint"),
         ];
         for (text, key) in table {
@@ -374,7 +441,10 @@ mod tests {
         };
         let s = Settings::load_with_env(None, env, false).unwrap();
         assert_eq!(s.vod.access_key_secret.expose(), "secret");
-        assert!(!format!("{s:?}").contains("secret\""), "secret must not show in Debug");
+        assert!(
+            !format!("{s:?}").contains("secret\""),
+            "secret must not show in Debug"
+        );
         assert!(s.to_redacted_toml().contains("<redacted>"));
     }
 }

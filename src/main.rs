@@ -11,7 +11,11 @@ use vod_purge::config::Settings;
 use vod_purge::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "vod-purge", version, about = "Batched, rate-limited ApsaraVideo VOD purges from CMS webhooks")]
+#[command(
+    name = "vod-purge",
+    version,
+    about = "Batched, rate-limited ApsaraVideo VOD purges from CMS webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,9 +75,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Sim(args) => vod_purge::sim::run(args),
-        Command::Demo { listen, sim_listen, db } => demo(listen, sim_listen, db),
+        Command::Demo {
+            listen,
+            sim_listen,
+            db,
+        } => demo(listen, sim_listen, db),
         Command::CheckConfig { config } => check_config(config),
-        Command::Purge { url, token, task, media_ids } => purge(url, token, task, media_ids),
+        Command::Purge {
+            url,
+            token,
+            task,
+            media_ids,
+        } => purge(url, token, task, media_ids),
         Command::Healthcheck { url } => healthcheck(url),
     };
     match result {
@@ -86,7 +99,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
@@ -171,7 +187,11 @@ fn healthcheck(url: String) -> anyhow::Result<()> {
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
-        anyhow::ensure!(response.status().is_success(), "{url} answered {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "{url} answered {}",
+            response.status()
+        );
         Ok(())
     })
 }
@@ -179,13 +199,14 @@ fn healthcheck(url: String) -> anyhow::Result<()> {
 /// SIGTERM (Kubernetes) and SIGINT (Ctrl-C) start a graceful shutdown.
 fn stop_on_signal(handle: vod_purge::startup::ShutdownHandle) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),

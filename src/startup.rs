@@ -51,15 +51,24 @@ impl ShutdownHandle {
 impl Application {
     /// Binds `server.listen`, opens the store and builds the VOD sender.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(&settings.server.listen)
-            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?;
+        let listener = TcpListener::bind(&settings.server.listen).with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen)",
+                settings.server.listen
+            )
+        })?;
         Self::build_with_listener(settings, listener).await
     }
 
-    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let location = settings.store_location()?;
-        let store = Store::open(&location).await.with_context(|| format!("cannot open the store {}", settings.store.url))?;
+        let store = Store::open(&location)
+            .await
+            .with_context(|| format!("cannot open the store {}", settings.store.url))?;
         let sender = if settings.vod.dry_run {
             tracing::warn!("vod.dry_run is on: nothing will be sent to VOD");
             Sender::DryRun
@@ -69,12 +78,21 @@ impl Application {
             let client = vod::Client::new(ClientConfig {
                 endpoint: settings.vod_base_url(),
                 timeout: vod.timeout,
-                credentials: Credentials::new(vod.access_key_id.clone(), vod.access_key_secret.expose(), token),
+                credentials: Credentials::new(
+                    vod.access_key_id.clone(),
+                    vod.access_key_secret.expose(),
+                    token,
+                ),
             })?;
             Sender::Vod(client)
         };
         let status = Arc::new(FlusherStatus::default());
-        let flusher = Flusher::new(store.clone(), sender, FlusherConfig::from_settings(&settings), status.clone());
+        let flusher = Flusher::new(
+            store.clone(),
+            sender,
+            FlusherConfig::from_settings(&settings),
+            status.clone(),
+        );
         let draining = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(
             AppState::new(store.clone(), settings.clone(), draining.clone(), status)
@@ -82,14 +100,27 @@ impl Application {
         );
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
-            App::new().wrap(TracingLogger::default()).app_data(state.clone()).configure(api::configure)
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(api::configure)
         })
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
         .run();
-        let shutdown = ShutdownHandle { token: CancellationToken::new(), draining };
-        Ok(Application { port, server, store, flusher, settings, shutdown })
+        let shutdown = ShutdownHandle {
+            token: CancellationToken::new(),
+            draining,
+        };
+        Ok(Application {
+            port,
+            server,
+            store,
+            flusher,
+            settings,
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -102,7 +133,14 @@ impl Application {
 
     /// Serves and flushes until shutdown, then drains within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, store, flusher, settings, shutdown, .. } = self;
+        let Application {
+            server,
+            store,
+            flusher,
+            settings,
+            shutdown,
+            ..
+        } = self;
         let handle: ServerHandle = server.handle();
         let server_task = tokio::spawn(server);
         let flusher_task = {
@@ -122,7 +160,9 @@ impl Application {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("shutdown grace period ran out; unfinished calls will be sent again after their lease");
+            tracing::warn!(
+                "shutdown grace period ran out; unfinished calls will be sent again after their lease"
+            );
         }
         prune_task.abort();
         let _ = server_task.await;

@@ -15,16 +15,27 @@ use crate::webhook::{AuthError, PayloadError};
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Client { status: StatusCode, code: &'static str, message: String },
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("too many requests for source {source_name}")]
-    RateLimited { source_name: String, retry_after_secs: u64 },
+    RateLimited {
+        source_name: String,
+        retry_after_secs: u64,
+    },
     #[error("the store is unavailable")]
     Store(#[from] StoreError),
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Client { status, code, message: message.into() }
+        ApiError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -53,10 +64,12 @@ impl From<AuthError> for ApiError {
 impl From<PayloadError> for ApiError {
     fn from(e: PayloadError) -> ApiError {
         let status = match e {
-            PayloadError::MalformedJson(_) | PayloadError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
-            PayloadError::UnknownTask(_) | PayloadError::InvalidOptions(_) | PayloadError::TooManyIds { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            PayloadError::MalformedJson(_) | PayloadError::InvalidPayload(_) => {
+                StatusCode::BAD_REQUEST
             }
+            PayloadError::UnknownTask(_)
+            | PayloadError::InvalidOptions(_)
+            | PayloadError::TooManyIds { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -94,11 +107,19 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
             if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.insert_header((header::RETRY_AFTER, value));
             }
         }
-        response.json(ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message } })
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+            },
+        })
     }
 }

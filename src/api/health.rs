@@ -51,5 +51,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         vod_credential_error: state.flusher.credential_error(),
         flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
     };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }

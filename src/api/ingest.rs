@@ -73,7 +73,10 @@ pub async fn receive_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     let Some(entry) = state.sources.get(&name) else {
-        return Err(ApiError::not_found("unknown_source", format!("no source named {name:?} is configured")));
+        return Err(ApiError::not_found(
+            "unknown_source",
+            format!("no source named {name:?} is configured"),
+        ));
     };
     if let Some(limiter) = &entry.limiter {
         if let Err(not_until) = limiter.check() {
@@ -92,8 +95,16 @@ pub async fn receive_webhook(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))),
     );
-    let raw_path = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
-    let request = Request { method: req.method().as_str(), path: raw_path, headers: &headers, body: &body };
+    let raw_path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    let request = Request {
+        method: req.method().as_str(),
+        path: raw_path,
+        headers: &headers,
+        body: &body,
+    };
     let source = &entry.source;
     if let Err(error) = source.verify(&request, Ts::now()) {
         tracing::warn!(source = %name, code = error.code(), "webhook refused: {error}");
@@ -105,7 +116,9 @@ pub async fn receive_webhook(
     if extracted.requests.is_empty() {
         if let Some(event) = extracted.ignored_event {
             tracing::debug!(source = %name, event = %event, "event does not purge");
-            return Ok(HttpResponse::Ok().json(Ignored { ignored_event: event }));
+            return Ok(HttpResponse::Ok().json(Ignored {
+                ignored_event: event,
+            }));
         }
     }
     let debounce = Debounce {
@@ -136,8 +149,13 @@ async fn enqueue(
     let mut items = Vec::new();
     let mut rejected: Vec<RejectedId> = Vec::new();
     for request in &requests {
-        let options = PurgeOptions::parse(&request.options)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_options", e.to_string()))?;
+        let options = PurgeOptions::parse(&request.options).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_options",
+                e.to_string(),
+            )
+        })?;
         let fingerprint = options.fingerprint();
         for raw in &request.media_ids {
             match state.id_rules.parse(raw) {
@@ -154,7 +172,10 @@ async fn enqueue(
                 }
                 Err(why) => {
                     if !rejected.iter().any(|r| &r.media_id == raw) {
-                        rejected.push(RejectedId { media_id: raw.clone(), reason: why.to_string() });
+                        rejected.push(RejectedId {
+                            media_id: raw.clone(),
+                            reason: why.to_string(),
+                        });
                     }
                 }
             }
@@ -164,10 +185,17 @@ async fn enqueue(
         let detail = if rejected.is_empty() {
             "the request names no media id".to_owned()
         } else {
-            let reasons: Vec<String> = rejected.iter().map(|r| format!("{:?}: {}", r.media_id, r.reason)).collect();
+            let reasons: Vec<String> = rejected
+                .iter()
+                .map(|r| format!("{:?}: {}", r.media_id, r.reason))
+                .collect();
             format!("no valid media id: {}", reasons.join("; "))
         };
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_ids", detail));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_usable_ids",
+            detail,
+        ));
     }
     let now = Ts::now();
     let ingest = Ingest {
@@ -193,14 +221,30 @@ async fn enqueue(
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Bodies are JSON: `application/json` or any `application/*+json`.
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
-    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -212,9 +256,18 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit`.
-async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize) -> Result<web::Bytes, ApiError> {
-    let too_large =
-        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than {limit} bytes"));
+async fn read_body(
+    mut payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -225,7 +278,9 @@ async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize) -
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}"))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -63,9 +63,21 @@ impl AppState {
             });
             sources.insert(cfg.name.clone(), SourceState { source, limiter });
         }
-        let id_rules = MediaIdRules::new(&settings.queue.media_id_pattern).map_err(|e| e.to_string())?;
-        let debounce = Debounce { quiet: settings.queue.quiet, max_wait: settings.queue.max_wait };
-        Ok(AppState { store, settings, sources, id_rules, debounce, draining, flusher })
+        let id_rules =
+            MediaIdRules::new(&settings.queue.media_id_pattern).map_err(|e| e.to_string())?;
+        let debounce = Debounce {
+            quiet: settings.queue.quiet,
+            max_wait: settings.queue.max_wait,
+        };
+        Ok(AppState {
+            store,
+            settings,
+            sources,
+            id_rules,
+            debounce,
+            draining,
+            flusher,
+        })
     }
 
     fn admin_token(&self) -> Option<&str> {
@@ -94,12 +106,19 @@ impl AppState {
 }
 
 fn check_bearer(req: &HttpRequest, token: &str) -> Result<(), ApiError> {
-    let unauthorized = |code, message: &str| ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, code, message);
+    let unauthorized = |code, message: &str| {
+        ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, code, message)
+    };
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("missing_token", "this endpoint needs the admin bearer token"))?;
+        .ok_or_else(|| {
+            unauthorized(
+                "missing_token",
+                "this endpoint needs the admin bearer token",
+            )
+        })?;
     let presented = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))

@@ -113,7 +113,10 @@ fn options_json(options: &PurgeOptions) -> serde_json::Value {
 impl From<Job> for JobView {
     fn from(job: Job) -> JobView {
         let error = match (job.error_code, job.error_message) {
-            (Some(code), message) => Some(JobError { code, message: message.unwrap_or_default() }),
+            (Some(code), message) => Some(JobError {
+                code,
+                message: message.unwrap_or_default(),
+            }),
             _ => None,
         };
         JobView {
@@ -176,18 +179,32 @@ pub async fn list_jobs(
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid_query(format!("limit {limit} is outside 1 to {MAX_PAGE}")));
+        return Err(invalid_query(format!(
+            "limit {limit} is outside 1 to {MAX_PAGE}"
+        )));
     }
     let filter = JobFilter {
         status: q
             .status
-            .map(|s| JobStatus::parse(&s).ok_or_else(|| invalid_query(format!("unknown status {s:?}"))))
+            .map(|s| {
+                JobStatus::parse(&s).ok_or_else(|| invalid_query(format!("unknown status {s:?}")))
+            })
             .transpose()?,
         media_id: q.media_id,
-        task: q.task.map(|t| t.parse::<TaskType>().map_err(|e| invalid_query(e.to_string()))).transpose()?,
+        task: q
+            .task
+            .map(|t| {
+                t.parse::<TaskType>()
+                    .map_err(|e| invalid_query(e.to_string()))
+            })
+            .transpose()?,
         since: q
             .since
-            .map(|s| Ts::parse(&s).ok_or_else(|| invalid_query(format!("since {s:?} is not RFC 3339 or epoch ms"))))
+            .map(|s| {
+                Ts::parse(&s).ok_or_else(|| {
+                    invalid_query(format!("since {s:?} is not RFC 3339 or epoch ms"))
+                })
+            })
             .transpose()?,
         before: q.cursor,
         limit: limit + 1,
@@ -199,7 +216,10 @@ pub async fn list_jobs(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(JobPage { jobs: jobs.into_iter().map(JobView::from).collect(), next_cursor }))
+    Ok(HttpResponse::Ok().json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// One job with the outcome of each of its media IDs.
@@ -238,14 +258,21 @@ pub async fn retry_job(
     match state.store.retry_job(&id, Ts::now()).await? {
         RetryOutcome::Scheduled => {
             tracing::info!(job_id = %id, "job scheduled for retry by an operator");
-            let job = state.store.get_job(&id).await?.ok_or_else(|| ApiError::not_found("unknown_job", "job vanished"))?;
+            let job = state
+                .store
+                .get_job(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("unknown_job", "job vanished"))?;
             Ok(HttpResponse::Accepted().json(JobView::from(job)))
         }
         RetryOutcome::NotFound => Err(ApiError::not_found("unknown_job", format!("no job {id}"))),
         RetryOutcome::NotFailed(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_not_failed",
-            format!("job {id} is {}; only failed jobs can be retried", status.as_str()),
+            format!(
+                "job {id} is {}; only failed jobs can be retried",
+                status.as_str()
+            ),
         )),
     }
 }
@@ -264,7 +291,11 @@ pub async fn media(
     state.authorize_read(&req)?;
     let id = id.into_inner();
     let pending = state.store.pending_for_media(&id).await?;
-    let filter = JobFilter { media_id: Some(id.clone()), limit: 20, ..JobFilter::default() };
+    let filter = JobFilter {
+        media_id: Some(id.clone()),
+        limit: 20,
+        ..JobFilter::default()
+    };
     let jobs = state.store.list_jobs(&filter).await?;
     Ok(HttpResponse::Ok().json(MediaView {
         media_id: id,

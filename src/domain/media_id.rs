@@ -55,7 +55,9 @@ pub struct MediaIdRules {
 
 impl MediaIdRules {
     pub fn new(pattern: &str) -> Result<MediaIdRules, regex::Error> {
-        Ok(MediaIdRules { pattern: Regex::new(pattern)? })
+        Ok(MediaIdRules {
+            pattern: Regex::new(pattern)?,
+        })
     }
 
     pub fn parse(&self, raw: &str) -> Result<MediaId, InvalidMediaId> {

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 /// Options as a sender writes them (the `options` object of the native payload).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawOptions {
     /// Subset of `mp4`, `m3u8`, `mp3`, `flv`, `webm`, `ts`; empty or absent means all.
@@ -99,7 +101,11 @@ fn normalise_set(
     let mut out = BTreeSet::new();
     for value in raw.iter().flat_map(|v| v.split(',')) {
         let value = value.trim();
-        let value = if upper { value.to_ascii_uppercase() } else { value.to_ascii_lowercase() };
+        let value = if upper {
+            value.to_ascii_uppercase()
+        } else {
+            value.to_ascii_lowercase()
+        };
         if !allowed.contains(&value.as_str()) {
             return Err(err(value));
         }
@@ -115,8 +121,18 @@ fn normalise_set(
 impl PurgeOptions {
     pub fn parse(raw: &RawOptions) -> Result<PurgeOptions, OptionsError> {
         let formats = normalise_set(&raw.formats, &FORMATS, false, OptionsError::Format)?;
-        let definitions = normalise_set(&raw.definitions, &DEFINITIONS, true, OptionsError::Definition)?;
-        let stream_types = normalise_set(&raw.stream_type, &STREAM_TYPES, false, OptionsError::StreamType)?;
+        let definitions = normalise_set(
+            &raw.definitions,
+            &DEFINITIONS,
+            true,
+            OptionsError::Definition,
+        )?;
+        let stream_types = normalise_set(
+            &raw.stream_type,
+            &STREAM_TYPES,
+            false,
+            OptionsError::StreamType,
+        )?;
         let multiple = match raw.result_type.as_deref().map(str::trim) {
             None | Some("") => false,
             Some(r) if r.eq_ignore_ascii_case("single") => false,
@@ -128,18 +144,30 @@ impl PurgeOptions {
         if !(1..=20).contains(&slice_count) {
             return Err(OptionsError::SliceCount(slice_count));
         }
-        let slice_count = if slice_flag { slice_count } else { DEFAULT_SLICE_COUNT };
+        let slice_count = if slice_flag {
+            slice_count
+        } else {
+            DEFAULT_SLICE_COUNT
+        };
         let user_data = match &raw.user_data {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(text)) if text.trim().is_empty() => None,
             Some(serde_json::Value::String(text)) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| OptionsError::UserData(e.to_string()))?;
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| OptionsError::UserData(e.to_string()))?;
                 Some(canonical_object(&value)?)
             }
             Some(value) => Some(canonical_object(value)?),
         };
-        Ok(PurgeOptions { formats, definitions, stream_types, multiple, slice_flag, slice_count, user_data })
+        Ok(PurgeOptions {
+            formats,
+            definitions,
+            stream_types,
+            multiple,
+            slice_flag,
+            slice_count,
+            user_data,
+        })
     }
 
     /// A short stable hash of the canonical form; equal meanings give equal fingerprints.
@@ -174,17 +202,38 @@ mod tests {
     #[test]
     fn equal_meanings_equal_fingerprints() {
         let pairs = [
-            (json!({}), json!({"formats": [], "result_type": "Single", "slice_flag": false})),
-            (json!({"formats": ["MP4", "m3u8"]}), json!({"formats": ["m3u8,mp4"]})),
-            (json!({"formats": ["mp4", "m3u8", "mp3", "flv", "webm", "ts"]}), json!({})),
-            (json!({"definitions": ["hd", "SD"]}), json!({"definitions": ["SD", "HD", "HD"]})),
+            (
+                json!({}),
+                json!({"formats": [], "result_type": "Single", "slice_flag": false}),
+            ),
+            (
+                json!({"formats": ["MP4", "m3u8"]}),
+                json!({"formats": ["m3u8,mp4"]}),
+            ),
+            (
+                json!({"formats": ["mp4", "m3u8", "mp3", "flv", "webm", "ts"]}),
+                json!({}),
+            ),
+            (
+                json!({"definitions": ["hd", "SD"]}),
+                json!({"definitions": ["SD", "HD", "HD"]}),
+            ),
             (json!({"stream_type": ["video", "audio"]}), json!({})),
             (json!({"slice_count": 9}), json!({})),
-            (json!({"result_type": "multiple"}), json!({"result_type": "Multiple"})),
-            (json!({"user_data": {"b": 1, "a": 2}}), json!({"user_data": "{\"a\": 2, \"b\": 1}"})),
+            (
+                json!({"result_type": "multiple"}),
+                json!({"result_type": "Multiple"}),
+            ),
+            (
+                json!({"user_data": {"b": 1, "a": 2}}),
+                json!({"user_data": "{\"a\": 2, \"b\": 1}"}),
+            ),
         ];
         for (a, b) in pairs {
-            let (fa, fb) = (parse(a.clone()).unwrap().fingerprint(), parse(b.clone()).unwrap().fingerprint());
+            let (fa, fb) = (
+                parse(a.clone()).unwrap().fingerprint(),
+                parse(b.clone()).unwrap().fingerprint(),
+            );
             assert_eq!(fa, fb, "{a} vs {b}");
         }
     }
@@ -193,7 +242,9 @@ mod tests {
     fn different_meanings_differ() {
         let a = parse(json!({"formats": ["mp4"]})).unwrap().fingerprint();
         let b = parse(json!({"formats": ["m3u8"]})).unwrap().fingerprint();
-        let c = parse(json!({"slice_flag": true, "slice_count": 9})).unwrap().fingerprint();
+        let c = parse(json!({"slice_flag": true, "slice_count": 9}))
+            .unwrap()
+            .fingerprint();
         let d = parse(json!({"slice_flag": true})).unwrap().fingerprint();
         assert_ne!(a, b);
         assert_ne!(c, d);

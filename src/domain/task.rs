@@ -4,7 +4,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The `TaskType` of one `RefreshMediaPlayUrls` call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum TaskType {
     /// Purge the cached playback URLs.
     Refresh,
@@ -13,7 +25,9 @@ pub enum TaskType {
 }
 
 /// What a caller may ask for: one task, or a purge followed by a prefetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub enum RequestedTask {
     Refresh,
     Preload,
@@ -89,12 +103,18 @@ mod tests {
         for (raw, want) in [
             ("Refresh", Some(RequestedTask::Refresh)),
             ("Preload", Some(RequestedTask::Preload)),
-            ("RefreshThenPreload", Some(RequestedTask::RefreshThenPreload)),
+            (
+                "RefreshThenPreload",
+                Some(RequestedTask::RefreshThenPreload),
+            ),
             ("refresh", None),
             ("", None),
         ] {
             assert_eq!(raw.parse::<RequestedTask>().ok(), want, "{raw:?}");
         }
-        assert_eq!(RequestedTask::RefreshThenPreload.tasks(), &[TaskType::Refresh, TaskType::Preload]);
+        assert_eq!(
+            RequestedTask::RefreshThenPreload.tasks(),
+            &[TaskType::Refresh, TaskType::Preload]
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::ops::{Add, Sub};
 use std::time::Duration;
 
 /// Milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Ts(pub i64);
 
@@ -30,7 +32,10 @@ impl Ts {
         let nanos = i128::from(self.0) * 1_000_000;
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| self.0.to_string())
     }
 
@@ -39,8 +44,11 @@ impl Ts {
         if let Ok(ms) = raw.parse::<i64>() {
             return Some(Ts(ms));
         }
-        let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()?;
-        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Ts)
+        let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Ts)
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.

@@ -21,14 +21,23 @@ pub enum Decision {
 impl RetryPolicy {
     /// The ceiling of the delay after attempt `attempt` (1-based): base doubled each time, capped.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(31))
+            .unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 
     /// Decides after attempt number `attempt` failed retryably. `jitter` is uniform in [0, 1):
     /// "full jitter" picks the delay uniformly below the ceiling, with a floor of half the base so
     /// retries never come back to back. A throttled call waits at least one second.
-    pub fn decide(&self, attempt: u32, budget_from: Ts, now: Ts, throttled: bool, jitter: f64) -> Decision {
+    pub fn decide(
+        &self,
+        attempt: u32,
+        budget_from: Ts,
+        now: Ts,
+        throttled: bool,
+        jitter: f64,
+    ) -> Decision {
         if attempt >= self.max_attempts {
             return Decision::GiveUp;
         }
@@ -80,7 +89,11 @@ mod tests {
             (2, 40_000, false, 0.0, Decision::GiveUp),
         ];
         for (attempt, budget_from, throttled, jitter, want) in table {
-            assert_eq!(p.decide(attempt, Ts(budget_from), now, throttled, jitter), want, "attempt {attempt}");
+            assert_eq!(
+                p.decide(attempt, Ts(budget_from), now, throttled, jitter),
+                want,
+                "attempt {attempt}"
+            );
         }
     }
 }

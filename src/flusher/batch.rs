@@ -24,7 +24,11 @@ pub fn is_ready(group: &DueGroup, now: Ts, linger: Duration) -> bool {
 
 /// When the first group that is not ready yet will be.
 pub fn next_ready_at(groups: &[DueGroup], now: Ts, linger: Duration) -> Option<Ts> {
-    groups.iter().filter(|g| !is_ready(g, now, linger)).map(|g| g.oldest_due_at + linger).min()
+    groups
+        .iter()
+        .filter(|g| !is_ready(g, now, linger))
+        .map(|g| g.oldest_due_at + linger)
+        .min()
 }
 
 #[cfg(test)]
@@ -33,7 +37,12 @@ mod tests {
     use crate::domain::TaskType;
 
     fn group(due_count: u64, oldest_due_at: i64) -> DueGroup {
-        DueGroup { task: TaskType::Refresh, fingerprint: "f".into(), due_count, oldest_due_at: Ts(oldest_due_at) }
+        DueGroup {
+            task: TaskType::Refresh,
+            fingerprint: "f".into(),
+            due_count,
+            oldest_due_at: Ts(oldest_due_at),
+        }
     }
 
     #[test]
@@ -49,7 +58,11 @@ mod tests {
             (1, 0, 5000, true),
         ];
         for (count, oldest, now, want) in table {
-            assert_eq!(is_ready(&group(count, oldest), Ts(now), linger), want, "{count} due since {oldest} at {now}");
+            assert_eq!(
+                is_ready(&group(count, oldest), Ts(now), linger),
+                want,
+                "{count} due since {oldest} at {now}"
+            );
         }
     }
 

@@ -19,6 +19,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 pub struct Limiter {
     max_rps: u32,
     ceiling: DefaultDirectRateLimiter,
+    /// The same quota, checked again just before each request leaves. The claim between the
+    /// permit and the request takes a variable time (a database commit), which could bring two
+    /// departures closer than the quota allows; this second check keeps departures conforming.
+    departure: DefaultDirectRateLimiter,
     state: Mutex<Adaptive>,
 }
 
@@ -41,7 +45,11 @@ impl Limiter {
         Limiter {
             max_rps,
             ceiling: RateLimiter::direct(quota(max_rps, burst)),
-            state: Mutex::new(Adaptive { reduced: None, paused_until: None }),
+            departure: RateLimiter::direct(quota(max_rps, burst)),
+            state: Mutex::new(Adaptive {
+                reduced: None,
+                paused_until: None,
+            }),
         }
     }
 
@@ -50,7 +58,10 @@ impl Limiter {
         let started = Instant::now();
         let (pause, reduced) = {
             let state = self.state.lock().expect("limiter lock");
-            (state.paused_until, state.reduced.as_ref().map(|(_, l)| l.clone()))
+            (
+                state.paused_until,
+                state.reduced.as_ref().map(|(_, l)| l.clone()),
+            )
         };
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;
@@ -60,6 +71,11 @@ impl Limiter {
         }
         self.ceiling.until_ready().await;
         started.elapsed()
+    }
+
+    /// Waits until a request may leave; call right before sending.
+    pub async fn depart(&self) {
+        self.departure.until_ready().await;
     }
 
     /// The current target rate in calls per second.

@@ -121,7 +121,12 @@ struct Inner {
 }
 
 impl Flusher {
-    pub fn new(store: Store, sender: Sender, config: FlusherConfig, status: Arc<FlusherStatus>) -> Flusher {
+    pub fn new(
+        store: Store,
+        sender: Sender,
+        config: FlusherConfig,
+        status: Arc<FlusherStatus>,
+    ) -> Flusher {
         Flusher {
             inner: Arc::new(Inner {
                 limiter: Limiter::new(config.max_rps, config.burst),
@@ -165,14 +170,23 @@ impl Flusher {
     }
 
     /// One step: start due retries, then the batches of every ready group.
-    pub async fn try_flush_once(&self, shutdown: &CancellationToken) -> Result<FlushOutcome, StoreError> {
+    pub async fn try_flush_once(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<FlushOutcome, StoreError> {
         let inner = &self.inner;
         let mut started = 0;
 
         for id in inner.store.due_jobs(Ts::now(), 64).await? {
-            let Some(permit) = self.permit(shutdown).await else { break };
+            let Some(permit) = self.permit(shutdown).await else {
+                break;
+            };
             let now = Ts::now();
-            if let Some(job) = inner.store.claim_job(&id, now, now + inner.config.lease).await? {
+            if let Some(job) = inner
+                .store
+                .claim_job(&id, now, now + inner.config.lease)
+                .await?
+            {
                 self.start(job, permit);
                 started += 1;
             }
@@ -183,7 +197,9 @@ impl Flusher {
         for group in batch::ready(&groups, now, inner.config.linger) {
             let mut remaining = group.due_count;
             loop {
-                let Some(permit) = self.permit(shutdown).await else { break };
+                let Some(permit) = self.permit(shutdown).await else {
+                    break;
+                };
                 let now = Ts::now();
                 let claim = ClaimBatch {
                     task: group.task,
@@ -194,7 +210,9 @@ impl Flusher {
                     job_id: uuid::Uuid::now_v7().to_string(),
                     dry_run: matches!(inner.sender, Sender::DryRun),
                 };
-                let Some(job) = inner.store.claim_batch(&claim).await? else { break };
+                let Some(job) = inner.store.claim_batch(&claim).await? else {
+                    break;
+                };
                 let full = job.items.len() >= batch::MAX_BATCH;
                 remaining = remaining.saturating_sub(job.items.len() as u64);
                 self.start(job, permit);
@@ -245,12 +263,16 @@ impl Flusher {
             }
             Sender::Vod(client) => {
                 let request = RefreshRequest::from_options(ids, job.task, &job.options);
-                client.refresh_media_play_urls(&request).await.map(|r| Success {
-                    vod_job_id: Some(r.media_refresh_job_id).filter(|s| !s.is_empty()),
-                    request_id: Some(r.request_id).filter(|s| !s.is_empty()),
-                    non_existent: r.non_exist_media_ids,
-                    forbidden: r.forbidden_media_ids,
-                })
+                inner.limiter.depart().await;
+                client
+                    .refresh_media_play_urls(&request)
+                    .await
+                    .map(|r| Success {
+                        vod_job_id: Some(r.media_refresh_job_id).filter(|s| !s.is_empty()),
+                        request_id: Some(r.request_id).filter(|s| !s.is_empty()),
+                        non_existent: r.non_exist_media_ids,
+                        forbidden: r.forbidden_media_ids,
+                    })
             }
         };
         let now = Ts::now();
@@ -260,27 +282,39 @@ impl Flusher {
                 inner.status.set_credential_error(None);
                 tracing::info!(vod_job_id = ?success.vod_job_id, request_id = ?success.request_id,
                     non_existent = success.non_existent.len(), forbidden = success.forbidden.len(), "job sent");
-                inner.store.record_success(&job.id, job.attempts, now, &success).await
+                inner
+                    .store
+                    .record_success(&job.id, job.attempts, now, &success)
+                    .await
             }
             Err(error) => self.record_error(&job, now, error).await,
         };
         match recorded {
             Ok(true) => {}
-            Ok(false) => tracing::warn!("job was taken over by another flusher; result not recorded"),
+            Ok(false) => {
+                tracing::warn!("job was taken over by another flusher; result not recorded")
+            }
             // The lease runs out and the job is sent again: at-least-once.
-            Err(error) => tracing::error!(error = %error, "cannot record the job result; it will be sent again"),
+            Err(error) => {
+                tracing::error!(error = %error, "cannot record the job result; it will be sent again")
+            }
         }
     }
 
     async fn record_error(&self, job: &Job, now: Ts, error: VodError) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let failure = Failure {
-            code: error.code().map(str::to_owned).unwrap_or_else(|| error_kind(&error).to_owned()),
+            code: error
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| error_kind(&error).to_owned()),
             message: error.to_string(),
             request_id: error.request_id().map(str::to_owned),
         };
         if error.is_credential_error() {
-            inner.status.set_credential_error(Some(failure.message.clone()));
+            inner
+                .status
+                .set_credential_error(Some(failure.message.clone()));
         }
         let class = error.class();
         if class == ErrorClass::Throttled {
@@ -288,17 +322,32 @@ impl Flusher {
         }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
-            return inner.store.record_failure(&job.id, job.attempts, now, &failure).await;
+            return inner
+                .store
+                .record_failure(&job.id, job.attempts, now, &failure)
+                .await;
         }
         let jitter: f64 = rand::random();
-        match inner.config.retry.decide(job.attempts, job.budget_from, now, class == ErrorClass::Throttled, jitter) {
+        match inner.config.retry.decide(
+            job.attempts,
+            job.budget_from,
+            now,
+            class == ErrorClass::Throttled,
+            jitter,
+        ) {
             Decision::RetryAt(at) => {
                 tracing::warn!(code = %failure.code, error = %failure.message, retry_at = %at.to_rfc3339(), "job will be retried");
-                inner.store.record_retry(&job.id, job.attempts, now, at, &failure).await
+                inner
+                    .store
+                    .record_retry(&job.id, job.attempts, now, at, &failure)
+                    .await
             }
             Decision::GiveUp => {
                 tracing::error!(code = %failure.code, error = %failure.message, "job failed after its last attempt");
-                inner.store.record_failure(&job.id, job.attempts, now, &failure).await
+                inner
+                    .store
+                    .record_failure(&job.id, job.attempts, now, &failure)
+                    .await
             }
         }
     }

@@ -54,7 +54,14 @@ pub struct Pending {
 impl Pending {
     pub fn new(key: ItemKey, now: Ts, debounce: Debounce) -> Pending {
         let deadline = debounce.deadline(now);
-        Pending { key, first_seen: now, last_seen: now, deadline, due_at: debounce.due_at(now, deadline), events: 1 }
+        Pending {
+            key,
+            first_seen: now,
+            last_seen: now,
+            deadline,
+            due_at: debounce.due_at(now, deadline),
+            events: 1,
+        }
     }
 
     /// Folds a later event into this item. The deadline set by the first event stays.
@@ -91,7 +98,8 @@ impl Queue {
                 Pushed::Merged
             }
             None => {
-                self.items.insert(key.clone(), Pending::new(key, now, debounce));
+                self.items
+                    .insert(key.clone(), Pending::new(key, now, debounce));
                 Pushed::New
             }
         }
@@ -112,15 +120,25 @@ impl Queue {
             .items
             .values()
             .filter(|p| p.is_due(now))
-            .filter(|p| p.key.task == TaskType::Refresh || !self.preload_blocked(&p.key.media_id, refresh_in_flight))
+            .filter(|p| {
+                p.key.task == TaskType::Refresh
+                    || !self.preload_blocked(&p.key.media_id, refresh_in_flight)
+            })
             .collect();
         due.sort_by(|a, b| (a.first_seen, &a.key).cmp(&(b.first_seen, &b.key)));
         due
     }
 
-    fn preload_blocked(&self, media_id: &MediaId, refresh_in_flight: &dyn Fn(&MediaId) -> bool) -> bool {
+    fn preload_blocked(
+        &self,
+        media_id: &MediaId,
+        refresh_in_flight: &dyn Fn(&MediaId) -> bool,
+    ) -> bool {
         refresh_in_flight(media_id)
-            || self.items.keys().any(|k| k.task == TaskType::Refresh && &k.media_id == media_id)
+            || self
+                .items
+                .keys()
+                .any(|k| k.task == TaskType::Refresh && &k.media_id == media_id)
     }
 
     /// Removes and returns up to `max` of the given items (claiming them into a batch).
@@ -137,11 +155,18 @@ mod tests {
     const S: i64 = 1000;
 
     fn key(id: &str, task: TaskType) -> ItemKey {
-        ItemKey { media_id: MediaIdRules::default().parse(id).unwrap(), task, fingerprint: "f".into() }
+        ItemKey {
+            media_id: MediaIdRules::default().parse(id).unwrap(),
+            task,
+            fingerprint: "f".into(),
+        }
     }
 
     fn debounce(quiet: i64, max_wait: i64) -> Debounce {
-        Debounce { quiet: Duration::from_secs(quiet as u64), max_wait: Duration::from_secs(max_wait as u64) }
+        Debounce {
+            quiet: Duration::from_secs(quiet as u64),
+            max_wait: Duration::from_secs(max_wait as u64),
+        }
     }
 
     #[test]
@@ -161,7 +186,11 @@ mod tests {
             for t in &events[1..] {
                 item.merge(Ts(t * S), d);
             }
-            assert_eq!(item.due_at, Ts(want * S), "{events:?} quiet={quiet} max_wait={max_wait}");
+            assert_eq!(
+                item.due_at,
+                Ts(want * S),
+                "{events:?} quiet={quiet} max_wait={max_wait}"
+            );
             assert_eq!(item.events, events.len() as u64);
         }
     }
@@ -178,11 +207,19 @@ mod tests {
             }
         }
         assert_eq!((q.len(), merged), (200, 800));
-        assert!(q.due(Ts(1000), &|_| false).is_empty(), "nothing is due inside the quiet window");
+        assert!(
+            q.due(Ts(1000), &|_| false).is_empty(),
+            "nothing is due inside the quiet window"
+        );
 
         let mut batches = Vec::new();
         loop {
-            let keys: Vec<ItemKey> = q.due(Ts(10 * S), &|_| false).iter().take(20).map(|p| p.key.clone()).collect();
+            let keys: Vec<ItemKey> = q
+                .due(Ts(10 * S), &|_| false)
+                .iter()
+                .take(20)
+                .map(|p| p.key.clone())
+                .collect();
             if keys.is_empty() {
                 break;
             }
@@ -190,7 +227,11 @@ mod tests {
         }
         assert_eq!(batches.len(), 10);
         assert!(batches.iter().all(|b| b.len() == 20));
-        let mut ids: Vec<_> = batches.iter().flatten().map(|p| p.key.media_id.to_string()).collect();
+        let mut ids: Vec<_> = batches
+            .iter()
+            .flatten()
+            .map(|p| p.key.media_id.to_string())
+            .collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 200, "each ID exactly once");
@@ -203,7 +244,10 @@ mod tests {
         q.push(key("a", TaskType::Refresh), Ts(0), d);
         let claimed = q.claim(&[key("a", TaskType::Refresh)]);
         assert_eq!(claimed.len(), 1);
-        assert_eq!(q.push(key("a", TaskType::Refresh), Ts(3 * S), d), Pushed::New);
+        assert_eq!(
+            q.push(key("a", TaskType::Refresh), Ts(3 * S), d),
+            Pushed::New
+        );
         assert_eq!(q.due(Ts(5 * S), &|_| false).len(), 1);
     }
 
@@ -213,10 +257,17 @@ mod tests {
         let mut q = Queue::default();
         q.push(key("a", TaskType::Refresh), Ts(5 * S), d);
         q.push(key("a", TaskType::Preload), Ts(0), d);
-        let due: Vec<_> = q.due(Ts(10 * S), &|_| false).iter().map(|p| p.key.task).collect();
+        let due: Vec<_> = q
+            .due(Ts(10 * S), &|_| false)
+            .iter()
+            .map(|p| p.key.task)
+            .collect();
         assert_eq!(due, vec![TaskType::Refresh]);
         q.claim(&[key("a", TaskType::Refresh)]);
-        assert!(q.due(Ts(10 * S), &|_| true).is_empty(), "still waits while the refresh is in flight");
+        assert!(
+            q.due(Ts(10 * S), &|_| true).is_empty(),
+            "still waits while the refresh is in flight"
+        );
         assert_eq!(q.due(Ts(10 * S), &|_| false).len(), 1);
     }
 
@@ -231,7 +282,11 @@ mod tests {
             if ms % S == 0 && ms < 10 * S {
                 q.push(key("a", TaskType::Refresh), Ts(ms), d);
             }
-            let keys: Vec<ItemKey> = q.due(Ts(ms), &|_| false).iter().map(|p| p.key.clone()).collect();
+            let keys: Vec<ItemKey> = q
+                .due(Ts(ms), &|_| false)
+                .iter()
+                .map(|p| p.key.clone())
+                .collect();
             if !keys.is_empty() {
                 q.claim(&keys);
                 sends.push(ms);

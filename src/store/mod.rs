@@ -66,7 +66,10 @@ impl Store {
     /// Stores one request durably (or answers its earlier delivery) and returns the receipt.
     pub async fn ingest(&self, ingest: Ingest) -> Result<Receipt, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.ingest_tx.send((ingest, tx)).await.map_err(|_| StoreError::Closed)?;
+        self.ingest_tx
+            .send((ingest, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -94,11 +97,22 @@ impl Store {
         dispatch!(self, s => s.due_jobs(now, limit).await)
     }
 
-    pub async fn claim_job(&self, id: &str, now: Ts, lease_until: Ts) -> Result<Option<Job>, StoreError> {
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
         dispatch!(self, s => s.claim_job(id, now, lease_until).await)
     }
 
-    pub async fn record_success(&self, id: &str, attempt: u32, now: Ts, success: &Success) -> Result<bool, StoreError> {
+    pub async fn record_success(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        success: &Success,
+    ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.record_success(id, attempt, now, success).await)
     }
 
@@ -113,7 +127,13 @@ impl Store {
         dispatch!(self, s => s.record_retry(id, attempt, now, next_attempt_at, failure).await)
     }
 
-    pub async fn record_failure(&self, id: &str, attempt: u32, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+    pub async fn record_failure(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.record_failure(id, attempt, now, failure).await)
     }
 

@@ -9,8 +9,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
 use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
@@ -18,12 +20,23 @@ use crate::store::types::*;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
-    let files: [(i64, &str, &'static str); 1] =
-        [(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))];
+    let files: [(i64, &str, &'static str); 1] = [(
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    )];
     Migrator::with_migrations(
         files
             .into_iter()
-            .map(|(version, name, sql)| Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false))
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
             .collect(),
     )
 }
@@ -49,7 +62,8 @@ impl SqliteStore {
     pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -59,9 +73,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         migrator().run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(SqliteStore { writer, reader })
     }
 
@@ -72,9 +92,10 @@ impl SqliteStore {
 
     /// True when every migration this binary knows has been applied.
     pub async fn migrated(&self) -> Result<bool, StoreError> {
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
-            .fetch_one(&self.reader)
-            .await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.reader)
+                .await?;
         Ok(applied as usize >= migrator().iter().count())
     }
 
@@ -100,7 +121,10 @@ impl SqliteStore {
              WHERE i.due_at <= ? AND {PRELOAD_RULE}
              GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(now.0).fetch_all(&self.writer).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_all(&self.writer)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(DueGroup {
@@ -158,7 +182,10 @@ impl SqliteStore {
             .bind(row.get::<i64, _>("events"))
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM items WHERE id = ?").bind(row.get::<i64, _>("id")).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM items WHERE id = ?")
+                .bind(row.get::<i64, _>("id"))
+                .execute(&mut *tx)
+                .await?;
         }
         let job = load_job(&mut tx, &claim.job_id).await?;
         tx.commit().await?;
@@ -180,7 +207,12 @@ impl SqliteStore {
     }
 
     /// Starts a new attempt of a job that is due (see [`SqliteStore::due_jobs`]).
-    pub async fn claim_job(&self, id: &str, now: Ts, lease_until: Ts) -> Result<Option<Job>, StoreError> {
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'in_flight', lease_until = ?1, next_attempt_at = NULL,
@@ -201,7 +233,13 @@ impl SqliteStore {
     }
 
     /// Records a successful attempt. `attempt` fences off a flusher whose lease was taken over.
-    pub async fn record_success(&self, id: &str, attempt: u32, now: Ts, success: &Success) -> Result<bool, StoreError> {
+    pub async fn record_success(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        success: &Success,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
@@ -218,8 +256,14 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE job_items SET outcome = 'sent' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
-        for (list, outcome) in [(&success.non_existent, "non_existent"), (&success.forbidden, "forbidden")] {
+        sqlx::query("UPDATE job_items SET outcome = 'sent' WHERE job_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for (list, outcome) in [
+            (&success.non_existent, "non_existent"),
+            (&success.forbidden, "forbidden"),
+        ] {
             for media_id in list {
                 sqlx::query("UPDATE job_items SET outcome = ? WHERE job_id = ? AND media_id = ?")
                     .bind(outcome)
@@ -258,7 +302,13 @@ impl SqliteStore {
         Ok(updated.rows_affected() > 0)
     }
 
-    pub async fn record_failure(&self, id: &str, attempt: u32, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+    pub async fn record_failure(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = ?,
@@ -276,7 +326,10 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE job_items SET outcome = 'failed' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE job_items SET outcome = 'failed' WHERE job_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -284,9 +337,13 @@ impl SqliteStore {
     /// Schedules a failed job to be sent again now, with a fresh attempt budget.
     pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
-        let Some(status) = status else { return Ok(RetryOutcome::NotFound) };
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(status) = status else {
+            return Ok(RetryOutcome::NotFound);
+        };
         let status = parse_status(&status)?;
         if status != JobStatus::Failed {
             return Ok(RetryOutcome::NotFailed(status));
@@ -299,7 +356,10 @@ impl SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE job_items SET outcome = 'pending' WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE job_items SET outcome = 'pending' WHERE job_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(RetryOutcome::Scheduled)
     }
@@ -344,7 +404,10 @@ impl SqliteStore {
             query = query.bind(media_id);
         }
         let mut conn = self.reader.acquire().await?;
-        let rows = query.bind(filter.limit as i64).fetch_all(&mut *conn).await?;
+        let rows = query
+            .bind(filter.limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut job = job_from_row(row)?;
@@ -407,7 +470,10 @@ impl SqliteStore {
 
     /// Forgets delivery IDs past their retention.
     pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= ?").bind(now.0).execute(&self.writer).await?;
+        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= ?")
+            .bind(now.0)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected())
     }
 }
@@ -423,8 +489,11 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(previous) = previous {
-            let mut receipt: Receipt = serde_json::from_str(&previous)
-                .map_err(|e| StoreError::Corrupt { table: "deliveries", detail: e.to_string() })?;
+            let mut receipt: Receipt =
+                serde_json::from_str(&previous).map_err(|e| StoreError::Corrupt {
+                    table: "deliveries",
+                    detail: e.to_string(),
+                })?;
             receipt.redelivery = true;
             return Ok(receipt);
         }
@@ -455,7 +524,11 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .fetch_one(&mut *conn)
         .await?;
         let id = item.media_id.to_string();
-        let list = if events == 1 { &mut accepted } else { &mut merged };
+        let list = if events == 1 {
+            &mut accepted
+        } else {
+            &mut merged
+        };
         if !list.contains(&id) {
             list.push(id);
         }
@@ -487,10 +560,12 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
 }
 
 async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let mut job = job_from_row(&row)?;
     job.items = load_items(conn, id).await?;
@@ -507,8 +582,10 @@ async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<Job
             let outcome: String = row.get("outcome");
             Ok(JobItem {
                 media_id: MediaId::from_trusted(row.get("media_id")),
-                outcome: ItemOutcome::parse(&outcome)
-                    .ok_or_else(|| StoreError::Corrupt { table: "job_items", detail: format!("outcome {outcome:?}") })?,
+                outcome: ItemOutcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
+                    table: "job_items",
+                    detail: format!("outcome {outcome:?}"),
+                })?,
                 first_seen: Ts(row.get("first_seen")),
                 events: row.get::<i64, _>("events") as u64,
             })
@@ -539,13 +616,22 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
 }
 
 fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
-    raw.parse().map_err(|_| StoreError::Corrupt { table: "items/jobs", detail: format!("task {raw:?}") })
+    raw.parse().map_err(|_| StoreError::Corrupt {
+        table: "items/jobs",
+        detail: format!("task {raw:?}"),
+    })
 }
 
 fn parse_status(raw: &str) -> Result<JobStatus, StoreError> {
-    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt { table: "jobs", detail: format!("status {raw:?}") })
+    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt {
+        table: "jobs",
+        detail: format!("status {raw:?}"),
+    })
 }
 
 fn parse_options(raw: &str) -> Result<PurgeOptions, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt { table: "items/jobs", detail: format!("options: {e}") })
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        table: "items/jobs",
+        detail: format!("options: {e}"),
+    })
 }

@@ -19,28 +19,46 @@ fn sent_ids(calls: &[vod_purge::sim::RecordedCall]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_burst_is_deduplicated_and_packed_into_full_batches() {
-    let app = spawn_app(Spawn { extra: "[queue]\nquiet = \"1s\"\nlinger = \"1s\"\n".into(), ..Spawn::default() }).await;
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"1s\"\nlinger = \"1s\"\n".into(),
+        ..Spawn::default()
+    })
+    .await;
     // 1,000 events over 200 IDs: 200 deliveries of 5 IDs, each ID named 5 times.
     let started = Instant::now();
     let sends = (0..200).map(|d| {
-        let ids: Vec<String> = (0..5).map(|k| format!("video{:03}", (d + k * 40) % 200)).collect();
+        let ids: Vec<String> = (0..5)
+            .map(|k| format!("video{:03}", (d + k * 40) % 200))
+            .collect();
         app.webhook(json!({"media_ids": ids}))
     });
     let responses = futures_util::future::join_all(sends).await;
     let spread = started.elapsed();
-    assert!(spread < Duration::from_secs(1), "the burst must fit in linger, took {spread:?}");
+    assert!(
+        spread < Duration::from_secs(1),
+        "the burst must fit in linger, took {spread:?}"
+    );
     assert!(responses.iter().all(|r| r.status() == 202));
 
-    wait_until(Duration::from_secs(10), "200 IDs sent", || async { sent_ids(&app.successful_calls()).len() >= 200 })
-        .await;
+    wait_until(Duration::from_secs(10), "200 IDs sent", || async {
+        sent_ids(&app.successful_calls()).len() >= 200
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = app.successful_calls();
     assert_eq!(calls.len(), 10, "200 IDs in 10 calls");
-    assert!(calls.iter().all(|c| c.media_ids.len() == 20), "every call is full");
+    assert!(
+        calls.iter().all(|c| c.media_ids.len() == 20),
+        "every call is full"
+    );
     let ids = sent_ids(&calls);
     let mut unique = ids.clone();
     unique.dedup();
-    assert_eq!((ids.len(), unique.len()), (200, 200), "each ID exactly once");
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (200, 200),
+        "each ID exactly once"
+    );
     app.stop().await;
 }
 
@@ -54,32 +72,76 @@ async fn debounce_sends_at_max_wait_and_after_the_last_event() {
     let first = Ts::now();
     for second in 0..10u64 {
         let due = Instant::now() + Duration::from_secs(1);
-        assert_eq!(app.webhook(json!({"media_ids": ["debounced"]})).await.status(), 202, "event {second}");
+        assert_eq!(
+            app.webhook(json!({"media_ids": ["debounced"]}))
+                .await
+                .status(),
+            202,
+            "event {second}"
+        );
         tokio::time::sleep_until(due.into()).await;
     }
-    wait_until(Duration::from_secs(6), "the second purge", || async { app.successful_calls().len() >= 2 }).await;
+    wait_until(Duration::from_secs(6), "the second purge", || async {
+        app.successful_calls().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = app.successful_calls();
-    assert_eq!(calls.len(), 2, "once at max_wait, once after the last event: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        2,
+        "once at max_wait, once after the last event: {calls:?}"
+    );
     let offsets: Vec<i64> = calls.iter().map(|c| c.at_ms - first.0).collect();
-    assert!((5_000..6_000).contains(&offsets[0]), "first purge at the max-wait deadline: {offsets:?}");
-    assert!(offsets[1] >= 11_000, "second purge quiet after the last event: {offsets:?}");
+    assert!(
+        (5_000..6_000).contains(&offsets[0]),
+        "first purge at the max-wait deadline: {offsets:?}"
+    );
+    assert!(
+        offsets[1] >= 11_000,
+        "second purge quiet after the last event: {offsets:?}"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_event_during_the_call_yields_a_second_purge() {
     let sim = SimConfig {
-        faults: Faults { latency_ms: 1_500, ..Faults::default() },
+        faults: Faults {
+            latency_ms: 1_500,
+            ..Faults::default()
+        },
         quota_refresh: 1_000_000,
         ..SimConfig::default()
     };
-    let app = spawn_app(Spawn { extra: "[queue]\nquiet = \"100ms\"\n".into(), sim }).await;
-    assert_eq!(app.webhook(json!({"media_ids": ["busy"]})).await.status(), 202);
-    wait_until(Duration::from_secs(5), "the call to start", || async { !app.refresh_calls().is_empty() }).await;
-    let receipt: serde_json::Value = app.webhook(json!({"media_ids": ["busy"]})).await.json().await.unwrap();
-    assert_eq!(receipt["accepted"], json!(["busy"]), "a new item, not merged into the in-flight one");
-    wait_until(Duration::from_secs(10), "the second purge", || async { app.successful_calls().len() >= 2 }).await;
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"100ms\"\n".into(),
+        sim,
+    })
+    .await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["busy"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(5), "the call to start", || async {
+        !app.refresh_calls().is_empty()
+    })
+    .await;
+    let receipt: serde_json::Value = app
+        .webhook(json!({"media_ids": ["busy"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt["accepted"],
+        json!(["busy"]),
+        "a new item, not merged into the in-flight one"
+    );
+    wait_until(Duration::from_secs(10), "the second purge", || async {
+        app.successful_calls().len() >= 2
+    })
+    .await;
     assert_eq!(sent_ids(&app.successful_calls()), vec!["busy", "busy"]);
     app.stop().await;
 }
@@ -87,7 +149,11 @@ async fn an_event_during_the_call_yields_a_second_purge() {
 #[tokio::test]
 async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
     // First run: the flusher only looks once at start, so the items stay pending.
-    let app = spawn_app(Spawn { extra: "[queue]\npoll_interval = \"1h\"\n".into(), ..Spawn::default() }).await;
+    let app = spawn_app(Spawn {
+        extra: "[queue]\npoll_interval = \"1h\"\n".into(),
+        ..Spawn::default()
+    })
+    .await;
     let ids: Vec<String> = (0..30).map(|i| format!("keep{i:02}")).collect();
     assert_eq!(app.purge(json!({"media_ids": ids})).await.status(), 202);
     let db_path = app.db_path.clone();
@@ -96,7 +162,9 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
 
     // A flusher that died mid-call: 10 items claimed into a job whose lease runs 3 s more.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&StoreLocation::Sqlite(db_path.clone())).await.unwrap();
+    let store = Store::open(&StoreLocation::Sqlite(db_path.clone()))
+        .await
+        .unwrap();
     let now = Ts::now();
     let claimed = store
         .claim_batch(&ClaimBatch {
@@ -115,14 +183,22 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
     assert_eq!(claimed.items.len(), 10);
 
     let app = spawn_on(&db_path, sim, "").await;
-    wait_until(Duration::from_secs(15), "all 30 IDs sent", || async { sent_ids(&app.successful_calls()).len() >= 30 })
-        .await;
+    wait_until(Duration::from_secs(15), "all 30 IDs sent", || async {
+        sent_ids(&app.successful_calls()).len() >= 30
+    })
+    .await;
     let calls = app.successful_calls();
     let mut want = ids.clone();
     want.sort();
     assert_eq!(sent_ids(&calls), want, "every acknowledged ID, once");
-    let claimed_call = calls.iter().find(|c| c.media_ids.contains(&"keep00".to_owned())).unwrap();
-    assert!(claimed_call.at_ms >= (now + Duration::from_secs(3)).0, "the claimed job waited for its lease");
+    let claimed_call = calls
+        .iter()
+        .find(|c| c.media_ids.contains(&"keep00".to_owned()))
+        .unwrap();
+    assert!(
+        claimed_call.at_ms >= (now + Duration::from_secs(3)).0,
+        "the claimed job waited for its lease"
+    );
     let job: serde_json::Value = app.get_json(&format!("/jobs/{}", claimed.id)).await;
     assert_eq!(job["status"], "succeeded");
     app.stop().await;
@@ -138,13 +214,26 @@ async fn job_of(app: &crate::support::TestApp, media_id: &str) -> serde_json::Va
 async fn throttling_and_server_errors_are_retried_until_success() {
     for code in ["Throttling", "InternalError", "ServiceUnavailable"] {
         let app = spawn_app(Spawn::default()).await;
-        app.sim.set_faults(Faults { fail_next: 2, error_code: code.into(), ..Faults::default() });
-        assert_eq!(app.purge(json!({"media_ids": ["retry-me"]})).await.status(), 202);
-        wait_until(Duration::from_secs(15), "success", || async { app.successful_calls().len() == 1 }).await;
+        app.sim.set_faults(Faults {
+            fail_next: 2,
+            error_code: code.into(),
+            ..Faults::default()
+        });
+        assert_eq!(
+            app.purge(json!({"media_ids": ["retry-me"]})).await.status(),
+            202
+        );
+        wait_until(Duration::from_secs(15), "success", || async {
+            app.successful_calls().len() == 1
+        })
+        .await;
         let calls = app.refresh_calls();
         assert_eq!(calls.len(), 3, "{code}: two failures then success");
         assert!(calls[..2].iter().all(|c| c.code.as_deref() == Some(code)));
-        let nonces: std::collections::HashSet<_> = calls.iter().map(|c| c.params["SignatureNonce"].clone()).collect();
+        let nonces: std::collections::HashSet<_> = calls
+            .iter()
+            .map(|c| c.params["SignatureNonce"].clone())
+            .collect();
         assert_eq!(nonces.len(), 3, "every attempt is signed afresh");
         wait_until(Duration::from_secs(5), "job recorded", || async {
             job_of(&app, "retry-me").await["status"] == "succeeded"
@@ -158,25 +247,55 @@ async fn throttling_and_server_errors_are_retried_until_success() {
 #[tokio::test]
 async fn a_permanent_error_fails_the_job_and_an_operator_retry_sends_it_again() {
     let app = spawn_app(Spawn::default()).await;
-    app.sim.set_faults(Faults { fail_next: 1, error_code: "Forbidden.RAM".into(), ..Faults::default() });
-    assert_eq!(app.purge(json!({"media_ids": ["doomed"]})).await.status(), 202);
-    wait_until(Duration::from_secs(10), "job failed", || async { job_of(&app, "doomed").await["status"] == "failed" })
-        .await;
+    app.sim.set_faults(Faults {
+        fail_next: 1,
+        error_code: "Forbidden.RAM".into(),
+        ..Faults::default()
+    });
+    assert_eq!(
+        app.purge(json!({"media_ids": ["doomed"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "job failed", || async {
+        job_of(&app, "doomed").await["status"] == "failed"
+    })
+    .await;
     let job = job_of(&app, "doomed").await;
     assert_eq!(job["error"]["code"], "Forbidden.RAM");
-    assert!(job["error"]["message"].as_str().unwrap().contains("Forbidden.RAM"));
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Forbidden.RAM")
+    );
     assert_eq!(job["items"][0]["outcome"], "failed");
-    assert_eq!(app.refresh_calls().len(), 1, "a permanent error is not retried");
+    assert_eq!(
+        app.refresh_calls().len(),
+        1,
+        "a permanent error is not retried"
+    );
 
     let id = job["id"].as_str().unwrap();
-    let retry = app.http.post(format!("{}/jobs/{id}/retry", app.address)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let retry = app
+        .http
+        .post(format!("{}/jobs/{id}/retry", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retry.status(), 202);
     wait_until(Duration::from_secs(10), "retried job succeeds", || async {
         job_of(&app, "doomed").await["status"] == "succeeded"
     })
     .await;
     assert_eq!(app.successful_calls().len(), 1);
-    let again = app.http.post(format!("{}/jobs/{id}/retry", app.address)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let again = app
+        .http
+        .post(format!("{}/jobs/{id}/retry", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 409, "only failed jobs can be retried");
     app.stop().await;
 }
@@ -189,16 +308,32 @@ async fn non_existent_and_forbidden_ids_are_recorded_per_id() {
         quota_refresh: 1_000_000,
         ..SimConfig::default()
     };
-    let app = spawn_app(Spawn { sim, ..Spawn::default() }).await;
-    assert_eq!(app.purge(json!({"media_ids": ["real", "ghost", "secret"]})).await.status(), 202);
-    wait_until(Duration::from_secs(10), "job done", || async { job_of(&app, "real").await["status"] == "succeeded" })
-        .await;
+    let app = spawn_app(Spawn {
+        sim,
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(
+        app.purge(json!({"media_ids": ["real", "ghost", "secret"]}))
+            .await
+            .status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "job done", || async {
+        job_of(&app, "real").await["status"] == "succeeded"
+    })
+    .await;
     let job = job_of(&app, "real").await;
     let outcomes: HashMap<String, String> = job["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["media_id"].as_str().unwrap().to_owned(), i["outcome"].as_str().unwrap().to_owned()))
+        .map(|i| {
+            (
+                i["media_id"].as_str().unwrap().to_owned(),
+                i["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(outcomes["real"], "sent");
     assert_eq!(outcomes["ghost"], "non_existent");
@@ -217,22 +352,34 @@ async fn the_configured_rate_is_never_exceeded() {
     .await;
     let ids: Vec<String> = (0..500).map(|i| format!("backlog{i:03}")).collect();
     assert_eq!(app.purge(json!({"media_ids": ids})).await.status(), 202);
-    wait_until(Duration::from_secs(20), "500 IDs sent", || async { sent_ids(&app.successful_calls()).len() >= 500 })
-        .await;
+    wait_until(Duration::from_secs(20), "500 IDs sent", || async {
+        sent_ids(&app.successful_calls()).len() >= 500
+    })
+    .await;
     let calls = app.refresh_calls();
     assert_eq!(calls.len(), 25, "500 IDs in 25 calls");
     let times: Vec<i64> = calls.iter().map(|c| c.at_ms).collect();
-    let busiest = times.iter().map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1_000).count()).max().unwrap();
+    let busiest = times
+        .iter()
+        .map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1_000).count())
+        .max()
+        .unwrap();
     assert!(busiest <= 10, "{busiest} calls within one second");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn dry_run_records_what_would_have_been_sent() {
-    let app = spawn_app(Spawn { extra: "[vod]\ndry_run = true\n".into(), ..Spawn::default() }).await;
+    let app = spawn_app(Spawn {
+        extra: "[vod]\ndry_run = true\n".into(),
+        ..Spawn::default()
+    })
+    .await;
     assert_eq!(app.purge(json!({"media_ids": ["dry"]})).await.status(), 202);
-    wait_until(Duration::from_secs(10), "dry job", || async { job_of(&app, "dry").await["status"] == "succeeded" })
-        .await;
+    wait_until(Duration::from_secs(10), "dry job", || async {
+        job_of(&app, "dry").await["status"] == "succeeded"
+    })
+    .await;
     let job = job_of(&app, "dry").await;
     assert_eq!(job["dry_run"], true);
     assert!(app.sim.calls().is_empty(), "nothing reached VOD");
@@ -244,15 +391,26 @@ async fn refresh_then_preload_goes_out_in_that_order() {
     let app = spawn_app(Spawn::default()).await;
     let body = json!({"media_ids": ["both"], "task": "RefreshThenPreload"});
     assert_eq!(app.purge(body).await.status(), 202);
-    wait_until(Duration::from_secs(10), "two calls", || async { app.successful_calls().len() >= 2 }).await;
-    let tasks: Vec<_> = app.successful_calls().iter().map(|c| c.task_type.clone().unwrap()).collect();
+    wait_until(Duration::from_secs(10), "two calls", || async {
+        app.successful_calls().len() >= 2
+    })
+    .await;
+    let tasks: Vec<_> = app
+        .successful_calls()
+        .iter()
+        .map(|c| c.task_type.clone().unwrap())
+        .collect();
     assert_eq!(tasks, vec!["Refresh", "Preload"]);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn redelivery_gets_the_first_answer_and_stores_nothing_new() {
-    let app = spawn_app(Spawn { extra: "[queue]\nquiet = \"30s\"\nmax_wait = \"60s\"\n".into(), ..Spawn::default() }).await;
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"30s\"\nmax_wait = \"60s\"\n".into(),
+        ..Spawn::default()
+    })
+    .await;
     let send = |ids: serde_json::Value| {
         app.http
             .post(format!("{}/purge", app.address))
@@ -262,7 +420,12 @@ async fn redelivery_gets_the_first_answer_and_stores_nothing_new() {
             .send()
     };
     let first: serde_json::Value = send(json!(["one"])).await.unwrap().json().await.unwrap();
-    let second: serde_json::Value = send(json!(["one", "two"])).await.unwrap().json().await.unwrap();
+    let second: serde_json::Value = send(json!(["one", "two"]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["event_id"], second["event_id"]);
     assert_eq!(second["redelivery"], true);
     let queue = app.get_json("/queue").await;
@@ -278,22 +441,117 @@ async fn bad_input_is_refused_with_its_status_and_nothing_is_stored() {
     let many: Vec<String> = (0..1001).map(|i| format!("v{i}")).collect();
     // (path, token, content type, body, status, code)
     let cases: Vec<(&str, Option<&str>, &str, String, u16, &str)> = vec![
-        ("/purge", Some(ADMIN_TOKEN), "application/json", "{not json".into(), 400, "malformed_json"),
-        ("/purge", Some(ADMIN_TOKEN), "text/plain", r#"{"media_ids":["a"]}"#.into(), 415, "unsupported_media_type"),
-        ("/purge", Some(ADMIN_TOKEN), "application/json", format!(r#"{{"media_ids":["{big}"]}}"#), 413, "body_too_large"),
-        ("/purge", Some(ADMIN_TOKEN), "application/json", r#"{"media_ids":[]}"#.into(), 422, "no_usable_ids"),
-        ("/purge", Some(ADMIN_TOKEN), "application/json", r#"{"media_ids":["a,b","c d"]}"#.into(), 422, "no_usable_ids"),
-        ("/purge", Some(ADMIN_TOKEN), "application/json", json!({"media_ids": many}).to_string(), 422, "too_many_ids"),
-        ("/purge", Some(ADMIN_TOKEN), "application/json", r#"{"media_ids":["a"],"task":"Nuke"}"#.into(), 422, "unknown_task"),
-        ("/purge", None, "application/json", r#"{"media_ids":["a"]}"#.into(), 401, "missing_token"),
-        ("/purge", Some("wrong"), "application/json", r#"{"media_ids":["a"]}"#.into(), 401, "invalid_token"),
-        ("/webhooks/cms", None, "application/json", r#"{"media_ids":["a"]}"#.into(), 401, "missing_token"),
-        ("/webhooks/cms", Some("wrong"), "application/json", r#"{"media_ids":["a"]}"#.into(), 401, "invalid_token"),
-        ("/webhooks/cms", Some(crate::support::SOURCE_TOKEN), "application/json", "[1,".into(), 400, "malformed_json"),
-        ("/webhooks/nope", Some(crate::support::SOURCE_TOKEN), "application/json", "{}".into(), 404, "unknown_source"),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            "{not json".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "text/plain",
+            r#"{"media_ids":["a"]}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            format!(r#"{{"media_ids":["{big}"]}}"#),
+            413,
+            "body_too_large",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            r#"{"media_ids":[]}"#.into(),
+            422,
+            "no_usable_ids",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            r#"{"media_ids":["a,b","c d"]}"#.into(),
+            422,
+            "no_usable_ids",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            json!({"media_ids": many}).to_string(),
+            422,
+            "too_many_ids",
+        ),
+        (
+            "/purge",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            r#"{"media_ids":["a"],"task":"Nuke"}"#.into(),
+            422,
+            "unknown_task",
+        ),
+        (
+            "/purge",
+            None,
+            "application/json",
+            r#"{"media_ids":["a"]}"#.into(),
+            401,
+            "missing_token",
+        ),
+        (
+            "/purge",
+            Some("wrong"),
+            "application/json",
+            r#"{"media_ids":["a"]}"#.into(),
+            401,
+            "invalid_token",
+        ),
+        (
+            "/webhooks/cms",
+            None,
+            "application/json",
+            r#"{"media_ids":["a"]}"#.into(),
+            401,
+            "missing_token",
+        ),
+        (
+            "/webhooks/cms",
+            Some("wrong"),
+            "application/json",
+            r#"{"media_ids":["a"]}"#.into(),
+            401,
+            "invalid_token",
+        ),
+        (
+            "/webhooks/cms",
+            Some(crate::support::SOURCE_TOKEN),
+            "application/json",
+            "[1,".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "/webhooks/nope",
+            Some(crate::support::SOURCE_TOKEN),
+            "application/json",
+            "{}".into(),
+            404,
+            "unknown_source",
+        ),
     ];
     for (path, token, content_type, body, status, code) in cases {
-        let mut request = app.http.post(url(path)).header("content-type", content_type).body(body);
+        let mut request = app
+            .http
+            .post(url(path))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -301,14 +559,22 @@ async fn bad_input_is_refused_with_its_status_and_nothing_is_stored() {
         assert_eq!(response.status().as_u16(), status, "{path} {code}");
         let error: serde_json::Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{path}: {error}");
-        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let queue = app.get_json("/queue").await;
     assert_eq!(queue["pending"], 0, "nothing was stored");
 
     // Valid and invalid IDs together: the valid ones are stored, the others reported.
-    let receipt: serde_json::Value =
-        app.purge(json!({"media_ids": ["good", "bad,id"]})).await.json().await.unwrap();
+    let receipt: serde_json::Value = app
+        .purge(json!({"media_ids": ["good", "bad,id"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(receipt["accepted"], json!(["good"]));
     assert_eq!(receipt["rejected"][0]["media_id"], "bad,id");
     app.stop().await;
@@ -318,16 +584,34 @@ async fn bad_input_is_refused_with_its_status_and_nothing_is_stored() {
 async fn reads_need_the_admin_token_when_one_is_set() {
     let app = spawn_app(Spawn::default()).await;
     for path in ["/jobs", "/queue", "/media/x", "/jobs/x"] {
-        let status = app.http.get(format!("{}{path}", app.address)).send().await.unwrap().status();
+        let status = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, 401, "{path}");
     }
     for path in ["/healthz", "/readyz"] {
-        let status = app.http.get(format!("{}{path}", app.address)).send().await.unwrap().status();
+        let status = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, 200, "{path}");
     }
     let page = app.get_json("/jobs?status=failed&limit=5").await;
     assert_eq!(page["jobs"], json!([]));
-    let bad = app.http.get(format!("{}/jobs?status=weird", app.address)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let bad = app
+        .http
+        .get(format!("{}/jobs?status=weird", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     app.stop().await;
 }

@@ -14,7 +14,9 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 async fn stores() -> Vec<(Store, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned())).await.unwrap();
+    let store = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
+        .await
+        .unwrap();
     vec![(store, dir)]
 }
 
@@ -25,7 +27,10 @@ fn item(id: &str, task: TaskType) -> NewItem {
         task,
         fingerprint: options.fingerprint(),
         options,
-        debounce: Debounce { quiet: QUIET, max_wait: MAX_WAIT },
+        debounce: Debounce {
+            quiet: QUIET,
+            max_wait: MAX_WAIT,
+        },
     }
 }
 
@@ -56,25 +61,48 @@ fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
 #[tokio::test]
 async fn dedup_and_debounce() {
     for (store, _dir) in stores().await {
-        let first = store.ingest(ingest(&["a", "b"], TaskType::Refresh, 1_000, None)).await.unwrap();
+        let first = store
+            .ingest(ingest(&["a", "b"], TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
         assert_eq!(first.accepted, vec!["a", "b"]);
-        let second = store.ingest(ingest(&["a", "c"], TaskType::Refresh, 2_500, None)).await.unwrap();
-        assert_eq!((second.accepted, second.merged), (vec!["c".to_owned()], vec!["a".to_owned()]));
+        let second = store
+            .ingest(ingest(&["a", "c"], TaskType::Refresh, 2_500, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.accepted, second.merged),
+            (vec!["c".to_owned()], vec!["a".to_owned()])
+        );
 
         let a = store.pending_for_media("a").await.unwrap();
         assert_eq!(a.len(), 1);
-        assert_eq!((a[0].first_seen, a[0].last_seen, a[0].events), (Ts(1_000), Ts(2_500), 2));
+        assert_eq!(
+            (a[0].first_seen, a[0].last_seen, a[0].events),
+            (Ts(1_000), Ts(2_500), 2)
+        );
         assert_eq!(a[0].due_at, Ts(4_500), "due quiet after the last event");
 
         // Events every second for 40 s: the max_wait deadline caps the delay.
         for t in 3..40 {
-            store.ingest(ingest(&["a"], TaskType::Refresh, t * 1_000, None)).await.unwrap();
+            store
+                .ingest(ingest(&["a"], TaskType::Refresh, t * 1_000, None))
+                .await
+                .unwrap();
         }
         let a = store.pending_for_media("a").await.unwrap();
-        assert_eq!(a[0].due_at, Ts(31_000), "never later than first_seen + max_wait");
+        assert_eq!(
+            a[0].due_at,
+            Ts(31_000),
+            "never later than first_seen + max_wait"
+        );
 
         let stats = store.queue_stats(Ts(4_000)).await.unwrap();
-        assert_eq!((stats.pending, stats.due), (3, 1), "b is due at 3 s; a and c later");
+        assert_eq!(
+            (stats.pending, stats.due),
+            (3, 1),
+            "b is due at 3 s; a and c later"
+        );
     }
 }
 
@@ -82,15 +110,30 @@ async fn dedup_and_debounce() {
 async fn claims_are_oldest_first_and_at_most_twenty() {
     for (store, _dir) in stores().await {
         for i in 0..45 {
-            store.ingest(ingest(&[&format!("id{i:02}")], TaskType::Refresh, i * 10, None)).await.unwrap();
+            store
+                .ingest(ingest(
+                    &[&format!("id{i:02}")],
+                    TaskType::Refresh,
+                    i * 10,
+                    None,
+                ))
+                .await
+                .unwrap();
         }
         let groups = store.due_groups(Ts(10_000)).await.unwrap();
         assert_eq!(groups.len(), 1);
-        assert_eq!((groups[0].due_count, groups[0].oldest_due_at), (45, Ts(2_000)));
+        assert_eq!(
+            (groups[0].due_count, groups[0].oldest_due_at),
+            (45, Ts(2_000))
+        );
 
         let mut sizes = vec![];
         let mut order = vec![];
-        while let Some(job) = store.claim_batch(&claim(10_000, TaskType::Refresh)).await.unwrap() {
+        while let Some(job) = store
+            .claim_batch(&claim(10_000, TaskType::Refresh))
+            .await
+            .unwrap()
+        {
             sizes.push(job.items.len());
             order.extend(job.items.iter().map(|i| i.media_id.to_string()));
             assert_eq!(job.status, JobStatus::InFlight);
@@ -99,17 +142,34 @@ async fn claims_are_oldest_first_and_at_most_twenty() {
         assert_eq!(sizes, vec![20, 20, 5]);
         let want: Vec<String> = (0..45).map(|i| format!("id{i:02}")).collect();
         assert_eq!(order, want);
-        assert_eq!(store.queue_stats(Ts(10_000)).await.unwrap().in_flight_jobs, 3);
+        assert_eq!(
+            store.queue_stats(Ts(10_000)).await.unwrap().in_flight_jobs,
+            3
+        );
     }
 }
 
 #[tokio::test]
 async fn event_for_an_in_flight_id_creates_a_new_item() {
     for (store, _dir) in stores().await {
-        store.ingest(ingest(&["a"], TaskType::Refresh, 0, None)).await.unwrap();
-        let job = store.claim_batch(&claim(5_000, TaskType::Refresh)).await.unwrap().unwrap();
-        let receipt = store.ingest(ingest(&["a"], TaskType::Refresh, 5_100, None)).await.unwrap();
-        assert_eq!(receipt.accepted, vec!["a"], "a new item, not merged into the in-flight one");
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        let job = store
+            .claim_batch(&claim(5_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .unwrap();
+        let receipt = store
+            .ingest(ingest(&["a"], TaskType::Refresh, 5_100, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            receipt.accepted,
+            vec!["a"],
+            "a new item, not merged into the in-flight one"
+        );
         assert_eq!(store.pending_for_media("a").await.unwrap().len(), 1);
         assert_eq!(job.items.len(), 1);
     }
@@ -118,20 +178,61 @@ async fn event_for_an_in_flight_id_creates_a_new_item() {
 #[tokio::test]
 async fn preload_waits_until_the_refresh_is_done() {
     for (store, _dir) in stores().await {
-        store.ingest(ingest(&["a"], TaskType::Refresh, 1_000, None)).await.unwrap();
-        store.ingest(ingest(&["a", "b"], TaskType::Preload, 0, None)).await.unwrap();
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
+        store
+            .ingest(ingest(&["a", "b"], TaskType::Preload, 0, None))
+            .await
+            .unwrap();
         let groups = store.due_groups(Ts(10_000)).await.unwrap();
         let preload = groups.iter().find(|g| g.task == TaskType::Preload).unwrap();
-        assert_eq!(preload.due_count, 1, "only b: a's preload waits for its refresh");
-        assert_eq!(groups[0].task, TaskType::Refresh, "refresh groups come first");
+        assert_eq!(
+            preload.due_count, 1,
+            "only b: a's preload waits for its refresh"
+        );
+        assert_eq!(
+            groups[0].task,
+            TaskType::Refresh,
+            "refresh groups come first"
+        );
 
-        let refresh = store.claim_batch(&claim(10_000, TaskType::Refresh)).await.unwrap().unwrap();
-        let pre = store.claim_batch(&claim(10_000, TaskType::Preload)).await.unwrap().unwrap();
-        assert_eq!(pre.items.iter().map(|i| i.media_id.as_str()).collect::<Vec<_>>(), vec!["b"]);
-        assert!(store.claim_batch(&claim(10_000, TaskType::Preload)).await.unwrap().is_none(), "a still waits");
+        let refresh = store
+            .claim_batch(&claim(10_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .unwrap();
+        let pre = store
+            .claim_batch(&claim(10_000, TaskType::Preload))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pre.items
+                .iter()
+                .map(|i| i.media_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["b"]
+        );
+        assert!(
+            store
+                .claim_batch(&claim(10_000, TaskType::Preload))
+                .await
+                .unwrap()
+                .is_none(),
+            "a still waits"
+        );
 
-        store.record_success(&refresh.id, 1, Ts(10_100), &Success::default()).await.unwrap();
-        let pre = store.claim_batch(&claim(10_200, TaskType::Preload)).await.unwrap().unwrap();
+        store
+            .record_success(&refresh.id, 1, Ts(10_100), &Success::default())
+            .await
+            .unwrap();
+        let pre = store
+            .claim_batch(&claim(10_200, TaskType::Preload))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(pre.items[0].media_id.as_str(), "a");
     }
 }
@@ -139,69 +240,190 @@ async fn preload_waits_until_the_refresh_is_done() {
 #[tokio::test]
 async fn leases_expire_and_fence_the_old_attempt() {
     for (store, _dir) in stores().await {
-        store.ingest(ingest(&["a"], TaskType::Refresh, 0, None)).await.unwrap();
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
         let mut c = claim(5_000, TaskType::Refresh);
         c.lease_until = Ts(6_000);
         let job = store.claim_batch(&c).await.unwrap().unwrap();
-        assert!(store.due_jobs(Ts(5_999), 10).await.unwrap().is_empty(), "lease still held");
-        assert_eq!(store.due_jobs(Ts(6_000), 10).await.unwrap(), vec![job.id.clone()]);
+        assert!(
+            store.due_jobs(Ts(5_999), 10).await.unwrap().is_empty(),
+            "lease still held"
+        );
+        assert_eq!(
+            store.due_jobs(Ts(6_000), 10).await.unwrap(),
+            vec![job.id.clone()]
+        );
 
-        let again = store.claim_job(&job.id, Ts(6_000), Ts(70_000)).await.unwrap().unwrap();
+        let again = store
+            .claim_job(&job.id, Ts(6_000), Ts(70_000))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.attempts, 2);
-        assert!(store.claim_job(&job.id, Ts(6_001), Ts(70_000)).await.unwrap().is_none(), "claimed once");
-        let stale = store.record_success(&job.id, 1, Ts(6_500), &Success::default()).await.unwrap();
+        assert!(
+            store
+                .claim_job(&job.id, Ts(6_001), Ts(70_000))
+                .await
+                .unwrap()
+                .is_none(),
+            "claimed once"
+        );
+        let stale = store
+            .record_success(&job.id, 1, Ts(6_500), &Success::default())
+            .await
+            .unwrap();
         assert!(!stale, "the first attempt lost its lease and cannot record");
-        assert!(store.record_success(&job.id, 2, Ts(6_500), &Success::default()).await.unwrap());
-        assert_eq!(store.get_job(&job.id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+        assert!(
+            store
+                .record_success(&job.id, 2, Ts(6_500), &Success::default())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_job(&job.id).await.unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
     }
 }
 
 #[tokio::test]
 async fn job_history_outcomes_filters_and_retry() {
     for (store, _dir) in stores().await {
-        store.ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 0, None)).await.unwrap();
-        let ok = store.claim_batch(&claim(5_000, TaskType::Refresh)).await.unwrap().unwrap();
+        store
+            .ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        let ok = store
+            .claim_batch(&claim(5_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .unwrap();
         let success = Success {
             vod_job_id: Some("job-1".into()),
             request_id: Some("req-1".into()),
             non_existent: vec!["b".into()],
             forbidden: vec!["c".into()],
         };
-        assert!(store.record_success(&ok.id, 1, Ts(5_100), &success).await.unwrap());
+        assert!(
+            store
+                .record_success(&ok.id, 1, Ts(5_100), &success)
+                .await
+                .unwrap()
+        );
         let job = store.get_job(&ok.id).await.unwrap().unwrap();
-        let outcomes: Vec<_> = job.items.iter().map(|i| (i.media_id.as_str(), i.outcome)).collect();
+        let outcomes: Vec<_> = job
+            .items
+            .iter()
+            .map(|i| (i.media_id.as_str(), i.outcome))
+            .collect();
         assert_eq!(
             outcomes,
-            vec![("a", ItemOutcome::Sent), ("b", ItemOutcome::NonExistent), ("c", ItemOutcome::Forbidden)]
+            vec![
+                ("a", ItemOutcome::Sent),
+                ("b", ItemOutcome::NonExistent),
+                ("c", ItemOutcome::Forbidden)
+            ]
         );
-        assert_eq!((job.vod_job_id.as_deref(), job.request_id.as_deref()), (Some("job-1"), Some("req-1")));
+        assert_eq!(
+            (job.vod_job_id.as_deref(), job.request_id.as_deref()),
+            (Some("job-1"), Some("req-1"))
+        );
 
-        store.ingest(ingest(&["d"], TaskType::Preload, 6_000, None)).await.unwrap();
-        let bad = store.claim_batch(&claim(9_000, TaskType::Preload)).await.unwrap().unwrap();
-        let failure = Failure { code: "InvalidParameter".into(), message: "bad".into(), request_id: None };
+        store
+            .ingest(ingest(&["d"], TaskType::Preload, 6_000, None))
+            .await
+            .unwrap();
+        let bad = store
+            .claim_batch(&claim(9_000, TaskType::Preload))
+            .await
+            .unwrap()
+            .unwrap();
+        let failure = Failure {
+            code: "InvalidParameter".into(),
+            message: "bad".into(),
+            request_id: None,
+        };
         let retry_at = Ts(20_000);
-        assert!(store.record_retry(&bad.id, 1, Ts(9_100), retry_at, &failure).await.unwrap());
+        assert!(
+            store
+                .record_retry(&bad.id, 1, Ts(9_100), retry_at, &failure)
+                .await
+                .unwrap()
+        );
         assert!(store.due_jobs(Ts(19_999), 10).await.unwrap().is_empty());
-        let bad = store.claim_job(&bad.id, Ts(20_000), Ts(80_000)).await.unwrap().unwrap();
-        assert!(store.record_failure(&bad.id, 2, Ts(20_100), &failure).await.unwrap());
+        let bad = store
+            .claim_job(&bad.id, Ts(20_000), Ts(80_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .record_failure(&bad.id, 2, Ts(20_100), &failure)
+                .await
+                .unwrap()
+        );
 
-        let all = store.list_jobs(&JobFilter { limit: 10, ..JobFilter::default() }).await.unwrap();
-        assert_eq!(all.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![bad.id.as_str(), ok.id.as_str()]);
-        let failed = JobFilter { status: Some(JobStatus::Failed), limit: 10, ..JobFilter::default() };
+        let all = store
+            .list_jobs(&JobFilter {
+                limit: 10,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            vec![bad.id.as_str(), ok.id.as_str()]
+        );
+        let failed = JobFilter {
+            status: Some(JobStatus::Failed),
+            limit: 10,
+            ..JobFilter::default()
+        };
         assert_eq!(store.list_jobs(&failed).await.unwrap().len(), 1);
-        let by_media = JobFilter { media_id: Some("b".into()), limit: 10, ..JobFilter::default() };
+        let by_media = JobFilter {
+            media_id: Some("b".into()),
+            limit: 10,
+            ..JobFilter::default()
+        };
         assert_eq!(store.list_jobs(&by_media).await.unwrap()[0].id, ok.id);
-        let by_task = JobFilter { task: Some(TaskType::Preload), limit: 10, ..JobFilter::default() };
+        let by_task = JobFilter {
+            task: Some(TaskType::Preload),
+            limit: 10,
+            ..JobFilter::default()
+        };
         assert_eq!(store.list_jobs(&by_task).await.unwrap()[0].id, bad.id);
-        let page2 = JobFilter { before: Some(bad.id.clone()), limit: 10, ..JobFilter::default() };
+        let page2 = JobFilter {
+            before: Some(bad.id.clone()),
+            limit: 10,
+            ..JobFilter::default()
+        };
         assert_eq!(store.list_jobs(&page2).await.unwrap()[0].id, ok.id);
-        let since = JobFilter { since: Some(Ts(9_000)), limit: 10, ..JobFilter::default() };
+        let since = JobFilter {
+            since: Some(Ts(9_000)),
+            limit: 10,
+            ..JobFilter::default()
+        };
         assert_eq!(store.list_jobs(&since).await.unwrap().len(), 1);
 
-        assert_eq!(store.retry_job(&ok.id, Ts(30_000)).await.unwrap(), RetryOutcome::NotFailed(JobStatus::Succeeded));
-        assert_eq!(store.retry_job("nope", Ts(30_000)).await.unwrap(), RetryOutcome::NotFound);
-        assert_eq!(store.retry_job(&bad.id, Ts(30_000)).await.unwrap(), RetryOutcome::Scheduled);
-        let again = store.claim_job(&bad.id, Ts(30_000), Ts(90_000)).await.unwrap().unwrap();
+        assert_eq!(
+            store.retry_job(&ok.id, Ts(30_000)).await.unwrap(),
+            RetryOutcome::NotFailed(JobStatus::Succeeded)
+        );
+        assert_eq!(
+            store.retry_job("nope", Ts(30_000)).await.unwrap(),
+            RetryOutcome::NotFound
+        );
+        assert_eq!(
+            store.retry_job(&bad.id, Ts(30_000)).await.unwrap(),
+            RetryOutcome::Scheduled
+        );
+        let again = store
+            .claim_job(&bad.id, Ts(30_000), Ts(90_000))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.attempts, again.budget_from), (1, Ts(30_000)));
     }
 }
@@ -209,15 +431,27 @@ async fn job_history_outcomes_filters_and_retry() {
 #[tokio::test]
 async fn redelivery_returns_the_first_answer_and_stores_nothing() {
     for (store, _dir) in stores().await {
-        let first = store.ingest(ingest(&["a"], TaskType::Refresh, 0, Some("msg_1"))).await.unwrap();
-        let again = store.ingest(ingest(&["a", "b"], TaskType::Refresh, 500, Some("msg_1"))).await.unwrap();
+        let first = store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, Some("msg_1")))
+            .await
+            .unwrap();
+        let again = store
+            .ingest(ingest(&["a", "b"], TaskType::Refresh, 500, Some("msg_1")))
+            .await
+            .unwrap();
         assert!(again.redelivery);
-        assert_eq!((again.event_id.as_str(), &again.accepted), (first.event_id.as_str(), &first.accepted));
+        assert_eq!(
+            (again.event_id.as_str(), &again.accepted),
+            (first.event_id.as_str(), &first.accepted)
+        );
         assert!(store.pending_for_media("b").await.unwrap().is_empty());
         assert_eq!(store.pending_for_media("a").await.unwrap()[0].events, 1);
         // Past the retention the ID is forgotten.
         assert_eq!(store.prune_deliveries(Ts(60_000)).await.unwrap(), 1);
-        let later = store.ingest(ingest(&["a"], TaskType::Refresh, 61_000, Some("msg_1"))).await.unwrap();
+        let later = store
+            .ingest(ingest(&["a"], TaskType::Refresh, 61_000, Some("msg_1")))
+            .await
+            .unwrap();
         assert!(!later.redelivery);
     }
 }
@@ -229,7 +463,14 @@ async fn concurrent_ingests_are_group_committed_and_all_stored() {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    store.ingest(ingest(&[&format!("v{i}"), "shared"], TaskType::Refresh, 1_000, None)).await
+                    store
+                        .ingest(ingest(
+                            &[&format!("v{i}"), "shared"],
+                            TaskType::Refresh,
+                            1_000,
+                            None,
+                        ))
+                        .await
                 })
             })
             .collect();
@@ -238,9 +479,15 @@ async fn concurrent_ingests_are_group_committed_and_all_stored() {
             let receipt = task.await.unwrap().unwrap();
             merged_shared += receipt.merged.iter().filter(|id| *id == "shared").count();
         }
-        assert_eq!(merged_shared, 199, "exactly one request created the shared item");
+        assert_eq!(
+            merged_shared, 199,
+            "exactly one request created the shared item"
+        );
         let stats = store.queue_stats(Ts(1_000)).await.unwrap();
         assert_eq!(stats.pending, 201);
-        assert_eq!(store.pending_for_media("shared").await.unwrap()[0].events, 200);
+        assert_eq!(
+            store.pending_for_media("shared").await.unwrap()[0].events,
+            200
+        );
     }
 }

@@ -30,7 +30,11 @@ impl Default for Spawn {
     fn default() -> Self {
         Spawn {
             extra: String::new(),
-            sim: SimConfig { quota_refresh: 10_000_000, quota_preload: 10_000_000, ..SimConfig::default() },
+            sim: SimConfig {
+                quota_refresh: 10_000_000,
+                quota_preload: 10_000_000,
+                ..SimConfig::default()
+            },
         }
     }
 }
@@ -66,7 +70,9 @@ pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
     // Later tables override earlier keys: merge `extra` by replacing whole sections.
     for section in ["[server]", "[store]", "[vod]", "[queue]"] {
         if let Some(start) = extra.find(section) {
-            let body_end = extra[start + section.len()..].find("\n[").map_or(extra.len(), |e| start + section.len() + e);
+            let body_end = extra[start + section.len()..]
+                .find("\n[")
+                .map_or(extra.len(), |e| start + section.len() + e);
             let body = &extra[start + section.len()..body_end];
             text = text.replacen(section, &format!("{section}\n{body}"), 1);
         }
@@ -100,7 +106,11 @@ fn dedupe_keys(text: &str) -> String {
 pub async fn spawn_app(spawn: Spawn) -> TestApp {
     let sim = sim::start(spawn.sim).await.expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("vod-purge.db").to_string_lossy().into_owned();
+    let db_path = dir
+        .path()
+        .join("vod-purge.db")
+        .to_string_lossy()
+        .into_owned();
     let mut app = spawn_on(&db_path, sim, &spawn.extra).await;
     app._dir = Some(dir);
     app
@@ -109,7 +119,9 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
 /// Starts the application on an existing database file and simulator.
 pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
     let settings = settings(db_path, &sim.base_url(), extra);
-    let app = Application::build(settings).await.expect("application builds");
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
@@ -131,12 +143,21 @@ impl TestApp {
     /// Stops the application gracefully and returns its simulator and database directory.
     pub async fn stop(self) -> (SimHandle, Option<tempfile::TempDir>) {
         self.shutdown.shutdown();
-        self.task.await.expect("app task").expect("app stops cleanly");
+        self.task
+            .await
+            .expect("app task")
+            .expect("app stops cleanly");
         (self.sim, self._dir)
     }
 
     pub async fn purge(&self, body: serde_json::Value) -> reqwest::Response {
-        self.http.post(format!("{}/purge", self.address)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.unwrap()
+        self.http
+            .post(format!("{}/purge", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn webhook(&self, body: serde_json::Value) -> reqwest::Response {
@@ -150,19 +171,35 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let response =
-            self.http.get(format!("{}{path}", self.address)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        let response = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 
     /// Successful `RefreshMediaPlayUrls` calls recorded by the simulator.
     pub fn refresh_calls(&self) -> Vec<RecordedCall> {
-        self.sim.calls().into_iter().filter(|c| c.action == "RefreshMediaPlayUrls").collect()
+        self.sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.action == "RefreshMediaPlayUrls")
+            .collect()
     }
 
     pub fn successful_calls(&self) -> Vec<RecordedCall> {
-        self.refresh_calls().into_iter().filter(|c| c.status == 200).collect()
+        self.refresh_calls()
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .collect()
     }
 }
 
@@ -174,7 +211,10 @@ where
 {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
