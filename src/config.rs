@@ -448,3 +448,36 @@ mod tests {
         assert!(s.to_redacted_toml().contains("<redacted>"));
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    /// `config/default.toml` is the configuration reference: every key of the settings tree must
+    /// be in it, under its table, with a comment above it.
+    #[test]
+    fn every_key_is_documented_in_the_default_file() {
+        let settings = Settings::from_toml("[vod]\ndry_run = true").unwrap();
+        let tree = toml::Value::try_from(&settings).unwrap();
+        let lines: Vec<&str> = DEFAULTS.lines().collect();
+        for (table, value) in tree.as_table().unwrap() {
+            let Some(keys) = value.as_table() else {
+                continue;
+            };
+            let header = lines.iter().position(|l| l.trim() == format!("[{table}]"));
+            let header =
+                header.unwrap_or_else(|| panic!("[{table}] is not in config/default.toml"));
+            for key in keys.keys() {
+                let at = lines[header..]
+                    .iter()
+                    .position(|l| l.starts_with(&format!("{key} =")))
+                    .unwrap_or_else(|| panic!("{table}.{key} is not in config/default.toml"));
+                let previous = lines[header + at - 1].trim_start();
+                assert!(
+                    previous.starts_with('#') || lines[header + at - 1].contains(" = "),
+                    "{table}.{key} has no comment above it"
+                );
+            }
+        }
+    }
+}

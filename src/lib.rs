@@ -14,11 +14,13 @@
 //! - [`api`]: the HTTP surface: ingest, jobs, media, queue, health.
 //! - [`startup`]: builds and runs the application; shared by `main` and the tests.
 //! - [`telemetry`]: logging setup.
+//! - [`metrics`]: Prometheus metrics in a registry per application.
 
 pub mod api;
 pub mod config;
 pub mod domain;
 pub mod flusher;
+pub mod metrics;
 pub mod queue;
 pub mod sim;
 pub mod startup;

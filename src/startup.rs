@@ -22,6 +22,7 @@ use tracing_actix_web::TracingLogger;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::vod::{self, ClientConfig, Credentials};
 
@@ -87,16 +88,24 @@ impl Application {
             Sender::Vod(client)
         };
         let status = Arc::new(FlusherStatus::default());
+        let metrics = Arc::new(Metrics::new());
         let flusher = Flusher::new(
             store.clone(),
             sender,
             FlusherConfig::from_settings(&settings),
             status.clone(),
+            metrics.clone(),
         );
         let draining = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(
-            AppState::new(store.clone(), settings.clone(), draining.clone(), status)
-                .map_err(|e| anyhow::anyhow!(e))?,
+            AppState::new(
+                store.clone(),
+                settings.clone(),
+                draining.clone(),
+                status,
+                metrics,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
         );
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {

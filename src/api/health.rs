@@ -57,3 +57,30 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// Prometheus metrics (text format). The queue gauges are read from the store at each scrape.
+#[utoipa::path(responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = &state.metrics;
+    let now = crate::domain::Ts::now();
+    match state.store.queue_stats(now).await {
+        Ok(stats) => {
+            m.queue_pending.set(stats.pending as i64);
+            m.queue_due.set(stats.due as i64);
+            m.queue_oldest_age.set(
+                stats
+                    .oldest_first_seen
+                    .map_or(0.0, |t| now.since(t).as_secs_f64()),
+            );
+            m.jobs_in_flight.set(stats.in_flight_jobs as i64);
+            m.jobs_retrying.set(stats.retrying_jobs as i64);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
+    }
+    m.flusher_active
+        .set(i64::from(state.flusher.last_step().is_some()));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render())
+}

@@ -43,12 +43,33 @@ pub async fn purge(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let result = purge_inner(&state, &req, payload).await;
+    count_refusal(&state, ADMIN_SOURCE, &result);
+    result
+}
+
+async fn purge_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     state.authorize_admin(&req)?;
     require_json(&req)?;
     let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
     let requests = parse_native(&body)?;
     let delivery_id = header(&req, "idempotency-key");
-    enqueue(&state, ADMIN_SOURCE, delivery_id, requests, state.debounce).await
+    enqueue(state, ADMIN_SOURCE, delivery_id, requests, state.debounce).await
+}
+
+/// Counts a refused delivery under its error code (successes are counted where they are known).
+fn count_refusal(state: &AppState, source: &str, result: &Result<HttpResponse, ApiError>) {
+    if let Err(error) = result {
+        state
+            .metrics
+            .deliveries
+            .with_label_values(&[source, error.code()])
+            .inc();
+    }
 }
 
 /// Receive a webhook from a configured source.
@@ -72,6 +93,23 @@ pub async fn receive_webhook(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
+    let result = webhook_inner(&state, req, name.clone(), payload).await;
+    // Unknown names are not labels: anyone can invent them.
+    let label = if state.sources.contains_key(&name) {
+        name.as_str()
+    } else {
+        "unknown"
+    };
+    count_refusal(&state, label, &result);
+    result
+}
+
+async fn webhook_inner(
+    state: &AppState,
+    req: HttpRequest,
+    name: String,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let Some(entry) = state.sources.get(&name) else {
         return Err(ApiError::not_found(
             "unknown_source",
@@ -116,6 +154,11 @@ pub async fn receive_webhook(
     if extracted.requests.is_empty() {
         if let Some(event) = extracted.ignored_event {
             tracing::debug!(source = %name, event = %event, "event does not purge");
+            state
+                .metrics
+                .deliveries
+                .with_label_values(&[name.as_str(), "ignored"])
+                .inc();
             return Ok(HttpResponse::Ok().json(Ignored {
                 ignored_event: event,
             }));
@@ -208,6 +251,24 @@ async fn enqueue(
         delivery_expires_at: now + state.settings.store.idempotency_retention,
     };
     let receipt = state.store.ingest(ingest).await?;
+    let m = &state.metrics;
+    let outcome = if receipt.redelivery {
+        "redelivery"
+    } else {
+        "accepted"
+    };
+    m.deliveries.with_label_values(&[source, outcome]).inc();
+    if !receipt.redelivery {
+        m.media_ids
+            .with_label_values(&["accepted"])
+            .inc_by(receipt.accepted.len() as u64);
+        m.media_ids
+            .with_label_values(&["merged"])
+            .inc_by(receipt.merged.len() as u64);
+        m.media_ids
+            .with_label_values(&["rejected"])
+            .inc_by(receipt.rejected.len() as u64);
+    }
     tracing::info!(
         source,
         event_id = %receipt.event_id,

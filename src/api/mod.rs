@@ -6,6 +6,7 @@
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod openapi;
 pub mod reads;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Settings;
 use crate::domain::MediaIdRules;
 use crate::flusher::FlusherStatus;
+use crate::metrics::Metrics;
 use crate::queue::Debounce;
 use crate::store::Store;
 use crate::webhook::Source;
@@ -35,6 +37,7 @@ pub struct AppState {
     /// Set when a shutdown begins; `/readyz` then fails so that no new traffic arrives.
     pub draining: Arc<AtomicBool>,
     pub flusher: Arc<FlusherStatus>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A configured source with its ingest limiter.
@@ -49,6 +52,7 @@ impl AppState {
         settings: Arc<Settings>,
         draining: Arc<AtomicBool>,
         flusher: Arc<FlusherStatus>,
+        metrics: Arc<Metrics>,
     ) -> Result<AppState, String> {
         let mut sources = HashMap::new();
         for cfg in &settings.sources {
@@ -77,6 +81,7 @@ impl AppState {
             debounce,
             draining,
             flusher,
+            metrics,
         })
     }
 
@@ -130,6 +135,22 @@ fn check_bearer(req: &HttpRequest, token: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Every route `configure` registers, as (method, OpenAPI path); the tests check that each one
+/// answers and is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/purge"),
+    ("post", "/webhooks/{source}"),
+    ("get", "/jobs"),
+    ("get", "/jobs/{id}"),
+    ("post", "/jobs/{id}/retry"),
+    ("get", "/media/{id}"),
+    ("get", "/queue"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ingest::purge)
@@ -140,5 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reads::media)
         .service(reads::queue)
         .service(health::healthz)
-        .service(health::readyz);
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(openapi::openapi_json);
 }

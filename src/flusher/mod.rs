@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::domain::Ts;
+use crate::metrics::Metrics;
 use crate::store::{ClaimBatch, Failure, Job, Store, StoreError, Success};
 use crate::vod::{self, ErrorClass, RefreshRequest, VodError};
 use backoff::{Decision, RetryPolicy};
@@ -118,6 +119,7 @@ struct Inner {
     /// The call tasks, so that shutdown can wait for them.
     calls: TaskTracker,
     status: Arc<FlusherStatus>,
+    metrics: Arc<Metrics>,
 }
 
 impl Flusher {
@@ -126,6 +128,7 @@ impl Flusher {
         sender: Sender,
         config: FlusherConfig,
         status: Arc<FlusherStatus>,
+        metrics: Arc<Metrics>,
     ) -> Flusher {
         Flusher {
             inner: Arc::new(Inner {
@@ -136,6 +139,7 @@ impl Flusher {
                 sender,
                 config,
                 status,
+                metrics,
             }),
         }
     }
@@ -238,7 +242,8 @@ impl Flusher {
             _ = shutdown.cancelled() => None,
             permit = async {
                 let slot = inner.in_flight.clone().acquire_owned().await.ok()?;
-                inner.limiter.acquire().await;
+                let waited = inner.limiter.acquire().await;
+                inner.metrics.limiter_wait.inc_by(waited.as_secs_f64());
                 Some(slot)
             } => permit,
         }
@@ -256,6 +261,8 @@ impl Flusher {
     async fn send(&self, job: Job) {
         let inner = &self.inner;
         let ids: Vec<String> = job.items.iter().map(|i| i.media_id.to_string()).collect();
+        inner.metrics.batch_size.observe(ids.len() as f64);
+        let started = std::time::Instant::now();
         let result = match &inner.sender {
             Sender::DryRun => {
                 tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
@@ -276,10 +283,27 @@ impl Flusher {
             }
         };
         let now = Ts::now();
+        if matches!(inner.sender, Sender::Vod(_)) {
+            inner
+                .metrics
+                .vod_call_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         let recorded = match result {
             Ok(success) => {
                 inner.limiter.on_success();
                 inner.status.set_credential_error(None);
+                inner.metrics.vod_credential_error.set(0);
+                inner
+                    .metrics
+                    .vod_calls
+                    .with_label_values(&["success", ""])
+                    .inc();
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["succeeded"])
+                    .inc();
                 tracing::info!(vod_job_id = ?success.vod_job_id, request_id = ?success.request_id,
                     non_existent = success.non_existent.len(), forbidden = success.forbidden.len(), "job sent");
                 inner
@@ -322,6 +346,11 @@ impl Flusher {
         }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
+            inner
+                .metrics
+                .jobs_finished
+                .with_label_values(&["failed"])
+                .inc();
             return inner
                 .store
                 .record_failure(&job.id, job.attempts, now, &failure)
@@ -337,6 +366,7 @@ impl Flusher {
         ) {
             Decision::RetryAt(at) => {
                 tracing::warn!(code = %failure.code, error = %failure.message, retry_at = %at.to_rfc3339(), "job will be retried");
+                inner.metrics.retries.inc();
                 inner
                     .store
                     .record_retry(&job.id, job.attempts, now, at, &failure)
@@ -344,6 +374,11 @@ impl Flusher {
             }
             Decision::GiveUp => {
                 tracing::error!(code = %failure.code, error = %failure.message, "job failed after its last attempt");
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["failed"])
+                    .inc();
                 inner
                     .store
                     .record_failure(&job.id, job.attempts, now, &failure)

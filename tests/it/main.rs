@@ -1,3 +1,4 @@
+mod ops;
 mod pipeline;
 mod sim;
 mod store;

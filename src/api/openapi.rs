@@ -1,0 +1,51 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
+
+use actix_web::{HttpResponse, get};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::{error, health, ingest, reads};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vod-purge",
+        description = "Batched, rate-limited ApsaraVideo VOD purges from CMS webhooks. Read and admin endpoints take the admin token as a bearer token when one is configured."
+    ),
+    paths(
+        ingest::purge,
+        ingest::receive_webhook,
+        reads::list_jobs,
+        reads::get_job,
+        reads::retry_job,
+        reads::media,
+        reads::queue,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        openapi_json,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("admin_token" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,161 @@
+//! Prometheus metrics, in an explicit registry per application.
+//!
+//! Each application owns its [`Metrics`] (no process-wide recorder), so two applications in one
+//! test process never mix their figures. Counters and histograms are updated where things
+//! happen; the queue gauges are read from the store when `/metrics` is scraped, so they are
+//! right on every replica, not only on the leader.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Deliveries by source and outcome (`accepted`, `redelivery`, `ignored`, or the error code).
+    pub deliveries: IntCounterVec,
+    /// Media IDs by result: `accepted` (new item), `merged` (into a pending item), `rejected`.
+    pub media_ids: IntCounterVec,
+    /// VOD calls by outcome (`success`, `throttled`, `retryable`, `permanent`) and error code.
+    pub vod_calls: IntCounterVec,
+    pub vod_call_duration: Histogram,
+    pub batch_size: Histogram,
+    /// Seconds the flusher spent waiting for the rate limiter.
+    pub limiter_wait: prometheus::Counter,
+    /// Attempts scheduled again after a retryable failure.
+    pub retries: IntCounter,
+    /// Jobs that reached a final status, by status.
+    pub jobs_finished: IntCounterVec,
+    /// 1 while this process is the active flusher.
+    pub flusher_active: IntGauge,
+    /// 1 while the last VOD answer was a credential error.
+    pub vod_credential_error: IntGauge,
+    pub queue_pending: IntGauge,
+    pub queue_due: IntGauge,
+    pub queue_oldest_age: prometheus::Gauge,
+    pub jobs_in_flight: IntGauge,
+    pub jobs_retrying: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new_custom(Some("vod_purge".to_owned()), None).expect("valid registry");
+        let limiter_wait = prometheus::Counter::new(
+            "rate_limiter_wait_seconds_total",
+            "Time spent waiting for the VOD rate limiter",
+        )
+        .expect("valid metric");
+        r.register(Box::new(limiter_wait.clone()))
+            .expect("metric registered once");
+        let queue_oldest_age = prometheus::Gauge::new(
+            "queue_oldest_pending_age_seconds",
+            "Age of the oldest pending item",
+        )
+        .expect("valid metric");
+        r.register(Box::new(queue_oldest_age.clone()))
+            .expect("metric registered once");
+        let retries = IntCounter::new(
+            "vod_retries_total",
+            "Attempts scheduled again after a retryable failure",
+        )
+        .expect("valid metric");
+        r.register(Box::new(retries.clone()))
+            .expect("metric registered once");
+        Metrics {
+            deliveries: counter_vec(
+                &r,
+                "deliveries_total",
+                "Ingest requests by source and outcome",
+                &["source", "outcome"],
+            ),
+            media_ids: counter_vec(
+                &r,
+                "media_ids_total",
+                "Media IDs received, by result",
+                &["result"],
+            ),
+            vod_calls: counter_vec(
+                &r,
+                "vod_calls_total",
+                "RefreshMediaPlayUrls calls by outcome and error code",
+                &["outcome", "code"],
+            ),
+            vod_call_duration: histogram(
+                &r,
+                "vod_call_duration_seconds",
+                "Duration of RefreshMediaPlayUrls calls",
+                prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets"),
+            ),
+            batch_size: histogram(
+                &r,
+                "batch_size",
+                "Media IDs per RefreshMediaPlayUrls call",
+                vec![1.0, 2.0, 5.0, 10.0, 15.0, 19.0, 20.0],
+            ),
+            limiter_wait,
+            retries,
+            jobs_finished: counter_vec(
+                &r,
+                "jobs_finished_total",
+                "Jobs that reached a final status",
+                &["status"],
+            ),
+            flusher_active: gauge(
+                &r,
+                "flusher_active",
+                "1 while this process is the active flusher",
+            ),
+            vod_credential_error: gauge(
+                &r,
+                "vod_credential_error",
+                "1 while VOD rejects the credentials",
+            ),
+            queue_pending: gauge(&r, "queue_pending_items", "Pending items"),
+            queue_due: gauge(&r, "queue_due_items", "Pending items that are due"),
+            queue_oldest_age,
+            jobs_in_flight: gauge(&r, "jobs_in_flight", "Jobs whose call is in flight"),
+            jobs_retrying: gauge(&r, "jobs_retrying", "Jobs waiting for their next attempt"),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

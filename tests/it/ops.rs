@@ -1,0 +1,304 @@
+//! What an operator relies on: the OpenAPI document, metrics, configuration checks, and a
+//! graceful shutdown of the real binary.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use vod_purge::config::StoreLocation;
+use vod_purge::sim::{Faults, SimConfig};
+use vod_purge::store::{JobFilter, Store};
+
+use crate::support::{ADMIN_TOKEN, Spawn, spawn_app, wait_until};
+
+#[tokio::test]
+async fn every_route_answers_and_is_in_the_openapi_document() {
+    let app = spawn_app(Spawn::default()).await;
+    let doc = app.get_json("/openapi.json").await;
+    for (method, path) in vod_purge::api::ROUTES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not in /openapi.json");
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path} has no responses"
+        );
+        let concrete = path.replace("{source}", "cms").replace("{id}", "x");
+        let url = format!("{}{concrete}", app.address);
+        let request = match *method {
+            "get" => app.http.get(url),
+            _ => app
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body("{}"),
+        };
+        let response = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let body = response.text().await.unwrap();
+        // The router's own 404 has an empty body; ours always carry a JSON error.
+        assert!(!body.is_empty(), "{method} {path} is not routed");
+    }
+    let documented = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum::<usize>();
+    assert_eq!(
+        documented,
+        vod_purge::api::ROUTES.len(),
+        "the document lists a route that is not registered"
+    );
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_deliveries_calls_and_queue() {
+    let app = spawn_app(Spawn::default()).await;
+    assert_eq!(
+        app.purge(json!({"media_ids": ["m1", "m2", "bad,id"]}))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["m1"]})).await.status(),
+        202
+    );
+    let refused = app
+        .http
+        .post(format!("{}/webhooks/cms", app.address))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    wait_until(Duration::from_secs(10), "the call", || async {
+        app.successful_calls().len() == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "metrics", || async {
+        let text = app
+            .http
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains(r#"vod_purge_vod_calls_total{code="",outcome="success"} 1"#)
+    })
+    .await;
+    // No token needed for metrics.
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"vod_purge_deliveries_total{outcome="accepted",source="admin"} 1"#,
+        r#"vod_purge_deliveries_total{outcome="accepted",source="cms"} 1"#,
+        r#"vod_purge_deliveries_total{outcome="missing_token",source="cms"} 1"#,
+        r#"vod_purge_media_ids_total{result="accepted"} 2"#,
+        r#"vod_purge_media_ids_total{result="merged"} 1"#,
+        r#"vod_purge_media_ids_total{result="rejected"} 1"#,
+        r#"vod_purge_batch_size_count 1"#,
+        r#"vod_purge_jobs_finished_total{status="succeeded"} 1"#,
+        "vod_purge_queue_pending_items 0",
+        "vod_purge_vod_call_duration_seconds_bucket",
+        "vod_purge_rate_limiter_wait_seconds_total",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    app.stop().await;
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vod-purge"))
+}
+
+#[test]
+fn check_config_names_the_wrong_key_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[vod]\nmax_requests_per_second = 80\ndry_run = true\n",
+            "vod.max_requests_per_second",
+        ),
+        (
+            "[vod]\ndry_run = true\n[queue]\nquiet = \"two seconds\"\n",
+            "queue.quiet",
+        ),
+        (
+            "[vod]\ndry_run = true\n[server]\nlisten_on = \"x\"\n",
+            "listen_on",
+        ),
+        ("[vod]\nregion = \"cn-shanghai\"\n", "vod.access_key_id"),
+        (
+            "[vod]\ndry_run = true\n[[sources]]\nname = \"cms\"\nauth = \"hmac\"\nsecrets = [\"s\"]\nformat = \"native\"\n",
+            "header",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = binary()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env_clear()
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?} was accepted");
+        assert!(stderr.contains(key), "{text:?}: {stderr}");
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[vod]\naccess_key_id = \"id\"\naccess_key_secret = \"hunter2\"\n[[sources]]\nname = \"cms\"\nauth = \"bearer\"\nsecrets = [\"tok3n\"]\nformat = \"native\"\n",
+    )
+    .unwrap();
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("max_requests_per_second = 50"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("tok3n"),
+        "secrets leaked:\n{stdout}"
+    );
+    assert!(stdout.contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
+    let sim = vod_purge::sim::start(SimConfig {
+        faults: Faults {
+            latency_ms: 2_000,
+            ..Faults::default()
+        },
+        quota_refresh: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db").to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{ADMIN_TOKEN}\"\nshutdown_grace = \"10s\"\n\
+             [store]\nurl = \"sqlite://{db}\"\n[vod]\nendpoint = \"{}\"\ntimeout = \"5s\"\n\
+             [queue]\nquiet = \"100ms\"\nlinger = \"50ms\"\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = binary()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(10), "the service", || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let ids: Vec<String> = (0..25).map(|i| format!("term{i:02}")).collect();
+    let first = http
+        .post(format!("{base}/purge"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"media_ids": ids[..20]}))
+        .send();
+    assert_eq!(first.await.unwrap().status(), 202);
+    wait_until(Duration::from_secs(10), "a call in flight", || async {
+        !sim.calls().is_empty()
+    })
+    .await;
+    // Acknowledged while the first call is in flight: must survive the shutdown.
+    let late = http
+        .post(format!("{base}/purge"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"media_ids": ids[20..]}))
+        .send();
+    assert_eq!(late.await.unwrap().status(), 202);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not exit within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    // Every acknowledged ID was either sent (and recorded) or is still stored for the next start.
+    let store = Store::open(&StoreLocation::Sqlite(db)).await.unwrap();
+    let jobs = store
+        .list_jobs(&JobFilter {
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut accounted: Vec<String> = Vec::new();
+    for job in &jobs {
+        assert_ne!(job.status, vod_purge::store::JobStatus::Failed);
+        accounted.extend(job.items.iter().map(|i| i.media_id.to_string()));
+    }
+    for id in &ids {
+        if !accounted.contains(id) {
+            assert_eq!(
+                store.pending_for_media(id).await.unwrap().len(),
+                1,
+                "{id} was lost"
+            );
+        }
+    }
+    let first_job = jobs
+        .iter()
+        .find(|j| j.items.len() == 20)
+        .expect("the in-flight batch");
+    assert_eq!(
+        first_job.status,
+        vod_purge::store::JobStatus::Succeeded,
+        "the call in flight was finished and recorded"
+    );
+    store.close().await;
+    sim.stop().await;
+}
