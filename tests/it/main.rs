@@ -1,3 +1,4 @@
+mod ingress;
 mod ops;
 mod pipeline;
 mod sim;

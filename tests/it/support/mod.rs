@@ -74,11 +74,16 @@ pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
                 .find("\n[")
                 .map_or(extra.len(), |e| start + section.len() + e);
             let body = &extra[start + section.len()..body_end];
+            let body = body.split("[[sources]]").next().unwrap_or_default();
             text = text.replacen(section, &format!("{section}\n{body}"), 1);
         }
     }
-    let settings = Settings::from_toml(&dedupe_keys(&text)).expect("test settings are valid");
-    settings
+    // Extra sources are appended as they are.
+    if let Some(start) = extra.find("[[sources]]") {
+        text.push('\n');
+        text.push_str(&extra[start..]);
+    }
+    Settings::from_toml(&dedupe_keys(&text)).expect("test settings are valid")
 }
 
 /// Keeps the first occurrence of each key within a table, so `extra` keys win.
