@@ -170,6 +170,7 @@ impl Settings {
         }
         let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         settings.apply_credential_env(&env);
+        settings.resolve_source_secrets(&env)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -181,6 +182,26 @@ impl Settings {
         settings.apply_credential_env(&|_: &str| None);
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Adds the values of each source's `secrets_env` variables to its secrets.
+    fn resolve_source_secrets(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            for name in &source.secrets_env {
+                match env(name).filter(|v| !v.is_empty()) {
+                    Some(secret) => source.secrets.push(secret),
+                    None => {
+                        return Err(ConfigError(format!(
+                            "sources[{i}].secrets_env: the environment variable {name} is not set or empty"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn apply_credential_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
@@ -426,6 +447,24 @@ mod tests {
             let err = load(text).expect_err(text);
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn source_secrets_can_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = "[vod]\ndry_run = true\n[[sources]]\nname = \"cms\"\nauth = \"bearer\"\nsecrets_env = [\"CMS_TOKEN\"]\nformat = \"native\"\n";
+        std::fs::write(&path, text).unwrap();
+        let env = |name: &str| (name == "CMS_TOKEN").then(|| "from-env".to_owned());
+        let s = Settings::load_with_env(Some(&path), env, false).unwrap();
+        assert_eq!(s.sources[0].secrets, vec!["from-env"]);
+        let err = Settings::load_with_env(Some(&path), |_| None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources[0].secrets_env") && err.contains("CMS_TOKEN"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct SourceConfig {
     /// Every secret (or bearer token) that is currently valid; several while rotating keys.
     #[serde(default, serialize_with = "redact_secrets")]
     pub secrets: Vec<String>,
+    /// Names of environment variables whose values are added to `secrets` at start-up, so that
+    /// secrets can live in a Kubernetes Secret rather than in the configuration file.
+    #[serde(default)]
+    pub secrets_env: Vec<String>,
     pub format: FormatKind,
 
     /// `hmac`: the header holding the signature (required). `bearer`: the header holding the

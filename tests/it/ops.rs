@@ -302,3 +302,52 @@ async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
     store.close().await;
     sim.stop().await;
 }
+
+/// The `config.toml` embedded in each variant's ConfigMap, as the pod would load it.
+fn configmap_config(variant: &str) -> String {
+    let path = format!(
+        "{}/k8s/{variant}/configmap.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "config.toml: |")
+        .skip(1);
+    let first = lines.next().expect("config.toml has content");
+    let indent = first.len() - first.trim_start().len();
+    std::iter::once(first)
+        .chain(
+            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent),
+        )
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_kubernetes_configmaps_are_valid_configurations() {
+    let dir = tempfile::tempdir().unwrap();
+    for variant in ["sqlite", "postgres"] {
+        let path = dir.path().join(format!("{variant}.toml"));
+        std::fs::write(&path, configmap_config(variant)).unwrap();
+        let out = binary()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env_clear()
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+            .env(
+                "CMS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .env("VOD_PURGE_STORE__URL", "postgres://vod@db/vod")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{variant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
