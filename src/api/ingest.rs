@@ -151,18 +151,24 @@ async fn webhook_inner(
     let extracted = source.extract(&request).inspect_err(|error| {
         tracing::warn!(source = %name, code = error.code(), "webhook payload refused: {error}");
     })?;
-    if extracted.requests.is_empty() {
-        if let Some(event) = extracted.ignored_event {
-            tracing::debug!(source = %name, event = %event, "event does not purge");
-            state
-                .metrics
-                .deliveries
-                .with_label_values(&[name.as_str(), "ignored"])
-                .inc();
-            return Ok(HttpResponse::Ok().json(Ignored {
-                ignored_event: event,
-            }));
+    let names_no_id = extracted.requests.iter().all(|r| r.media_ids.is_empty());
+    let ignored = match extracted.ignored_event {
+        Some(event) if extracted.requests.is_empty() => Some(event),
+        _ if names_no_id && !source.requires_media_ids() => {
+            Some("(no media id in this delivery)".to_owned())
         }
+        _ => None,
+    };
+    if let Some(event) = ignored {
+        tracing::debug!(source = %name, event = %event, "event does not purge");
+        state
+            .metrics
+            .deliveries
+            .with_label_values(&[name.as_str(), "ignored"])
+            .inc();
+        return Ok(HttpResponse::Ok().json(Ignored {
+            ignored_event: event,
+        }));
     }
     let debounce = Debounce {
         quiet: source.quiet().unwrap_or(state.debounce.quiet),

@@ -182,6 +182,12 @@ impl Source {
     }
 
     /// True when the source accepts unauthenticated deliveries (`auth = "none"`).
+    /// Whether a delivery without media IDs is a mistake (native format) or an event that
+    /// simply concerns no video (CMS formats), which is acknowledged without storing anything.
+    pub fn requires_media_ids(&self) -> bool {
+        self.format.is_native()
+    }
+
     pub fn is_unauthenticated(&self) -> bool {
         matches!(self.verifier, auth::Verifier::None)
     }

@@ -133,6 +133,16 @@ async fn strapi_events_purge_only_when_they_should() {
         "entry.create"
     );
     assert_eq!(send("entry.update").await.unwrap().status(), 202);
+    // A purging event about an entry without a video is acknowledged, not refused.
+    let no_video = app
+        .http
+        .post(format!("{}/webhooks/strapi", app.address))
+        .bearer_auth("strapi-token")
+        .json(&json!({"event": "entry.update", "model": "article", "entry": {"id": 2, "title": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_video.status(), 200);
     wait_until(Duration::from_secs(10), "the purge", || async {
         app.successful_calls().len() == 1
     })

@@ -25,6 +25,14 @@ pub(crate) struct Format {
     options: RawOptions,
 }
 
+impl Format {
+    /// True for the native format, whose bodies exist to name media IDs; the other formats carry
+    /// CMS events, some of which legitimately name none (a Contentful unpublish has only `sys`).
+    pub(crate) fn is_native(&self) -> bool {
+        matches!(self.kind, Kind::Native)
+    }
+}
+
 enum Kind {
     Native,
     Pointers(Vec<Pointer>),
