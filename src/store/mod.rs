@@ -172,24 +172,25 @@ async fn group_committer(backend: Backend, mut rx: mpsc::Receiver<Waiting>) {
                 Err(_) => break,
             }
         }
-        let ingests: Vec<Ingest> = group.iter().map(|(i, _)| i.clone()).collect();
+        let (ingests, replies): (Vec<Ingest>, Vec<_>) = group.into_iter().unzip();
         match ingest_group(&backend, &ingests).await {
             Ok(receipts) => {
-                for ((_, reply), receipt) in group.into_iter().zip(receipts) {
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
                     let _ = reply.send(Ok(receipt));
                 }
             }
             // One bad request must not fail the others: commit them one by one.
-            Err(error) if group.len() > 1 => {
-                tracing::warn!(error = %error, size = group.len(), "group commit failed; committing one by one");
-                for (ingest, reply) in group {
-                    let result = ingest_group(&backend, std::slice::from_ref(&ingest)).await;
+            Err(error) if ingests.len() > 1 => {
+                tracing::warn!(error = %error, size = ingests.len(), "group commit failed; committing one by one");
+                for (ingest, reply) in ingests.chunks(1).zip(replies) {
+                    let result = ingest_group(&backend, ingest).await;
                     let _ = reply.send(result.map(|mut r| r.remove(0)));
                 }
             }
             Err(error) => {
-                let (_, reply) = group.pop().expect("group has one request");
-                let _ = reply.send(Err(error));
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
             }
         }
     }

@@ -138,7 +138,9 @@ async fn strapi_events_purge_only_when_they_should() {
         .http
         .post(format!("{}/webhooks/strapi", app.address))
         .bearer_auth("strapi-token")
-        .json(&json!({"event": "entry.update", "model": "article", "entry": {"id": 2, "title": "x"}}))
+        .json(
+            &json!({"event": "entry.update", "model": "article", "entry": {"id": 2, "title": "x"}}),
+        )
         .send()
         .await
         .unwrap();
