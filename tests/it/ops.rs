@@ -351,3 +351,75 @@ fn the_kubernetes_configmaps_are_valid_configurations() {
         );
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's quick start: `vod-purge demo`, a webhook with the demo token, then the job.
+#[tokio::test]
+async fn the_readme_quick_start_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, sim_port) = (free_port(), free_port());
+    let mut child = binary()
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sim-listen",
+            &format!("127.0.0.1:{sim_port}"),
+        ])
+        .args(["--db", &dir.path().join("demo.db").to_string_lossy()])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(10), "the demo", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let id = "d0b7d0ff0d3f71f0bfd2e7f4b6a40101";
+    let response = http
+        .post(format!("{base}/webhooks/cms"))
+        .bearer_auth("demo-secret")
+        .json(&json!({"media_ids": [id], "task": "Refresh"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    wait_until(Duration::from_secs(10), "the job", || async {
+        let media: serde_json::Value = http
+            .get(format!("{base}/media/{id}"))
+            .bearer_auth("demo-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        media["jobs"][0]["status"] == "succeeded"
+    })
+    .await;
+    let calls: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{sim_port}/_sim/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls[0]["media_ids"], json!([id]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
