@@ -8,6 +8,7 @@
 //!
 //! Every backend must pass the conformance suite in `tests/it/store.rs`.
 
+mod rows;
 pub mod sqlite;
 pub mod types;
 
