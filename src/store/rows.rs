@@ -30,6 +30,38 @@ pub(crate) const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
                     WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
                       AND j.status IN ('in_flight', 'retrying'))))";
 
+/// The `GET /jobs` query: `placeholder(n)` writes the n-th (1-based) parameter in the dialect.
+/// Parameters are bound in this order: status, task, since, before, media ID (each only when the
+/// filter has it), then the limit.
+pub(crate) fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> String {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        placeholder(n)
+    };
+    if filter.status.is_some() {
+        sql.push_str(&format!(" AND status = {}", next()));
+    }
+    if filter.task.is_some() {
+        sql.push_str(&format!(" AND task = {}", next()));
+    }
+    if filter.since.is_some() {
+        sql.push_str(&format!(" AND created_at >= {}", next()));
+    }
+    if filter.before.is_some() {
+        sql.push_str(&format!(" AND id < {}", next()));
+    }
+    if filter.media_id.is_some() {
+        sql.push_str(&format!(
+            " AND id IN (SELECT job_id FROM job_items WHERE media_id = {})",
+            next()
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
+    sql
+}
+
 /// Builds a migrator from `(version, name, sql)` files embedded with `include_str!` (sqlx 0.9
 /// without its `macros` feature has no `migrate!`).
 pub(crate) fn migrator(files: &[(i64, &str, &'static str)]) -> Migrator {

@@ -336,23 +336,7 @@ impl SqliteStore {
     }
 
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
-        if filter.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        if filter.task.is_some() {
-            sql.push_str(" AND task = ?");
-        }
-        if filter.since.is_some() {
-            sql.push_str(" AND created_at >= ?");
-        }
-        if filter.before.is_some() {
-            sql.push_str(" AND id < ?");
-        }
-        if filter.media_id.is_some() {
-            sql.push_str(" AND id IN (SELECT job_id FROM job_items WHERE media_id = ?)");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let sql = rows::list_jobs_sql(filter, |_| "?".to_owned());
         let mut query = sqlx::query(AssertSqlSafe(sql));
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
