@@ -1,13 +1,20 @@
 //! The durable store: pending items, jobs with per-ID results, and delivery IDs.
 //!
 //! [`Store`] is the one contract the rest of the application uses. It dispatches to a backend
-//! chosen from `store.url` (SQLite now; PostgreSQL fits the same methods) and owns the group
-//! committer: ingest requests are queued on a channel, and a single task commits everything
+//! chosen from `store.url` (embedded SQLite, or PostgreSQL for several replicas) and owns the
+//! group committer: ingest requests are queued on a channel, and a single task commits everything
 //! waiting in one transaction before answering each request. Under load that turns N disk syncs
-//! into one, without ever answering before the data is durable.
+//! into one, without ever answering before the data is durable. Every replica has its own.
+//!
+//! Leadership: exactly one process per store may flush. SQLite has one process by construction,
+//! so it is always the leader; PostgreSQL replicas compete for an advisory lock (see
+//! [`postgres`]). [`Store::try_acquire_leadership`] is polled by the application; the flusher
+//! only runs while it says yes.
 //!
 //! Every backend must pass the conformance suite in `tests/it/store.rs`.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod types;
 
@@ -17,6 +24,7 @@ pub use types::*;
 
 use crate::config::StoreLocation;
 use crate::domain::Ts;
+use postgres::PgStore;
 use sqlite::SqliteStore;
 
 /// Most requests folded into one transaction.
@@ -25,6 +33,7 @@ const MAX_GROUP: usize = 256;
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Calls the same method on whichever backend is configured.
@@ -32,6 +41,7 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match &$self.backend {
             Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
         }
     };
 }
@@ -51,12 +61,7 @@ impl Store {
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
         let backend = match location {
             StoreLocation::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
-            StoreLocation::Postgres(_) => {
-                return Err(StoreError::Corrupt {
-                    table: "-",
-                    detail: "the PostgreSQL store is not available in this build".into(),
-                });
-            }
+            StoreLocation::Postgres(url) => Backend::Postgres(PgStore::open(url).await?),
         };
         let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_committer(backend.clone(), ingest_rx));
@@ -71,6 +76,28 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// True when other processes may share this store, so that leadership can change hands.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Becomes the one flusher of this store if no live process is, or confirms this process
+    /// still is. An error means the database is unreachable; this process is then not the leader.
+    pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(s) => s.try_acquire_leadership().await,
+        }
+    }
+
+    /// The answer of the last [`Store::try_acquire_leadership`]; no I/O.
+    pub fn is_leader(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Postgres(s) => s.is_leader(),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -199,5 +226,6 @@ async fn group_committer(backend: Backend, mut rx: mpsc::Receiver<Waiting>) {
 async fn ingest_group(backend: &Backend, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
     match backend {
         Backend::Sqlite(s) => s.ingest_group(group).await,
+        Backend::Postgres(s) => s.ingest_group(group).await,
     }
 }

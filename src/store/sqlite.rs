@@ -9,47 +9,22 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqliteConnection, SqlitePool};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::domain::Ts;
+use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
-    let files: [(i64, &str, &'static str); 1] = [(
+    rows::migrator(&[(
         1,
         "initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
-    )];
-    Migrator::with_migrations(
-        files
-            .into_iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
+    )])
 }
-
-/// A Preload is held back while a Refresh of the same media ID is pending or being sent.
-const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
-        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task = 'Refresh')
-    AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
-                    WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
-                      AND j.status IN ('in_flight', 'retrying'))))";
-
-const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
-     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -125,16 +100,7 @@ impl SqliteStore {
             .bind(now.0)
             .fetch_all(&self.writer)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueGroup {
-                    task: parse_task(row.get("task"))?,
-                    fingerprint: row.get("fingerprint"),
-                    due_count: row.get::<i64, _>("n") as u64,
-                    oldest_due_at: Ts(row.get("oldest")),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::due_group_from_row).collect()
     }
 
     /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
@@ -344,7 +310,7 @@ impl SqliteStore {
         let Some(status) = status else {
             return Ok(RetryOutcome::NotFound);
         };
-        let status = parse_status(&status)?;
+        let status = rows::parse_status(&status)?;
         if status != JobStatus::Failed {
             return Ok(RetryOutcome::NotFailed(status));
         }
@@ -370,23 +336,7 @@ impl SqliteStore {
     }
 
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
-        if filter.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        if filter.task.is_some() {
-            sql.push_str(" AND task = ?");
-        }
-        if filter.since.is_some() {
-            sql.push_str(" AND created_at >= ?");
-        }
-        if filter.before.is_some() {
-            sql.push_str(" AND id < ?");
-        }
-        if filter.media_id.is_some() {
-            sql.push_str(" AND id IN (SELECT job_id FROM job_items WHERE media_id = ?)");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let sql = rows::list_jobs_sql(filter, |_| "?".to_owned());
         let mut query = sqlx::query(AssertSqlSafe(sql));
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
@@ -410,7 +360,7 @@ impl SqliteStore {
             .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut job = job_from_row(row)?;
+            let mut job = rows::job_from_row(row)?;
             job.items = load_items(&mut conn, &job.id).await?;
             jobs.push(job);
         }
@@ -418,28 +368,13 @@ impl SqliteStore {
     }
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events
-             FROM items WHERE media_id = ? ORDER BY first_seen",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PENDING_COLUMNS} FROM items WHERE media_id = ? ORDER BY first_seen"
+        )))
         .bind(media_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PendingItem {
-                    media_id: MediaId::from_trusted(row.get("media_id")),
-                    task: parse_task(row.get("task"))?,
-                    fingerprint: row.get("fingerprint"),
-                    options: parse_options(row.get("options"))?,
-                    source: row.get("source"),
-                    first_seen: Ts(row.get("first_seen")),
-                    last_seen: Ts(row.get("last_seen")),
-                    due_at: Ts(row.get("due_at")),
-                    events: row.get::<i64, _>("events") as u64,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::pending_from_row).collect()
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
@@ -489,21 +424,13 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(previous) = previous {
-            let mut receipt: Receipt =
-                serde_json::from_str(&previous).map_err(|e| StoreError::Corrupt {
-                    table: "deliveries",
-                    detail: e.to_string(),
-                })?;
-            receipt.redelivery = true;
-            return Ok(receipt);
+            return rows::previous_receipt(&previous);
         }
     }
-    let mut accepted = Vec::new();
-    let mut merged = Vec::new();
+    let mut events = Vec::with_capacity(ingest.items.len());
     for item in &ingest.items {
-        let options = serde_json::to_string(&item.options).expect("options serialise");
         let deadline = item.debounce.deadline(ingest.now);
-        let events: i64 = sqlx::query_scalar(
+        let count: i64 = sqlx::query_scalar(
             "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 1)
              ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
@@ -515,7 +442,7 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .bind(item.media_id.as_str())
         .bind(item.task.as_str())
         .bind(&item.fingerprint)
-        .bind(&options)
+        .bind(rows::options_json(item))
         .bind(&ingest.source)
         .bind(ingest.now.0)
         .bind(deadline.0)
@@ -523,25 +450,9 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .bind(item.debounce.quiet.as_millis() as i64)
         .fetch_one(&mut *conn)
         .await?;
-        let id = item.media_id.to_string();
-        let list = if events == 1 {
-            &mut accepted
-        } else {
-            &mut merged
-        };
-        if !list.contains(&id) {
-            list.push(id);
-        }
+        events.push(count);
     }
-    // An ID that created one item (say its Refresh) and joined another counts as accepted.
-    merged.retain(|id| !accepted.contains(id));
-    let receipt = Receipt {
-        event_id: ingest.event_id.clone(),
-        accepted,
-        merged,
-        rejected: ingest.rejected.clone(),
-        redelivery: false,
-    };
+    let receipt = rows::receipt_for(ingest, &events);
     if let Some(delivery_id) = &ingest.delivery_id {
         sqlx::query(
             "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
@@ -550,7 +461,7 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         )
         .bind(&ingest.source)
         .bind(delivery_id)
-        .bind(serde_json::to_string(&receipt).expect("receipt serialises"))
+        .bind(rows::receipt_json(&receipt))
         .bind(ingest.now.0)
         .bind(ingest.delivery_expires_at.0)
         .execute(&mut *conn)
@@ -567,71 +478,17 @@ async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, 
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let mut job = job_from_row(&row)?;
+    let mut job = rows::job_from_row(&row)?;
     job.items = load_items(conn, id).await?;
     Ok(Some(job))
 }
 
 async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
-    let rows = sqlx::query("SELECT media_id, outcome, first_seen, events FROM job_items WHERE job_id = ? ORDER BY position")
-        .bind(job_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let outcome: String = row.get("outcome");
-            Ok(JobItem {
-                media_id: MediaId::from_trusted(row.get("media_id")),
-                outcome: ItemOutcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
-                    table: "job_items",
-                    detail: format!("outcome {outcome:?}"),
-                })?,
-                first_seen: Ts(row.get("first_seen")),
-                events: row.get::<i64, _>("events") as u64,
-            })
-        })
-        .collect()
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: row.get("id"),
-        task: parse_task(row.get("task"))?,
-        fingerprint: row.get("fingerprint"),
-        options: parse_options(row.get("options"))?,
-        status: parse_status(row.get("status"))?,
-        dry_run: row.get("dry_run"),
-        attempts: row.get::<i64, _>("attempts") as u32,
-        created_at: Ts(row.get("created_at")),
-        budget_from: Ts(row.get("budget_from")),
-        updated_at: Ts(row.get("updated_at")),
-        next_attempt_at: row.get::<Option<i64>, _>("next_attempt_at").map(Ts),
-        lease_until: row.get::<Option<i64>, _>("lease_until").map(Ts),
-        vod_job_id: row.get("vod_job_id"),
-        request_id: row.get("request_id"),
-        error_code: row.get("error_code"),
-        error_message: row.get("error_message"),
-        items: Vec::new(),
-    })
-}
-
-fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
-    raw.parse().map_err(|_| StoreError::Corrupt {
-        table: "items/jobs",
-        detail: format!("task {raw:?}"),
-    })
-}
-
-fn parse_status(raw: &str) -> Result<JobStatus, StoreError> {
-    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt {
-        table: "jobs",
-        detail: format!("status {raw:?}"),
-    })
-}
-
-fn parse_options(raw: &str) -> Result<PurgeOptions, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
-        table: "items/jobs",
-        detail: format!("options: {e}"),
-    })
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_ITEM_COLUMNS} FROM job_items WHERE job_id = ? ORDER BY position"
+    )))
+    .bind(job_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(rows::job_item_from_row).collect()
 }

@@ -7,17 +7,33 @@ use vod_purge::domain::{MediaIdRules, PurgeOptions, TaskType, Ts};
 use vod_purge::queue::Debounce;
 use vod_purge::store::*;
 
+use crate::support::postgres::{TestDb, fresh_database};
+
 const QUIET: Duration = Duration::from_secs(2);
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// A fresh store of every backend available here.
-async fn stores() -> Vec<(Store, tempfile::TempDir)> {
+/// What keeps a test store's data alive; dropping it removes the file or database.
+#[allow(dead_code)]
+enum Backing {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDb),
+}
+
+/// A fresh store of every backend: SQLite, and PostgreSQL unless it is unreachable outside CI.
+async fn stores(test: &str) -> Vec<(Store, Backing)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
+    let sqlite = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
         .await
         .unwrap();
-    vec![(store, dir)]
+    let mut stores = vec![(sqlite, Backing::Sqlite(dir))];
+    if let Some(db) = fresh_database(test).await {
+        let pg = Store::open(&StoreLocation::Postgres(db.url.clone()))
+            .await
+            .expect("the PostgreSQL store opens");
+        stores.push((pg, Backing::Postgres(db)));
+    }
+    stores
 }
 
 fn item(id: &str, task: TaskType) -> NewItem {
@@ -60,7 +76,7 @@ fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
 
 #[tokio::test]
 async fn dedup_and_debounce() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("dedup_and_debounce").await {
         let first = store
             .ingest(ingest(&["a", "b"], TaskType::Refresh, 1_000, None))
             .await
@@ -108,7 +124,7 @@ async fn dedup_and_debounce() {
 
 #[tokio::test]
 async fn claims_are_oldest_first_and_at_most_twenty() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("claims_are_oldest_first_and_at_most_twenty").await {
         for i in 0..45 {
             store
                 .ingest(ingest(
@@ -151,7 +167,7 @@ async fn claims_are_oldest_first_and_at_most_twenty() {
 
 #[tokio::test]
 async fn event_for_an_in_flight_id_creates_a_new_item() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("event_for_an_in_flight_id_creates_a_new_item").await {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
             .await
@@ -177,7 +193,7 @@ async fn event_for_an_in_flight_id_creates_a_new_item() {
 
 #[tokio::test]
 async fn preload_waits_until_the_refresh_is_done() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("preload_waits_until_the_refresh_is_done").await {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
             .await
@@ -239,7 +255,7 @@ async fn preload_waits_until_the_refresh_is_done() {
 
 #[tokio::test]
 async fn leases_expire_and_fence_the_old_attempt() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("leases_expire_and_fence_the_old_attempt").await {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
             .await
@@ -290,7 +306,7 @@ async fn leases_expire_and_fence_the_old_attempt() {
 
 #[tokio::test]
 async fn job_history_outcomes_filters_and_retry() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("job_history_outcomes_filters_and_retry").await {
         store
             .ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 0, None))
             .await
@@ -430,7 +446,8 @@ async fn job_history_outcomes_filters_and_retry() {
 
 #[tokio::test]
 async fn redelivery_returns_the_first_answer_and_stores_nothing() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("redelivery_returns_the_first_answer_and_stores_nothing").await
+    {
         let first = store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, Some("msg_1")))
             .await
@@ -458,7 +475,7 @@ async fn redelivery_returns_the_first_answer_and_stores_nothing() {
 
 #[tokio::test]
 async fn concurrent_ingests_are_group_committed_and_all_stored() {
-    for (store, _dir) in stores().await {
+    for (store, _backing) in stores("concurrent_ingests_are_group_committed_and_all_stored").await {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let store = store.clone();
@@ -490,4 +507,77 @@ async fn concurrent_ingests_are_group_committed_and_all_stored() {
             200
         );
     }
+}
+
+/// Replicas on one PostgreSQL database: claims never overlap, a redelivery arriving at two
+/// replicas at once is stored once, and exactly one replica holds the flusher lock.
+#[tokio::test]
+async fn replicas_sharing_a_database_claim_disjoint_batches_and_elect_one_leader() {
+    let Some(db) = fresh_database("replicas_sharing_a_database").await else {
+        return;
+    };
+    let location = StoreLocation::Postgres(db.url.clone());
+    let a = Store::open(&location).await.unwrap();
+    let b = Store::open(&location).await.unwrap();
+
+    // The same delivery at both replicas at once: one stores it, the other answers it.
+    let (ra, rb) = tokio::join!(
+        a.ingest(ingest(&["dup"], TaskType::Refresh, 0, Some("msg"))),
+        b.ingest(ingest(&["dup"], TaskType::Refresh, 0, Some("msg")))
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.redelivery ^ rb.redelivery, "{ra:?} / {rb:?}");
+    assert_eq!(a.pending_for_media("dup").await.unwrap()[0].events, 1);
+
+    for i in 0..199 {
+        let store = if i % 2 == 0 { &a } else { &b };
+        store
+            .ingest(ingest(&[&format!("r{i:03}")], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+    }
+    // Both replicas claim as fast as they can; every item lands in exactly one job.
+    let drain = |store: Store| async move {
+        let mut ids = vec![];
+        while let Some(job) = store
+            .claim_batch(&claim(10_000, TaskType::Refresh))
+            .await
+            .unwrap()
+        {
+            ids.extend(job.items.iter().map(|i| i.media_id.to_string()));
+        }
+        ids
+    };
+    let (ia, ib) = tokio::join!(
+        tokio::spawn(drain(a.clone())),
+        tokio::spawn(drain(b.clone()))
+    );
+    let mut all: Vec<String> = ia.unwrap().into_iter().chain(ib.unwrap()).collect();
+    all.sort();
+    let total = all.len();
+    all.dedup();
+    assert_eq!((total, all.len()), (200, 200), "each item claimed once");
+
+    // Leadership: the first to ask gets it; the other waits until the leader's session ends.
+    assert!(a.try_acquire_leadership().await.unwrap());
+    assert!(a.is_leader());
+    assert!(!b.try_acquire_leadership().await.unwrap());
+    assert!(!b.is_leader());
+    assert!(a.try_acquire_leadership().await.unwrap(), "still held");
+    a.close().await;
+    assert!(b.try_acquire_leadership().await.unwrap(), "handed over");
+    b.close().await;
+}
+
+/// SQLite has one process by construction: it is always the leader.
+#[tokio::test]
+async fn the_embedded_store_is_always_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
+        .await
+        .unwrap();
+    assert!(store.is_leader());
+    assert!(store.try_acquire_leadership().await.unwrap());
+    assert!(!store.is_shared());
 }

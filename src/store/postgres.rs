@@ -1,0 +1,600 @@
+//! The PostgreSQL backend, for several replicas sharing one database.
+//!
+//! Same schema and the same behaviour as the SQLite backend (the conformance suite checks both);
+//! what differs is how concurrent processes are kept apart:
+//!
+//! - **Ingest** runs on every replica, each with its own group committer. Upserts on the same
+//!   item serialise on its unique key (`INSERT ... ON CONFLICT DO UPDATE` either inserts or
+//!   updates, even against a concurrent claim that deletes the row). A delivery ID is guarded by
+//!   a transaction-scoped advisory lock on its hash, so two replicas receiving the same redelivery
+//!   cannot both store it. A group that deadlocks with another replica's is retried.
+//! - **Claims** select their rows `FOR UPDATE SKIP LOCKED`: a second claimer skips rows another
+//!   transaction is moving into a job instead of waiting for them, and never claims them twice.
+//!   Jobs carry a lease and an attempt counter that fences off a flusher whose lease ran out.
+//! - **Leadership**: exactly one replica flushes. It holds a session-level advisory lock on a
+//!   connection of its own, outside the pool. A lock rather than a lease row because PostgreSQL
+//!   releases it the moment the holder's session ends (process killed, connection terminated),
+//!   with no clock and no expiry to tune, and a waiting replica gets it on its next poll. The
+//!   holder proves it still has the lock by a round trip on that connection on every poll; a
+//!   failed or slow round trip drops the connection (and with it the lock) and the leadership.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use tokio::sync::Mutex;
+
+use crate::domain::Ts;
+use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
+use crate::store::types::*;
+
+/// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
+fn migrator() -> Migrator {
+    rows::migrator(&[(
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    )])
+}
+
+/// The flusher lock: the two-key form of `pg_try_advisory_lock`, whose key space is apart from
+/// the one-key locks taken on delivery-ID hashes. One lock per database.
+const LEADER_LOCK: (i32, i32) = (0x7670_7572, 1); // "vpur"
+
+/// How long a leadership check or a readiness ping may take before the database counts as gone.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a group that deadlocked with another replica's is tried again.
+const DEADLOCK_RETRIES: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    leader: Arc<Leadership>,
+}
+
+#[derive(Debug)]
+struct Leadership {
+    options: PgConnectOptions,
+    /// The connection holding the lock (or trying to get it); `None` after it failed.
+    conn: Mutex<Option<PgConnection>>,
+    held: AtomicBool,
+}
+
+fn timed_out(what: &str) -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took longer than {CHECK_TIMEOUT:?}"),
+    )))
+}
+
+impl PgStore {
+    /// Connects and applies the migrations (sqlx serialises concurrent migrators with a lock).
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("vod-purge");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(PgStore {
+            pool,
+            leader: Arc::new(Leadership {
+                options,
+                conn: Mutex::new(None),
+                held: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| timed_out("a ping"))??;
+        Ok(())
+    }
+
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied as usize >= migrator().iter().count())
+    }
+
+    /// Closes the pool and the leadership connection, which hands the flusher lock over at once.
+    pub async fn close(&self) {
+        if let Some(conn) = self.leader.conn.lock().await.take() {
+            self.leader.held.store(false, Ordering::SeqCst);
+            let _ = conn.close().await;
+        }
+        self.pool.close().await;
+    }
+
+    /// Takes the flusher lock if it is free, or confirms this process still holds it.
+    pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
+        let leader = &self.leader;
+        let mut slot = leader.conn.lock().await;
+        let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
+            if slot.is_none() {
+                *slot = Some(PgConnection::connect_with(&leader.options).await?);
+            }
+            let conn = slot.as_mut().expect("connected above");
+            if leader.held.load(Ordering::SeqCst) {
+                // The lock lives exactly as long as this session: a round trip proves both.
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                Ok(true)
+            } else {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                    .bind(LEADER_LOCK.0)
+                    .bind(LEADER_LOCK.1)
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        match checked {
+            Ok(held) => {
+                leader.held.store(held, Ordering::SeqCst);
+                Ok(held)
+            }
+            Err(error) => {
+                // Dropping the connection ends the session, so no lock outlives our belief in it.
+                leader.held.store(false, Ordering::SeqCst);
+                *slot = None;
+                Err(match error {
+                    sqlx::Error::PoolTimedOut => timed_out("the leadership check"),
+                    other => other.into(),
+                })
+            }
+        }
+    }
+
+    /// Whether the last leadership check found this process holding the flusher lock.
+    pub fn is_leader(&self) -> bool {
+        self.leader.held.load(Ordering::SeqCst)
+    }
+
+    /// Applies several ingest requests in one transaction (group commit).
+    pub async fn ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
+        let mut retries = 0;
+        loop {
+            match self.try_ingest_group(group).await {
+                Err(StoreError::Unavailable(sqlx::Error::Database(e)))
+                    if retries < DEADLOCK_RETRIES
+                        && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+                {
+                    retries += 1;
+                    tracing::debug!(error = %e, retries, "ingest group conflicted with another replica; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut receipts = Vec::with_capacity(group.len());
+        for ingest in group {
+            receipts.push(ingest_one(&mut tx, ingest).await?);
+        }
+        tx.commit().await?;
+        Ok(receipts)
+    }
+
+    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        let sql = format!(
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i
+             WHERE i.due_at <= $1 AND {PRELOAD_RULE}
+             GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::due_group_from_row).collect()
+    }
+
+    /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
+    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i
+             WHERE i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT $4
+             FOR UPDATE OF i SKIP LOCKED"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(claim.max as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let options: String = rows[0].get("options");
+        sqlx::query(
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until)
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7)",
+        )
+        .bind(&claim.job_id)
+        .bind(claim.task.as_str())
+        .bind(&claim.fingerprint)
+        .bind(&options)
+        .bind(claim.dry_run)
+        .bind(claim.now.0)
+        .bind(claim.lease_until.0)
+        .execute(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+        let media_ids: Vec<String> = rows.iter().map(|r| r.get("media_id")).collect();
+        let first_seen: Vec<i64> = rows.iter().map(|r| r.get("first_seen")).collect();
+        let events: Vec<i64> = rows.iter().map(|r| r.get("events")).collect();
+        sqlx::query(
+            "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events)
+             SELECT $1, t.ord - 1, t.media_id, 'pending', t.first_seen, t.events
+             FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+                  AS t(media_id, first_seen, events, ord)",
+        )
+        .bind(&claim.job_id)
+        .bind(&media_ids)
+        .bind(&first_seen)
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM items WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let job = load_job(&mut tx, &claim.job_id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Jobs whose retry time has come or whose lease ran out, oldest first.
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE (status = 'retrying' AND next_attempt_at <= $1) OR (status = 'in_flight' AND lease_until <= $1)
+             ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
+                    attempts = attempts + 1, updated_at = $2
+             WHERE id = (SELECT id FROM jobs WHERE id = $3
+                           AND ((status = 'retrying' AND next_attempt_at <= $2)
+                                OR (status = 'in_flight' AND lease_until <= $2))
+                         FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(lease_until.0)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let job = load_job(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Records a successful attempt. `attempt` fences off a flusher whose lease was taken over.
+    pub async fn record_success(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        success: &Success,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = $1, vod_job_id = $2, request_id = $3,
+                    error_code = NULL, error_message = NULL
+             WHERE id = $4 AND status = 'in_flight' AND attempts = $5",
+        )
+        .bind(now.0)
+        .bind(&success.vod_job_id)
+        .bind(&success.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE job_items SET outcome = CASE
+                 WHEN media_id = ANY($3) THEN 'forbidden'
+                 WHEN media_id = ANY($2) THEN 'non_existent'
+                 ELSE 'sent' END
+             WHERE job_id = $1",
+        )
+        .bind(id)
+        .bind(&success.non_existent)
+        .bind(&success.forbidden)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn record_retry(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next_attempt_at: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'retrying', lease_until = NULL, next_attempt_at = $1, updated_at = $2,
+                    error_code = $3, error_message = $4, request_id = $5
+             WHERE id = $6 AND status = 'in_flight' AND attempts = $7",
+        )
+        .bind(next_attempt_at.0)
+        .bind(now.0)
+        .bind(&failure.code)
+        .bind(&failure.message)
+        .bind(&failure.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    pub async fn record_failure(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = $1,
+                    error_code = $2, error_message = $3, request_id = $4
+             WHERE id = $5 AND status = 'in_flight' AND attempts = $6",
+        )
+        .bind(now.0)
+        .bind(&failure.code)
+        .bind(&failure.message)
+        .bind(&failure.request_id)
+        .bind(id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE job_items SET outcome = 'failed' WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Schedules a failed job to be sent again now, with a fresh attempt budget.
+    pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        let status = rows::parse_status(&status)?;
+        if status != JobStatus::Failed {
+            return Ok(RetryOutcome::NotFailed(status));
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'retrying', next_attempt_at = $1, attempts = 0, budget_from = $1, updated_at = $1
+             WHERE id = $2",
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE job_items SET outcome = 'pending' WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RetryOutcome::Scheduled)
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        load_job(&mut conn, id).await
+    }
+
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let sql = rows::list_jobs_sql(filter, |n| format!("${n}"));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(task) = filter.task {
+            query = query.bind(task.as_str());
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since.0);
+        }
+        if let Some(before) = &filter.before {
+            query = query.bind(before);
+        }
+        if let Some(media_id) = &filter.media_id {
+            query = query.bind(media_id);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let rows = query
+            .bind(filter.limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut job = rows::job_from_row(row)?;
+            job.items = load_items(&mut conn, &job.id).await?;
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PENDING_COLUMNS} FROM items WHERE media_id = $1 ORDER BY first_seen"
+        )))
+        .bind(media_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::pending_from_row).collect()
+    }
+
+    pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending, COUNT(*) FILTER (WHERE due_at <= $1) AS due,
+                    MIN(first_seen) AS oldest, MIN(due_at) FILTER (WHERE due_at > $1) AS next_due
+             FROM items",
+        )
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let jobs = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE status = 'in_flight') AS in_flight,
+                    COUNT(*) FILTER (WHERE status = 'retrying') AS retrying
+             FROM jobs WHERE status IN ('in_flight', 'retrying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            pending: row.get::<i64, _>("pending") as u64,
+            due: row.get::<i64, _>("due") as u64,
+            oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
+            next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
+            in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
+            retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
+        })
+    }
+
+    /// Forgets delivery IDs past their retention.
+    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn ingest_one(conn: &mut PgConnection, ingest: &Ingest) -> Result<Receipt, StoreError> {
+    if let Some(delivery_id) = &ingest.delivery_id {
+        // Another replica storing the same delivery waits here until it commits, then sees it.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+            .bind(&ingest.source)
+            .bind(delivery_id)
+            .execute(&mut *conn)
+            .await?;
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT receipt FROM deliveries WHERE source = $1 AND delivery_id = $2 AND expires_at > $3",
+        )
+        .bind(&ingest.source)
+        .bind(delivery_id)
+        .bind(ingest.now.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(previous) = previous {
+            return rows::previous_receipt(&previous);
+        }
+    }
+    let mut events = Vec::with_capacity(ingest.items.len());
+    for item in &ingest.items {
+        let deadline = item.debounce.deadline(ingest.now);
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 1)
+             ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
+                 last_seen = GREATEST(items.last_seen, EXCLUDED.last_seen),
+                 events = items.events + 1,
+                 due_at = LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + $9, items.deadline)
+             RETURNING events",
+        )
+        .bind(item.media_id.as_str())
+        .bind(item.task.as_str())
+        .bind(&item.fingerprint)
+        .bind(rows::options_json(item))
+        .bind(&ingest.source)
+        .bind(ingest.now.0)
+        .bind(deadline.0)
+        .bind(item.debounce.due_at(ingest.now, deadline).0)
+        .bind(item.debounce.quiet.as_millis() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        events.push(count);
+    }
+    let receipt = rows::receipt_for(ingest, &events);
+    if let Some(delivery_id) = &ingest.delivery_id {
+        sqlx::query(
+            "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source, delivery_id) DO UPDATE SET receipt = EXCLUDED.receipt,
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(&ingest.source)
+        .bind(delivery_id)
+        .bind(rows::receipt_json(&receipt))
+        .bind(ingest.now.0)
+        .bind(ingest.delivery_expires_at.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(receipt)
+}
+
+async fn load_job(conn: &mut PgConnection, id: &str) -> Result<Option<Job>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut job = rows::job_from_row(&row)?;
+    job.items = load_items(conn, id).await?;
+    Ok(Some(job))
+}
+
+async fn load_items(conn: &mut PgConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_ITEM_COLUMNS} FROM job_items WHERE job_id = $1 ORDER BY position"
+    )))
+    .bind(job_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(rows::job_item_from_row).collect()
+}

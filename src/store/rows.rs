@@ -1,0 +1,247 @@
+//! What both SQL backends share: the embedded-migration builder, row parsing, and how an ingest
+//! request's upsert results become its receipt.
+//!
+//! The backends differ only where the SQL dialects force them to (placeholders, `MAX`/`GREATEST`,
+//! row locking). Everything that reads a row back into a domain type is written once here, generic
+//! over the sqlx database, so the two cannot drift apart in how they interpret the same schema.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{ColumnIndex, Decode, Row, SqlSafeStr, Type};
+
+use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::store::types::*;
+
+/// The columns [`job_from_row`] reads, in `SELECT` order.
+pub(crate) const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
+     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message";
+
+/// The columns [`job_item_from_row`] reads.
+pub(crate) const JOB_ITEM_COLUMNS: &str = "media_id, outcome, first_seen, events";
+
+/// The columns [`pending_from_row`] reads.
+pub(crate) const PENDING_COLUMNS: &str =
+    "media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events";
+
+/// A Preload is held back while a Refresh of the same media ID is pending or being sent.
+/// Plain SQL that both dialects accept; `i` is the `items` row under consideration.
+pub(crate) const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
+        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task = 'Refresh')
+    AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
+                    WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
+                      AND j.status IN ('in_flight', 'retrying'))))";
+
+/// The `GET /jobs` query: `placeholder(n)` writes the n-th (1-based) parameter in the dialect.
+/// Parameters are bound in this order: status, task, since, before, media ID (each only when the
+/// filter has it), then the limit.
+pub(crate) fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> String {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        placeholder(n)
+    };
+    if filter.status.is_some() {
+        sql.push_str(&format!(" AND status = {}", next()));
+    }
+    if filter.task.is_some() {
+        sql.push_str(&format!(" AND task = {}", next()));
+    }
+    if filter.since.is_some() {
+        sql.push_str(&format!(" AND created_at >= {}", next()));
+    }
+    if filter.before.is_some() {
+        sql.push_str(&format!(" AND id < {}", next()));
+    }
+    if filter.media_id.is_some() {
+        sql.push_str(&format!(
+            " AND id IN (SELECT job_id FROM job_items WHERE media_id = {})",
+            next()
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
+    sql
+}
+
+/// Builds a migrator from `(version, name, sql)` files embedded with `include_str!` (sqlx 0.9
+/// without its `macros` feature has no `migrate!`).
+pub(crate) fn migrator(files: &[(i64, &str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.to_owned().into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Reads a column by name into the types the schema uses; implemented for the rows of every
+/// sqlx database that can decode them, so the parsers below are written once.
+pub(crate) trait StoreRow {
+    fn text(&self, column: &str) -> String;
+    fn opt_text(&self, column: &str) -> Option<String>;
+    fn int(&self, column: &str) -> i64;
+    fn opt_int(&self, column: &str) -> Option<i64>;
+    fn flag(&self, column: &str) -> bool;
+}
+
+impl<R> StoreRow for R
+where
+    R: Row,
+    for<'n> &'n str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> String {
+        self.get(column)
+    }
+    fn opt_text(&self, column: &str) -> Option<String> {
+        self.get(column)
+    }
+    fn int(&self, column: &str) -> i64 {
+        self.get(column)
+    }
+    fn opt_int(&self, column: &str) -> Option<i64> {
+        self.get(column)
+    }
+    fn flag(&self, column: &str) -> bool {
+        self.get(column)
+    }
+}
+
+/// A `jobs` row (columns [`JOB_COLUMNS`]), without its items.
+pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: row.text("id"),
+        task: parse_task(&row.text("task"))?,
+        fingerprint: row.text("fingerprint"),
+        options: parse_options(&row.text("options"))?,
+        status: parse_status(&row.text("status"))?,
+        dry_run: row.flag("dry_run"),
+        attempts: row.int("attempts") as u32,
+        created_at: Ts(row.int("created_at")),
+        budget_from: Ts(row.int("budget_from")),
+        updated_at: Ts(row.int("updated_at")),
+        next_attempt_at: row.opt_int("next_attempt_at").map(Ts),
+        lease_until: row.opt_int("lease_until").map(Ts),
+        vod_job_id: row.opt_text("vod_job_id"),
+        request_id: row.opt_text("request_id"),
+        error_code: row.opt_text("error_code"),
+        error_message: row.opt_text("error_message"),
+        items: Vec::new(),
+    })
+}
+
+/// A `job_items` row (columns [`JOB_ITEM_COLUMNS`]).
+pub(crate) fn job_item_from_row(row: &impl StoreRow) -> Result<JobItem, StoreError> {
+    let outcome = row.text("outcome");
+    Ok(JobItem {
+        media_id: MediaId::from_trusted(row.text("media_id")),
+        outcome: ItemOutcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
+            table: "job_items",
+            detail: format!("outcome {outcome:?}"),
+        })?,
+        first_seen: Ts(row.int("first_seen")),
+        events: row.int("events") as u64,
+    })
+}
+
+/// An `items` row (columns [`PENDING_COLUMNS`]).
+pub(crate) fn pending_from_row(row: &impl StoreRow) -> Result<PendingItem, StoreError> {
+    Ok(PendingItem {
+        media_id: MediaId::from_trusted(row.text("media_id")),
+        task: parse_task(&row.text("task"))?,
+        fingerprint: row.text("fingerprint"),
+        options: parse_options(&row.text("options"))?,
+        source: row.text("source"),
+        first_seen: Ts(row.int("first_seen")),
+        last_seen: Ts(row.int("last_seen")),
+        due_at: Ts(row.int("due_at")),
+        events: row.int("events") as u64,
+    })
+}
+
+/// A `due_groups` row: `task`, `fingerprint`, `n` (due items) and `oldest` (earliest due time).
+pub(crate) fn due_group_from_row(row: &impl StoreRow) -> Result<DueGroup, StoreError> {
+    Ok(DueGroup {
+        task: parse_task(&row.text("task"))?,
+        fingerprint: row.text("fingerprint"),
+        due_count: row.int("n") as u64,
+        oldest_due_at: Ts(row.int("oldest")),
+    })
+}
+
+pub(crate) fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
+    raw.parse().map_err(|_| StoreError::Corrupt {
+        table: "items/jobs",
+        detail: format!("task {raw:?}"),
+    })
+}
+
+pub(crate) fn parse_status(raw: &str) -> Result<JobStatus, StoreError> {
+    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt {
+        table: "jobs",
+        detail: format!("status {raw:?}"),
+    })
+}
+
+pub(crate) fn parse_options(raw: &str) -> Result<PurgeOptions, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        table: "items/jobs",
+        detail: format!("options: {e}"),
+    })
+}
+
+/// The stored answer to an earlier delivery, marked as a redelivery.
+pub(crate) fn previous_receipt(raw: &str) -> Result<Receipt, StoreError> {
+    let mut receipt: Receipt = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        table: "deliveries",
+        detail: e.to_string(),
+    })?;
+    receipt.redelivery = true;
+    Ok(receipt)
+}
+
+/// The options column of an item.
+pub(crate) fn options_json(item: &NewItem) -> String {
+    serde_json::to_string(&item.options).expect("options serialise")
+}
+
+/// The receipt column of a delivery.
+pub(crate) fn receipt_json(receipt: &Receipt) -> String {
+    serde_json::to_string(receipt).expect("receipt serialises")
+}
+
+/// The receipt of a stored request, from the `events` count each of its upserts returned
+/// (1: the upsert created the item; more: it joined a pending one).
+pub(crate) fn receipt_for(ingest: &Ingest, events: &[i64]) -> Receipt {
+    let mut accepted = Vec::new();
+    let mut merged = Vec::new();
+    for (item, &events) in ingest.items.iter().zip(events) {
+        let id = item.media_id.to_string();
+        let list = if events == 1 {
+            &mut accepted
+        } else {
+            &mut merged
+        };
+        if !list.contains(&id) {
+            list.push(id);
+        }
+    }
+    // An ID that created one item (say its Refresh) and joined another counts as accepted.
+    merged.retain(|id| !accepted.contains(id));
+    Receipt {
+        event_id: ingest.event_id.clone(),
+        accepted,
+        merged,
+        rejected: ingest.rejected.clone(),
+        redelivery: false,
+    }
+}
