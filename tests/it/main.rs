@@ -1,4 +1,5 @@
 mod pipeline;
+mod replicas;
 mod sim;
 mod store;
 mod support;
