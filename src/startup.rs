@@ -8,10 +8,16 @@
 //! for the calls in flight to be recorded; all of it bounded by `server.shutdown_grace`. Anything
 //! not finished by then is still safe: pending items are in the store, and a job whose call was
 //! cut off is sent again when its lease runs out.
+//!
+//! Leadership: every process ingests and serves reads, but only the store's leader flushes.
+//! [`leadership_loop`] asks the store once a second; on SQLite the answer is always yes, on
+//! PostgreSQL a replica takes over within about a second of the leader's session ending, and a
+//! leader that cannot reach the database stops flushing until it can.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
@@ -31,6 +37,7 @@ pub struct Application {
     server: Server,
     store: Store,
     flusher: Flusher,
+    status: Arc<FlusherStatus>,
     settings: Arc<Settings>,
     shutdown: ShutdownHandle,
 }
@@ -102,7 +109,7 @@ impl Application {
                 store.clone(),
                 settings.clone(),
                 draining.clone(),
-                status,
+                status.clone(),
                 metrics,
             )
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -127,6 +134,7 @@ impl Application {
             server,
             store,
             flusher,
+            status,
             settings,
             shutdown,
         })
@@ -146,6 +154,7 @@ impl Application {
             server,
             store,
             flusher,
+            status,
             settings,
             shutdown,
             ..
@@ -158,6 +167,11 @@ impl Application {
             tokio::spawn(async move { flusher.run(token).await })
         };
         let prune_task = tokio::spawn(prune_loop(store.clone(), shutdown.token.clone()));
+        let leader_task = tokio::spawn(leadership_loop(
+            store.clone(),
+            status.clone(),
+            shutdown.token.clone(),
+        ));
 
         shutdown.token.cancelled().await;
         shutdown.draining.store(true, Ordering::SeqCst);
@@ -174,6 +188,8 @@ impl Application {
             );
         }
         prune_task.abort();
+        leader_task.abort();
+        status.set_active(false);
         let _ = server_task.await;
         store.close().await;
         tracing::info!("stopped");
@@ -192,6 +208,59 @@ async fn prune_loop(store: Store, token: CancellationToken) {
                     tracing::warn!(error = %e, "cannot prune delivery IDs");
                 }
             }
+        }
+    }
+}
+
+/// How often a process checks (or tries to take) the leadership.
+const LEADER_POLL: Duration = Duration::from_secs(1);
+
+/// Keeps [`FlusherStatus::is_active`] equal to "this process leads the store".
+///
+/// A process that becomes leader of a shared store waits two polls before its first step. The
+/// lock can change hands while the old leader is alive but cut off from the database; within
+/// one poll it notices and stops claiming, and the wait keeps the two leaders' calls at least a
+/// second apart, so the account's per-second rate is not exceeded across a handover.
+async fn leadership_loop(store: Store, status: Arc<FlusherStatus>, token: CancellationToken) {
+    let handover = if store.is_shared() {
+        2 * LEADER_POLL
+    } else {
+        Duration::ZERO
+    };
+    let mut tick = tokio::time::interval(LEADER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let leading = match store.try_acquire_leadership().await {
+            Ok(leading) => leading,
+            Err(error) => {
+                if status.is_active() {
+                    tracing::error!(error = %error, "leadership check failed");
+                } else {
+                    tracing::debug!(error = %error, "leadership check failed");
+                }
+                false
+            }
+        };
+        if leading && !status.is_active() {
+            if !handover.is_zero() {
+                tracing::info!(wait = ?handover, "this process is now the flusher leader; starting after the handover wait");
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(handover) => {}
+                }
+                if !store.try_acquire_leadership().await.unwrap_or(false) {
+                    continue;
+                }
+            }
+            tracing::info!("flusher active");
+            status.set_active(true);
+        } else if !leading && status.is_active() {
+            tracing::warn!("lost the flusher leadership: no new calls from this process");
+            status.set_active(false);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! `/healthz` answers while the process can serve HTTP at all. `/readyz` says whether this pod
 //! should get traffic: the store answers, its schema is current, and no shutdown has begun. VOD
 //! being unreachable does not make the pod unready (ingest is still safe and durable), but a
-//! credential error from VOD is reported in the details.
+//! credential error from VOD is reported in the details. Whether this replica is the one running
+//! the flusher (`flusher_active`) is reported too, and does not affect readiness either.
 
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,8 @@ pub struct Readiness {
     pub draining: bool,
     /// The last credential error VOD reported, if any (does not affect readiness).
     pub vod_credential_error: Option<String>,
+    /// Whether this process is the store's leader and runs the flusher (one per store).
+    pub flusher_active: bool,
     /// When the flusher last completed a step (absent on replicas that do not flush).
     pub flusher_last_step: Option<String>,
 }
@@ -49,6 +52,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         store,
         draining,
         vod_credential_error: state.flusher.credential_error(),
+        flusher_active: state.flusher.is_active(),
         flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
     };
     if ready {
@@ -78,8 +82,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
     }
-    m.flusher_active
-        .set(i64::from(state.flusher.last_step().is_some()));
+    m.flusher_active.set(i64::from(state.flusher.is_active()));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())

@@ -8,13 +8,18 @@
 //!
 //! The permit is taken *before* the claim, so items that became due while the flusher waited for
 //! the limiter ride along in the batch.
+//!
+//! Only the leader flushes (one process per store, see [`crate::store`]). The application sets
+//! [`FlusherStatus::set_active`] from its leadership checks; the loop idles while it is false,
+//! and a step stops claiming the moment it turns false, so a replica that loses the leadership
+//! starts no further calls (those already claimed finish, or are sent again after their lease).
 
 pub mod backoff;
 pub mod batch;
 pub mod limiter;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -40,6 +45,8 @@ pub enum Sender {
 /// What the flusher knows that health checks and metrics report.
 #[derive(Debug, Default)]
 pub struct FlusherStatus {
+    /// This process is the store's leader and its flusher is running steps.
+    active: AtomicBool,
     /// Epoch milliseconds of the last completed step.
     last_step: AtomicI64,
     /// The last credential error from VOD, cleared by the next success.
@@ -47,6 +54,15 @@ pub struct FlusherStatus {
 }
 
 impl FlusherStatus {
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Starts or stops the flusher (leadership gained or lost).
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::SeqCst);
+    }
+
     pub fn last_step(&self) -> Option<Ts> {
         match self.last_step.load(Ordering::Relaxed) {
             0 => None,
@@ -144,17 +160,15 @@ impl Flusher {
         }
     }
 
-    /// Runs steps until `shutdown` is cancelled, then waits for the calls in flight.
+    /// Runs steps while active (the leader) until `shutdown` is cancelled, then waits for the
+    /// calls in flight.
     pub async fn run(&self, shutdown: CancellationToken) {
         let poll = self.inner.config.poll_interval;
         while !shutdown.is_cancelled() {
-            let pause = match self.try_flush_once(&shutdown).await {
-                Ok(FlushOutcome::Started(_)) => Duration::ZERO,
-                Ok(FlushOutcome::Idle(_)) => poll,
-                Err(error) => {
-                    tracing::error!(error = %error, "flusher step failed; retrying");
-                    poll.max(Duration::from_secs(1))
-                }
+            let pause = if !self.inner.status.is_active() {
+                poll
+            } else {
+                self.step(&shutdown).await
             };
             if !pause.is_zero() {
                 tokio::select! {
@@ -164,6 +178,19 @@ impl Flusher {
             }
         }
         self.drain().await;
+    }
+
+    /// One step of the loop; returns how long to pause before the next.
+    async fn step(&self, shutdown: &CancellationToken) -> Duration {
+        let poll = self.inner.config.poll_interval;
+        match self.try_flush_once(shutdown).await {
+            Ok(FlushOutcome::Started(_)) => Duration::ZERO,
+            Ok(FlushOutcome::Idle(_)) => poll,
+            Err(error) => {
+                tracing::error!(error = %error, "flusher step failed; retrying");
+                poll.max(Duration::from_secs(1))
+            }
+        }
     }
 
     /// Waits for every call in flight to finish and be recorded.
@@ -235,10 +262,11 @@ impl Flusher {
         })
     }
 
-    /// A slot for one more call, then a rate-limiter permit; `None` when shutting down.
+    /// A slot for one more call, then a rate-limiter permit; `None` when shutting down or no
+    /// longer the leader (checked after the wait, right before the caller claims).
     async fn permit(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
         let inner = &self.inner;
-        tokio::select! {
+        let slot = tokio::select! {
             _ = shutdown.cancelled() => None,
             permit = async {
                 let slot = inner.in_flight.clone().acquire_owned().await.ok()?;
@@ -246,7 +274,8 @@ impl Flusher {
                 inner.metrics.limiter_wait.inc_by(waited.as_secs_f64());
                 Some(slot)
             } => permit,
-        }
+        };
+        slot.filter(|_| inner.status.is_active())
     }
 
     fn start(&self, job: Job, slot: OwnedSemaphorePermit) {

@@ -1,6 +1,7 @@
 mod ingress;
 mod ops;
 mod pipeline;
+mod replicas;
 mod sim;
 mod store;
 mod support;

@@ -64,7 +64,6 @@ pub struct TestDb {
     pub name: String,
 }
 
-#[allow(dead_code)] // used by the replica tests
 impl TestDb {
     /// Closes every session on this database and refuses new ones until [`TestDb::unblock`].
     pub async fn block(&self) {
