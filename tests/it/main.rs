@@ -1,3 +1,4 @@
+mod drills;
 mod ingress;
 mod ops;
 mod pipeline;
