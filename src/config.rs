@@ -131,6 +131,10 @@ impl Serialize for Secret {
     }
 }
 
+/// Environment variables with the `VOD_PURGE_` prefix that are command-line flags, not settings
+/// (without the prefix, as figment compares them).
+const NOT_SETTINGS_ENV: [&str; 2] = ["config", "admin_token"];
+
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -166,7 +170,13 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         if read_process_env {
-            figment = figment.merge(Env::prefixed("VOD_PURGE_").split("__"));
+            // VOD_PURGE_CONFIG (the `--config` flag) and VOD_PURGE_ADMIN_TOKEN (the `purge`
+            // subcommand) share the prefix but are not settings.
+            figment = figment.merge(
+                Env::prefixed("VOD_PURGE_")
+                    .ignore(&NOT_SETTINGS_ENV)
+                    .split("__"),
+            );
         }
         let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         settings.apply_credential_env(&env);

@@ -30,15 +30,20 @@ impl RetryPolicy {
     /// Decides after attempt number `attempt` failed retryably. `jitter` is uniform in [0, 1):
     /// "full jitter" picks the delay uniformly below the ceiling, with a floor of half the base so
     /// retries never come back to back. A throttled call waits at least one second.
+    ///
+    /// An attempt that failed while VOD was down (`outage`) does not count against
+    /// `max_attempts`: an outage would otherwise fail every job in a minute. `max_age` still
+    /// applies.
     pub fn decide(
         &self,
         attempt: u32,
         budget_from: Ts,
         now: Ts,
         throttled: bool,
+        outage: bool,
         jitter: f64,
     ) -> Decision {
-        if attempt >= self.max_attempts {
+        if attempt >= self.max_attempts && !outage {
             return Decision::GiveUp;
         }
         let ceiling = self.ceiling(attempt);
@@ -90,10 +95,19 @@ mod tests {
         ];
         for (attempt, budget_from, throttled, jitter, want) in table {
             assert_eq!(
-                p.decide(attempt, Ts(budget_from), now, throttled, jitter),
+                p.decide(attempt, Ts(budget_from), now, throttled, false, jitter),
                 want,
                 "attempt {attempt}"
             );
         }
+        // During an outage the attempt count does not end the retries, the age does.
+        assert_eq!(
+            p.decide(5, Ts(100_000), now, false, true, 0.5),
+            Decision::RetryAt(Ts(104_000))
+        );
+        assert_eq!(
+            p.decide(50, Ts(40_000), now, false, true, 0.0),
+            Decision::GiveUp
+        );
     }
 }

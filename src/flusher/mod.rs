@@ -370,9 +370,17 @@ impl Flusher {
                 .set_credential_error(Some(failure.message.clone()));
         }
         let class = error.class();
-        if class == ErrorClass::Throttled {
-            inner.limiter.on_throttled();
-        }
+        let outage = match class {
+            ErrorClass::Throttled => {
+                inner.limiter.on_throttled();
+                false
+            }
+            ErrorClass::Retryable => inner.limiter.on_unavailable(),
+            _ => {
+                inner.limiter.on_answer();
+                false
+            }
+        };
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
             inner
@@ -391,6 +399,7 @@ impl Flusher {
             job.budget_from,
             now,
             class == ErrorClass::Throttled,
+            outage,
             jitter,
         ) {
             Decision::RetryAt(at) => {

@@ -19,12 +19,23 @@ use crate::store::types::*;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
-    rows::migrator(&[(
-        1,
-        "initial",
-        include_str!("../../migrations/sqlite/0001_initial.sql"),
-    )])
+    rows::migrator(&[
+        (
+            1,
+            "initial",
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+        ),
+        (
+            2,
+            "queue indexes",
+            include_str!("../../migrations/sqlite/0002_queue_indexes.sql"),
+        ),
+    ])
 }
+
+/// How many of a group's oldest items a claim looks at before it falls back to reading every due
+/// item of the group (see [`SqliteStore::claim_batch`]).
+const CLAIM_WINDOW: i64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -91,8 +102,10 @@ impl SqliteStore {
     }
 
     pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
+        // walks a whole group index to avoid sorting, which reads every pending item each poll.
         let sql = format!(
-            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i INDEXED BY items_due
              WHERE i.due_at <= ? AND {PRELOAD_RULE}
              GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
         );
@@ -104,20 +117,51 @@ impl SqliteStore {
     }
 
     /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
+    ///
+    /// The due items are looked for among the group's `CLAIM_WINDOW` oldest items first (an
+    /// index walk, no sort); only when that finds fewer than `max` in a larger group are all the
+    /// group's due items read and sorted. Either way the result is the `max` oldest due items.
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let sql = format!(
-            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i
-             WHERE i.task = ? AND i.fingerprint = ? AND i.due_at <= ? AND {PRELOAD_RULE}
-             ORDER BY i.first_seen, i.id LIMIT ?"
+        let window = format!(
+            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM (
+                 SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
+                 ORDER BY first_seen, id LIMIT ?5) i
+             WHERE i.due_at <= ?3 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?4"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let mut rows = sqlx::query(AssertSqlSafe(window))
             .bind(claim.task.as_str())
             .bind(&claim.fingerprint)
             .bind(claim.now.0)
             .bind(claim.max as i64)
+            .bind(CLAIM_WINDOW)
             .fetch_all(&mut *tx)
             .await?;
+        if rows.len() < claim.max {
+            let group_size: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE task = ? AND fingerprint = ? LIMIT ?)",
+            )
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(CLAIM_WINDOW + 1)
+            .fetch_one(&mut *tx)
+            .await?;
+            if group_size > CLAIM_WINDOW {
+                let all_due = format!(
+                    "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i INDEXED BY items_due
+                     WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND {PRELOAD_RULE}
+                     ORDER BY i.first_seen, i.id LIMIT ?"
+                );
+                rows = sqlx::query(AssertSqlSafe(all_due))
+                    .bind(claim.now.0)
+                    .bind(claim.task.as_str())
+                    .bind(&claim.fingerprint)
+                    .bind(claim.max as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+        }
         if rows.is_empty() {
             return Ok(None);
         }
@@ -378,12 +422,13 @@ impl SqliteStore {
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+        // Four index lookups rather than one pass over every pending item.
         let row = sqlx::query(
-            "SELECT COUNT(*) AS pending, COALESCE(SUM(due_at <= ?), 0) AS due, MIN(first_seen) AS oldest,
-                    MIN(CASE WHEN due_at > ? THEN due_at END) AS next_due
-             FROM items",
+            "SELECT (SELECT COUNT(*) FROM items) AS pending,
+                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1) AS due,
+                    (SELECT MIN(first_seen) FROM items) AS oldest,
+                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_due",
         )
-        .bind(now.0)
         .bind(now.0)
         .fetch_one(&self.reader)
         .await?;

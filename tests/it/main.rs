@@ -1,3 +1,5 @@
+mod drills;
+mod fuzz_props;
 mod ingress;
 mod ops;
 mod pipeline;

@@ -199,8 +199,13 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
         claimed_call.at_ms >= (now + Duration::from_secs(3)).0,
         "the claimed job waited for its lease"
     );
-    let job: serde_json::Value = app.get_json(&format!("/jobs/{}", claimed.id)).await;
-    assert_eq!(job["status"], "succeeded");
+    let path = format!("/jobs/{}", claimed.id);
+    wait_until(
+        Duration::from_secs(5),
+        "the claimed job recorded",
+        || async { app.get_json(&path).await["status"] == "succeeded" },
+    )
+    .await;
     app.stop().await;
     drop(dir);
 }

@@ -144,7 +144,7 @@ fn exercise(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(super::fuzz_props::cases(256)))]
 
     #[test]
     fn arbitrary_bytes_and_headers(
