@@ -79,6 +79,8 @@ pub struct VodSettings {
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     pub dry_run: bool,
+    #[serde(with = "humantime_serde")]
+    pub quota_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -15,6 +15,7 @@
 //! - [`startup`]: builds and runs the application; shared by `main` and the tests.
 //! - [`telemetry`]: logging setup.
 //! - [`metrics`]: Prometheus metrics in a registry per application.
+//! - [`quota`]: polls VOD's daily refresh quota into metrics.
 
 pub mod api;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod flusher;
 pub mod metrics;
 pub mod queue;
+pub mod quota;
 pub mod sim;
 pub mod startup;
 pub mod store;

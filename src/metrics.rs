@@ -35,6 +35,22 @@ pub struct Metrics {
     pub queue_oldest_age: prometheus::Gauge,
     pub jobs_in_flight: IntGauge,
     pub jobs_retrying: IntGauge,
+    /// VOD's daily quota and what is left of it, by kind (`refresh`, `preload`).
+    pub vod_quota_daily: prometheus::IntGaugeVec,
+    pub vod_quota_remaining: prometheus::IntGaugeVec,
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::IntGaugeVec {
+    let metric = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -140,6 +156,18 @@ impl Metrics {
             queue_oldest_age,
             jobs_in_flight: gauge(&r, "jobs_in_flight", "Jobs whose call is in flight"),
             jobs_retrying: gauge(&r, "jobs_retrying", "Jobs waiting for their next attempt"),
+            vod_quota_daily: gauge_vec(
+                &r,
+                "vod_quota_daily",
+                "VOD daily quota (DescribeVodRefreshQuota)",
+                &["kind"],
+            ),
+            vod_quota_remaining: gauge_vec(
+                &r,
+                "vod_quota_remaining",
+                "VOD daily quota left today",
+                &["kind"],
+            ),
             registry: r,
         }
     }

@@ -33,6 +33,9 @@ use crate::store::Store;
 use crate::vod::{self, ClientConfig, Credentials};
 
 pub struct Application {
+    /// Reads the daily quota into the metrics; `None` in dry-run mode or when turned off.
+    quota_client: Option<vod::Client>,
+    metrics: Arc<Metrics>,
     port: u16,
     server: Server,
     store: Store,
@@ -94,6 +97,12 @@ impl Application {
             })?;
             Sender::Vod(client)
         };
+        let quota_client = match &sender {
+            Sender::Vod(client) if !settings.vod.quota_poll_interval.is_zero() => {
+                Some(client.clone())
+            }
+            _ => None,
+        };
         let status = Arc::new(FlusherStatus::default());
         let metrics = Arc::new(Metrics::new());
         let flusher = Flusher::new(
@@ -110,7 +119,7 @@ impl Application {
                 settings.clone(),
                 draining.clone(),
                 status.clone(),
-                metrics,
+                metrics.clone(),
             )
             .map_err(|e| anyhow::anyhow!(e))?,
         );
@@ -130,6 +139,8 @@ impl Application {
             draining,
         };
         Ok(Application {
+            quota_client,
+            metrics,
             port,
             server,
             store,
@@ -151,6 +162,8 @@ impl Application {
     /// Serves and flushes until shutdown, then drains within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
+            quota_client,
+            metrics,
             server,
             store,
             flusher,
@@ -172,6 +185,18 @@ impl Application {
             status.clone(),
             shutdown.token.clone(),
         ));
+
+        if let Some(client) = quota_client {
+            let every = settings.vod.quota_poll_interval;
+            let watch = crate::quota::watch(
+                client,
+                status.clone(),
+                metrics,
+                every,
+                shutdown.token.clone(),
+            );
+            tokio::spawn(watch);
+        }
 
         shutdown.token.cancelled().await;
         shutdown.draining.store(true, Ordering::SeqCst);

@@ -1,0 +1,64 @@
+//! Watches VOD's daily purge and prefetch quota.
+//!
+//! Every purged playback URL probably counts against a small daily quota (2,000 refresh and 500
+//! preload URLs by default), and a call that exceeds it fails. The active flusher asks
+//! `DescribeVodRefreshQuota` every `vod.quota_poll_interval` and publishes the figures as
+//! metrics, so that an alert can fire before the quota runs out rather than after. Only the
+//! active flusher polls, so a cluster spends one call per interval. The API is documented for
+//! the Shanghai region only; elsewhere the failures are logged at debug level and the gauges stay
+//! unset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::flusher::FlusherStatus;
+use crate::metrics::Metrics;
+use crate::vod;
+
+/// Below this share of the daily quota left, a warning is logged at each poll.
+const LOW_SHARE: f64 = 0.1;
+
+pub async fn watch(
+    client: vod::Client,
+    status: Arc<FlusherStatus>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    token: CancellationToken,
+) {
+    loop {
+        if status.is_active() {
+            match client.describe_vod_refresh_quota().await {
+                Ok(quota) => {
+                    for (kind, total, remain) in [
+                        ("refresh", quota.url_quota, quota.url_remain),
+                        ("preload", quota.preload_quota, quota.preload_remain),
+                    ] {
+                        metrics
+                            .vod_quota_daily
+                            .with_label_values(&[kind])
+                            .set(total as i64);
+                        metrics
+                            .vod_quota_remaining
+                            .with_label_values(&[kind])
+                            .set(remain as i64);
+                        if total > 0 && (remain as f64) < total as f64 * LOW_SHARE {
+                            tracing::warn!(
+                                kind,
+                                remain,
+                                total,
+                                "VOD daily quota is nearly used up"
+                            );
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(error = %error, "cannot read the VOD refresh quota"),
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
