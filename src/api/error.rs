@@ -50,7 +50,8 @@ impl ApiError {
         match self {
             ApiError::Client { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Store(_) => "internal",
+            ApiError::Store(StoreError::Corrupt { .. }) => "internal",
+            ApiError::Store(_) => "store_unavailable",
         }
     }
 }
@@ -93,8 +94,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Client { status, .. } => *status,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The database is unreachable or going away: nothing was stored, retrying later helps.
+            ApiError::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -102,18 +104,20 @@ impl ResponseError for ApiError {
         let message = match self {
             ApiError::Store(error) => {
                 tracing::error!(error = %error, "store error while answering a request");
-                "internal error; the request was not stored".to_owned()
+                "the store is unavailable; the request was not stored, retry later".to_owned()
             }
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited {
-            retry_after_secs, ..
-        } = self
-        {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                response.insert_header((header::RETRY_AFTER, value));
-            }
+        let retry_after = match self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::Store(_) if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.insert_header((header::RETRY_AFTER, value));
         }
         response.json(ErrorBody {
             error: ErrorDetail {
