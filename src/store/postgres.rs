@@ -34,11 +34,18 @@ use crate::store::types::*;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
 fn migrator() -> Migrator {
-    rows::migrator(&[(
-        1,
-        "initial",
-        include_str!("../../migrations/postgres/0001_initial.sql"),
-    )])
+    rows::migrator(&[
+        (
+            1,
+            "initial",
+            include_str!("../../migrations/postgres/0001_initial.sql"),
+        ),
+        (
+            2,
+            "queue indexes",
+            include_str!("../../migrations/postgres/0002_queue_indexes.sql"),
+        ),
+    ])
 }
 
 /// The flusher lock: the two-key form of `pg_try_advisory_lock`, whose key space is apart from
