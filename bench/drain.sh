@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Drain benchmark: a backlog of 20,000 distinct media IDs sent to the VOD simulator at
+# vod.max_requests_per_second = 50. Starts `vod-purge sim` and `vod-purge serve` (SQLite store in a
+# temporary directory), enqueues the IDs with concurrent POST /purge requests of 1,000 IDs, waits
+# until every ID has been sent, and reads the simulator's recorded calls (GET /_sim/calls).
+#
+# Prints, from the first call to the last: IDs per second (the limit is 20 x 50 = 1,000), mean IDs
+# per call (target >= 19.9), throttled answers (target 0) and the most calls that arrived in any
+# one-second window (must be <= 50).
+#
+# Environment: IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120, seconds to wait
+# for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+IDS=${IDS:-20000}
+PER_POST=${PER_POST:-1000}
+RPS=${RPS:-50}
+QUIET=${QUIET:-1s}
+TIMEOUT=${TIMEOUT:-120}
+ADMIN=bench-admin
+
+command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
+
+echo "== building (cargo build --release)" >&2
+cargo build --release --locked --bins >&2
+BIN=target/release/vod-purge
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vod-purge-drain.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: up to 60 s for a 2xx answer.
+wait_http() {
+    local i
+    for i in $(seq 1 600); do
+        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+
+SIM_PORT=$(free_port)
+PORT=$(free_port)
+mkdir -p "$WORK/store"
+cat >"$WORK/config.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+admin_token = "$ADMIN"
+
+[store]
+url = "sqlite://$WORK/store/vod-purge.db"
+
+[vod]
+endpoint = "http://127.0.0.1:$SIM_PORT"
+max_requests_per_second = $RPS
+
+[queue]
+quiet = "$QUIET"
+max_wait = "30s"
+EOF
+
+# The simulator throttles above --qps (50, VOD's documented limit) per AccessKey; its daily quota
+# is raised so that it does not refuse the backlog.
+"$BIN" sim --listen "127.0.0.1:$SIM_PORT" --quota-refresh 100000000 >"$WORK/sim.log" 2>&1 &
+PIDS+=($!)
+"$BIN" serve --config "$WORK/config.toml" >"$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$SIM_PORT/_sim/calls"
+wait_http "http://127.0.0.1:$PORT/readyz"
+curl -fsS --max-time 5 -X DELETE "http://127.0.0.1:$SIM_PORT/_sim/calls"
+
+echo "== enqueueing $IDS IDs in POST /purge requests of $PER_POST" >&2
+python3 - "$PORT" "$ADMIN" "$IDS" "$PER_POST" "$WORK/enqueue.json" <<'PY'
+import json, sys, threading, time, urllib.request
+
+port, token, total, per_post, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ids = [f"drain{i:06d}" for i in range(total)]
+chunks = [ids[i:i + per_post] for i in range(0, total, per_post)]
+errors = []
+
+def post(chunk):
+    body = json.dumps({"media_ids": chunk, "task": "Refresh"}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/purge", data=body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            receipt = json.load(resp)
+            if resp.status != 202 or len(receipt["accepted"]) != len(chunk):
+                errors.append(f"{resp.status}: {len(receipt['accepted'])} accepted")
+    except Exception as e:  # reported below
+        errors.append(repr(e))
+
+start = time.time()
+threads = [threading.Thread(target=post, args=(c,)) for c in chunks]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+end = time.time()
+json.dump({"start_ms": start * 1000, "end_ms": end * 1000, "posts": len(chunks)}, open(out, "w"))
+if errors:
+    sys.exit(f"enqueue failed: {errors[:3]}")
+print(f"enqueued {total} IDs in {len(chunks)} requests in {end - start:.2f} s", file=sys.stderr)
+PY
+
+echo "== waiting for the drain (at most ${TIMEOUT}s)" >&2
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+    curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/queue" >"$WORK/queue.json"
+    if python3 -c 'import json,sys; q = json.load(open(sys.argv[1])); sys.exit(0 if q["pending"] == 0 and q["in_flight_batches"] == 0 and q["retrying_batches"] == 0 else 1)' "$WORK/queue.json"; then
+        break
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "the backlog did not drain in ${TIMEOUT}s: $(cat "$WORK/queue.json")" >&2
+        break
+    fi
+    sleep 0.5
+done
+curl -fsS --max-time 30 "http://127.0.0.1:$SIM_PORT/_sim/calls" >"$WORK/calls.json"
+
+python3 - "$WORK/calls.json" "$WORK/enqueue.json" "$IDS" "$RPS" "$QUIET" <<'PY'
+import json, sys
+from collections import Counter
+
+calls = json.load(open(sys.argv[1]))
+enqueue = json.load(open(sys.argv[2]))
+total_ids, rps, quiet = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+
+calls.sort(key=lambda c: c["at_ms"])
+refresh = [c for c in calls if c["action"] == "RefreshMediaPlayUrls"]
+ok = [c for c in refresh if c["status"] == 200]
+throttled = [c for c in calls if c.get("code") == "Throttling"]
+failed = [c for c in refresh if c["status"] != 200]
+sent = Counter(i for c in ok for i in c["media_ids"])
+ids_sent = sum(sent.values())
+
+def max_in_window(times, width=1000):
+    """Most calls with arrival times in any window [t, t + width) ms."""
+    best, j = 0, 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= width:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+print(f"drain benchmark: {total_ids} distinct IDs enqueued by {enqueue['posts']} concurrent POST /purge "
+      f"in {(enqueue['end_ms'] - enqueue['start_ms']) / 1000:.2f} s; vod.max_requests_per_second = {rps}, "
+      f"queue.quiet = {quiet}, linger 250ms; simulator at --qps 50")
+if not refresh:
+    sys.exit("no RefreshMediaPlayUrls call was recorded")
+first, last = refresh[0]["at_ms"], refresh[-1]["at_ms"]
+span = (last - first) / 1000
+# N calls span N - 1 intervals: the IDs of the first call are not counted in the rate.
+rate = (sum(len(c["media_ids"]) for c in refresh) - len(refresh[0]["media_ids"])) / span if span > 0 else float("nan")
+print(f"calls              : {len(refresh)} RefreshMediaPlayUrls ({len(ok)} ok, {len(failed)} failed), "
+      f"{len(calls) - len(refresh)} other")
+print(f"first -> last call : {span:.2f} s (first call {(first - enqueue['end_ms']) / 1000:.2f} s after the enqueue ended)")
+print(f"IDs sent           : {ids_sent} ({len(sent)} distinct, {ids_sent - len(sent)} sent twice; "
+      f"{total_ids - len(set(sent) & {f'drain{i:06d}' for i in range(total_ids)})} never sent)")
+print(f"IDs per second     : {rate:.1f} (limit {20 * rps}); calls per second {(len(refresh) - 1) / span:.2f} (limit {rps})")
+mean = ids_sent / len(ok) if ok else 0
+print(f"mean IDs per call  : {mean:.2f} (target >= 19.9: {'met' if mean >= 19.9 else 'MISSED'}); "
+      f"sizes {dict(sorted(Counter(len(c['media_ids']) for c in refresh).items()))}")
+print(f"throttled answers  : {len(throttled)} (target 0: {'met' if not throttled else 'MISSED'})")
+window = max_in_window([c["at_ms"] for c in calls])
+print(f"max calls in any 1 s window: {window} (must be <= {rps}: {'met' if window <= rps else 'MISSED'})")
+gaps = [b["at_ms"] - a["at_ms"] for a, b in zip(refresh, refresh[1:])]
+if gaps:
+    print(f"gap between calls  : min {min(gaps)} ms, median {sorted(gaps)[len(gaps) // 2]} ms, max {max(gaps)} ms")
+PY

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Ingest benchmark: durable 202 throughput of POST /webhooks/{source} on the real service
+# (`vod-purge serve`, SQLite store in a temporary directory) against a bare actix-web handler that
+# authenticates and parses the same body but stores nothing (examples/bare_ingest.rs), measured in
+# the same run with wrk. Prints both req/s and their ratio (target: at least 0.6).
+#
+# Environment: DURATION (10s), WARMUP (3s), CONNECTIONS (64), THREADS (2), ROUNDS (2),
+# RUST_LOG for the service (its default, info, unless set). Only 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+TOKEN=bench-secret
+ADMIN=bench-admin
+
+command -v wrk >/dev/null || { echo "wrk is missing (Debian: apt-get install -y wrk)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
+
+echo "== building (cargo build --release)" >&2
+cargo build --release --locked --bins --example bare_ingest >&2
+BIN=target/release/vod-purge
+BARE=target/release/examples/bare_ingest
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vod-purge-ingest.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: up to 60 s for a 2xx answer.
+wait_http() {
+    local i
+    for i in $(seq 1 600); do
+        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+
+REAL_PORT=$(free_port)
+BARE_PORT=$(free_port)
+mkdir -p "$WORK/store"
+cat >"$WORK/config.toml" <<EOF
+[server]
+listen = "127.0.0.1:$REAL_PORT"
+admin_token = "$ADMIN"
+
+[store]
+url = "sqlite://$WORK/store/vod-purge.db"
+
+[vod]
+# Nothing may compete with ingest during the measurement: no VOD calls at all, and items are due
+# an hour after they arrive, so the flusher only polls.
+dry_run = true
+endpoint = "http://127.0.0.1:9"
+
+[queue]
+quiet = "1h"
+max_wait = "1h"
+
+[[sources]]
+name = "cms"
+auth = "bearer"
+secrets = ["$TOKEN"]
+format = "native"
+EOF
+
+"$BIN" serve --config "$WORK/config.toml" >"$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+"$BARE" --listen "127.0.0.1:$BARE_PORT" --token "$TOKEN" >"$WORK/bare.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$REAL_PORT/readyz"
+wait_http "http://127.0.0.1:$BARE_PORT/healthz"
+
+# One request by hand to each, so that a misconfiguration fails loudly instead of benchmarking 401s.
+for port in "$REAL_PORT" "$BARE_PORT"; do
+    code=$(curl -sS -o "$WORK/probe.json" -w '%{http_code}' --max-time 5 -X POST \
+        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d '{"media_ids": ["probe-a", "probe-b"], "task": "Refresh"}' \
+        "http://127.0.0.1:$port/webhooks/cms")
+    if [ "$code" != 202 ]; then
+        echo "probe of port $port answered $code: $(cat "$WORK/probe.json")" >&2
+        exit 1
+    fi
+done
+
+# run_wrk NAME PORT DURATION RUN_PREFIX: output in $WORK/NAME.txt
+run_wrk() {
+    local seconds=${3%s}
+    RUN=$4 TOKEN=$TOKEN SOURCE=cms timeout $((seconds + 30)) \
+        wrk -t "$THREADS" -c "$CONNECTIONS" -d "$3" --latency -s bench/ingest.lua \
+        "http://127.0.0.1:$2" >"$WORK/$1.txt"
+}
+
+echo "== warm-up ($WARMUP each)" >&2
+run_wrk warm-bare "$BARE_PORT" "$WARMUP" wb
+run_wrk warm-real "$REAL_PORT" "$WARMUP" wr
+for round in $(seq 1 "$ROUNDS"); do
+    echo "== round $round: bare handler, then vod-purge ($DURATION each)" >&2
+    run_wrk "bare-$round" "$BARE_PORT" "$DURATION" "b$round"
+    run_wrk "real-$round" "$REAL_PORT" "$DURATION" "r$round"
+done
+
+curl -fsS --max-time 10 -H "Authorization: Bearer $ADMIN" \
+    "http://127.0.0.1:$REAL_PORT/queue" >"$WORK/queue.json"
+
+python3 - "$WORK" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$DURATION" "$WARMUP" <<'PY'
+import json, os, re, sys
+
+work, rounds, conns, threads, duration, warmup = sys.argv[1:]
+rounds = int(rounds)
+
+def parse(name):
+    text = open(os.path.join(work, name + ".txt")).read()
+    def grab(pattern, default=None, cast=float):
+        m = re.search(pattern, text)
+        return cast(m.group(1)) if m else default
+    def latency(p):
+        m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, text, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return {
+        "rps": grab(r"Requests/sec:\s+([\d.]+)"),
+        "requests": grab(r"(\d+) requests in", cast=int),
+        "non2xx": grab(r"Non-2xx or 3xx responses:\s+(\d+)", 0, int),
+        "errors": sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text)),
+        "p50": latency(50),
+        "p99": latency(99),
+    }
+
+results = {kind: [parse(f"{kind}-{r}") for r in range(1, rounds + 1)] for kind in ("bare", "real")}
+warm_real = parse("warm-real")
+mean = lambda xs: sum(xs) / len(xs)
+
+print(f"ingest benchmark: wrk, {conns} connections, {threads} threads, {rounds} round(s) of {duration} "
+      f"per server after a {warmup} warm-up each; 2 new media IDs per request (native body, bearer auth)")
+print("service: vod-purge serve, SQLite (WAL, synchronous=FULL) in a temp dir; vod.dry_run = true and "
+      "queue.quiet = queue.max_wait = 1h, so the flusher sends nothing during the measurement")
+print(f"{'round':<7}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'sock err':>9}")
+for r in range(rounds):
+    for kind, label in (("bare", "bare"), ("real", "vod-purge")):
+        x = results[kind][r]
+        print(f"{r + 1:<7}{label:<11}{x['rps']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}{x['non2xx']:>9}{x['errors']:>9}")
+bare = mean([x["rps"] for x in results["bare"]])
+real = mean([x["rps"] for x in results["real"]])
+ratio = real / bare
+print(f"bare handler   : {bare:.0f} req/s (mean of rounds)")
+print(f"vod-purge serve: {real:.0f} req/s (mean of rounds)")
+print(f"ratio          : {ratio:.2f} (target >= 0.6: {'met' if ratio >= 0.6 else 'MISSED'})")
+
+queue = json.load(open(os.path.join(work, "queue.json")))
+answered = sum(x["requests"] - x["non2xx"] for x in results["real"]) + warm_real["requests"] - warm_real["non2xx"] + 1
+expected = 2 * answered
+pending = queue.get("pending")
+print(f"store check    : {pending} items pending after the run, {expected} expected "
+      f"(2 per answered request, including warm-up and probe): "
+      f"{'ok' if pending is not None and pending >= expected else 'MISMATCH'}")
+bad = sum(x["non2xx"] + x["errors"] for k in results for x in results[k])
+if bad:
+    print(f"warning: {bad} non-202 answers or socket errors")
+PY
