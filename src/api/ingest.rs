@@ -275,7 +275,7 @@ async fn enqueue(
             .with_label_values(&["rejected"])
             .inc_by(receipt.rejected.len() as u64);
     }
-    tracing::info!(
+    tracing::debug!(
         source,
         event_id = %receipt.event_id,
         accepted = receipt.accepted.len(),

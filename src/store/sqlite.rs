@@ -91,11 +91,37 @@ impl SqliteStore {
     }
 
     /// Applies several ingest requests in one transaction (group commit).
+    /// Applies several ingest requests in one transaction (group commit).
+    ///
+    /// The items of every request go into one multi-row upsert (in chunks), not one statement
+    /// per item: each statement is a round trip to sqlx's SQLite thread, and those hand-offs, not
+    /// SQLite, were what limited ingest.
     pub async fn ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let mut receipts = Vec::with_capacity(group.len());
-        for ingest in group {
-            receipts.push(ingest_one(&mut tx, ingest).await?);
+        let plan = plan_redeliveries(&mut tx, group).await?;
+        let applied: Vec<&Ingest> = group
+            .iter()
+            .zip(&plan)
+            .filter(|(_, p)| matches!(p, Delivery::Apply))
+            .map(|(ingest, _)| ingest)
+            .collect();
+        let mut events = upsert_items(&mut tx, &applied).await?.into_iter();
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
+        for (ingest, delivery) in group.iter().zip(plan) {
+            let receipt = match delivery {
+                Delivery::Apply => {
+                    let counts: Vec<i64> = events.by_ref().take(ingest.items.len()).collect();
+                    let receipt = rows::receipt_for(ingest, &counts);
+                    record_delivery(&mut tx, ingest, &receipt).await?;
+                    receipt
+                }
+                Delivery::Answered(receipt) => receipt,
+                Delivery::RepeatOf(first) => Receipt {
+                    redelivery: true,
+                    ..receipts[first].clone()
+                },
+            };
+            receipts.push(receipt);
         }
         tx.commit().await?;
         Ok(receipts)
@@ -458,8 +484,32 @@ impl SqliteStore {
     }
 }
 
-async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Receipt, StoreError> {
-    if let Some(delivery_id) = &ingest.delivery_id {
+/// What to do with one request of a group.
+enum Delivery {
+    /// Store its items.
+    Apply,
+    /// Its delivery ID was answered before: give that answer again.
+    Answered(Receipt),
+    /// It repeats the delivery ID of an earlier request of the same group.
+    RepeatOf(usize),
+}
+
+async fn plan_redeliveries(
+    conn: &mut SqliteConnection,
+    group: &[Ingest],
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut plan = Vec::with_capacity(group.len());
+    let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    for (i, ingest) in group.iter().enumerate() {
+        let Some(delivery_id) = ingest.delivery_id.as_deref() else {
+            plan.push(Delivery::Apply);
+            continue;
+        };
+        if let Some(&first) = seen.get(&(ingest.source.as_str(), delivery_id)) {
+            plan.push(Delivery::RepeatOf(first));
+            continue;
+        }
+        seen.insert((ingest.source.as_str(), delivery_id), i);
         let previous: Option<String> = sqlx::query_scalar(
             "SELECT receipt FROM deliveries WHERE source = ? AND delivery_id = ? AND expires_at > ?",
         )
@@ -468,51 +518,109 @@ async fn ingest_one(conn: &mut SqliteConnection, ingest: &Ingest) -> Result<Rece
         .bind(ingest.now.0)
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some(previous) = previous {
-            return rows::previous_receipt(&previous);
-        }
+        plan.push(match previous {
+            Some(previous) => Delivery::Answered(rows::previous_receipt(&previous)?),
+            None => Delivery::Apply,
+        });
     }
-    let mut events = Vec::with_capacity(ingest.items.len());
-    for item in &ingest.items {
-        let deadline = item.debounce.deadline(ingest.now);
-        let count: i64 = sqlx::query_scalar(
+    Ok(plan)
+}
+
+/// Rows per upsert statement: 9 parameters each, well under SQLite's limit of 32,766.
+const UPSERT_CHUNK: usize = 500;
+
+/// Upserts every item of `ingests`, in order, and returns each upsert's `events` count (1: it
+/// created the item; more: it joined a pending one).
+///
+/// SQLite applies the rows of one statement in order, so when a key appears several times its
+/// counts rise with its position; RETURNING, though, may list rows in any order. The counts are
+/// therefore matched back by key, smallest first.
+async fn upsert_items(
+    conn: &mut SqliteConnection,
+    ingests: &[&Ingest],
+) -> Result<Vec<i64>, StoreError> {
+    type Key = (String, &'static str, String);
+    let rows: Vec<(&Ingest, &NewItem)> = ingests
+        .iter()
+        .flat_map(|ingest| ingest.items.iter().map(move |item| (*ingest, item)))
+        .collect();
+    let mut returned: std::collections::HashMap<Key, Vec<i64>> = std::collections::HashMap::new();
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"; chunk.len()].join(", ");
+        // The quiet delay of a row is `excluded.due_at - excluded.last_seen` (the due time of a
+        // new item is its arrival plus quiet, capped by max_wait, which the deadline caps anyway).
+        let sql = format!(
             "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 1)
+             VALUES {values}
              ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
                  last_seen = MAX(items.last_seen, excluded.last_seen),
                  events = items.events + 1,
-                 due_at = MIN(MAX(items.last_seen, excluded.last_seen) + ?9, items.deadline)
-             RETURNING events",
-        )
-        .bind(item.media_id.as_str())
-        .bind(item.task.as_str())
-        .bind(&item.fingerprint)
-        .bind(rows::options_json(item))
-        .bind(&ingest.source)
-        .bind(ingest.now.0)
-        .bind(deadline.0)
-        .bind(item.debounce.due_at(ingest.now, deadline).0)
-        .bind(item.debounce.quiet.as_millis() as i64)
-        .fetch_one(&mut *conn)
-        .await?;
-        events.push(count);
+                 due_at = MIN(MAX(items.last_seen, excluded.last_seen) + (excluded.due_at - excluded.last_seen),
+                              items.deadline)
+             RETURNING media_id, task, fingerprint, events"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (ingest, item) in chunk {
+            let deadline = item.debounce.deadline(ingest.now);
+            query = query
+                .bind(item.media_id.as_str())
+                .bind(item.task.as_str())
+                .bind(&item.fingerprint)
+                .bind(rows::options_json(item))
+                .bind(&ingest.source)
+                .bind(ingest.now.0)
+                .bind(ingest.now.0)
+                .bind(deadline.0)
+                .bind(item.debounce.due_at(ingest.now, deadline).0);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let task = rows::parse_task(row.get("task"))?.as_str();
+            let key = (row.get("media_id"), task, row.get("fingerprint"));
+            returned.entry(key).or_default().push(row.get("events"));
+        }
     }
-    let receipt = rows::receipt_for(ingest, &events);
-    if let Some(delivery_id) = &ingest.delivery_id {
-        sqlx::query(
-            "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (source, delivery_id) DO UPDATE SET receipt = excluded.receipt,
-                 created_at = excluded.created_at, expires_at = excluded.expires_at",
-        )
-        .bind(&ingest.source)
-        .bind(delivery_id)
-        .bind(rows::receipt_json(&receipt))
-        .bind(ingest.now.0)
-        .bind(ingest.delivery_expires_at.0)
-        .execute(&mut *conn)
-        .await?;
+    for counts in returned.values_mut() {
+        counts.sort_unstable_by(|a, b| b.cmp(a)); // popped from the end: smallest first
     }
-    Ok(receipt)
+    rows.iter()
+        .map(|(_, item)| {
+            let key = (
+                item.media_id.to_string(),
+                item.task.as_str(),
+                item.fingerprint.clone(),
+            );
+            returned
+                .get_mut(&key)
+                .and_then(Vec::pop)
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "items",
+                    detail: format!("no upsert result for {}", item.media_id),
+                })
+        })
+        .collect()
+}
+
+async fn record_delivery(
+    conn: &mut SqliteConnection,
+    ingest: &Ingest,
+    receipt: &Receipt,
+) -> Result<(), StoreError> {
+    let Some(delivery_id) = &ingest.delivery_id else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (source, delivery_id) DO UPDATE SET receipt = excluded.receipt,
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+    )
+    .bind(&ingest.source)
+    .bind(delivery_id)
+    .bind(rows::receipt_json(receipt))
+    .bind(ingest.now.0)
+    .bind(ingest.delivery_expires_at.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {

@@ -509,6 +509,59 @@ async fn concurrent_ingests_are_group_committed_and_all_stored() {
     }
 }
 
+#[tokio::test]
+async fn repeats_inside_one_commit_are_told_apart() {
+    for (store, _backing) in stores("repeats_inside_one_commit_are_told_apart").await {
+        // The same ID twice in one request: one item, two events, reported as accepted once.
+        let receipt = store
+            .ingest(ingest(&["twice", "twice"], TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (receipt.accepted, receipt.merged),
+            (vec!["twice".to_owned()], vec![])
+        );
+        assert_eq!(store.pending_for_media("twice").await.unwrap()[0].events, 2);
+
+        // The same delivery ID many times at once (very likely in one group commit): stored once,
+        // every answer the same.
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .ingest(ingest(
+                            &["redelivered", &format!("extra{i}")],
+                            TaskType::Refresh,
+                            2_000,
+                            Some("same"),
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        let mut receipts = Vec::new();
+        for task in tasks {
+            receipts.push(task.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            receipts.iter().filter(|r| !r.redelivery).count(),
+            1,
+            "stored once"
+        );
+        assert!(receipts.iter().all(|r| r.event_id == receipts[0].event_id));
+        assert_eq!(
+            store.pending_for_media("redelivered").await.unwrap()[0].events,
+            1
+        );
+        assert_eq!(
+            store.queue_stats(Ts(2_000)).await.unwrap().pending,
+            3,
+            "twice, redelivered, one extra"
+        );
+    }
+}
+
 /// Replicas on one PostgreSQL database: claims never overlap, a redelivery arriving at two
 /// replicas at once is stored once, and exactly one replica holds the flusher lock.
 #[tokio::test]
