@@ -314,3 +314,14 @@ async fn the_api_document_matches_the_handlers() {
     assert_eq!(unauthenticated.status(), 401);
     app.stop().await;
 }
+
+/// Found by the fuzz drill (`config_with_extreme_values`): a huge `vod.timeout` overflowed the
+/// lease check (`timeout * 2`) and panicked instead of naming the key.
+#[test]
+fn a_huge_timeout_is_refused_not_a_panic() {
+    let err = vod_purge::config::Settings::from_toml(
+        "[vod]\nendpoint = \"http://127.0.0.1:9000\"\ntimeout = \"18446744073709551615s\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("queue.lease"), "{err}");
+}
