@@ -4,17 +4,20 @@
 # (the backoff must keep it low) and how fast the backlog drains afterwards.
 #
 #   bench/drills/outage.sh [--outage-seconds 60] [--rate REQ_PER_S] [--max-outage-rps R]
+#                          [--before S] [--after S]
 #
-# Bounded: 10 s before, the outage, 20 s after, then the drain (at most 300 s).
+# Bounded: 10 s before, the outage, 20 s after (--before, --after), then the drain (at most 300 s).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-OUTAGE=60 RATE=50 MAX_OUTAGE_RPS=5
+OUTAGE=60 RATE=50 MAX_OUTAGE_RPS=1 BEFORE=10 AFTER=20
 while [[ $# -gt 0 ]]; do
     case $1 in
         --outage-seconds) OUTAGE=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
         --max-outage-rps) MAX_OUTAGE_RPS=$2; shift 2 ;;
+        --before) BEFORE=$2; shift 2 ;;
+        --after) AFTER=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -32,15 +35,15 @@ max_wait = "2s"
 #end'
 start_service "$WORK/config.toml"
 wait_http "$APP_URL/readyz" 30
-DURATION=$((10 + OUTAGE + 20))
-log "steady load: $RATE requests/s x 4 IDs for $DURATION s; outage of $OUTAGE s from t=10 s"
+DURATION=$((BEFORE + OUTAGE + AFTER))
+log "steady load: $RATE requests/s x 4 IDs for $DURATION s; outage of $OUTAGE s from t=$BEFORE s"
 
 python3 "$DRILLS_DIR/drill.py" load --url "$APP_URL" --token "$SOURCE_TOKEN" --threads 2 \
     --rate "$RATE" --ids-per-request 4 --duration "$DURATION" \
     --prefix "outage$$" --acked "$WORK/acked.txt" >"$WORK/load.json" &
 LOAD_PID=$!
 track "$LOAD_PID"
-sleep 10
+sleep "$BEFORE"
 faults=$(curl -sf -X PUT -H 'Content-Type: application/json' \
     -d "{\"outage_for_ms\": $((OUTAGE * 1000))}" "$SIM_URL/_sim/faults")
 START_MS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["outage_start_ms"])' "$faults")
