@@ -37,6 +37,8 @@ curl -sf -X POST -H 'Authorization: Bearer demo-token' -H 'Content-Type: applica
     -d '{"media_ids": ["m1", "m2", "m3"]}' "$APP_URL/purge" >/dev/null
 
 status=0
+# From the work directory: schemathesis keeps a .schemathesis/ cache in the current directory.
+cd "$WORK"
 timeout $((MAX_TIME + 60)) "$VENV/bin/schemathesis" --config-file "$DRILLS_DIR/schemathesis.toml" run "$APP_URL/openapi.json" \
     --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --workers 2 \
     -H 'Authorization: Bearer demo-token' --request-timeout 10 --no-color \
