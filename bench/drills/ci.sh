@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Short versions of the drills, for CI (about 45 s after the build): the crash drill with 3 kills,
-# a 6 s outage, a 15 s soak. The fuzz targets run with `cargo test` (64 to 256 cases each), the
+# Short versions of the drills, for CI (about 40 s after the build): the crash drill with 3 kills,
+# a 5 s outage, a 9 s soak. The fuzz targets run with `cargo test` (64 to 256 cases each), the
 # scale figures have a regression test (tests/it/drills.rs); the long drills run on demand.
 #
 #   bench/drills/ci.sh            (DRILL_BIN=path/to/vod-purge to use another binary)
@@ -23,6 +23,6 @@ run() {
     rm -f "$out"
 }
 run crash "$DIR/crash.sh" --kills 3
-run outage "$DIR/outage.sh" --outage-seconds 6 --before 3 --after 4 --max-outage-rps 2
-run soak "$DIR/soak.sh" --minutes 0.25
+run outage "$DIR/outage.sh" --outage-seconds 5 --before 2 --after 3 --max-outage-rps 2
+run soak "$DIR/soak.sh" --minutes 0.15
 echo "== all drills passed in $(($(date +%s) - start)) s"
