@@ -7,6 +7,7 @@
 #
 # Bounded: about 4 s per kill plus the final drain (at most 180 s).
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KILLS=12 THREADS=4 RATE=150 IDS_PER_REQUEST=4
@@ -56,7 +57,7 @@ for ((k = 1; k <= KILLS; k++)); do
     t0=$(date +%s%N)
     start_service "$WORK/config.toml"
     wait_http "$APP_URL/healthz" 30
-    downtimes+=($(((($(date +%s%N) - t0) / 1000000))))
+    downtimes+=($((($(date +%s%N) - t0) / 1000000)))
     log "kill $k/$KILLS: SIGKILL, restarted in ${downtimes[-1]} ms"
 done
 sleep 1

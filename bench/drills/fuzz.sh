@@ -7,6 +7,7 @@
 #
 # Uses the debug test binary (`cargo test`), so it shares the warm build of the test suite.
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CASES=10000 MAX_SECONDS=600

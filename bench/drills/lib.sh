@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the drills; sourced, not run. Every process a drill starts is registered
 # with `track` and killed by the EXIT trap, and the work directory is removed (KEEP=1 keeps it).
 

@@ -8,6 +8,7 @@
 #
 # Bounded: 10 s before, the outage, 20 s after (--before, --after), then the drain (at most 300 s).
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OUTAGE=60 RATE=50 MAX_OUTAGE_RPS=1 BEFORE=10 AFTER=20

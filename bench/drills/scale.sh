@@ -8,6 +8,7 @@
 #
 # Needs the sqlite3 command-line shell. Bounded: about 2 minutes at 1,000,000 items.
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ITEMS=1000000 DRAIN_SECONDS=20
@@ -68,7 +69,7 @@ time_get() {
 }
 # measure LABEL: reads, memory and CPU of the running service.
 measure() {
-    local label=$1 q m t1 t2 c1 c2
+    local label=$1 q m c1 c2
     q=$(for _ in 1 2 3 4 5; do time_get /queue; done | sort -n | sed -n 3p)
     m=$(for _ in 1 2 3 4 5; do time_get /metrics; done | sort -n | sed -n 3p)
     c1=$(cpu_ticks "$SVC_PID")

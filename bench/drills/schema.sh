@@ -5,6 +5,7 @@
 #
 #   bench/drills/schema.sh [--max-examples N] [--max-time SECONDS]
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MAX_EXAMPLES=50 MAX_TIME=240

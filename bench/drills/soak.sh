@@ -6,6 +6,7 @@
 #
 #   bench/drills/soak.sh [--minutes N] [--rate REQ_PER_S] [--max-growth-mib M]
 set -euo pipefail
+# shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MINUTES=10 RATE=40 MAX_GROWTH_MIB=8
