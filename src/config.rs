@@ -319,7 +319,7 @@ impl Settings {
                 ),
             );
         }
-        if queue.lease < vod.timeout * 2 {
+        if queue.lease < vod.timeout.saturating_mul(2) {
             return fail(
                 "queue.lease",
                 "must be at least twice vod.timeout, or a slow call would be sent twice".into(),

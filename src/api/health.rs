@@ -27,14 +27,14 @@ pub struct Readiness {
 }
 
 /// The process is alive.
-#[utoipa::path(responses((status = 200, description = "alive")))]
+#[utoipa::path(security(()), responses((status = 200, description = "alive")))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// The process should receive traffic.
-#[utoipa::path(responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[utoipa::path(security(()), responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let draining = state.draining.load(Ordering::SeqCst);
@@ -63,7 +63,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus metrics (text format). The queue gauges are read from the store at each scrape.
-#[utoipa::path(responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;

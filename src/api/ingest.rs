@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::domain::{PurgeOptions, Ts};
+use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::queue::Debounce;
 use crate::store::{Ingest, NewItem, Receipt, RejectedId};
 use crate::webhook::{Headers, PurgeRequest, Request, parse_native};
@@ -26,9 +26,30 @@ pub struct Ignored {
     pub ignored_event: String,
 }
 
+/// One native purge request: the body of `POST /purge` (or an element of an array of them).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NativeRequest {
+    /// Media IDs (at most 1000 in a request). IDs that do not match `queue.media_id_pattern`
+    /// are listed in `rejected`; a request without any usable ID gets 422.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub media_ids: Vec<String>,
+    /// `Refresh` when absent.
+    pub task: Option<RequestedTask>,
+    pub options: Option<RawOptions>,
+}
+
+/// The native payload: one request, or an array of them.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum NativeBody {
+    One(NativeRequest),
+    Many(Vec<NativeRequest>),
+}
+
 /// Enqueue media IDs directly (native payload). Needs the admin token.
 #[utoipa::path(
-    request_body(content = Object, description = "native payload: {\"media_ids\": [...], \"task\": \"Refresh\", \"options\": {...}} or an array of them", content_type = "application/json"),
+    request_body(content = NativeBody, description = "native payload: {\"media_ids\": [...], \"task\": \"Refresh\", \"options\": {...}} or an array of them", content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat within the retention window to get the first answer")),
     responses(
         (status = 202, description = "stored", body = Receipt),
@@ -72,8 +93,9 @@ fn count_refusal(state: &AppState, source: &str, result: &Result<HttpResponse, A
     }
 }
 
-/// Receive a webhook from a configured source.
+/// Receive a webhook from a configured source (authenticated with the source's own scheme).
 #[utoipa::path(
+    security(()),
     params(("source" = String, Path, description = "the source's name in the configuration")),
     request_body(content = Object, description = "the sender's payload, in the source's format", content_type = "application/json"),
     responses(

@@ -153,6 +153,17 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Malformed query strings and paths get the usual JSON error, not actix's plain text.
+    cfg.app_data(
+        web::QueryConfig::default().error_handler(|err, _req| {
+            ApiError::bad_request("invalid_query", err.to_string()).into()
+        }),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _req| {
+            ApiError::bad_request("invalid_path", err.to_string()).into()
+        }),
+    );
     cfg.service(ingest::purge)
         .service(ingest::receive_webhook)
         .service(reads::list_jobs)
@@ -163,5 +174,54 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
-        .service(openapi::openapi_json);
+        .service(openapi::openapi_json)
+        .default_service(web::to(no_route));
+}
+
+/// Whether a request path matches an OpenAPI path of [`ROUTES`] (`{name}` is one segment).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut segments = path.split('/');
+    for expected in pattern.split('/') {
+        match segments.next() {
+            Some(got) if expected.starts_with('{') => {
+                if got.is_empty() {
+                    return false;
+                }
+            }
+            Some(got) if got == expected => {}
+            _ => return false,
+        }
+    }
+    segments.next().is_none()
+}
+
+/// Requests no route takes: 405 with `Allow` for a known path, 404 otherwise; JSON either way.
+async fn no_route(req: HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    use actix_web::http::{StatusCode, header};
+
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| path_matches(pattern, req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::not_found("not_found", format!("no endpoint at {}", req.path()))
+            .error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }

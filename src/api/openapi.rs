@@ -44,7 +44,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// This document.
-#[utoipa::path(responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+#[utoipa::path(security(()), responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())

@@ -93,16 +93,21 @@ pub struct QueueView {
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// `in_flight`, `retrying`, `succeeded` or `failed`.
+    #[param(value_type = Option<JobStatus>)]
     pub status: Option<String>,
     /// Only jobs that carried this media ID.
     pub media_id: Option<String>,
     /// `Refresh` or `Preload`.
+    #[param(value_type = Option<TaskType>)]
     pub task: Option<String>,
-    /// Only jobs created at or after this time (RFC 3339 or epoch milliseconds).
+    /// Only jobs created at or after this time: epoch milliseconds (an RFC 3339 time is
+    /// accepted too).
+    #[param(pattern = "^[0-9]{1,13}$")]
     pub since: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 

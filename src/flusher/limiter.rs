@@ -32,6 +32,8 @@ pub struct Limiter {
     /// departures closer than the quota allows; this second check keeps departures conforming.
     departure: DefaultDirectRateLimiter,
     state: Mutex<Adaptive>,
+    /// Wakes callers waiting for a probe slot when the outage ends.
+    outage_over: tokio::sync::Notify,
 }
 
 struct Adaptive {
@@ -94,6 +96,7 @@ impl Limiter {
                 failures_in_a_row: 0,
                 outage: None,
             }),
+            outage_over: tokio::sync::Notify::new(),
         }
     }
 
@@ -102,6 +105,8 @@ impl Limiter {
         let started = Instant::now();
         // While VOD is down, one caller per pause gets through (the probe).
         loop {
+            // Created before the check, so an outage ending right after it still wakes us.
+            let outage_over = self.outage_over.notified();
             let wait = {
                 let mut state = self.state.lock().expect("limiter lock");
                 let now = Instant::now();
@@ -115,7 +120,12 @@ impl Limiter {
                 }
             };
             match wait {
-                Some(until) => tokio::time::sleep_until(until.into()).await,
+                Some(until) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = outage_over => {}
+                    }
+                }
                 None => break,
             }
         }
@@ -180,7 +190,9 @@ impl Limiter {
     pub fn on_answer(&self) {
         let mut state = self.state.lock().expect("limiter lock");
         state.failures_in_a_row = 0;
-        state.outage = None;
+        if state.outage.take().is_some() {
+            self.outage_over.notify_waiters();
+        }
     }
 
     /// VOD answered with a throttling error: pause briefly and halve the rate.
@@ -269,6 +281,24 @@ mod tests {
             limiter.acquire().await;
         }
         assert!(before.elapsed() < ms(90), "{:?}", before.elapsed());
+        // A caller waiting for the next probe slot goes as soon as the outage ends.
+        let slow = std::sync::Arc::new(Limiter::with_outage_pauses(50, 50, ms(600), ms(600)));
+        for _ in 0..3 {
+            slow.on_unavailable();
+        }
+        let waiting = tokio::spawn({
+            let slow = slow.clone();
+            async move {
+                slow.acquire().await; // the probe slot, 600 ms from now
+                let before = Instant::now();
+                slow.acquire().await; // the next slot is 600 ms later, unless the outage ends
+                before.elapsed()
+            }
+        });
+        tokio::time::sleep(ms(800)).await;
+        slow.on_answer();
+        let waited = waiting.await.unwrap();
+        assert!(waited < ms(450), "woken when the outage ended: {waited:?}");
         // Failures that are not in a row do not make an outage.
         limiter.on_unavailable();
         limiter.on_unavailable();
