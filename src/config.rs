@@ -218,20 +218,20 @@ impl Settings {
 
     fn apply_credential_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
         let vod = &mut self.vod;
-        if vod.access_key_id.is_empty() {
-            if let Some(id) = env("ALIBABA_CLOUD_ACCESS_KEY_ID") {
-                vod.access_key_id = id;
-            }
+        if vod.access_key_id.is_empty()
+            && let Some(id) = env("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        {
+            vod.access_key_id = id;
         }
-        if vod.access_key_secret.is_empty() {
-            if let Some(secret) = env("ALIBABA_CLOUD_ACCESS_KEY_SECRET") {
-                vod.access_key_secret = Secret(secret);
-            }
+        if vod.access_key_secret.is_empty()
+            && let Some(secret) = env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        {
+            vod.access_key_secret = Secret(secret);
         }
-        if vod.security_token.is_empty() {
-            if let Some(token) = env("ALIBABA_CLOUD_SECURITY_TOKEN") {
-                vod.security_token = Secret(token);
-            }
+        if vod.security_token.is_empty()
+            && let Some(token) = env("ALIBABA_CLOUD_SECURITY_TOKEN")
+        {
+            vod.security_token = Secret(token);
         }
         if vod.access_key_id.is_empty()
             && vod.access_key_secret.is_empty()
@@ -279,9 +279,8 @@ impl Settings {
                 "must be more than zero and at most vod.retry_max".into(),
             );
         }
-        if !vod.endpoint.is_empty()
-            && !(vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://"))
-        {
+        let is_url = vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://");
+        if !vod.endpoint.is_empty() && !is_url {
             return fail(
                 "vod.endpoint",
                 format!("{:?} is not an http:// or https:// URL", vod.endpoint),

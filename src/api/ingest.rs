@@ -74,11 +74,11 @@ async fn purge_inner(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize_admin(&req)?;
-    require_json(&req)?;
-    let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
+    state.authorize_admin(req)?;
+    require_json(req)?;
+    let body = read_body(payload, req, state.settings.server.max_body_bytes).await?;
     let requests = parse_native(&body)?;
-    let delivery_id = header(&req, "idempotency-key");
+    let delivery_id = header(req, "idempotency-key");
     enqueue(state, ADMIN_SOURCE, delivery_id, requests, state.debounce).await
 }
 
@@ -138,15 +138,15 @@ async fn webhook_inner(
             format!("no source named {name:?} is configured"),
         ));
     };
-    if let Some(limiter) = &entry.limiter {
-        if let Err(not_until) = limiter.check() {
-            use governor::clock::{Clock, DefaultClock};
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::RateLimited {
-                source_name: name,
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            });
-        }
+    if let Some(limiter) = &entry.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        use governor::clock::{Clock, DefaultClock};
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return Err(ApiError::RateLimited {
+            source_name: name,
+            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        });
     }
     require_json(&req)?;
     let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
@@ -197,7 +197,7 @@ async fn webhook_inner(
         max_wait: source.max_wait().unwrap_or(state.debounce.max_wait),
     };
     let delivery_id = source.delivery_id(&headers);
-    enqueue(&state, &name, delivery_id, extracted.requests, debounce).await
+    enqueue(state, &name, delivery_id, extracted.requests, debounce).await
 }
 
 /// Validates every ID, then stores the whole request in one commit.

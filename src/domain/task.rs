@@ -26,9 +26,19 @@ pub enum TaskType {
 
 /// What a caller may ask for: one task, or a purge followed by a prefetch.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    Default,
 )]
 pub enum RequestedTask {
+    #[default]
     Refresh,
     Preload,
     /// A `Refresh` and then, once it has been sent, a `Preload` of the same IDs.
@@ -73,12 +83,6 @@ impl RequestedTask {
             RequestedTask::Preload => &[TaskType::Preload],
             RequestedTask::RefreshThenPreload => &[TaskType::Refresh, TaskType::Preload],
         }
-    }
-}
-
-impl Default for RequestedTask {
-    fn default() -> Self {
-        RequestedTask::Refresh
     }
 }
 

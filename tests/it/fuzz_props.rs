@@ -362,11 +362,14 @@ proptest! {
     }
 }
 
+/// What the stand-in answers: HTTP status, `x-acs-retry-after` header, body.
+type Answer = (u16, Option<String>, Vec<u8>);
+
 /// A stand-in for VOD that answers every request with the status, header and body set for the
 /// current case, so that the client's response parsing sees arbitrary answers.
 struct FakeVod {
     rt: tokio::runtime::Runtime,
-    answer: std::sync::Arc<std::sync::Mutex<(u16, Option<String>, Vec<u8>)>>,
+    answer: std::sync::Arc<std::sync::Mutex<Answer>>,
     client: vod_purge::vod::Client,
 }
 

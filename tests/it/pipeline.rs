@@ -445,7 +445,9 @@ async fn bad_input_is_refused_with_its_status_and_nothing_is_stored() {
     let big = "x".repeat(70_000);
     let many: Vec<String> = (0..1001).map(|i| format!("v{i}")).collect();
     // (path, token, content type, body, status, code)
-    let cases: Vec<(&str, Option<&str>, &str, String, u16, &str)> = vec![
+    // (path, bearer token, content type, body, status, error code)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/purge",
             Some(ADMIN_TOKEN),

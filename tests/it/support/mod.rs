@@ -101,10 +101,10 @@ fn dedupe_keys(text: &str) -> String {
             if trimmed.starts_with("[[") {
                 seen.retain(|(t, _): &(String, String)| t != &table);
             }
-        } else if let Some((key, _)) = trimmed.split_once('=') {
-            if !seen.insert((table.clone(), key.trim().to_owned())) {
-                continue;
-            }
+        } else if let Some((key, _)) = trimmed.split_once('=')
+            && !seen.insert((table.clone(), key.trim().to_owned()))
+        {
+            continue;
         }
         out.push(line);
     }
