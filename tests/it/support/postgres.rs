@@ -1,6 +1,6 @@
 //! Fresh PostgreSQL databases for tests, one per test, dropped when the guard goes.
 //!
-//! The server comes from `VOD_PURGE_TEST_POSTGRES` (default
+//! The server comes from `TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); each test creates `vp_<uuid>` through it, so
 //! tests never share tables or the flusher lock (advisory locks are per database). When the
 //! server is unreachable, the PostgreSQL part of a test fails if `CI` is set, and otherwise is
@@ -14,7 +14,7 @@ use sqlx::{Connection, Executor, PgConnection};
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 pub fn admin_url() -> String {
-    std::env::var("VOD_PURGE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
 /// A connection to the server's administrative database.
@@ -40,7 +40,7 @@ pub async fn fresh_database(test: &str) -> Option<TestDb> {
             let _ = writeln!(
                 std::io::stderr(),
                 "NOTE: the PostgreSQL part of {test} did NOT run: {why} \
-                 (set VOD_PURGE_TEST_POSTGRES, or CI=1 to make this a failure)"
+                 (set TEST_POSTGRES_URL, or CI=1 to make this a failure)"
             );
             return None;
         }
@@ -50,7 +50,7 @@ pub async fn fresh_database(test: &str) -> Option<TestDb> {
         .await
         .expect("create a test database");
     let _ = conn.close().await;
-    let mut url = reqwest::Url::parse(&admin_url()).expect("VOD_PURGE_TEST_POSTGRES is a URL");
+    let mut url = reqwest::Url::parse(&admin_url()).expect("TEST_POSTGRES_URL is a URL");
     url.set_path(&name);
     Some(TestDb {
         url: url.to_string(),
