@@ -26,31 +26,9 @@ echo "== building (cargo build --release)" >&2
 cargo build --release --locked --bins >&2
 BIN=target/release/vod-purge
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vod-purge-drain.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_http URL: up to 60 s for a 2xx answer.
-wait_http() {
-    local i
-    for i in $(seq 1 600); do
-        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
-}
+NAME=drain
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 SIM_PORT=$(free_port)
 PORT=$(free_port)

@@ -25,31 +25,9 @@ cargo build --release --locked --bins --example bare_ingest >&2
 BIN=target/release/vod-purge
 BARE=target/release/examples/bare_ingest
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vod-purge-ingest.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_http URL: up to 60 s for a 2xx answer.
-wait_http() {
-    local i
-    for i in $(seq 1 600); do
-        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
-}
+NAME=ingest
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 REAL_PORT=$(free_port)
 BARE_PORT=$(free_port)
