@@ -406,6 +406,12 @@ fn describe(error: figment::Error) -> String {
             if !origin.is_empty() {
                 line.push_str(&format!(" (from {origin})"));
             }
+            let unknown = matches!(e.kind, figment::error::Kind::UnknownField(..));
+            if unknown && origin.contains("environment") && e.path.len() <= 1 {
+                line.push_str(
+                    "; environment variables put `__` between levels, e.g. VOD_PURGE_QUEUE__QUIET=5s",
+                );
+            }
             line
         })
         .collect::<Vec<_>>()

@@ -161,6 +161,22 @@ fn check_config_names_the_wrong_key_and_redacts_secrets() {
         assert!(!out.status.success(), "{text:?} was accepted");
         assert!(stderr.contains(key), "{text:?}: {stderr}");
     }
+    // A single `_` where `__` belongs is named, with the fix.
+    let path = dir.path().join("plain.toml");
+    std::fs::write(&path, "[vod]\ndry_run = true\n").unwrap();
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_clear()
+        .env("VOD_PURGE_QUEUE_QUIET", "5s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("queue_quiet") && stderr.contains("VOD_PURGE_QUEUE__QUIET"),
+        "{stderr}"
+    );
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
