@@ -5,12 +5,13 @@
 #   pg1:    one process on PostgreSQL, wrk -t2 -c48
 #   pg3:    three processes on one PostgreSQL database, one wrk -t1 -c16 each (figures summed)
 # Needs wrk, psql and PostgreSQL on 127.0.0.1:5432 (trust auth). Ports 18081-18083.
-# Usage: cargo build --release && tests/bench-pg/run.sh sqlite|pg1|pg3 [seconds]
+# Usage: cargo build --release && bench/replicas.sh sqlite|pg1|pg3 [seconds]
 set -euo pipefail
 mode=$1; secs=${2:-15}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BIN="$here/../../target/release/vod-purge"
-LUA="$here/ingest.lua"
+BIN="$here/../target/release/vod-purge"
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+LUA="$here/replicas.lua"
 dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -41,7 +42,11 @@ TOML
   RUST_LOG=warn "$BIN" serve --config "$dir/r$i.toml" 2>"$dir/r$i.log" & pids+=($!)
 done
 for i in $(seq 1 "$n"); do
-  until curl -sf "http://127.0.0.1:$((18080 + i))/readyz" >/dev/null; do sleep 0.2; done
+  tries=0
+  until curl -sf "http://127.0.0.1:$((18080 + i))/readyz" >/dev/null; do
+    tries=$((tries + 1)); [ "$tries" -lt 150 ] || { echo "replica $i never became ready" >&2; exit 1; }
+    sleep 0.2
+  done
 done
 if [ "$n" = 1 ]; then
   wrk -t2 -c48 -d"${secs}s" --latency -s "$LUA" http://127.0.0.1:18081 -- w1 > "$dir/wrk1.txt"
