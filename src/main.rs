@@ -160,7 +160,7 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn purge(url: String, token: String, task: String, media_ids: Vec<String>) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    vod_purge::vod::install_tls_provider();
     runtime()?.block_on(async {
         let response = reqwest::Client::new()
             .post(format!("{}/purge", url.trim_end_matches('/')))
@@ -179,7 +179,7 @@ fn purge(url: String, token: String, task: String, media_ids: Vec<String>) -> an
 }
 
 fn healthcheck(url: String) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    vod_purge::vod::install_tls_provider();
     runtime()?.block_on(async {
         let response = reqwest::Client::new()
             .get(&url)

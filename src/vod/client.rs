@@ -38,6 +38,13 @@ pub fn endpoint_for_region(region: &str) -> String {
     format!("https://vod.{region}.aliyuncs.com")
 }
 
+/// Installs rustls' ring provider for the process. reqwest is built with `rustls-no-provider`,
+/// so every process must do this before it builds a `reqwest::Client`; installing twice is a
+/// no-op error that is ignored.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A VOD client; clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -54,9 +61,7 @@ struct Inner {
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Result<Client, VodError> {
-        // reqwest is built with `rustls-no-provider`; installing the provider here means no caller
-        // has to remember it. Installing twice is a no-op error we can ignore.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let base = cfg.endpoint.trim_end_matches('/');
         reqwest::Url::parse(base)
             .map_err(|e| VodError::Config(format!("endpoint {base:?}: {e}")))?;

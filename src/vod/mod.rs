@@ -12,7 +12,7 @@ mod error;
 pub mod signing;
 mod types;
 
-pub use client::{API_VERSION, Client, ClientConfig, endpoint_for_region};
+pub use client::{API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider};
 pub use credentials::Credentials;
 pub use error::{ErrorClass, VodError};
 pub use types::{

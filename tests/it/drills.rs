@@ -1,10 +1,6 @@
 //! Regression tests for what the drills of `bench/drills/` found.
 
-use std::process::Command;
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vod-purge"))
-}
+use crate::support::binary;
 
 /// `VOD_PURGE_CONFIG` is how `serve --config` reads its file from the environment (and
 /// `VOD_PURGE_ADMIN_TOKEN` the `purge` subcommand's token); the settings loader must not take

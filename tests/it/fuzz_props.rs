@@ -218,8 +218,7 @@ fn sim() -> &'static (tokio::runtime::Runtime, SimHandle, reqwest::Client) {
             .await
             .unwrap()
         });
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        (rt, handle, reqwest::Client::new())
+        (rt, handle, crate::support::http_client())
     })
 }
 

@@ -9,7 +9,7 @@ use vod_purge::config::StoreLocation;
 use vod_purge::sim::{Faults, SimConfig};
 use vod_purge::store::{JobFilter, Store};
 
-use crate::support::{ADMIN_TOKEN, Spawn, spawn_app, wait_until};
+use crate::support::{ADMIN_TOKEN, Spawn, binary, free_port, http_client, spawn_app, wait_until};
 
 #[tokio::test]
 async fn every_route_answers_and_is_in_the_openapi_document() {
@@ -122,10 +122,6 @@ async fn metrics_count_deliveries_calls_and_queue() {
     app.stop().await;
 }
 
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vod-purge"))
-}
-
 #[test]
 fn check_config_names_the_wrong_key_and_redacts_secrets() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,11 +213,7 @@ async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db").to_string_lossy().into_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -241,8 +233,7 @@ async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let base = format!("http://127.0.0.1:{port}");
     wait_until(Duration::from_secs(10), "the service", || async {
         http.get(format!("{base}/readyz"))
@@ -372,14 +363,6 @@ fn the_kubernetes_configmaps_are_valid_configurations() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The README's quick start: `vod-purge demo`, a webhook with the demo token, then the job.
 #[tokio::test]
 async fn the_readme_quick_start_works() {
@@ -399,8 +382,7 @@ async fn the_readme_quick_start_works() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let base = format!("http://127.0.0.1:{port}");
     wait_until(Duration::from_secs(10), "the demo", || async {
         http.get(format!("{base}/healthz"))

@@ -3,14 +3,16 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vod_purge::sim::{self, RecordedCall, SimConfig};
 
 use crate::support::postgres::fresh_database;
-use crate::support::{ADMIN_TOKEN, SOURCE_TOKEN, spawn_on, wait_until};
+use crate::support::{
+    ADMIN_TOKEN, SOURCE_TOKEN, binary, free_port, http_client, spawn_on, wait_until,
+};
 
 /// The configured outbound rate of the failover test: low, so that a drain lasts seconds.
 const RPS: usize = 5;
@@ -21,15 +23,6 @@ fn sim_config() -> SimConfig {
         quota_preload: 10_000_000,
         ..SimConfig::default()
     }
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One `vod-purge serve` process; killed when dropped.
@@ -75,7 +68,7 @@ impl Replica {
         )
         .unwrap();
         let log = dir.join(format!("replica{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_vod-purge"))
+        let child = binary()
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -120,11 +113,6 @@ impl Drop for Replica {
     }
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 fn successful(calls: &[RecordedCall]) -> Vec<&RecordedCall> {
     calls
         .iter()
@@ -156,7 +144,7 @@ async fn the_leader_killed_mid_drain_is_replaced_and_nothing_is_lost() {
     let mut replicas: Vec<Replica> = (0..3)
         .map(|n| Replica::start(dir.path(), n, &db.url, &sim.base_url()))
         .collect();
-    let http = http();
+    let http = http_client();
 
     // All three ready, exactly one of them flushing.
     let started = Instant::now();

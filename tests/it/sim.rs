@@ -14,8 +14,7 @@ use crate::vod_signing::vectors;
 const T0: i64 = 1_736_929_800;
 
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    crate::support::http_client()
 }
 
 fn iso(epoch_secs: i64) -> String {

@@ -370,11 +370,7 @@ async fn broken_answers_become_errors() {
 
 #[tokio::test]
 async fn nobody_listening_is_a_retryable_connection_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let vod = client_for(
         &format!("http://127.0.0.1:{port}"),
         Credentials::new("a", "b", None),

@@ -136,10 +136,7 @@ pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
     TestApp {
         address,
         sim,
-        http: {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        },
+        http: http_client(),
         db_path: db_path.to_owned(),
         shutdown,
         task,
@@ -209,6 +206,26 @@ impl TestApp {
             .filter(|c| c.status == 200)
             .collect()
     }
+}
+
+/// A reqwest client (with the TLS provider the crate's reqwest build needs).
+pub fn http_client() -> reqwest::Client {
+    vod_purge::vod::install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `vod-purge` binary built for these tests.
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vod-purge"))
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
