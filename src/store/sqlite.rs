@@ -560,13 +560,19 @@ async fn upsert_items(
              RETURNING media_id, task, fingerprint, events"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
+        // Items of one request share their options: serialise each option set once.
+        let mut options: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
         for (ingest, item) in chunk {
             let deadline = item.debounce.deadline(ingest.now);
+            let json = options
+                .entry(item.fingerprint.as_str())
+                .or_insert_with(|| rows::options_json(item))
+                .clone();
             query = query
                 .bind(item.media_id.as_str())
                 .bind(item.task.as_str())
                 .bind(&item.fingerprint)
-                .bind(rows::options_json(item))
+                .bind(json)
                 .bind(&ingest.source)
                 .bind(ingest.now.0)
                 .bind(ingest.now.0)
