@@ -23,7 +23,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tracing_actix_web::TracingLogger;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
@@ -126,7 +125,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(api::request_span))
                 .app_data(state.clone())
                 .configure(api::configure)
         })

@@ -14,9 +14,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::domain::MediaIdRules;
@@ -176,6 +180,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::metrics)
         .service(openapi::openapi_json)
         .default_service(web::to(no_route));
+}
+
+/// Runs every request inside a span that names its method and path, so that whatever a handler
+/// logs says which request it was about.
+///
+/// Deliberately small: two fields, no generated request ID. A fuller access span (a dozen
+/// formatted fields and a random UUID per request) cost the ingest path almost a fifth of its
+/// CPU, and nothing logs per request at the default level anyway.
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let span = tracing::info_span!("request", method = %req.method(), path = req.path());
+    next.call(req).instrument(span).await
 }
 
 /// Whether a request path matches an OpenAPI path of [`ROUTES`] (`{name}` is one segment).

@@ -2,9 +2,11 @@
 //!
 //! [`Store`] is the one contract the rest of the application uses. It dispatches to a backend
 //! chosen from `store.url` (embedded SQLite, or PostgreSQL for several replicas) and owns the
-//! group committer: ingest requests are queued on a channel, and a single task commits everything
+//! group committer: ingest requests are queued on a channel, and the committer applies everything
 //! waiting in one transaction before answering each request. Under load that turns N disk syncs
-//! into one, without ever answering before the data is durable. Every replica has its own.
+//! into one, without ever answering before the data is durable. Every replica has its own. On
+//! SQLite the committer is a thread with its own synchronous connection ([`sqlite::writer`]); on
+//! PostgreSQL it is a task on the runtime.
 //!
 //! Leadership: exactly one process per store may flush. SQLite has one process by construction,
 //! so it is always the leader; PostgreSQL replicas compete for an advisory lock (see
@@ -25,10 +27,10 @@ pub use types::*;
 use crate::config::StoreLocation;
 use crate::domain::Ts;
 use postgres::PgStore;
-use sqlite::SqliteStore;
+use sqlite::{IngestWriter, SqliteStore};
 
 /// Most requests folded into one transaction.
-const MAX_GROUP: usize = 256;
+pub(crate) const MAX_GROUP: usize = 256;
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -46,7 +48,8 @@ macro_rules! dispatch {
     };
 }
 
-type Waiting = (Ingest, oneshot::Sender<Result<Receipt, StoreError>>);
+type Reply = oneshot::Sender<Result<Receipt, StoreError>>;
+type Waiting = (Ingest, Reply);
 
 /// The store handle; cheap to clone.
 #[derive(Debug, Clone)]
@@ -57,14 +60,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, migrates, and starts the group committer on the current runtime.
+    /// Connects, migrates, and starts the group committer (on SQLite a thread of its own, on
+    /// PostgreSQL a task on the current runtime).
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
-        let backend = match location {
-            StoreLocation::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
-            StoreLocation::Postgres(url) => Backend::Postgres(PgStore::open(url).await?),
-        };
         let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(group_committer(backend.clone(), ingest_rx));
+        let backend = match location {
+            StoreLocation::Sqlite(path) => {
+                // The schema first (through sqlx), then the writer's own connection.
+                let store = SqliteStore::open(path).await?;
+                let writer = IngestWriter::open(path)?;
+                std::thread::Builder::new()
+                    .name("sqlite-ingest".into())
+                    .spawn(move || sqlite_committer(writer, ingest_rx))
+                    .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                Backend::Sqlite(store)
+            }
+            StoreLocation::Postgres(url) => {
+                let store = PgStore::open(url).await?;
+                tokio::spawn(postgres_committer(store.clone(), ingest_rx));
+                Backend::Postgres(store)
+            }
+        };
         Ok(Store { backend, ingest_tx })
     }
 
@@ -189,9 +205,15 @@ impl Store {
     }
 }
 
-/// Commits every request waiting on the channel in one transaction, then answers each.
-async fn group_committer(backend: Backend, mut rx: mpsc::Receiver<Waiting>) {
-    while let Some(first) = rx.recv().await {
+/// The requests of one group commit: the first one to arrive and every one waiting behind it,
+/// up to [`MAX_GROUP`].
+struct Group {
+    ingests: Vec<Ingest>,
+    replies: Vec<Reply>,
+}
+
+impl Group {
+    fn gather(first: Waiting, rx: &mut mpsc::Receiver<Waiting>) -> Group {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -199,33 +221,66 @@ async fn group_committer(backend: Backend, mut rx: mpsc::Receiver<Waiting>) {
                 Err(_) => break,
             }
         }
-        let (ingests, replies): (Vec<Ingest>, Vec<_>) = group.into_iter().unzip();
-        match ingest_group(&backend, &ingests).await {
+        let (ingests, replies) = group.into_iter().unzip();
+        Group { ingests, replies }
+    }
+
+    /// Answers every request with the group's receipts. When the group failed and holds more
+    /// than one request, nobody is answered and the group comes back: one bad request must not
+    /// fail the others, so the caller commits them one by one.
+    fn answer(self, result: Result<Vec<Receipt>, StoreError>) -> Option<Group> {
+        match result {
             Ok(receipts) => {
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                for (reply, receipt) in self.replies.into_iter().zip(receipts) {
                     let _ = reply.send(Ok(receipt));
                 }
+                None
             }
-            // One bad request must not fail the others: commit them one by one.
-            Err(error) if ingests.len() > 1 => {
-                tracing::warn!(error = %error, size = ingests.len(), "group commit failed; committing one by one");
-                for (ingest, reply) in ingests.chunks(1).zip(replies) {
-                    let result = ingest_group(&backend, ingest).await;
-                    let _ = reply.send(result.map(|mut r| r.remove(0)));
-                }
+            Err(error) if self.ingests.len() > 1 => {
+                tracing::warn!(error = %error, size = self.ingests.len(), "group commit failed; committing one by one");
+                Some(self)
             }
             Err(error) => {
-                if let Some(reply) = replies.into_iter().next() {
+                if let Some(reply) = self.replies.into_iter().next() {
                     let _ = reply.send(Err(error));
                 }
+                None
+            }
+        }
+    }
+
+    /// The requests one by one, each with its reply.
+    fn singles(self) -> impl Iterator<Item = (Ingest, Reply)> {
+        self.ingests.into_iter().zip(self.replies)
+    }
+}
+
+fn first_receipt(result: Result<Vec<Receipt>, StoreError>) -> Result<Receipt, StoreError> {
+    result.and_then(|receipts| receipts.into_iter().next().ok_or(StoreError::Closed))
+}
+
+/// The SQLite group committer: runs until every [`Store`] handle is gone.
+fn sqlite_committer(mut writer: IngestWriter, mut rx: mpsc::Receiver<Waiting>) {
+    while let Some(first) = rx.blocking_recv() {
+        let group = Group::gather(first, &mut rx);
+        let result = writer.ingest_group(&group.ingests);
+        if let Some(group) = group.answer(result) {
+            for (ingest, reply) in group.singles() {
+                let _ = reply.send(first_receipt(writer.ingest_group(&[ingest])));
             }
         }
     }
 }
 
-async fn ingest_group(backend: &Backend, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
-    match backend {
-        Backend::Sqlite(s) => s.ingest_group(group).await,
-        Backend::Postgres(s) => s.ingest_group(group).await,
+/// The PostgreSQL group committer: runs until every [`Store`] handle is gone.
+async fn postgres_committer(store: PgStore, mut rx: mpsc::Receiver<Waiting>) {
+    while let Some(first) = rx.recv().await {
+        let group = Group::gather(first, &mut rx);
+        let result = store.ingest_group(&group.ingests).await;
+        if let Some(group) = group.answer(result) {
+            for (ingest, reply) in group.singles() {
+                let _ = reply.send(first_receipt(store.ingest_group(&[ingest]).await));
+            }
+        }
     }
 }

@@ -243,6 +243,9 @@ pub enum RetryOutcome {
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
+    /// An error of the SQLite ingest writer's connection (see `store::sqlite::writer`).
+    #[error("store unavailable: {0}")]
+    Writer(#[from] rusqlite::Error),
     #[error("store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row in {table}: {detail}")]

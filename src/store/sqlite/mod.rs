@@ -1,9 +1,15 @@
 //! The embedded SQLite backend.
 //!
-//! One file in WAL mode. All writes go through a pool of exactly one connection, so write
-//! transactions never race for the lock (SQLite has one writer at a time anyway, and a deferred
-//! transaction that loses that race fails instead of waiting). Reads use a separate pool and run
-//! concurrently with the writer, which WAL allows.
+//! One file in WAL mode, with two writer connections that never write at the same time: every
+//! write transaction starts with `BEGIN IMMEDIATE`, which takes SQLite's one write lock up front
+//! and waits for it through the busy timeout. (A deferred transaction that reads first and then
+//! loses the race to write fails at once instead of waiting.)
+//!
+//! - Ingest goes through [`IngestWriter`], a synchronous connection on a thread of its own that
+//!   does the group commit (see [`writer`]).
+//! - The flusher's claims and results go through a sqlx pool of exactly one connection.
+//!
+//! Reads use a separate pool and run concurrently with the writers, which WAL allows.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,18 +23,22 @@ use crate::domain::Ts;
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 
+pub(crate) mod writer;
+
+pub(crate) use writer::IngestWriter;
+
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
     rows::migrator(&[
         (
             1,
             "initial",
-            include_str!("../../migrations/sqlite/0001_initial.sql"),
+            include_str!("../../../migrations/sqlite/0001_initial.sql"),
         ),
         (
             2,
             "queue indexes",
-            include_str!("../../migrations/sqlite/0002_queue_indexes.sql"),
+            include_str!("../../../migrations/sqlite/0002_queue_indexes.sql"),
         ),
     ])
 }
@@ -90,43 +100,6 @@ impl SqliteStore {
         self.reader.close().await;
     }
 
-    /// Applies several ingest requests in one transaction (group commit).
-    /// Applies several ingest requests in one transaction (group commit).
-    ///
-    /// The items of every request go into one multi-row upsert (in chunks), not one statement
-    /// per item: each statement is a round trip to sqlx's SQLite thread, and those hand-offs, not
-    /// SQLite, were what limited ingest.
-    pub async fn ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let plan = plan_redeliveries(&mut tx, group).await?;
-        let applied: Vec<&Ingest> = group
-            .iter()
-            .zip(&plan)
-            .filter(|(_, p)| matches!(p, Delivery::Apply))
-            .map(|(ingest, _)| ingest)
-            .collect();
-        let mut events = upsert_items(&mut tx, &applied).await?.into_iter();
-        let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
-        for (ingest, delivery) in group.iter().zip(plan) {
-            let receipt = match delivery {
-                Delivery::Apply => {
-                    let counts: Vec<i64> = events.by_ref().take(ingest.items.len()).collect();
-                    let receipt = rows::receipt_for(ingest, &counts);
-                    record_delivery(&mut tx, ingest, &receipt).await?;
-                    receipt
-                }
-                Delivery::Answered(receipt) => receipt,
-                Delivery::RepeatOf(first) => Receipt {
-                    redelivery: true,
-                    ..receipts[first].clone()
-                },
-            };
-            receipts.push(receipt);
-        }
-        tx.commit().await?;
-        Ok(receipts)
-    }
-
     pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
         // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
         // walks a whole group index to avoid sorting, which reads every pending item each poll.
@@ -148,7 +121,7 @@ impl SqliteStore {
     /// index walk, no sort); only when that finds fewer than `max` in a larger group are all the
     /// group's due items read and sorted. Either way the result is the `max` oldest due items.
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let window = format!(
             "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM (
                  SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
@@ -249,7 +222,7 @@ impl SqliteStore {
         now: Ts,
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'in_flight', lease_until = ?1, next_attempt_at = NULL,
                     attempts = attempts + 1, updated_at = ?2
@@ -276,7 +249,7 @@ impl SqliteStore {
         now: Ts,
         success: &Success,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
                     error_code = NULL, error_message = NULL
@@ -345,7 +318,7 @@ impl SqliteStore {
         now: Ts,
         failure: &Failure,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = ?,
                     error_code = ?, error_message = ?, request_id = ?
@@ -372,7 +345,7 @@ impl SqliteStore {
 
     /// Schedules a failed job to be sent again now, with a fresh attempt budget.
     pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -482,151 +455,6 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
-}
-
-/// What to do with one request of a group.
-enum Delivery {
-    /// Store its items.
-    Apply,
-    /// Its delivery ID was answered before: give that answer again.
-    Answered(Receipt),
-    /// It repeats the delivery ID of an earlier request of the same group.
-    RepeatOf(usize),
-}
-
-async fn plan_redeliveries(
-    conn: &mut SqliteConnection,
-    group: &[Ingest],
-) -> Result<Vec<Delivery>, StoreError> {
-    let mut plan = Vec::with_capacity(group.len());
-    let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
-    for (i, ingest) in group.iter().enumerate() {
-        let Some(delivery_id) = ingest.delivery_id.as_deref() else {
-            plan.push(Delivery::Apply);
-            continue;
-        };
-        if let Some(&first) = seen.get(&(ingest.source.as_str(), delivery_id)) {
-            plan.push(Delivery::RepeatOf(first));
-            continue;
-        }
-        seen.insert((ingest.source.as_str(), delivery_id), i);
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT receipt FROM deliveries WHERE source = ? AND delivery_id = ? AND expires_at > ?",
-        )
-        .bind(&ingest.source)
-        .bind(delivery_id)
-        .bind(ingest.now.0)
-        .fetch_optional(&mut *conn)
-        .await?;
-        plan.push(match previous {
-            Some(previous) => Delivery::Answered(rows::previous_receipt(&previous)?),
-            None => Delivery::Apply,
-        });
-    }
-    Ok(plan)
-}
-
-/// Rows per upsert statement: 9 parameters each, well under SQLite's limit of 32,766.
-const UPSERT_CHUNK: usize = 500;
-
-/// Upserts every item of `ingests`, in order, and returns each upsert's `events` count (1: it
-/// created the item; more: it joined a pending one).
-///
-/// SQLite applies the rows of one statement in order, so when a key appears several times its
-/// counts rise with its position; RETURNING, though, may list rows in any order. The counts are
-/// therefore matched back by key, smallest first.
-async fn upsert_items(
-    conn: &mut SqliteConnection,
-    ingests: &[&Ingest],
-) -> Result<Vec<i64>, StoreError> {
-    type Key = (String, &'static str, String);
-    let rows: Vec<(&Ingest, &NewItem)> = ingests
-        .iter()
-        .flat_map(|ingest| ingest.items.iter().map(move |item| (*ingest, item)))
-        .collect();
-    let mut returned: std::collections::HashMap<Key, Vec<i64>> = std::collections::HashMap::new();
-    for chunk in rows.chunks(UPSERT_CHUNK) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"; chunk.len()].join(", ");
-        // The quiet delay of a row is `excluded.due_at - excluded.last_seen` (the due time of a
-        // new item is its arrival plus quiet, capped by max_wait, which the deadline caps anyway).
-        let sql = format!(
-            "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
-             VALUES {values}
-             ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
-                 last_seen = MAX(items.last_seen, excluded.last_seen),
-                 events = items.events + 1,
-                 due_at = MIN(MAX(items.last_seen, excluded.last_seen) + (excluded.due_at - excluded.last_seen),
-                              items.deadline)
-             RETURNING media_id, task, fingerprint, events"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        // Items of one request share their options: serialise each option set once.
-        let mut options: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
-        for (ingest, item) in chunk {
-            let deadline = item.debounce.deadline(ingest.now);
-            let json = options
-                .entry(item.fingerprint.as_str())
-                .or_insert_with(|| rows::options_json(item))
-                .clone();
-            query = query
-                .bind(item.media_id.as_str())
-                .bind(item.task.as_str())
-                .bind(&item.fingerprint)
-                .bind(json)
-                .bind(&ingest.source)
-                .bind(ingest.now.0)
-                .bind(ingest.now.0)
-                .bind(deadline.0)
-                .bind(item.debounce.due_at(ingest.now, deadline).0);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let task = rows::parse_task(row.get("task"))?.as_str();
-            let key = (row.get("media_id"), task, row.get("fingerprint"));
-            returned.entry(key).or_default().push(row.get("events"));
-        }
-    }
-    for counts in returned.values_mut() {
-        counts.sort_unstable_by(|a, b| b.cmp(a)); // popped from the end: smallest first
-    }
-    rows.iter()
-        .map(|(_, item)| {
-            let key = (
-                item.media_id.to_string(),
-                item.task.as_str(),
-                item.fingerprint.clone(),
-            );
-            returned
-                .get_mut(&key)
-                .and_then(Vec::pop)
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "items",
-                    detail: format!("no upsert result for {}", item.media_id),
-                })
-        })
-        .collect()
-}
-
-async fn record_delivery(
-    conn: &mut SqliteConnection,
-    ingest: &Ingest,
-    receipt: &Receipt,
-) -> Result<(), StoreError> {
-    let Some(delivery_id) = &ingest.delivery_id else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO deliveries (source, delivery_id, receipt, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (source, delivery_id) DO UPDATE SET receipt = excluded.receipt,
-             created_at = excluded.created_at, expires_at = excluded.expires_at",
-    )
-    .bind(&ingest.source)
-    .bind(delivery_id)
-    .bind(rows::receipt_json(receipt))
-    .bind(ingest.now.0)
-    .bind(ingest.delivery_expires_at.0)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {
