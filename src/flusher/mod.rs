@@ -34,6 +34,9 @@ use crate::vod::{self, ErrorClass, RefreshRequest, VodError};
 use backoff::{Decision, RetryPolicy};
 use limiter::Limiter;
 
+/// While a step works through a large backlog, how often it looks for due retries.
+const RETRY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Where calls go: VOD, or nowhere (dry run).
 #[derive(Debug, Clone)]
 pub enum Sender {
@@ -200,28 +203,15 @@ impl Flusher {
         self.inner.calls.reopen();
     }
 
-    /// One step: start due retries, then the batches of every ready group.
+    /// One step: start due retries, then the batches of every ready group (looking for due
+    /// retries again about once a second while it works through them).
     pub async fn try_flush_once(
         &self,
         shutdown: &CancellationToken,
     ) -> Result<FlushOutcome, StoreError> {
         let inner = &self.inner;
-        let mut started = 0;
-
-        for id in inner.store.due_jobs(Ts::now(), 64).await? {
-            let Some(permit) = self.permit(shutdown).await else {
-                break;
-            };
-            let now = Ts::now();
-            if let Some(job) = inner
-                .store
-                .claim_job(&id, now, now + inner.config.lease)
-                .await?
-            {
-                self.start(job, permit);
-                started += 1;
-            }
-        }
+        let mut started = self.start_due_retries(shutdown).await?;
+        let mut retries_looked_at = std::time::Instant::now();
 
         let now = Ts::now();
         let groups = inner.store.due_groups(now).await?;
@@ -248,6 +238,12 @@ impl Flusher {
                 remaining = remaining.saturating_sub(job.items.len() as u64);
                 self.start(job, permit);
                 started += 1;
+                // A large backlog takes this loop minutes at the configured rate: due retries
+                // are looked for in between, not only when it is done.
+                if retries_looked_at.elapsed() >= RETRY_LOOK_INTERVAL {
+                    started += self.start_due_retries(shutdown).await?;
+                    retries_looked_at = std::time::Instant::now();
+                }
                 // A short remainder lingers again; the next step decides with fresh counts.
                 if !full || remaining < batch::MAX_BATCH as u64 {
                     break;
@@ -260,6 +256,27 @@ impl Flusher {
         } else {
             FlushOutcome::Idle(batch::next_ready_at(&groups, now, inner.config.linger))
         })
+    }
+
+    /// Starts the jobs whose retry time has come or whose lease ran out; returns how many.
+    async fn start_due_retries(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let mut started = 0;
+        for id in inner.store.due_jobs(Ts::now(), 64).await? {
+            let Some(permit) = self.permit(shutdown).await else {
+                break;
+            };
+            let now = Ts::now();
+            if let Some(job) = inner
+                .store
+                .claim_job(&id, now, now + inner.config.lease)
+                .await?
+            {
+                self.start(job, permit);
+                started += 1;
+            }
+        }
+        Ok(started)
     }
 
     /// A slot for one more call, then a rate-limiter permit; `None` when shutting down or no

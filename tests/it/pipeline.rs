@@ -250,6 +250,52 @@ async fn throttling_and_server_errors_are_retried_until_success() {
 }
 
 #[tokio::test]
+async fn a_retry_is_not_held_back_by_a_large_backlog() {
+    // 2,000 IDs at 10 calls per second keep the flusher busy for 10 s; the failed job is due
+    // again after 1 to 2 s and must go out long before the backlog is done.
+    let app = spawn_app(Spawn {
+        extra:
+            "[vod]\nmax_requests_per_second = 10\nretry_base = \"2s\"\nretry_max = \"4s\"\n[queue]\nquiet = \"300ms\"\n"
+                .into(),
+        ..Spawn::default()
+    })
+    .await;
+    app.sim.set_faults(Faults {
+        fail_next: 1,
+        error_code: "InternalError".into(),
+        ..Faults::default()
+    });
+    assert_eq!(
+        app.purge(json!({"media_ids": ["retry-me"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "the first attempt", || async {
+        app.refresh_calls().len() == 1
+    })
+    .await;
+    for half in 0..2 {
+        let ids: Vec<String> = (0..1000).map(|i| format!("backlog{half}-{i:03}")).collect();
+        assert_eq!(app.purge(json!({"media_ids": ids})).await.status(), 202);
+    }
+    wait_until(Duration::from_secs(40), "everything sent", || async {
+        sent_ids(&app.successful_calls()).len() >= 2001
+    })
+    .await;
+    let calls = app.refresh_calls();
+    assert_eq!(calls.len(), 102, "1 failure, 1 retry, 100 backlog calls");
+    let retry = calls
+        .iter()
+        .rposition(|c| c.media_ids == ["retry-me"])
+        .unwrap();
+    assert!(
+        retry < 70,
+        "the retry was call {retry} of {}: it waited behind the backlog",
+        calls.len()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_permanent_error_fails_the_job_and_an_operator_retry_sends_it_again() {
     let app = spawn_app(Spawn::default()).await;
     app.sim.set_faults(Faults {
