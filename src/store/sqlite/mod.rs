@@ -81,6 +81,12 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
+    /// A write transaction on the sqlx writer that holds the write lock from its first statement
+    /// (see the module documentation for why).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -121,7 +127,7 @@ impl SqliteStore {
     /// index walk, no sort); only when that finds fewer than `max` in a larger group are all the
     /// group's due items read and sorted. Either way the result is the `max` oldest due items.
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let window = format!(
             "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM (
                  SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
@@ -222,7 +228,7 @@ impl SqliteStore {
         now: Ts,
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'in_flight', lease_until = ?1, next_attempt_at = NULL,
                     attempts = attempts + 1, updated_at = ?2
@@ -249,7 +255,7 @@ impl SqliteStore {
         now: Ts,
         success: &Success,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
                     error_code = NULL, error_message = NULL
@@ -318,7 +324,7 @@ impl SqliteStore {
         now: Ts,
         failure: &Failure,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = ?,
                     error_code = ?, error_message = ?, request_id = ?
@@ -345,7 +351,7 @@ impl SqliteStore {
 
     /// Schedules a failed job to be sent again now, with a fresh attempt budget.
     pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -88,19 +88,10 @@ impl IngestWriter {
         {
             let mut insert = tx.prepare_cached(INSERT_ITEM)?;
             let mut merge = tx.prepare_cached(MERGE_ITEM)?;
-            // Delivery IDs of this group: a repeat gets the answer of its first request.
-            let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-            for (index, ingest) in group.iter().enumerate() {
+            for ingest in group {
+                // The requests go in one after the other, each recording its delivery ID, so a
+                // repeat later in the same group finds the first one's answer here too.
                 if let Some(delivery_id) = ingest.delivery_id.as_deref() {
-                    if let Some(&first) = seen.get(&(ingest.source.as_str(), delivery_id)) {
-                        let again = Receipt {
-                            redelivery: true,
-                            ..receipts[first].clone()
-                        };
-                        receipts.push(again);
-                        continue;
-                    }
-                    seen.insert((ingest.source.as_str(), delivery_id), index);
                     let previous: Option<String> = tx
                         .prepare_cached(FIND_DELIVERY)?
                         .query_row(params![ingest.source, delivery_id, ingest.now.0], |row| {
