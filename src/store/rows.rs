@@ -6,7 +6,8 @@
 //! over the sqlx database, so the two cannot drift apart in how they interpret the same schema.
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{ColumnIndex, Decode, Row, SqlSafeStr, Type};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Row, SqlSafeStr, Type};
 
 use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
 use crate::store::types::*;
@@ -30,10 +31,39 @@ pub(crate) const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
                     WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
                       AND j.status IN ('in_flight', 'retrying'))))";
 
-/// The `GET /jobs` query: `placeholder(n)` writes the n-th (1-based) parameter in the dialect.
-/// Parameters are bound in this order: status, task, since, before, media ID (each only when the
-/// filter has it), then the limit.
-pub(crate) fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> String {
+/// The `GET /jobs` query with its parameters bound, for either dialect: `placeholder(n)` writes
+/// the n-th (1-based) parameter.
+pub(crate) fn list_jobs_query<DB>(
+    filter: &JobFilter,
+    placeholder: impl Fn(usize) -> String,
+) -> Query<'static, DB, <DB as Database>::Arguments>
+where
+    DB: Database,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let mut query = sqlx::query(AssertSqlSafe(list_jobs_sql(filter, placeholder)));
+    if let Some(status) = filter.status {
+        query = query.bind(status.as_str());
+    }
+    if let Some(task) = filter.task {
+        query = query.bind(task.as_str());
+    }
+    if let Some(since) = filter.since {
+        query = query.bind(since.0);
+    }
+    if let Some(before) = &filter.before {
+        query = query.bind(before.as_str());
+    }
+    if let Some(media_id) = &filter.media_id {
+        query = query.bind(media_id.as_str());
+    }
+    query.bind(filter.limit as i64)
+}
+
+/// The SQL of [`list_jobs_query`]. Parameters come in this order: status, task, since, before,
+/// media ID (each only when the filter has it), then the limit.
+fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> String {
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
     let mut n = 0;
     let mut next = || {

@@ -385,28 +385,9 @@ impl SqliteStore {
     }
 
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let sql = rows::list_jobs_sql(filter, |_| "?".to_owned());
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
-        }
-        if let Some(task) = filter.task {
-            query = query.bind(task.as_str());
-        }
-        if let Some(since) = filter.since {
-            query = query.bind(since.0);
-        }
-        if let Some(before) = &filter.before {
-            query = query.bind(before);
-        }
-        if let Some(media_id) = &filter.media_id {
-            query = query.bind(media_id);
-        }
+        let query = rows::list_jobs_query(filter, |_| "?".to_owned());
         let mut conn = self.reader.acquire().await?;
-        let rows = query
-            .bind(filter.limit as i64)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut job = rows::job_from_row(row)?;
