@@ -445,14 +445,20 @@ impl PgStore {
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         let query = rows::list_jobs_query(filter, |n| format!("${n}"));
         let mut conn = self.pool.acquire().await?;
-        let rows = query.fetch_all(&mut *conn).await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut job = rows::job_from_row(row)?;
-            job.items = load_items(&mut conn, &job.id).await?;
-            jobs.push(job);
+        let job_rows = query.fetch_all(&mut *conn).await?;
+        if job_rows.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(jobs)
+        // The items of the whole page in one query, not one per job.
+        let ids: Vec<String> = job_rows.iter().map(|r| r.get("id")).collect();
+        let item_rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT job_id, {JOB_ITEM_COLUMNS} FROM job_items
+             WHERE job_id = ANY($1) ORDER BY job_id, position"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows::jobs_with_items(&job_rows, &item_rows)
     }
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {

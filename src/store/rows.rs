@@ -169,6 +169,30 @@ pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
     })
 }
 
+/// A page of jobs: their rows (columns [`JOB_COLUMNS`]) and, read in one query, the rows of all
+/// their items (`job_id` and [`JOB_ITEM_COLUMNS`], in position order within each job).
+pub(crate) fn jobs_with_items(
+    job_rows: &[impl StoreRow],
+    item_rows: &[impl StoreRow],
+) -> Result<Vec<Job>, StoreError> {
+    let mut items: std::collections::HashMap<String, Vec<JobItem>> =
+        std::collections::HashMap::new();
+    for row in item_rows {
+        items
+            .entry(row.text("job_id"))
+            .or_default()
+            .push(job_item_from_row(row)?);
+    }
+    job_rows
+        .iter()
+        .map(|row| {
+            let mut job = job_from_row(row)?;
+            job.items = items.remove(&job.id).unwrap_or_default();
+            Ok(job)
+        })
+        .collect()
+}
+
 /// A `job_items` row (columns [`JOB_ITEM_COLUMNS`]).
 pub(crate) fn job_item_from_row(row: &impl StoreRow) -> Result<JobItem, StoreError> {
     let outcome = row.text("outcome");

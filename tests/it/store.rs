@@ -392,6 +392,14 @@ async fn job_history_outcomes_filters_and_retry() {
             all.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
             vec![bad.id.as_str(), ok.id.as_str()]
         );
+        for job in &all {
+            let alone = store.get_job(&job.id).await.unwrap().unwrap();
+            assert!(!job.items.is_empty());
+            assert_eq!(
+                job.items, alone.items,
+                "a page carries each job's own items"
+            );
+        }
         let failed = JobFilter {
             status: Some(JobStatus::Failed),
             limit: 10,
