@@ -9,7 +9,7 @@
 set -euo pipefail
 mode=$1; secs=${2:-15}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BIN="$here/../target/release/vod-purge"
+BIN="${BIN:-$here/../target/release/vod-purge}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 LUA="$here/replicas.lua"
 dir=$(mktemp -d)

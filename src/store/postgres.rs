@@ -58,6 +58,21 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a group that deadlocked with another replica's is tried again.
 const DEADLOCK_RETRIES: usize = 3;
 
+/// Creates the pending items of one round of a request, or folds the event into the item
+/// already pending under the same key. The arrays are media IDs, tasks, fingerprints, options,
+/// deadlines and due times; `$5` is the source and `$6` the event's time. For a pending item the
+/// due time moves to the end of the new quiet period (`due_at - last_seen` of the new row is the
+/// quiet delay, at most max_wait), never past the deadline set when the item was created.
+const UPSERT_ITEMS: &str = "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
+     SELECT u.media_id, u.task, u.fingerprint, u.options, $5, $6, $6, u.deadline, u.due_at, 1
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $7::bigint[], $8::bigint[])
+          AS u(media_id, task, fingerprint, options, deadline, due_at)
+     ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
+         last_seen = GREATEST(items.last_seen, EXCLUDED.last_seen),
+         events = items.events + 1,
+         due_at = LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen), items.deadline)
+     RETURNING media_id, task, fingerprint, events";
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -527,31 +542,7 @@ async fn ingest_one(conn: &mut PgConnection, ingest: &Ingest) -> Result<Receipt,
             return rows::previous_receipt(&previous);
         }
     }
-    let mut events = Vec::with_capacity(ingest.items.len());
-    for item in &ingest.items {
-        let deadline = item.debounce.deadline(ingest.now);
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 1)
-             ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
-                 last_seen = GREATEST(items.last_seen, EXCLUDED.last_seen),
-                 events = items.events + 1,
-                 due_at = LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + $9, items.deadline)
-             RETURNING events",
-        )
-        .bind(item.media_id.as_str())
-        .bind(item.task.as_str())
-        .bind(&item.fingerprint)
-        .bind(rows::options_json(item))
-        .bind(&ingest.source)
-        .bind(ingest.now.0)
-        .bind(deadline.0)
-        .bind(item.debounce.due_at(ingest.now, deadline).0)
-        .bind(item.debounce.quiet.as_millis() as i64)
-        .fetch_one(&mut *conn)
-        .await?;
-        events.push(count);
-    }
+    let events = upsert_items(conn, ingest).await?;
     let receipt = rows::receipt_for(ingest, &events);
     if let Some(delivery_id) = &ingest.delivery_id {
         sqlx::query(
@@ -568,6 +559,87 @@ async fn ingest_one(conn: &mut PgConnection, ingest: &Ingest) -> Result<Receipt,
         .await?;
     }
     Ok(receipt)
+}
+
+/// Creates or joins the pending item of every item of one request; returns each item's event
+/// count after its upsert (1: created), in the request's order.
+///
+/// One statement per round instead of one per item: round `k` holds the `k`-th occurrence of
+/// every key in the request, since one upsert statement may touch a row only once. A request
+/// naming each ID once therefore costs one round trip however many IDs it names. Applying the
+/// occurrences of a key in their order, round after round, gives the same rows and counts as
+/// applying the items one by one.
+async fn upsert_items(conn: &mut PgConnection, ingest: &Ingest) -> Result<Vec<i64>, StoreError> {
+    use std::collections::HashMap;
+
+    fn key(item: &NewItem) -> (&str, &str, &str) {
+        (
+            item.media_id.as_str(),
+            item.task.as_str(),
+            item.fingerprint.as_str(),
+        )
+    }
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut occurrences: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    for (index, item) in ingest.items.iter().enumerate() {
+        let seen = occurrences.entry(key(item)).or_insert(0);
+        if rounds.len() == *seen {
+            rounds.push(Vec::new());
+        }
+        rounds[*seen].push(index);
+        *seen += 1;
+    }
+    let mut events = vec![0; ingest.items.len()];
+    for mut round in rounds {
+        // Rows in key order: replicas storing overlapping IDs lock them in the same order, so
+        // one waits for the other instead of deadlocking.
+        round.sort_by_key(|&i| key(&ingest.items[i]));
+        let items = || round.iter().map(|&i| &ingest.items[i]);
+        let deadlines: Vec<i64> = items()
+            .map(|it| it.debounce.deadline(ingest.now).0)
+            .collect();
+        let rows = sqlx::query(UPSERT_ITEMS)
+            .bind(items().map(|it| it.media_id.as_str()).collect::<Vec<_>>())
+            .bind(items().map(|it| it.task.as_str()).collect::<Vec<_>>())
+            .bind(
+                items()
+                    .map(|it| it.fingerprint.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(items().map(rows::options_json).collect::<Vec<_>>())
+            .bind(&ingest.source)
+            .bind(ingest.now.0)
+            .bind(&deadlines)
+            .bind(
+                items()
+                    .zip(&deadlines)
+                    .map(|(it, &deadline)| it.debounce.due_at(ingest.now, Ts(deadline)).0)
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut counts: HashMap<(String, String, String), i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            counts.insert(
+                (
+                    row.try_get("media_id")?,
+                    row.try_get("task")?,
+                    row.try_get("fingerprint")?,
+                ),
+                row.try_get("events")?,
+            );
+        }
+        for &i in &round {
+            let (media_id, task, fingerprint) = key(&ingest.items[i]);
+            events[i] = *counts
+                .get(&(media_id.to_owned(), task.to_owned(), fingerprint.to_owned()))
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "items",
+                    detail: format!("the upsert returned no row for {media_id} ({task})"),
+                })?;
+        }
+    }
+    Ok(events)
 }
 
 async fn load_job(conn: &mut PgConnection, id: &str) -> Result<Option<Job>, StoreError> {

@@ -531,6 +531,29 @@ async fn repeats_inside_one_commit_are_told_apart() {
         );
         assert_eq!(store.pending_for_media("twice").await.unwrap()[0].events, 2);
 
+        // Repeats mixed with a pending item and new IDs: each occurrence counts once, in order.
+        store
+            .ingest(ingest(&["old"], TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
+        let receipt = store
+            .ingest(ingest(
+                &["a", "old", "a", "b", "a"],
+                TaskType::Refresh,
+                1_500,
+                None,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            (receipt.accepted, receipt.merged),
+            (vec!["a".to_owned(), "b".to_owned()], vec!["old".to_owned()])
+        );
+        for (id, events) in [("a", 3), ("old", 2), ("b", 1)] {
+            let pending = store.pending_for_media(id).await.unwrap();
+            assert_eq!((pending.len(), pending[0].events), (1, events), "{id}");
+        }
+
         // The same delivery ID many times at once (very likely in one group commit): stored once,
         // every answer the same.
         let tasks: Vec<_> = (0..50)
@@ -564,8 +587,8 @@ async fn repeats_inside_one_commit_are_told_apart() {
         );
         assert_eq!(
             store.queue_stats(Ts(2_000)).await.unwrap().pending,
-            3,
-            "twice, redelivered, one extra"
+            6,
+            "twice, old, a, b, redelivered, one extra"
         );
     }
 }
