@@ -58,9 +58,11 @@ format = "native"
 EOF
 
 "$BIN" serve --config "$WORK/config.toml" >"$WORK/serve.log" 2>&1 &
-PIDS+=($!)
+REAL_PID=$!
+PIDS+=("$REAL_PID")
 "$BARE" --listen "127.0.0.1:$BARE_PORT" --token "$TOKEN" >"$WORK/bare.log" 2>&1 &
-PIDS+=($!)
+BARE_PID=$!
+PIDS+=("$BARE_PID")
 wait_http "http://127.0.0.1:$REAL_PORT/readyz"
 wait_http "http://127.0.0.1:$BARE_PORT/healthz"
 
@@ -76,31 +78,66 @@ for port in "$REAL_PORT" "$BARE_PORT"; do
     fi
 done
 
-# run_wrk NAME PORT DURATION RUN_PREFIX: output in $WORK/NAME.txt
+# cpu_ticks PID: CPU time (user + system, in clock ticks) of each thread of PID, one line per
+# thread name ("all" for the whole process).
+cpu_ticks() {
+    python3 - "$1" <<'PY'
+import os, sys
+pid = sys.argv[1]
+def ticks(stat):
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+by_name = {}
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+    except OSError:
+        continue
+    name = stat[stat.index("(") + 1:stat.rindex(")")].replace(" ", "_")
+    by_name[name] = by_name.get(name, 0) + ticks(stat)
+print("all", ticks(open(f"/proc/{pid}/stat").read()))
+for name, value in sorted(by_name.items()):
+    print(name, value)
+PY
+}
+
+# run_wrk NAME PORT DURATION RUN_PREFIX PID: wrk output in $WORK/NAME.txt, the server's CPU
+# ticks before and after in $WORK/NAME.cpu0 and $WORK/NAME.cpu1.
 run_wrk() {
     local seconds=${3%s}
+    cpu_ticks "$5" >"$WORK/$1.cpu0"
     RUN=$4 TOKEN=$TOKEN SOURCE=cms timeout $((seconds + 30)) \
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$3" --latency -s bench/ingest.lua \
         "http://127.0.0.1:$2" >"$WORK/$1.txt"
+    cpu_ticks "$5" >"$WORK/$1.cpu1"
 }
 
 echo "== warm-up ($WARMUP each)" >&2
-run_wrk warm-bare "$BARE_PORT" "$WARMUP" wb
-run_wrk warm-real "$REAL_PORT" "$WARMUP" wr
+run_wrk warm-bare "$BARE_PORT" "$WARMUP" wb "$BARE_PID"
+run_wrk warm-real "$REAL_PORT" "$WARMUP" wr "$REAL_PID"
 for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round: bare handler, then vod-purge ($DURATION each)" >&2
-    run_wrk "bare-$round" "$BARE_PORT" "$DURATION" "b$round"
-    run_wrk "real-$round" "$REAL_PORT" "$DURATION" "r$round"
+    run_wrk "bare-$round" "$BARE_PORT" "$DURATION" "b$round" "$BARE_PID"
+    run_wrk "real-$round" "$REAL_PORT" "$DURATION" "r$round" "$REAL_PID"
 done
 
 curl -fsS --max-time 10 -H "Authorization: Bearer $ADMIN" \
     "http://127.0.0.1:$REAL_PORT/queue" >"$WORK/queue.json"
 
-python3 - "$WORK" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$DURATION" "$WARMUP" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$DURATION" "$WARMUP" "$(getconf CLK_TCK)" <<'PY'
 import json, os, re, sys
 
-work, rounds, conns, threads, duration, warmup = sys.argv[1:]
+work, rounds, conns, threads, duration, warmup, clk_tck = sys.argv[1:]
 rounds = int(rounds)
+clk_tck = int(clk_tck)
+
+def cpu_us_per_request(name, requests):
+    """Server CPU per answered request, in microseconds, by thread name ("all": the process)."""
+    def load(suffix):
+        pairs = (line.split() for line in open(os.path.join(work, f"{name}.{suffix}")))
+        return {k: int(v) for k, v in pairs}
+    before, after = load("cpu0"), load("cpu1")
+    return {k: (after[k] - before.get(k, 0)) / clk_tck * 1e6 / max(requests, 1) for k in after}
 
 def parse(name):
     text = open(os.path.join(work, name + ".txt")).read()
@@ -119,6 +156,7 @@ def parse(name):
         "errors": sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text)),
         "p50": latency(50),
         "p99": latency(99),
+        "cpu": cpu_us_per_request(name, grab(r"(\d+) requests in", 0, int)),
     }
 
 results = {kind: [parse(f"{kind}-{r}") for r in range(1, rounds + 1)] for kind in ("bare", "real")}
@@ -129,17 +167,29 @@ print(f"ingest benchmark: wrk, {conns} connections, {threads} threads, {rounds} 
       f"per server after a {warmup} warm-up each; 2 new media IDs per request (native body, bearer auth)")
 print("service: vod-purge serve, SQLite (WAL, synchronous=FULL) in a temp dir; vod.dry_run = true and "
       "queue.quiet = queue.max_wait = 1h, so the flusher sends nothing during the measurement")
-print(f"{'round':<7}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'sock err':>9}")
+print(f"{'round':<7}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'sock err':>9}{'CPU us/req':>12}")
 for r in range(rounds):
     for kind, label in (("bare", "bare"), ("real", "vod-purge")):
         x = results[kind][r]
-        print(f"{r + 1:<7}{label:<11}{x['rps']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}{x['non2xx']:>9}{x['errors']:>9}")
+        print(f"{r + 1:<7}{label:<11}{x['rps']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}{x['non2xx']:>9}{x['errors']:>9}{x['cpu']['all']:>12.1f}")
 bare = mean([x["rps"] for x in results["bare"]])
 real = mean([x["rps"] for x in results["real"]])
 ratio = real / bare
 print(f"bare handler   : {bare:.0f} req/s (mean of rounds)")
 print(f"vod-purge serve: {real:.0f} req/s (mean of rounds)")
 print(f"ratio          : {ratio:.2f} (target >= 0.6: {'met' if ratio >= 0.6 else 'MISSED'})")
+# Where the service's CPU goes, per request: the HTTP workers (parse, check, answer) against the
+# SQLite ingest writer (statements, commit, disk sync), beside the bare handler's whole process.
+threads_cpu = {}
+for x in results["real"]:
+    for k, v in x["cpu"].items():
+        threads_cpu[k] = threads_cpu.get(k, 0) + v / rounds
+bare_cpu = mean([x["cpu"]["all"] for x in results["bare"]])
+http = sum(v for k, v in threads_cpu.items() if k.startswith("actix-server_wo"))
+writer = threads_cpu.get("sqlite-ingest", 0.0)
+print(f"CPU per request: bare handler {bare_cpu:.1f} us; vod-purge {threads_cpu.get('all', 0):.1f} us "
+      f"(HTTP workers {http:.1f} us, SQLite ingest writer {writer:.1f} us, other threads "
+      f"{threads_cpu.get('all', 0) - http - writer:.1f} us)")
 
 queue = json.load(open(os.path.join(work, "queue.json")))
 answered = sum(x["requests"] - x["non2xx"] for x in results["real"]) + warm_real["requests"] - warm_real["non2xx"] + 1
