@@ -57,6 +57,43 @@ async fn every_route_answers_and_is_in_the_openapi_document() {
 }
 
 #[tokio::test]
+async fn a_callers_request_id_is_returned() {
+    let app = spawn_app(Spawn::default()).await;
+    let id_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let url = format!("{}/healthz", app.address);
+    // The caller's own is returned, on errors too.
+    let given = app
+        .http
+        .post(format!("{}/webhooks/cms", app.address))
+        .header("x-request-id", "ingress-7f3a:1.2_x")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.status().as_u16(), 401);
+    assert_eq!(id_of(&given).as_deref(), Some("ingress-7f3a:1.2_x"));
+    // None given, or one that is not a short token: none is made up.
+    let long = "x".repeat(129);
+    for sent in [None, Some("two words"), Some(long.as_str())] {
+        let mut request = app.http.get(&url);
+        if let Some(sent) = sent {
+            request = request.header("x-request-id", sent);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(id_of(&response), None, "{sent:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn metrics_count_deliveries_calls_and_queue() {
     let app = spawn_app(Spawn::default()).await;
     assert_eq!(
