@@ -618,25 +618,32 @@ async fn upsert_items(conn: &mut PgConnection, ingest: &Ingest) -> Result<Vec<i6
             )
             .fetch_all(&mut *conn)
             .await?;
-        let mut counts: HashMap<(String, String, String), i64> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            counts.insert(
+        let returned = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>("media_id")?,
+                    row.try_get::<String, _>("task")?,
+                    row.try_get::<String, _>("fingerprint")?,
+                    row.try_get::<i64, _>("events")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let counts: HashMap<(&str, &str, &str), i64> = returned
+            .iter()
+            .map(|(media_id, task, fingerprint, events)| {
                 (
-                    row.try_get("media_id")?,
-                    row.try_get("task")?,
-                    row.try_get("fingerprint")?,
-                ),
-                row.try_get("events")?,
-            );
-        }
+                    (media_id.as_str(), task.as_str(), fingerprint.as_str()),
+                    *events,
+                )
+            })
+            .collect();
         for &i in &round {
-            let (media_id, task, fingerprint) = key(&ingest.items[i]);
-            events[i] = *counts
-                .get(&(media_id.to_owned(), task.to_owned(), fingerprint.to_owned()))
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "items",
-                    detail: format!("the upsert returned no row for {media_id} ({task})"),
-                })?;
+            let key = key(&ingest.items[i]);
+            events[i] = *counts.get(&key).ok_or_else(|| StoreError::Corrupt {
+                table: "items",
+                detail: format!("the upsert returned no row for {} ({})", key.0, key.1),
+            })?;
         }
     }
     Ok(events)
