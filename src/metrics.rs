@@ -16,6 +16,10 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// Media IDs by result: `accepted` (new item), `merged` (into a pending item), `rejected`.
     pub media_ids: IntCounterVec,
+    /// The three series of `media_ids`, looked up once rather than on every request.
+    pub ids_accepted: IntCounter,
+    pub ids_merged: IntCounter,
+    pub ids_rejected: IntCounter,
     /// VOD calls by outcome (`success`, `throttled`, `retryable`, `permanent`) and error code.
     pub vod_calls: IntCounterVec,
     pub vod_call_duration: Histogram,
@@ -102,6 +106,12 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(retries.clone()))
             .expect("metric registered once");
+        let media_ids = counter_vec(
+            &r,
+            "media_ids_total",
+            "Media IDs received, by result",
+            &["result"],
+        );
         Metrics {
             deliveries: counter_vec(
                 &r,
@@ -109,12 +119,10 @@ impl Metrics {
                 "Ingest requests by source and outcome",
                 &["source", "outcome"],
             ),
-            media_ids: counter_vec(
-                &r,
-                "media_ids_total",
-                "Media IDs received, by result",
-                &["result"],
-            ),
+            ids_accepted: media_ids.with_label_values(&["accepted"]),
+            ids_merged: media_ids.with_label_values(&["merged"]),
+            ids_rejected: media_ids.with_label_values(&["rejected"]),
+            media_ids,
             vod_calls: counter_vec(
                 &r,
                 "vod_calls_total",
@@ -172,6 +180,14 @@ impl Metrics {
         }
     }
 
+    /// The counters of one source's stored deliveries.
+    pub fn stored_counters(&self, source: &str) -> StoredCounters {
+        StoredCounters {
+            accepted: self.deliveries.with_label_values(&[source, "accepted"]),
+            redelivery: self.deliveries.with_label_values(&[source, "redelivery"]),
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -180,6 +196,13 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A source's `deliveries_total` series for stored deliveries, looked up once when the
+/// application starts rather than on every request.
+pub struct StoredCounters {
+    pub accepted: IntCounter,
+    pub redelivery: IntCounter,
 }
 
 impl Default for Metrics {

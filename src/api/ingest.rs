@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
+use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
 use crate::store::{Ingest, NewItem, Receipt, RejectedId};
 use crate::webhook::{Headers, PurgeRequest, Request, parse_native};
@@ -79,7 +80,15 @@ async fn purge_inner(
     let body = read_body(payload, req, state.settings.server.max_body_bytes).await?;
     let requests = parse_native(&body)?;
     let delivery_id = header(req, "idempotency-key");
-    enqueue(state, ADMIN_SOURCE, delivery_id, requests, state.debounce).await
+    enqueue(
+        state,
+        ADMIN_SOURCE,
+        &state.admin_stored,
+        delivery_id,
+        requests,
+        state.debounce,
+    )
+    .await
 }
 
 /// Counts a refused delivery under its error code (successes are counted where they are known).
@@ -153,7 +162,7 @@ async fn webhook_inner(
     let headers = Headers::new(
         req.headers()
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))),
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
     );
     let raw_path = req
         .uri()
@@ -197,13 +206,22 @@ async fn webhook_inner(
         max_wait: source.max_wait().unwrap_or(state.debounce.max_wait),
     };
     let delivery_id = source.delivery_id(&headers);
-    enqueue(state, &name, delivery_id, extracted.requests, debounce).await
+    enqueue(
+        state,
+        &name,
+        &entry.stored,
+        delivery_id,
+        extracted.requests,
+        debounce,
+    )
+    .await
 }
 
 /// Validates every ID, then stores the whole request in one commit.
 async fn enqueue(
     state: &AppState,
     source: &str,
+    counters: &StoredCounters,
     delivery_id: Option<String>,
     requests: Vec<PurgeRequest>,
     debounce: Debounce,
@@ -279,23 +297,14 @@ async fn enqueue(
         delivery_expires_at: now + state.settings.store.idempotency_retention,
     };
     let receipt = state.store.ingest(ingest).await?;
-    let m = &state.metrics;
-    let outcome = if receipt.redelivery {
-        "redelivery"
+    if receipt.redelivery {
+        counters.redelivery.inc();
     } else {
-        "accepted"
-    };
-    m.deliveries.with_label_values(&[source, outcome]).inc();
-    if !receipt.redelivery {
-        m.media_ids
-            .with_label_values(&["accepted"])
-            .inc_by(receipt.accepted.len() as u64);
-        m.media_ids
-            .with_label_values(&["merged"])
-            .inc_by(receipt.merged.len() as u64);
-        m.media_ids
-            .with_label_values(&["rejected"])
-            .inc_by(receipt.rejected.len() as u64);
+        let m = &state.metrics;
+        counters.accepted.inc();
+        m.ids_accepted.inc_by(receipt.accepted.len() as u64);
+        m.ids_merged.inc_by(receipt.merged.len() as u64);
+        m.ids_rejected.inc_by(receipt.rejected.len() as u64);
     }
     tracing::debug!(
         source,

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::config::Settings;
 use crate::domain::MediaIdRules;
 use crate::flusher::FlusherStatus;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoredCounters};
 use crate::queue::Debounce;
 use crate::store::Store;
 use crate::webhook::Source;
@@ -42,12 +42,15 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     pub flusher: Arc<FlusherStatus>,
     pub metrics: Arc<Metrics>,
+    /// The counters of `POST /purge` deliveries.
+    pub admin_stored: StoredCounters,
 }
 
-/// A configured source with its ingest limiter.
+/// A configured source with its ingest limiter and counters.
 pub struct SourceState {
     pub source: Source,
     pub limiter: Option<DefaultDirectRateLimiter>,
+    pub stored: StoredCounters,
 }
 
 impl AppState {
@@ -69,7 +72,15 @@ impl AppState {
                 let burst = source.burst().and_then(NonZeroU32::new).unwrap_or(rps);
                 RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
             });
-            sources.insert(cfg.name.clone(), SourceState { source, limiter });
+            let stored = metrics.stored_counters(&cfg.name);
+            sources.insert(
+                cfg.name.clone(),
+                SourceState {
+                    source,
+                    limiter,
+                    stored,
+                },
+            );
         }
         let id_rules =
             MediaIdRules::new(&settings.queue.media_id_pattern).map_err(|e| e.to_string())?;
@@ -85,6 +96,7 @@ impl AppState {
             debounce,
             draining,
             flusher,
+            admin_stored: metrics.stored_counters(ingest::ADMIN_SOURCE),
             metrics,
         })
     }

@@ -42,28 +42,25 @@ const DELIVERY_ID_HEADERS: [&str; 3] = [
     "x-contentful-idempotency-key",
 ];
 
-/// Request headers with case-insensitive lookup. Names are stored lower-cased; when a header is
+/// Request headers with case-insensitive lookup, borrowed from the request; when a header is
 /// repeated, the first occurrence is the one returned.
 #[derive(Debug, Clone, Default)]
-pub struct Headers {
-    pairs: Vec<(String, String)>,
+pub struct Headers<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
 }
 
-impl Headers {
-    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Headers {
+impl<'a> Headers<'a> {
+    pub fn new(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers<'a> {
         Headers {
-            pairs: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
+            pairs: pairs.into_iter().collect(),
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
         self.pairs
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|&(_, v)| v)
     }
 }
 
@@ -75,7 +72,7 @@ pub struct Request<'a> {
     /// The request target as received, path plus `?query` if any, still percent-encoded
     /// (signed by Contentful).
     pub path: &'a str,
-    pub headers: &'a Headers,
+    pub headers: &'a Headers<'a>,
     /// The raw body bytes, exactly as received.
     pub body: &'a [u8],
 }
@@ -197,8 +194,8 @@ impl Source {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Headers {
-        Headers::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
+        Headers::new(pairs.iter().copied())
     }
 
     #[test]

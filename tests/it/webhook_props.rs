@@ -125,7 +125,7 @@ fn exercise(
     body: &[u8],
     now: i64,
 ) {
-    let headers = Headers::new(pairs.iter().cloned());
+    let headers = Headers::new(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let req = Request {
         method,
         path,

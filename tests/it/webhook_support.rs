@@ -22,6 +22,6 @@ pub fn source(mut cfg: Value) -> Source {
     Source::new(&cfg).unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
-    Headers::new(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
+pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers<'a> {
+    Headers::new(pairs)
 }

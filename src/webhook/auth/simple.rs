@@ -136,8 +136,8 @@ fn digest(token: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Headers {
-        Headers::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
+        Headers::new(pairs.iter().copied())
     }
 
     #[test]
