@@ -125,7 +125,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(api::request_span))
+                .wrap(actix_web::middleware::from_fn(api::request_context))
                 .app_data(state.clone())
                 .configure(api::configure)
         })

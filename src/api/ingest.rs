@@ -10,8 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::{AppState, caller_request_id};
 use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
@@ -175,12 +175,13 @@ async fn webhook_inner(
         body: &body,
     };
     let source = &entry.source;
+    let request_id = caller_request_id(req.headers()).and_then(|v| v.to_str().ok());
     if let Err(error) = source.verify(&request, Ts::now()) {
-        tracing::warn!(source = %name, code = error.code(), "webhook refused: {error}");
+        tracing::warn!(source = %name, code = error.code(), request_id, "webhook refused: {error}");
         return Err(error.into());
     }
     let extracted = source.extract(&request).inspect_err(|error| {
-        tracing::warn!(source = %name, code = error.code(), "webhook payload refused: {error}");
+        tracing::warn!(source = %name, code = error.code(), request_id, "webhook payload refused: {error}");
     })?;
     let names_no_id = extracted.requests.iter().all(|r| r.media_ids.is_empty());
     let ignored = match extracted.ignored_event {
