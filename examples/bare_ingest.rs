@@ -112,6 +112,10 @@ async fn receive(
     }))
 }
 
+/// The same allocator as `vod-purge` itself, so that the comparison is of the work done.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
