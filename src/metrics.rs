@@ -14,9 +14,8 @@ pub struct Metrics {
     registry: Registry,
     /// Deliveries by source and outcome (`accepted`, `redelivery`, `ignored`, or the error code).
     pub deliveries: IntCounterVec,
-    /// Media IDs by result: `accepted` (new item), `merged` (into a pending item), `rejected`.
-    pub media_ids: IntCounterVec,
-    /// The three series of `media_ids`, looked up once rather than on every request.
+    /// `media_ids_total` by result: `accepted` (new item), `merged` (into a pending item),
+    /// `rejected`; the three series are looked up once rather than on every request.
     pub ids_accepted: IntCounter,
     pub ids_merged: IntCounter,
     pub ids_rejected: IntCounter,
@@ -122,7 +121,6 @@ impl Metrics {
             ids_accepted: media_ids.with_label_values(&["accepted"]),
             ids_merged: media_ids.with_label_values(&["merged"]),
             ids_rejected: media_ids.with_label_values(&["rejected"]),
-            media_ids,
             vod_calls: counter_vec(
                 &r,
                 "vod_calls_total",
