@@ -175,13 +175,14 @@ async fn webhook_inner(
         body: &body,
     };
     let source = &entry.source;
-    let request_id = caller_request_id(req.headers()).and_then(|v| v.to_str().ok());
+    // Looked up only for a warning, not on every delivery.
+    let request_id = || caller_request_id(req.headers()).and_then(|v| v.to_str().ok());
     if let Err(error) = source.verify(&request, Ts::now()) {
-        tracing::warn!(source = %name, code = error.code(), request_id, "webhook refused: {error}");
+        tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook refused: {error}");
         return Err(error.into());
     }
     let extracted = source.extract(&request).inspect_err(|error| {
-        tracing::warn!(source = %name, code = error.code(), request_id, "webhook payload refused: {error}");
+        tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook payload refused: {error}");
     })?;
     let names_no_id = extracted.requests.iter().all(|r| r.media_ids.is_empty());
     let ignored = match extracted.ignored_event {

@@ -589,6 +589,13 @@ async fn upsert_items(conn: &mut PgConnection, ingest: &Ingest) -> Result<Vec<i6
         rounds[*seen].push(index);
         *seen += 1;
     }
+    // Items of one request usually share their options: serialise each set once.
+    let mut options: HashMap<&str, String> = HashMap::new();
+    for item in &ingest.items {
+        options
+            .entry(item.fingerprint.as_str())
+            .or_insert_with(|| rows::options_json(item));
+    }
     let mut events = vec![0; ingest.items.len()];
     for mut round in rounds {
         // Rows in key order: replicas storing overlapping IDs lock them in the same order, so
@@ -606,7 +613,11 @@ async fn upsert_items(conn: &mut PgConnection, ingest: &Ingest) -> Result<Vec<i6
                     .map(|it| it.fingerprint.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(items().map(rows::options_json).collect::<Vec<_>>())
+            .bind(
+                items()
+                    .map(|it| options[it.fingerprint.as_str()].as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(&ingest.source)
             .bind(ingest.now.0)
             .bind(&deadlines)
