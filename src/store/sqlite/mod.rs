@@ -40,6 +40,11 @@ fn migrator() -> Migrator {
             "queue indexes",
             include_str!("../../../migrations/sqlite/0002_queue_indexes.sql"),
         ),
+        (
+            3,
+            "option sets",
+            include_str!("../../../migrations/sqlite/0003_option_sets.sql"),
+        ),
     ])
 }
 
@@ -129,7 +134,7 @@ impl SqliteStore {
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.begin_write().await?;
         let window = format!(
-            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM (
+            "SELECT i.id, i.media_id, i.first_seen, i.events FROM (
                  SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
                  ORDER BY first_seen, id LIMIT ?5) i
              WHERE i.due_at <= ?3 AND {PRELOAD_RULE}
@@ -154,7 +159,7 @@ impl SqliteStore {
             .await?;
             if group_size > CLAIM_WINDOW {
                 let all_due = format!(
-                    "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i INDEXED BY items_due
+                    "SELECT i.id, i.media_id, i.first_seen, i.events FROM items i INDEXED BY items_due
                      WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND {PRELOAD_RULE}
                      ORDER BY i.first_seen, i.id LIMIT ?"
                 );
@@ -170,7 +175,15 @@ impl SqliteStore {
         if rows.is_empty() {
             return Ok(None);
         }
-        let options: String = rows[0].get("options");
+        let options: String =
+            sqlx::query_scalar("SELECT options FROM option_sets WHERE fingerprint = ?")
+                .bind(&claim.fingerprint)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "option_sets",
+                    detail: format!("no options for fingerprint {}", claim.fingerprint),
+                })?;
         sqlx::query(
             "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until)
              VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?)",
@@ -405,7 +418,8 @@ impl SqliteStore {
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PENDING_COLUMNS} FROM items WHERE media_id = ? ORDER BY first_seen"
+            "SELECT {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
+             WHERE media_id = ? ORDER BY first_seen"
         )))
         .bind(media_id)
         .fetch_all(&self.reader)
@@ -471,4 +485,90 @@ async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<Job
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(rows::job_item_from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskType;
+
+    /// A store made by a build from before option sets (migrations 1 and 2) opens with its
+    /// pending items intact: each item keeps its options, and a claim carries them into the job.
+    #[tokio::test]
+    async fn pending_items_keep_their_options_across_the_option_sets_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let old: Vec<_> = migrator()
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect();
+        assert_eq!(old.len(), 2);
+        Migrator::with_migrations(old).run(&pool).await.unwrap();
+        let slow = r#"{"formats":["mp4"],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
+        let plain = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
+        for (media_id, fingerprint, json, first_seen) in [
+            ("m1", "f-mp4", slow, 10),
+            ("m2", "f-mp4", slow, 20),
+            ("m1", "f-plain", plain, 30),
+        ] {
+            sqlx::query(
+                "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
+                 VALUES (?, 'Refresh', ?, ?, 'cms', ?, ?, 1000, 100, 2)",
+            )
+            .bind(media_id)
+            .bind(fingerprint)
+            .bind(json)
+            .bind(first_seen)
+            .bind(first_seen)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(path).await.unwrap();
+        assert!(store.migrated().await.unwrap());
+        let sets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM option_sets")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(sets, 2);
+        let m1 = store.pending_for_media("m1").await.unwrap();
+        assert_eq!(m1.len(), 2);
+        assert_eq!(m1[0].fingerprint, "f-mp4");
+        assert_eq!(m1[0].options, rows::parse_options(slow).unwrap());
+        assert_eq!(m1[0].events, 2);
+        assert_eq!(m1[1].fingerprint, "f-plain");
+        assert_eq!(m1[1].options, rows::parse_options(plain).unwrap());
+
+        let job = store
+            .claim_batch(&ClaimBatch {
+                task: TaskType::Refresh,
+                fingerprint: "f-mp4".into(),
+                now: Ts(500),
+                max: 20,
+                lease_until: Ts(600),
+                job_id: "job-1".into(),
+                dry_run: true,
+            })
+            .await
+            .unwrap()
+            .expect("two items are due");
+        assert_eq!(job.options, rows::parse_options(slow).unwrap());
+        let ids: Vec<&str> = job.items.iter().map(|i| i.media_id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2"]);
+        assert_eq!(store.queue_stats(Ts(500)).await.unwrap().pending, 1);
+        store.close().await;
+    }
 }

@@ -14,7 +14,7 @@
 //! The flusher's writes still go through the sqlx writer connection; both connections take the
 //! write lock with `BEGIN IMMEDIATE` and wait for each other through the busy timeout.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -28,8 +28,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new item. `OR IGNORE`: an item already pending under the same key is left for
 /// [`MERGE_ITEM`]. (Neither statement can abort half-way, so SQLite needs no statement journal
 /// for them; an `ON CONFLICT DO UPDATE` upsert copied every page it touched into one.)
-const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, 1)";
+const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1)";
+
+/// The options of a fingerprint, stored once (an option set seen before is left as it is: equal
+/// fingerprints mean equal options).
+const INSERT_OPTION_SET: &str =
+    "INSERT OR IGNORE INTO option_sets (fingerprint, options) VALUES (?1, ?2)";
 
 /// Folds an event into the pending item of its key: `?4` is the event's time and `?5` its quiet
 /// delay (at most max_wait). The due time moves to the end of the new quiet period, never past the deadline set
@@ -88,6 +93,9 @@ impl IngestWriter {
         {
             let mut insert = tx.prepare_cached(INSERT_ITEM)?;
             let mut merge = tx.prepare_cached(MERGE_ITEM)?;
+            let mut insert_options = tx.prepare_cached(INSERT_OPTION_SET)?;
+            // Items usually share their options: each set is written once per group.
+            let mut option_sets: HashSet<&str> = HashSet::new();
             for ingest in group {
                 // The requests go in one after the other, each recording its delivery ID, so a
                 // repeat later in the same group finds the first one's answer here too.
@@ -104,19 +112,17 @@ impl IngestWriter {
                     }
                 }
                 let mut events = Vec::with_capacity(ingest.items.len());
-                // Items of one request usually share their options: serialise each set once.
-                let mut options: HashMap<&str, String> = HashMap::new();
                 for item in &ingest.items {
-                    let json = options
-                        .entry(item.fingerprint.as_str())
-                        .or_insert_with(|| rows::options_json(item));
+                    if option_sets.insert(item.fingerprint.as_str()) {
+                        insert_options
+                            .execute(params![item.fingerprint, rows::options_json(item)])?;
+                    }
                     let deadline = item.debounce.deadline(ingest.now);
                     let due_at = item.debounce.due_at(ingest.now, deadline);
                     let inserted = insert.execute(params![
                         item.media_id.as_str(),
                         item.task.as_str(),
                         item.fingerprint,
-                        json.as_str(),
                         ingest.source,
                         ingest.now.0,
                         deadline.0,
