@@ -221,7 +221,7 @@ impl Application {
     }
 }
 
-/// Forgets expired delivery IDs once a minute.
+/// Forgets expired delivery IDs, and option sets no pending item names, once a minute.
 async fn prune_loop(store: Store, token: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -230,6 +230,9 @@ async fn prune_loop(store: Store, token: CancellationToken) {
             _ = tick.tick() => {
                 if let Err(e) = store.prune_deliveries(crate::domain::Ts::now()).await {
                     tracing::warn!(error = %e, "cannot prune delivery IDs");
+                }
+                if let Err(e) = store.prune_option_sets().await {
+                    tracing::warn!(error = %e, "cannot prune option sets");
                 }
             }
         }

@@ -203,6 +203,15 @@ impl Store {
     pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_deliveries(now).await)
     }
+
+    /// Forgets option sets that no pending item names (SQLite keeps each set once; PostgreSQL
+    /// keeps the options in the item rows and has nothing to prune).
+    pub async fn prune_option_sets(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.prune_option_sets().await,
+            Backend::Postgres(_) => Ok(0),
+        }
+    }
 }
 
 /// The requests of one group commit: the first one to arrive and every one waiting behind it,

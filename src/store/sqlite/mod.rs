@@ -19,7 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use crate::domain::Ts;
+use crate::domain::{TaskType, Ts};
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 
@@ -462,6 +462,27 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    /// Forgets the option sets that no pending item names any more (a job keeps its own copy).
+    /// Each set costs two seeks of `items_group_order`, one per task.
+    pub async fn prune_option_sets(&self) -> Result<u64, StoreError> {
+        let unused = |task: TaskType| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM items INDEXED BY items_group_order
+                             WHERE task = '{}' AND fingerprint = option_sets.fingerprint)",
+                task.as_str()
+            )
+        };
+        let sql = format!(
+            "DELETE FROM option_sets WHERE {} AND {}",
+            unused(TaskType::Refresh),
+            unused(TaskType::Preload)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {
@@ -490,7 +511,6 @@ async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<Job
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TaskType;
 
     /// A store made by a build from before option sets (migrations 1 and 2) opens with its
     /// pending items intact: each item keeps its options, and a claim carries them into the job.
@@ -569,6 +589,61 @@ mod tests {
         let ids: Vec<&str> = job.items.iter().map(|i| i.media_id.as_str()).collect();
         assert_eq!(ids, ["m1", "m2"]);
         assert_eq!(store.queue_stats(Ts(500)).await.unwrap().pending, 1);
+        store.close().await;
+    }
+
+    /// An option set goes once no pending item names it, and not before.
+    #[tokio::test]
+    async fn option_sets_are_pruned_once_no_pending_item_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("q.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let plain = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
+        for fingerprint in ["f-refresh", "f-preload", "f-gone"] {
+            sqlx::query("INSERT INTO option_sets (fingerprint, options) VALUES (?, ?)")
+                .bind(fingerprint)
+                .bind(plain)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        for (task, fingerprint) in [("Refresh", "f-refresh"), ("Preload", "f-preload")] {
+            sqlx::query(
+                "INSERT INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at)
+                 VALUES ('m1', ?, ?, 'cms', 10, 10, 1000, 100)",
+            )
+            .bind(task)
+            .bind(fingerprint)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        }
+        let sets = || async {
+            sqlx::query_scalar::<_, String>("SELECT fingerprint FROM option_sets ORDER BY 1")
+                .fetch_all(&store.reader)
+                .await
+                .unwrap()
+        };
+        assert_eq!(store.prune_option_sets().await.unwrap(), 1);
+        assert_eq!(sets().await, ["f-preload", "f-refresh"]);
+
+        let claim = ClaimBatch {
+            task: TaskType::Refresh,
+            fingerprint: "f-refresh".into(),
+            now: Ts(500),
+            max: 20,
+            lease_until: Ts(600),
+            job_id: "job-1".into(),
+            dry_run: true,
+        };
+        let job = store.claim_batch(&claim).await.unwrap().expect("m1 is due");
+        assert_eq!(job.options, rows::parse_options(plain).unwrap());
+        assert_eq!(store.prune_option_sets().await.unwrap(), 1);
+        assert_eq!(sets().await, ["f-preload"]);
+        // The job kept its own copy of the options.
+        let kept = store.get_job("job-1").await.unwrap().unwrap();
+        assert_eq!(kept.options, rows::parse_options(plain).unwrap());
         store.close().await;
     }
 }
