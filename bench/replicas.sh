@@ -25,6 +25,10 @@ case $mode in
 esac
 for i in $(seq 1 "$n"); do
   port=$((18080 + i))
+  # Something already answering there would be measured instead of this build.
+  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+    echo "port $port is already in use: stop what listens there first" >&2; exit 1
+  fi
   cat > "$dir/r$i.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
@@ -64,7 +68,7 @@ for f in "$dir"/wrk*.txt; do
 done
 echo "$mode total: $total req/s (5 IDs per request)"
 if [ "$mode" != sqlite ]; then
-  echo "IDs stored: $(psql -At -h 127.0.0.1 -U postgres -d "$db" -c "select (select count(*) from items) + (select count(*) from job_items)")"
+  echo "IDs stored: $(psql -At -h 127.0.0.1 -U postgres -d "$db" -c "select (select count(*) from items) + (select count(*) from job_items)"), delivery IDs stored: $(psql -At -h 127.0.0.1 -U postgres -d "$db" -c "select count(*) from deliveries")"
 fi
 cleanup
 [ "$mode" != sqlite ] && psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"

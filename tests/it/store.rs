@@ -593,6 +593,62 @@ async fn repeats_inside_one_commit_are_told_apart() {
     }
 }
 
+/// PostgreSQL stores a whole group in a few statements: the same key across requests, a delivery
+/// ID repeated inside the group and one answered by an earlier group all come out as they would
+/// one request at a time.
+#[tokio::test]
+async fn a_postgres_group_is_stored_as_its_requests_one_by_one() {
+    let Some(db) = fresh_database("a_postgres_group_is_stored_as_its_requests_one_by_one").await
+    else {
+        return;
+    };
+    let store = vod_purge::store::postgres::PgStore::open(&db.url)
+        .await
+        .unwrap();
+    let group = [
+        ingest(&["k", "n1"], TaskType::Refresh, 1_000, Some("d1")),
+        ingest(&["k"], TaskType::Refresh, 1_100, None),
+        ingest(&["x"], TaskType::Refresh, 1_150, Some("d1")),
+        ingest(&["k", "k", "n2"], TaskType::Refresh, 1_200, Some("d2")),
+    ];
+    let receipts = store.ingest_group(&group).await.unwrap();
+    let lists = |r: &Receipt| (r.accepted.clone(), r.merged.clone(), r.redelivery);
+    let owned = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        lists(&receipts[0]),
+        (owned(&["k", "n1"]), owned(&[]), false)
+    );
+    assert_eq!(lists(&receipts[1]), (owned(&[]), owned(&["k"]), false));
+    // The repeat gets the first answer and stores nothing.
+    assert_eq!(lists(&receipts[2]), (owned(&["k", "n1"]), owned(&[]), true));
+    assert_eq!(receipts[2].event_id, receipts[0].event_id);
+    assert_eq!(lists(&receipts[3]), (owned(&["n2"]), owned(&["k"]), false));
+    assert_eq!(receipts[3].event_id, group[3].event_id);
+
+    // A later group: d1 was answered before, so it stores nothing either.
+    let later = store
+        .ingest_group(&[ingest(&["y"], TaskType::Refresh, 2_000, Some("d1"))])
+        .await
+        .unwrap();
+    assert_eq!(lists(&later[0]), (owned(&["k", "n1"]), owned(&[]), true));
+    assert_eq!(later[0].event_id, receipts[0].event_id);
+
+    let k = store.pending_for_media("k").await.unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!(
+        (k[0].events, k[0].first_seen, k[0].last_seen),
+        (4, Ts(1_000), Ts(1_200))
+    );
+    for (id, pending) in [("n1", 1), ("n2", 1), ("x", 0), ("y", 0)] {
+        assert_eq!(
+            store.pending_for_media(id).await.unwrap().len(),
+            pending,
+            "{id}"
+        );
+    }
+    store.close().await;
+}
+
 /// Replicas on one PostgreSQL database: claims never overlap, a redelivery arriving at two
 /// replicas at once is stored once, and exactly one replica holds the flusher lock.
 #[tokio::test]
