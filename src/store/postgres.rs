@@ -769,48 +769,36 @@ async fn upsert_part<'g, F>(
 where
     F: Fn(&(usize, usize)) -> (&'g Ingest, &'g NewItem),
 {
-    let rows_of = || part.iter().map(at);
-    let deadlines: Vec<i64> = rows_of()
-        .map(|(ingest, item)| item.debounce.deadline(ingest.now).0)
-        .collect();
+    let slots: Vec<(&Ingest, &NewItem)> = part.iter().map(at).collect();
+    let column = |value: &dyn Fn(&'g Ingest, &'g NewItem) -> i64| -> Vec<i64> {
+        slots
+            .iter()
+            .map(|&(ingest, item)| value(ingest, item))
+            .collect()
+    };
+    let text = |value: &dyn Fn(&'g Ingest, &'g NewItem) -> &'g str| -> Vec<&'g str> {
+        slots
+            .iter()
+            .map(|&(ingest, item)| value(ingest, item))
+            .collect()
+    };
     let rows = sqlx::query(UPSERT_ITEMS)
+        .bind(text(&|_, item| item.media_id.as_str()))
+        .bind(text(&|_, item| item.task.as_str()))
+        .bind(text(&|_, item| item.fingerprint.as_str()))
         .bind(
-            rows_of()
-                .map(|(_, it)| it.media_id.as_str())
+            slots
+                .iter()
+                .map(|(_, item)| options[item.fingerprint.as_str()].as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            rows_of()
-                .map(|(_, it)| it.task.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows_of()
-                .map(|(_, it)| it.fingerprint.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows_of()
-                .map(|(_, it)| options[it.fingerprint.as_str()].as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows_of()
-                .map(|(ingest, _)| ingest.source.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows_of()
-                .map(|(ingest, _)| ingest.now.0)
-                .collect::<Vec<_>>(),
-        )
-        .bind(&deadlines)
-        .bind(
-            rows_of()
-                .zip(&deadlines)
-                .map(|((ingest, it), &deadline)| it.debounce.due_at(ingest.now, Ts(deadline)).0)
-                .collect::<Vec<_>>(),
-        )
+        .bind(text(&|ingest, _| ingest.source.as_str()))
+        .bind(column(&|ingest, _| ingest.now.0))
+        .bind(column(&|ingest, item| item.debounce.deadline(ingest.now).0))
+        .bind(column(&|ingest, item| {
+            let deadline = item.debounce.deadline(ingest.now);
+            item.debounce.due_at(ingest.now, deadline).0
+        }))
         .fetch_all(&mut *conn)
         .await?;
     let returned = rows
