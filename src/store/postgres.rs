@@ -462,15 +462,21 @@ impl PgStore {
         if job_rows.is_empty() {
             return Ok(Vec::new());
         }
-        // The items of the whole page in one query, not one per job.
+        // The items of the whole page in one query (or a few, see MAX_STATEMENT_BYTES), not one
+        // per job.
         let ids: Vec<String> = job_rows.iter().map(|r| r.get("id")).collect();
-        let item_rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT job_id, {JOB_ITEM_COLUMNS} FROM job_items
-             WHERE job_id = ANY($1) ORDER BY job_id, position"
-        )))
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let mut item_rows = Vec::new();
+        for part in by_size(&ids, |id| id.len() + 4) {
+            item_rows.extend(
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT job_id, {JOB_ITEM_COLUMNS} FROM job_items
+                     WHERE job_id = ANY($1) ORDER BY job_id, position"
+                )))
+                .bind(part)
+                .fetch_all(&mut *conn)
+                .await?,
+            );
+        }
         rows::jobs_with_items(&job_rows, &item_rows)
     }
 
