@@ -593,6 +593,49 @@ async fn repeats_inside_one_commit_are_told_apart() {
     }
 }
 
+/// A page of many jobs (more job IDs than one statement carries on PostgreSQL) has every job's
+/// items.
+#[tokio::test]
+async fn a_page_of_many_jobs_has_every_jobs_items() {
+    for (store, _backing) in stores("a_page_of_many_jobs_has_every_jobs_items").await {
+        let ids: Vec<String> = (0..250).map(|i| format!("many{i:03}")).collect();
+        let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+        store
+            .ingest(ingest(&names, TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
+        let due = 1_000 + QUIET.as_millis() as i64;
+        for _ in 0..ids.len() {
+            let one = ClaimBatch {
+                max: 1,
+                ..claim(due, TaskType::Refresh)
+            };
+            store
+                .claim_batch(&one)
+                .await
+                .unwrap()
+                .expect("an item is due");
+        }
+        let page = store
+            .list_jobs(&JobFilter {
+                limit: 500,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), ids.len());
+        let mut listed: Vec<String> = page
+            .iter()
+            .map(|job| {
+                assert_eq!(job.items.len(), 1, "{}", job.id);
+                job.items[0].media_id.as_str().to_owned()
+            })
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ids);
+    }
+}
+
 /// PostgreSQL stores a whole group in a few statements: the same key across requests, a delivery
 /// ID repeated inside the group and one answered by an earlier group all come out as they would
 /// one request at a time.
