@@ -599,21 +599,25 @@ async fn deliveries_of(
     Ok(answers)
 }
 
-/// Records the answers of the group's fresh deliveries, in one statement.
+/// Records the answers of the group's fresh deliveries (in statements under
+/// [`MAX_STATEMENT_BYTES`]).
 async fn record_deliveries(
     conn: &mut PgConnection,
     group: &[Ingest],
-    receipts: &[Option<Receipt>],
+    deliveries: &[Delivery],
+    receipts: &[Receipt],
 ) -> Result<(), StoreError> {
     // (request, delivery ID, answer as JSON) of every fresh delivery.
     let recorded: Vec<(&Ingest, &str, String)> = group
         .iter()
+        .zip(deliveries)
         .zip(receipts)
-        .filter_map(|(ingest, receipt)| {
+        .filter(|((_, delivery), _)| matches!(delivery, Delivery::Fresh))
+        .filter_map(|((ingest, _), receipt)| {
             Some((
                 ingest,
                 ingest.delivery_id.as_deref()?,
-                rows::receipt_json(receipt.as_ref()?),
+                rows::receipt_json(receipt),
             ))
         })
         .collect();
@@ -649,28 +653,26 @@ async fn ingest_in(conn: &mut PgConnection, group: &[Ingest]) -> Result<Vec<Rece
         .filter(|&i| matches!(deliveries[i], Delivery::Fresh))
         .collect();
     let events = upsert_items(conn, group, &fresh).await?;
-    let mut stored: Vec<Option<Receipt>> = group.iter().map(|_| None).collect();
-    for (&i, events) in fresh.iter().zip(&events) {
-        stored[i] = Some(rows::receipt_for(&group[i], events));
+    // In group order, so a repeat finds the answer of its first delivery, which comes earlier.
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
+    for (i, (ingest, delivery)) in group.iter().zip(&deliveries).enumerate() {
+        let receipt = match delivery {
+            Delivery::Fresh => rows::receipt_for(ingest, &events[i]),
+            Delivery::Answered(json) => rows::previous_receipt(json)?,
+            Delivery::RepeatOf(first) => Receipt {
+                redelivery: true,
+                ..receipts[*first].clone()
+            },
+        };
+        receipts.push(receipt);
     }
-    record_deliveries(conn, group, &stored).await?;
-    deliveries
-        .iter()
-        .enumerate()
-        .map(|(i, delivery)| match delivery {
-            Delivery::Fresh => Ok(stored[i].clone().expect("a fresh request has a receipt")),
-            Delivery::Answered(json) => rows::previous_receipt(json),
-            Delivery::RepeatOf(first) => rows::previous_receipt(&rows::receipt_json(
-                stored[*first]
-                    .as_ref()
-                    .expect("the first delivery is fresh"),
-            )),
-        })
-        .collect()
+    record_deliveries(conn, group, &deliveries, &receipts).await?;
+    Ok(receipts)
 }
 
 /// Creates or joins the pending item of every item of the `fresh` requests of a group; returns,
-/// for each of them, each item's event count after its upsert (1: created), in order.
+/// for each request of the group, each item's event count after its upsert (1: created), in
+/// order (nothing for a request that is not fresh).
 ///
 /// One statement per round instead of one per item or per request: round `k` holds the `k`-th
 /// occurrence of every key in the group, since one upsert statement may touch a row only once. A
@@ -682,29 +684,29 @@ async fn upsert_items(
     group: &[Ingest],
     fresh: &[usize],
 ) -> Result<Vec<Vec<i64>>, StoreError> {
-    // (position in `fresh`, item index) of every item, in group order, split into rounds.
+    // (request index, item index) of every item, in group order, split into rounds.
     let mut rounds: Vec<Vec<(usize, usize)>> = Vec::new();
     let mut occurrences: HashMap<(&str, &str, &str), usize> = HashMap::new();
     // Items usually share their options: serialise each set once.
     let mut options: HashMap<&str, String> = HashMap::new();
-    for (f, &r) in fresh.iter().enumerate() {
+    for &r in fresh {
         for (index, item) in group[r].items.iter().enumerate() {
             let seen = occurrences.entry(key(item)).or_insert(0);
             if rounds.len() == *seen {
                 rounds.push(Vec::new());
             }
-            rounds[*seen].push((f, index));
+            rounds[*seen].push((r, index));
             *seen += 1;
             options
                 .entry(item.fingerprint.as_str())
                 .or_insert_with(|| rows::options_json(item));
         }
     }
-    let mut events: Vec<Vec<i64>> = fresh
-        .iter()
-        .map(|&r| vec![0; group[r].items.len()])
-        .collect();
-    let at = |&(f, index): &(usize, usize)| (&group[fresh[f]], &group[fresh[f]].items[index]);
+    let mut events: Vec<Vec<i64>> = vec![Vec::new(); group.len()];
+    for &r in fresh {
+        events[r] = vec![0; group[r].items.len()];
+    }
+    let at = |&(r, index): &(usize, usize)| (&group[r], &group[r].items[index]);
     for mut round in rounds {
         // Rows in key order: replicas storing overlapping IDs lock them in the same order, so
         // one waits for the other instead of deadlocking.
@@ -827,9 +829,9 @@ where
             )
         })
         .collect();
-    for &(f, index) in part {
-        let key = key(at(&(f, index)).1);
-        events[f][index] = *counts.get(&key).ok_or_else(|| StoreError::Corrupt {
+    for &(r, index) in part {
+        let key = key(at(&(r, index)).1);
+        events[r][index] = *counts.get(&key).ok_or_else(|| StoreError::Corrupt {
             table: "items",
             detail: format!("the upsert returned no row for {} ({})", key.0, key.1),
         })?;
