@@ -512,6 +512,22 @@ async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<Job
 mod tests {
     use super::*;
 
+    /// The default options, as an item row stored them.
+    const PLAIN: &str = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
+
+    /// Up to 20 due Refresh items of `fingerprint` at 500 ms into job `job_id`.
+    fn claim(fingerprint: &str, job_id: &str) -> ClaimBatch {
+        ClaimBatch {
+            task: TaskType::Refresh,
+            fingerprint: fingerprint.into(),
+            now: Ts(500),
+            max: 20,
+            lease_until: Ts(600),
+            job_id: job_id.into(),
+            dry_run: true,
+        }
+    }
+
     /// A store made by a build from before option sets (migrations 1 and 2) opens with its
     /// pending items intact: each item keeps its options, and a claim carries them into the job.
     #[tokio::test]
@@ -536,11 +552,10 @@ mod tests {
         assert_eq!(old.len(), 2);
         Migrator::with_migrations(old).run(&pool).await.unwrap();
         let slow = r#"{"formats":["mp4"],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
-        let plain = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
         for (media_id, fingerprint, json, first_seen) in [
             ("m1", "f-mp4", slow, 10),
             ("m2", "f-mp4", slow, 20),
-            ("m1", "f-plain", plain, 30),
+            ("m1", "f-plain", PLAIN, 30),
         ] {
             sqlx::query(
                 "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
@@ -570,18 +585,10 @@ mod tests {
         assert_eq!(m1[0].options, rows::parse_options(slow).unwrap());
         assert_eq!(m1[0].events, 2);
         assert_eq!(m1[1].fingerprint, "f-plain");
-        assert_eq!(m1[1].options, rows::parse_options(plain).unwrap());
+        assert_eq!(m1[1].options, rows::parse_options(PLAIN).unwrap());
 
         let job = store
-            .claim_batch(&ClaimBatch {
-                task: TaskType::Refresh,
-                fingerprint: "f-mp4".into(),
-                now: Ts(500),
-                max: 20,
-                lease_until: Ts(600),
-                job_id: "job-1".into(),
-                dry_run: true,
-            })
+            .claim_batch(&claim("f-mp4", "job-1"))
             .await
             .unwrap()
             .expect("two items are due");
@@ -599,11 +606,10 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("q.db").to_str().unwrap())
             .await
             .unwrap();
-        let plain = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
         for fingerprint in ["f-refresh", "f-preload", "f-gone"] {
             sqlx::query("INSERT INTO option_sets (fingerprint, options) VALUES (?, ?)")
                 .bind(fingerprint)
-                .bind(plain)
+                .bind(PLAIN)
                 .execute(&store.writer)
                 .await
                 .unwrap();
@@ -628,22 +634,17 @@ mod tests {
         assert_eq!(store.prune_option_sets().await.unwrap(), 1);
         assert_eq!(sets().await, ["f-preload", "f-refresh"]);
 
-        let claim = ClaimBatch {
-            task: TaskType::Refresh,
-            fingerprint: "f-refresh".into(),
-            now: Ts(500),
-            max: 20,
-            lease_until: Ts(600),
-            job_id: "job-1".into(),
-            dry_run: true,
-        };
-        let job = store.claim_batch(&claim).await.unwrap().expect("m1 is due");
-        assert_eq!(job.options, rows::parse_options(plain).unwrap());
+        let job = store
+            .claim_batch(&claim("f-refresh", "job-1"))
+            .await
+            .unwrap()
+            .expect("m1 is due");
+        assert_eq!(job.options, rows::parse_options(PLAIN).unwrap());
         assert_eq!(store.prune_option_sets().await.unwrap(), 1);
         assert_eq!(sets().await, ["f-preload"]);
         // The job kept its own copy of the options.
         let kept = store.get_job("job-1").await.unwrap().unwrap();
-        assert_eq!(kept.options, rows::parse_options(plain).unwrap());
+        assert_eq!(kept.options, rows::parse_options(PLAIN).unwrap());
         store.close().await;
     }
 }
