@@ -153,8 +153,9 @@ mean = ids_sent / len(ok) if ok else 0
 print(f"mean IDs per call  : {mean:.2f} (target >= 19.9: {'met' if mean >= 19.9 else 'MISSED'}); "
       f"sizes {dict(sorted(Counter(len(c['media_ids']) for c in refresh).items()))}")
 print(f"throttled answers  : {len(throttled)} (target 0: {'met' if not throttled else 'MISSED'})")
-window = max_in_window([c["at_ms"] for c in calls])
-print(f"max calls in any 1 s window: {window} (must be <= {rps}: {'met' if window <= rps else 'MISSED'})")
+# The limit is per operation: the submission checks (GetMediaRefreshJobs) have a budget of their own.
+window = max_in_window([c["at_ms"] for c in refresh])
+print(f"max RefreshMediaPlayUrls calls in any 1 s window: {window} (must be <= {rps}: {'met' if window <= rps else 'MISSED'})")
 gaps = [b["at_ms"] - a["at_ms"] for a, b in zip(refresh, refresh[1:])]
 if gaps:
     print(f"gap between calls  : min {min(gaps)} ms, median {sorted(gaps)[len(gaps) // 2]} ms, max {max(gaps)} ms")

@@ -81,6 +81,9 @@ pub struct VodSettings {
     pub dry_run: bool,
     #[serde(with = "humantime_serde")]
     pub quota_poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub check_after: Duration,
+    pub checks_per_second: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -261,6 +264,15 @@ impl Settings {
                 format!(
                     "{} must be between 1 and max_requests_per_second",
                     vod.burst
+                ),
+            );
+        }
+        if vod.checks_per_second == 0 || vod.checks_per_second > VOD_MAX_QPS {
+            return fail(
+                "vod.checks_per_second",
+                format!(
+                    "{} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} GetMediaRefreshJobs calls per second per account",
+                    vod.checks_per_second
                 ),
             );
         }
@@ -450,6 +462,9 @@ mod tests {
                 "[vod]\nmax_requests_per_second = 51",
                 "vod.max_requests_per_second",
             ),
+            ("[vod]\nchecks_per_second = 51", "vod.checks_per_second"),
+            ("[vod]\nchecks_per_second = 0", "vod.checks_per_second"),
+            ("[vod]\ncheck_after = \"later\"", "vod.check_after"),
             ("[queue]\nquiet = \"soon\"", "queue.quiet"),
             ("[queue]\nunknown = 1", "unknown"),
             ("[queue]\nquiet = \"40s\"", "queue.quiet"),

@@ -18,6 +18,7 @@
 //! - [`quota`]: polls VOD's daily refresh quota into metrics.
 
 pub mod api;
+pub mod checks;
 pub mod config;
 pub mod domain;
 pub mod flusher;

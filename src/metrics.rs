@@ -41,6 +41,10 @@ pub struct Metrics {
     /// VOD's daily quota and what is left of it, by kind (`refresh`, `preload`).
     pub vod_quota_daily: prometheus::IntGaugeVec,
     pub vod_quota_remaining: prometheus::IntGaugeVec,
+    /// Media IDs whose submission VOD reported, by `submitted` / `submit_failed` and code.
+    pub submissions: IntCounterVec,
+    /// GetMediaRefreshJobs calls that failed, by error code.
+    pub check_errors: IntCounterVec,
 }
 
 fn gauge_vec(
@@ -112,6 +116,18 @@ impl Metrics {
             &["result"],
         );
         Metrics {
+            submissions: counter_vec(
+                &r,
+                "media_submissions_total",
+                "Media IDs of sent jobs whose CDN task submission VOD reported (GetMediaRefreshJobs), by result and error code",
+                &["result", "code"],
+            ),
+            check_errors: counter_vec(
+                &r,
+                "submission_check_errors_total",
+                "GetMediaRefreshJobs calls that failed, by error code",
+                &["code"],
+            ),
             deliveries: counter_vec(
                 &r,
                 "deliveries_total",

@@ -33,7 +33,8 @@ use crate::vod::{self, ClientConfig, Credentials};
 
 pub struct Application {
     /// Reads the daily quota into the metrics; `None` in dry-run mode or when turned off.
-    quota_client: Option<vod::Client>,
+    /// The client the background VOD readers use; `None` in dry-run mode.
+    vod_client: Option<vod::Client>,
     metrics: Arc<Metrics>,
     port: u16,
     server: Server,
@@ -96,11 +97,9 @@ impl Application {
             })?;
             Sender::Vod(client)
         };
-        let quota_client = match &sender {
-            Sender::Vod(client) if !settings.vod.quota_poll_interval.is_zero() => {
-                Some(client.clone())
-            }
-            _ => None,
+        let vod_client = match &sender {
+            Sender::Vod(client) => Some(client.clone()),
+            Sender::DryRun => None,
         };
         let status = Arc::new(FlusherStatus::default());
         let metrics = Arc::new(Metrics::new());
@@ -138,7 +137,7 @@ impl Application {
             draining,
         };
         Ok(Application {
-            quota_client,
+            vod_client,
             metrics,
             port,
             server,
@@ -161,7 +160,7 @@ impl Application {
     /// Serves and flushes until shutdown, then drains within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
-            quota_client,
+            vod_client,
             metrics,
             server,
             store,
@@ -185,16 +184,31 @@ impl Application {
             shutdown.token.clone(),
         ));
 
-        if let Some(client) = quota_client {
-            let every = settings.vod.quota_poll_interval;
+        if let Some(client) = &vod_client
+            && !settings.vod.quota_poll_interval.is_zero()
+        {
             let watch = crate::quota::watch(
-                client,
+                client.clone(),
                 status.clone(),
-                metrics,
-                every,
+                metrics.clone(),
+                settings.vod.quota_poll_interval,
                 shutdown.token.clone(),
             );
             tokio::spawn(watch);
+        }
+        if let Some(client) = vod_client
+            && !settings.vod.check_after.is_zero()
+        {
+            let checks = crate::checks::watch(
+                client,
+                store.clone(),
+                status.clone(),
+                metrics,
+                settings.vod.check_after,
+                settings.vod.checks_per_second,
+                shutdown.token.clone(),
+            );
+            tokio::spawn(checks);
         }
 
         shutdown.token.cancelled().await;

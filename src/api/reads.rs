@@ -32,6 +32,8 @@ pub struct JobView {
     pub request_id: Option<String>,
     /// The last error (code and message), if the last attempt failed.
     pub error: Option<JobError>,
+    /// When VOD is next asked what became of the submissions (`GetMediaRefreshJobs`).
+    pub next_check_at: Option<String>,
     pub items: Vec<JobItemView>,
 }
 
@@ -48,6 +50,9 @@ pub struct JobItemView {
     pub first_seen: String,
     /// Events merged into this ID before it was sent.
     pub events: u64,
+    /// VOD's code and message when submitting the ID's CDN tasks failed (`submit_failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -137,6 +142,7 @@ impl From<Job> for JobView {
             vod_job_id: job.vod_job_id,
             request_id: job.request_id,
             error,
+            next_check_at: job.check_at.map(Ts::to_rfc3339),
             items: job
                 .items
                 .into_iter()
@@ -145,6 +151,10 @@ impl From<Job> for JobView {
                     outcome: i.outcome,
                     first_seen: i.first_seen.to_rfc3339(),
                     events: i.events,
+                    error: i.error_code.map(|code| JobError {
+                        code,
+                        message: i.error_message.unwrap_or_default(),
+                    }),
                 })
                 .collect(),
         }

@@ -100,6 +100,8 @@ pub struct FlusherConfig {
     pub max_rps: u32,
     pub burst: u32,
     pub retry: RetryPolicy,
+    /// How long after a successful call its submissions are checked; `None`: never.
+    pub check_after: Option<Duration>,
 }
 
 impl FlusherConfig {
@@ -118,6 +120,7 @@ impl FlusherConfig {
                 base: vod.retry_base,
                 max: vod.retry_max,
             },
+            check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
         }
     }
 }
@@ -325,6 +328,7 @@ impl Flusher {
                         request_id: Some(r.request_id).filter(|s| !s.is_empty()),
                         non_existent: r.non_exist_media_ids,
                         forbidden: r.forbidden_media_ids,
+                        check_at: None,
                     })
             }
         };
@@ -336,7 +340,11 @@ impl Flusher {
                 .observe(started.elapsed().as_secs_f64());
         }
         let recorded = match result {
-            Ok(success) => {
+            Ok(mut success) => {
+                // Only a job VOD created can be checked (never a dry run's).
+                if success.vod_job_id.is_some() {
+                    success.check_at = inner.config.check_after.map(|after| now + after);
+                }
                 inner.limiter.on_success();
                 inner.status.set_credential_error(None);
                 inner.metrics.vod_credential_error.set(0);
@@ -444,7 +452,7 @@ impl Flusher {
 }
 
 /// A code for failures that have no VOD error code.
-fn error_kind(error: &VodError) -> &'static str {
+pub(crate) fn error_kind(error: &VodError) -> &'static str {
     match error {
         VodError::Api { .. } => "ApiError",
         VodError::Timeout => "Timeout",

@@ -217,6 +217,16 @@ fn refresh_media_play_urls(
     let items = ok
         .iter()
         .map(|media_id| {
+            let failure = state
+                .failing
+                .contains(media_id)
+                .then(|| submission_failure(task_type));
+            // A failed submission submitted no URL.
+            let definitions = if failure.is_some() {
+                &[][..]
+            } else {
+                &definitions[..]
+            };
             let urls: Vec<String> = definitions
                 .iter()
                 .flat_map(|d| {
@@ -233,7 +243,9 @@ fn refresh_media_play_urls(
                 media_refresh_job_id: job_id.clone(),
                 media_id: media_id.clone(),
                 task_type: task_type.to_owned(),
-                status: "success".to_owned(),
+                status: if failure.is_some() { "fail" } else { "success" }.to_owned(),
+                error_code: failure.map(|(code, _)| code.to_owned()),
+                error_message: failure.map(|(_, message)| message.to_owned()),
                 filter_policy: filter_policy.clone(),
                 success_play_urls: urls.join(","),
                 task_ids: task_ids.join(","),
@@ -250,6 +262,27 @@ fn refresh_media_play_urls(
         "NonExistMediaIds": non_exist.join(","),
         "ForbiddenMediaIds": forbidden.join(","),
     }))
+}
+
+/// The bucket an action's calls count against: each known action has its own, every other name
+/// shares one (so that invented names cannot grow the limiter without bound).
+pub fn rate_group(action: &str) -> &str {
+    match action {
+        "RefreshMediaPlayUrls" | "GetMediaRefreshJobs" | "DescribeVodRefreshQuota" => action,
+        _ => "other",
+    }
+}
+
+/// The error a failing media ID's submission reports, by task (codes from `vod-api.md` §6.2).
+fn submission_failure(task_type: &str) -> (&'static str, &'static str) {
+    if task_type == "Preload" {
+        (
+            "PreloadQueueFull",
+            "Preload queue is full, please try again later!",
+        )
+    } else {
+        ("TooMany.Refresh", "The refresh queue is full.")
+    }
 }
 
 fn get_media_refresh_jobs(

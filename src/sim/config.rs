@@ -91,7 +91,8 @@ pub struct SimConfig {
     /// Where to listen; `None` means `127.0.0.1:0` (a free port).
     pub listen: Option<SocketAddr>,
     pub accounts: Vec<Account>,
-    /// Calls per second per AccessKey (token bucket, burst of the same size).
+    /// Calls per second per AccessKey and action (token bucket, burst of the same size): VOD
+    /// limits each operation on its own.
     pub qps: u32,
     /// Accepted distance between `Timestamp` and the simulator's clock.
     pub tolerance: Duration,
@@ -99,6 +100,9 @@ pub struct SimConfig {
     pub nonexistent: Vec<String>,
     /// IDs reported in `ForbiddenMediaIds`.
     pub forbidden: Vec<String>,
+    /// IDs that a call accepts but whose submission then fails: `GetMediaRefreshJobs` reports
+    /// them with `Status` `fail` and an `ErrorCode` (`TooMany.Refresh` or `PreloadQueueFull`).
+    pub failing: Vec<String>,
     /// Faults active from the start.
     pub faults: Faults,
     /// Appends every recorded call as a JSON line to this file.
@@ -122,6 +126,7 @@ impl Default for SimConfig {
             tolerance: Duration::from_secs(15 * 60),
             nonexistent: Vec::new(),
             forbidden: Vec::new(),
+            failing: Vec::new(),
             faults: Faults::default(),
             calls_log: None,
             quota_refresh: 2000,

@@ -180,7 +180,14 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         return Err(ApiError::new(fault.status, &fault.code, fault.message));
     }
 
-    if state.limiter.check_key(&access_key_id.to_owned()).is_err() {
+    if state
+        .limiter
+        .check_key(&(
+            access_key_id.to_owned(),
+            actions::rate_group(action).to_owned(),
+        ))
+        .is_err()
+    {
         return Err(ApiError::new(
             503,
             "Throttling",

@@ -3,7 +3,7 @@
 //! It lets the tests, the benchmarks and anyone without an Alibaba Cloud account run the whole
 //! service end to end. It follows `vod-api.md` §8: it verifies Signature 1.0 with its own
 //! verifier (independent of the client's signer), rejects replayed nonces and stale
-//! timestamps, throttles each AccessKey with a token bucket, validates `RefreshMediaPlayUrls`,
+//! timestamps, throttles each AccessKey with a token bucket per action, validates `RefreshMediaPlayUrls`,
 //! answers `GetMediaRefreshJobs` and `DescribeVodRefreshQuota` from the jobs and daily quota it
 //! keeps, records every call, and injects faults on request.
 //!
@@ -54,7 +54,7 @@ pub struct SimArgs {
     /// TOML file with `[[accounts]]` tables (access_key_id, access_key_secret, security_tokens).
     #[arg(long, value_name = "FILE")]
     pub accounts_file: Option<PathBuf>,
-    /// Calls per second allowed per AccessKey before `Throttling` (503).
+    /// Calls per second allowed per AccessKey and action before `Throttling` (503).
     #[arg(long, default_value_t = 50)]
     pub qps: u32,
     /// A media ID to report in `NonExistMediaIds` (repeatable).
@@ -63,6 +63,10 @@ pub struct SimArgs {
     /// A media ID to report in `ForbiddenMediaIds` (repeatable).
     #[arg(long = "forbidden", value_name = "ID")]
     pub forbidden: Vec<String>,
+    /// A media ID whose submission fails: accepted by the call, then reported by
+    /// `GetMediaRefreshJobs` with `Status` `fail` (repeatable).
+    #[arg(long = "failing", value_name = "ID")]
+    pub failing: Vec<String>,
     /// Probability (0 to 1) that an authenticated call fails with --error-code.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -109,6 +113,7 @@ impl SimArgs {
             tolerance: self.tolerance,
             nonexistent: self.nonexistent.clone(),
             forbidden: self.forbidden.clone(),
+            failing: self.failing.clone(),
             faults: Faults {
                 error_rate: self.error_rate,
                 error_code: self.error_code.clone(),

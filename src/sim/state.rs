@@ -40,15 +40,21 @@ pub struct RecordedCall {
     pub task_type: Option<String>,
 }
 
-/// Per-AccessKey token bucket on the simulator's clock.
-pub type Limiter =
-    RateLimiter<String, HashMapStateStore<String>, SimClock, NoOpMiddleware<Duration>>;
+/// A token bucket per AccessKey and action on the simulator's clock: VOD's limits are per
+/// operation (50 calls per second each for `RefreshMediaPlayUrls` and `GetMediaRefreshJobs`).
+pub type Limiter = RateLimiter<
+    (String, String),
+    HashMapStateStore<(String, String)>,
+    SimClock,
+    NoOpMiddleware<Duration>,
+>;
 
 pub struct SimState {
     pub accounts: HashMap<String, Account>,
     pub tolerance: Duration,
     pub nonexistent: HashSet<String>,
     pub forbidden: HashSet<String>,
+    pub failing: HashSet<String>,
     pub clock: SimClock,
     pub limiter: Limiter,
     pub nonces: Mutex<NonceStore>,
@@ -92,6 +98,7 @@ impl SimState {
             tolerance: cfg.tolerance,
             nonexistent: cfg.nonexistent.iter().cloned().collect(),
             forbidden: cfg.forbidden.iter().cloned().collect(),
+            failing: cfg.failing.iter().cloned().collect(),
             limiter: RateLimiter::hashmap_with_clock(Quota::per_second(qps), clock.clone()),
             clock,
             nonces: Mutex::new(NonceStore::default()),
@@ -138,6 +145,10 @@ pub struct JobItem {
     pub media_id: String,
     pub task_type: String,
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
     pub filter_policy: String,
     pub success_play_urls: String,
     pub task_ids: String,
@@ -341,6 +352,8 @@ mod tests {
             media_id: "m".to_owned(),
             task_type: "Refresh".to_owned(),
             status: "success".to_owned(),
+            error_code: None,
+            error_message: None,
             filter_policy: "{}".to_owned(),
             success_play_urls: String::new(),
             task_ids: String::new(),

@@ -159,6 +159,15 @@ impl Store {
         dispatch!(self, s => s.record_success(id, attempt, now, success).await)
     }
 
+    /// Successful jobs whose submissions are due to be checked, the longest waiting first.
+    pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
+        dispatch!(self, s => s.due_checks(now, limit).await)
+    }
+
+    pub async fn record_check(&self, id: &str, result: &CheckResult) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_check(id, result).await)
+    }
+
     pub async fn record_retry(
         &self,
         id: &str,

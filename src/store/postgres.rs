@@ -46,6 +46,11 @@ fn migrator() -> Migrator {
             "queue indexes",
             include_str!("../../migrations/postgres/0002_queue_indexes.sql"),
         ),
+        (
+            3,
+            "submission checks",
+            include_str!("../../migrations/postgres/0003_submission_checks.sql"),
+        ),
     ])
 }
 
@@ -333,7 +338,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = $1, vod_job_id = $2, request_id = $3,
-                    error_code = NULL, error_message = NULL
+                    error_code = NULL, error_message = NULL, check_at = $6, checks = 0
              WHERE id = $4 AND status = 'in_flight' AND attempts = $5",
         )
         .bind(now.0)
@@ -341,6 +346,7 @@ impl PgStore {
         .bind(&success.request_id)
         .bind(id)
         .bind(attempt as i64)
+        .bind(success.check_at.map(|t| t.0))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -360,6 +366,50 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, vod_job_id, checks FROM jobs
+             WHERE check_at <= $1 AND status = 'succeeded' AND vod_job_id IS NOT NULL
+             ORDER BY check_at LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(rows::due_check_from_row).collect())
+    }
+
+    /// Records what VOD reported for a job's submissions: only IDs still `sent` change.
+    pub async fn record_check(&self, id: &str, result: &CheckResult) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for submission in &result.submissions {
+            let (outcome, code, message) = rows::submission_outcome(submission);
+            sqlx::query(
+                "UPDATE job_items SET outcome = $1, error_code = $2, error_message = $3
+                 WHERE job_id = $4 AND media_id = $5 AND outcome = 'sent'",
+            )
+            .bind(outcome)
+            .bind(code)
+            .bind(message)
+            .bind(id)
+            .bind(&submission.media_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE jobs SET checks = checks + 1, check_at = CASE
+                 WHEN EXISTS (SELECT 1 FROM job_items WHERE job_id = $1 AND outcome = 'sent') THEN $2
+                 ELSE NULL END
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(result.again_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn record_retry(

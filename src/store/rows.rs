@@ -14,10 +14,11 @@ use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
 pub(crate) const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
-     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message";
+     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at";
 
 /// The columns [`job_item_from_row`] reads.
-pub(crate) const JOB_ITEM_COLUMNS: &str = "media_id, outcome, first_seen, events";
+pub(crate) const JOB_ITEM_COLUMNS: &str =
+    "media_id, outcome, first_seen, events, error_code, error_message";
 
 /// The columns [`pending_from_row`] reads.
 pub(crate) const PENDING_COLUMNS: &str =
@@ -165,6 +166,7 @@ pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
         request_id: row.opt_text("request_id"),
         error_code: row.opt_text("error_code"),
         error_message: row.opt_text("error_message"),
+        check_at: row.opt_int("check_at").map(Ts),
         items: Vec::new(),
     })
 }
@@ -204,7 +206,32 @@ pub(crate) fn job_item_from_row(row: &impl StoreRow) -> Result<JobItem, StoreErr
         })?,
         first_seen: Ts(row.int("first_seen")),
         events: row.int("events") as u64,
+        error_code: row.opt_text("error_code"),
+        error_message: row.opt_text("error_message"),
     })
+}
+
+/// A `due_checks` row: `id`, `vod_job_id`, `checks`.
+pub(crate) fn due_check_from_row(row: &impl StoreRow) -> DueCheck {
+    DueCheck {
+        job_id: row.text("id"),
+        vod_job_id: row.text("vod_job_id"),
+        checks: row.int("checks") as u32,
+    }
+}
+
+/// The `outcome`, `error_code` and `error_message` a reported submission gives its item.
+pub(crate) fn submission_outcome(
+    submission: &Submission,
+) -> (&'static str, Option<&str>, Option<&str>) {
+    match &submission.result {
+        Ok(()) => (ItemOutcome::Submitted.as_str(), None, None),
+        Err((code, message)) => (
+            ItemOutcome::SubmitFailed.as_str(),
+            Some(code.as_str()),
+            Some(message.as_str()),
+        ),
+    }
 }
 
 /// An `items` row (columns [`PENDING_COLUMNS`]).

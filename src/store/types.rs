@@ -106,6 +106,11 @@ pub enum ItemOutcome {
     Forbidden,
     /// The job failed.
     Failed,
+    /// Sent, and VOD reports the ID's CDN tasks submitted (`GetMediaRefreshJobs`).
+    Submitted,
+    /// Sent, but VOD reports that submitting the ID's CDN tasks failed; the item carries VOD's
+    /// code and message.
+    SubmitFailed,
 }
 
 impl ItemOutcome {
@@ -116,6 +121,8 @@ impl ItemOutcome {
             ItemOutcome::NonExistent => "non_existent",
             ItemOutcome::Forbidden => "forbidden",
             ItemOutcome::Failed => "failed",
+            ItemOutcome::Submitted => "submitted",
+            ItemOutcome::SubmitFailed => "submit_failed",
         }
     }
 
@@ -126,6 +133,8 @@ impl ItemOutcome {
             "non_existent" => ItemOutcome::NonExistent,
             "forbidden" => ItemOutcome::Forbidden,
             "failed" => ItemOutcome::Failed,
+            "submitted" => ItemOutcome::Submitted,
+            "submit_failed" => ItemOutcome::SubmitFailed,
             _ => return None,
         })
     }
@@ -137,6 +146,9 @@ pub struct JobItem {
     pub outcome: ItemOutcome,
     pub first_seen: Ts,
     pub events: u64,
+    /// VOD's code and message for a failed submission ([`ItemOutcome::SubmitFailed`]).
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
 }
 
 /// A job with its media IDs.
@@ -160,6 +172,8 @@ pub struct Job {
     pub request_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// When VOD is next asked what became of the submissions (see [`crate::checks`]).
+    pub check_at: Option<Ts>,
     pub items: Vec<JobItem>,
 }
 
@@ -182,6 +196,34 @@ pub struct Success {
     pub request_id: Option<String>,
     pub non_existent: Vec<String>,
     pub forbidden: Vec<String>,
+    /// When to ask VOD what became of the submissions; `None`: never.
+    pub check_at: Option<Ts>,
+}
+
+/// A successful job whose submissions are due to be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCheck {
+    pub job_id: String,
+    /// VOD's `MediaRefreshJobId`.
+    pub vod_job_id: String,
+    /// Checks made so far.
+    pub checks: u32,
+}
+
+/// What VOD reports for one media ID of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub media_id: String,
+    /// `Ok` when the ID's CDN tasks were submitted, else VOD's code and message.
+    pub result: Result<(), (String, String)>,
+}
+
+/// The outcome of one check: the IDs VOD reported, and when to ask again about the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub submissions: Vec<Submission>,
+    /// When to ask again if some item is still `sent` after this check; `None`: never.
+    pub again_at: Option<Ts>,
 }
 
 /// The error of the last attempt.

@@ -422,7 +422,7 @@ async fn the_configured_rate_is_never_exceeded() {
 #[tokio::test]
 async fn dry_run_records_what_would_have_been_sent() {
     let app = spawn_app(Spawn {
-        extra: "[vod]\ndry_run = true\n".into(),
+        extra: "[vod]\ndry_run = true\ncheck_after = \"100ms\"\n".into(),
         ..Spawn::default()
     })
     .await;
@@ -431,8 +431,12 @@ async fn dry_run_records_what_would_have_been_sent() {
         job_of(&app, "dry").await["status"] == "succeeded"
     })
     .await;
+    // Well past check_after: a dry run created no VOD job, so there is nothing to check.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let job = job_of(&app, "dry").await;
     assert_eq!(job["dry_run"], true);
+    assert_eq!(job["items"][0]["outcome"], "sent");
+    assert!(job["next_check_at"].is_null());
     assert!(app.sim.calls().is_empty(), "nothing reached VOD");
     app.stop().await;
 }
@@ -666,5 +670,94 @@ async fn reads_need_the_admin_token_when_one_is_set() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n\
+                [vod]\ncheck_after = \"300ms\"\n"
+            .into(),
+        sim: SimConfig {
+            failing: vec!["stuck".into()],
+            ..Spawn::default().sim
+        },
+    })
+    .await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["fine", "stuck"], "task": "Preload"}))
+            .await
+            .status(),
+        202
+    );
+    let outcomes = |page: &serde_json::Value| -> Vec<(String, String, Option<String>)> {
+        page["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|job| job["items"].as_array().cloned().unwrap_or_default())
+            .map(|item| {
+                (
+                    item["media_id"].as_str().unwrap_or_default().to_owned(),
+                    item["outcome"].as_str().unwrap_or_default().to_owned(),
+                    item["error"]["code"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "both submissions checked",
+        || async {
+            let page = app.get_json("/jobs").await;
+            outcomes(&page)
+                .iter()
+                .all(|(_, outcome, _)| outcome.starts_with("submit"))
+                && !outcomes(&page).is_empty()
+        },
+    )
+    .await;
+    let page = app.get_json("/jobs").await;
+    let mut seen = outcomes(&page);
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("fine".to_owned(), "submitted".to_owned(), None),
+            (
+                "stuck".to_owned(),
+                "submit_failed".to_owned(),
+                Some("PreloadQueueFull".to_owned())
+            ),
+        ]
+    );
+    let job = &page["jobs"][0];
+    assert_eq!(job["status"], "succeeded");
+    assert!(job["next_check_at"].is_null(), "nothing left to check");
+    let checks: Vec<_> = app
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "GetMediaRefreshJobs")
+        .collect();
+    assert_eq!(checks.len(), 1, "one check answers both IDs: {checks:?}");
+    assert_eq!(checks[0].status, 200);
+
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"vod_purge_media_submissions_total{code="",result="submitted"} 1"#,
+        r#"vod_purge_media_submissions_total{code="PreloadQueueFull",result="submit_failed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     app.stop().await;
 }

@@ -321,6 +321,7 @@ async fn job_history_outcomes_filters_and_retry() {
             request_id: Some("req-1".into()),
             non_existent: vec!["b".into()],
             forbidden: vec!["c".into()],
+            check_at: None,
         };
         assert!(
             store
@@ -449,6 +450,141 @@ async fn job_history_outcomes_filters_and_retry() {
             .unwrap()
             .unwrap();
         assert_eq!((again.attempts, again.budget_from), (1, Ts(30_000)));
+    }
+}
+
+#[tokio::test]
+async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_rest() {
+    for (store, _backing) in stores("submission_checks").await {
+        store
+            .ingest(ingest(
+                &["ok", "bad", "late", "gone"],
+                TaskType::Refresh,
+                0,
+                None,
+            ))
+            .await
+            .unwrap();
+        let job = store
+            .claim_batch(&claim(5_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .unwrap();
+        let success = Success {
+            vod_job_id: Some("vod-1".into()),
+            request_id: Some("req-1".into()),
+            non_existent: vec!["gone".into()],
+            forbidden: Vec::new(),
+            check_at: Some(Ts(15_000)),
+        };
+        assert!(
+            store
+                .record_success(&job.id, 1, Ts(5_100), &success)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store.due_checks(Ts(14_999), 10).await.unwrap().is_empty(),
+            "not due before check_at"
+        );
+        let due = store.due_checks(Ts(15_000), 10).await.unwrap();
+        assert_eq!(
+            due,
+            vec![DueCheck {
+                job_id: job.id.clone(),
+                vod_job_id: "vod-1".into(),
+                checks: 0
+            }]
+        );
+
+        // VOD reports two IDs (one failed), not yet the third, and reports the non-existent one
+        // as submitted, which must not overwrite what the call said.
+        let first = CheckResult {
+            submissions: vec![
+                Submission {
+                    media_id: "ok".into(),
+                    result: Ok(()),
+                },
+                Submission {
+                    media_id: "bad".into(),
+                    result: Err(("PreloadQueueFull".into(), "queue full".into())),
+                },
+                Submission {
+                    media_id: "gone".into(),
+                    result: Ok(()),
+                },
+            ],
+            again_at: Some(Ts(35_000)),
+        };
+        store.record_check(&job.id, &first).await.unwrap();
+        let seen = store.get_job(&job.id).await.unwrap().unwrap();
+        let mut items: Vec<_> = seen
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.media_id.as_str(),
+                    i.outcome,
+                    i.error_code.as_deref(),
+                    i.error_message.as_deref(),
+                )
+            })
+            .collect();
+        items.sort_by_key(|item| item.0);
+        assert_eq!(
+            items,
+            vec![
+                (
+                    "bad",
+                    ItemOutcome::SubmitFailed,
+                    Some("PreloadQueueFull"),
+                    Some("queue full")
+                ),
+                ("gone", ItemOutcome::NonExistent, None, None),
+                ("late", ItemOutcome::Sent, None, None),
+                ("ok", ItemOutcome::Submitted, None, None),
+            ]
+        );
+        assert_eq!(seen.check_at, Some(Ts(35_000)), "asked again for \"late\"");
+        assert!(store.due_checks(Ts(34_999), 10).await.unwrap().is_empty());
+        assert_eq!(store.due_checks(Ts(35_000), 10).await.unwrap()[0].checks, 1);
+
+        // The last ID is reported: nothing is left to ask about, whatever again_at says.
+        let second = CheckResult {
+            submissions: vec![Submission {
+                media_id: "late".into(),
+                result: Ok(()),
+            }],
+            again_at: Some(Ts(75_000)),
+        };
+        store.record_check(&job.id, &second).await.unwrap();
+        let done = store.get_job(&job.id).await.unwrap().unwrap();
+        assert_eq!(done.check_at, None);
+        let late = done.items.iter().find(|i| i.media_id.as_str() == "late");
+        assert_eq!(late.map(|i| i.outcome), Some(ItemOutcome::Submitted));
+        assert!(store.due_checks(Ts(i64::MAX), 10).await.unwrap().is_empty());
+
+        // A job recorded without a check time is never checked.
+        store
+            .ingest(ingest(&["x"], TaskType::Refresh, 40_000, None))
+            .await
+            .unwrap();
+        let unchecked = store
+            .claim_batch(&claim(45_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .unwrap();
+        let no_check = Success {
+            vod_job_id: Some("vod-2".into()),
+            ..Success::default()
+        };
+        assert!(
+            store
+                .record_success(&unchecked.id, 1, Ts(45_100), &no_check)
+                .await
+                .unwrap()
+        );
+        assert!(store.due_checks(Ts(i64::MAX), 10).await.unwrap().is_empty());
     }
 }
 

@@ -44,6 +44,7 @@ async fn refresh_then_poll_the_job() {
     let cfg = SimConfig {
         nonexistent: vec!["gone1".to_owned()],
         forbidden: vec!["other1".to_owned()],
+        failing: vec!["b2".to_owned()],
         ..SimConfig::default()
     };
     let sim = sim::start(cfg).await.unwrap();
@@ -60,14 +61,36 @@ async fn refresh_then_poll_the_job() {
         .get_media_refresh_jobs(&resp.media_refresh_job_id, None)
         .await
         .unwrap();
-    let media: Vec<&str> = jobs
+    let media: Vec<(&str, &str, Option<&str>)> = jobs
         .media_refresh_jobs
         .iter()
-        .map(|j| j.media_id.as_str())
+        .map(|j| {
+            (
+                j.media_id.as_str(),
+                j.status.as_str(),
+                j.error_code.as_deref(),
+            )
+        })
         .collect();
-    assert_eq!(media, ["a1", "b2"]);
+    // A failing ID is accepted by the call; only the job's status tells that its submission
+    // failed, with no URL submitted.
+    let failed = &jobs.media_refresh_jobs[1];
+    assert!(failed.task_ids.is_empty() && failed.success_play_urls.is_empty());
+    assert!(
+        failed
+            .error_message
+            .as_deref()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(
+        media,
+        [
+            ("a1", "success", None),
+            ("b2", "fail", Some("TooMany.Refresh"))
+        ]
+    );
     let one = vod
-        .get_media_refresh_jobs(&resp.media_refresh_job_id, Some("b2"))
+        .get_media_refresh_jobs(&resp.media_refresh_job_id, Some("a1"))
         .await
         .unwrap();
     assert_eq!(one.media_refresh_jobs.len(), 1);

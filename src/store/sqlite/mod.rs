@@ -45,6 +45,11 @@ fn migrator() -> Migrator {
             "option sets",
             include_str!("../../../migrations/sqlite/0003_option_sets.sql"),
         ),
+        (
+            4,
+            "submission checks",
+            include_str!("../../../migrations/sqlite/0004_submission_checks.sql"),
+        ),
     ])
 }
 
@@ -271,12 +276,13 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
-                    error_code = NULL, error_message = NULL
+                    error_code = NULL, error_message = NULL, check_at = ?, checks = 0
              WHERE id = ? AND status = 'in_flight' AND attempts = ?",
         )
         .bind(now.0)
         .bind(&success.vod_job_id)
         .bind(&success.request_id)
+        .bind(success.check_at.map(|t| t.0))
         .bind(id)
         .bind(attempt as i64)
         .execute(&mut *tx)
@@ -303,6 +309,50 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, vod_job_id, checks FROM jobs INDEXED BY jobs_check
+             WHERE check_at <= ? AND status = 'succeeded' AND vod_job_id IS NOT NULL
+             ORDER BY check_at LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(rows::due_check_from_row).collect())
+    }
+
+    /// Records what VOD reported for a job's submissions: only IDs still `sent` change.
+    pub async fn record_check(&self, id: &str, result: &CheckResult) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for submission in &result.submissions {
+            let (outcome, code, message) = rows::submission_outcome(submission);
+            sqlx::query(
+                "UPDATE job_items SET outcome = ?, error_code = ?, error_message = ?
+                 WHERE job_id = ? AND media_id = ? AND outcome = 'sent'",
+            )
+            .bind(outcome)
+            .bind(code)
+            .bind(message)
+            .bind(id)
+            .bind(&submission.media_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE jobs SET checks = checks + 1, check_at = CASE
+                 WHEN EXISTS (SELECT 1 FROM job_items WHERE job_id = ?1 AND outcome = 'sent') THEN ?2
+                 ELSE NULL END
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(result.again_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn record_retry(
