@@ -249,14 +249,27 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
         let vod = &self.vod;
-        if vod.max_requests_per_second == 0 || vod.max_requests_per_second > VOD_MAX_QPS {
-            return fail(
+        // VOD limits each operation to VOD_MAX_QPS calls per second per account.
+        for (key, value, action) in [
+            (
                 "vod.max_requests_per_second",
-                format!(
-                    "{} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} calls per second per account",
-                    vod.max_requests_per_second
-                ),
-            );
+                vod.max_requests_per_second,
+                "RefreshMediaPlayUrls",
+            ),
+            (
+                "vod.checks_per_second",
+                vod.checks_per_second,
+                "GetMediaRefreshJobs",
+            ),
+        ] {
+            if value == 0 || value > VOD_MAX_QPS {
+                return fail(
+                    key,
+                    format!(
+                        "{value} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} {action} calls per second per account"
+                    ),
+                );
+            }
         }
         if vod.burst == 0 || vod.burst > vod.max_requests_per_second {
             return fail(
@@ -264,15 +277,6 @@ impl Settings {
                 format!(
                     "{} must be between 1 and max_requests_per_second",
                     vod.burst
-                ),
-            );
-        }
-        if vod.checks_per_second == 0 || vod.checks_per_second > VOD_MAX_QPS {
-            return fail(
-                "vod.checks_per_second",
-                format!(
-                    "{} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} GetMediaRefreshJobs calls per second per account",
-                    vod.checks_per_second
                 ),
             );
         }

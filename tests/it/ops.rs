@@ -119,28 +119,12 @@ async fn metrics_count_deliveries_calls_and_queue() {
     })
     .await;
     wait_until(Duration::from_secs(5), "metrics", || async {
-        let text = app
-            .http
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics().await;
         text.contains(r#"vod_purge_vod_calls_total{code="",outcome="success"} 1"#)
     })
     .await;
     // No token needed for metrics.
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for line in [
         r#"vod_purge_deliveries_total{outcome="accepted",source="admin"} 1"#,
         r#"vod_purge_deliveries_total{outcome="accepted",source="cms"} 1"#,
@@ -485,15 +469,7 @@ async fn the_daily_quota_is_published_as_metrics() {
         Duration::from_secs(10),
         "the quota after the purge",
         || async {
-            let text = app
-                .http
-                .get(format!("{}/metrics", app.address))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = app.metrics().await;
             text.contains(r#"vod_purge_vod_quota_daily{kind="refresh"} 2000"#)
                 && text.contains(r#"vod_purge_vod_quota_remaining{kind="refresh"} 1997"#)
                 && text.contains(r#"vod_purge_vod_quota_remaining{kind="preload"} 500"#)

@@ -744,15 +744,7 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
     assert_eq!(checks.len(), 1, "one check answers both IDs: {checks:?}");
     assert_eq!(checks[0].status, 200);
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         r#"vod_purge_media_submissions_total{code="",result="submitted"} 1"#,
         r#"vod_purge_media_submissions_total{code="PreloadQueueFull",result="submit_failed"} 1"#,

@@ -74,6 +74,15 @@ fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
     }
 }
 
+/// The job of a claim that must find due items.
+async fn claimed(store: &Store, store_now: i64, task: TaskType) -> Job {
+    store
+        .claim_batch(&claim(store_now, task))
+        .await
+        .unwrap()
+        .expect("due items to claim")
+}
+
 #[tokio::test]
 async fn dedup_and_debounce() {
     for (store, _backing) in stores("dedup_and_debounce").await {
@@ -172,11 +181,7 @@ async fn event_for_an_in_flight_id_creates_a_new_item() {
             .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
             .await
             .unwrap();
-        let job = store
-            .claim_batch(&claim(5_000, TaskType::Refresh))
-            .await
-            .unwrap()
-            .unwrap();
+        let job = claimed(&store, 5_000, TaskType::Refresh).await;
         let receipt = store
             .ingest(ingest(&["a"], TaskType::Refresh, 5_100, None))
             .await
@@ -214,16 +219,8 @@ async fn preload_waits_until_the_refresh_is_done() {
             "refresh groups come first"
         );
 
-        let refresh = store
-            .claim_batch(&claim(10_000, TaskType::Refresh))
-            .await
-            .unwrap()
-            .unwrap();
-        let pre = store
-            .claim_batch(&claim(10_000, TaskType::Preload))
-            .await
-            .unwrap()
-            .unwrap();
+        let refresh = claimed(&store, 10_000, TaskType::Refresh).await;
+        let pre = claimed(&store, 10_000, TaskType::Preload).await;
         assert_eq!(
             pre.items
                 .iter()
@@ -244,11 +241,7 @@ async fn preload_waits_until_the_refresh_is_done() {
             .record_success(&refresh.id, 1, Ts(10_100), &Success::default())
             .await
             .unwrap();
-        let pre = store
-            .claim_batch(&claim(10_200, TaskType::Preload))
-            .await
-            .unwrap()
-            .unwrap();
+        let pre = claimed(&store, 10_200, TaskType::Preload).await;
         assert_eq!(pre.items[0].media_id.as_str(), "a");
     }
 }
@@ -311,11 +304,7 @@ async fn job_history_outcomes_filters_and_retry() {
             .ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 0, None))
             .await
             .unwrap();
-        let ok = store
-            .claim_batch(&claim(5_000, TaskType::Refresh))
-            .await
-            .unwrap()
-            .unwrap();
+        let ok = claimed(&store, 5_000, TaskType::Refresh).await;
         let success = Success {
             vod_job_id: Some("job-1".into()),
             request_id: Some("req-1".into()),
@@ -352,11 +341,7 @@ async fn job_history_outcomes_filters_and_retry() {
             .ingest(ingest(&["d"], TaskType::Preload, 6_000, None))
             .await
             .unwrap();
-        let bad = store
-            .claim_batch(&claim(9_000, TaskType::Preload))
-            .await
-            .unwrap()
-            .unwrap();
+        let bad = claimed(&store, 9_000, TaskType::Preload).await;
         let failure = Failure {
             code: "InvalidParameter".into(),
             message: "bad".into(),
@@ -465,11 +450,7 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
             ))
             .await
             .unwrap();
-        let job = store
-            .claim_batch(&claim(5_000, TaskType::Refresh))
-            .await
-            .unwrap()
-            .unwrap();
+        let job = claimed(&store, 5_000, TaskType::Refresh).await;
         let success = Success {
             vod_job_id: Some("vod-1".into()),
             request_id: Some("req-1".into()),
@@ -569,11 +550,7 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
             .ingest(ingest(&["x"], TaskType::Refresh, 40_000, None))
             .await
             .unwrap();
-        let unchecked = store
-            .claim_batch(&claim(45_000, TaskType::Refresh))
-            .await
-            .unwrap()
-            .unwrap();
+        let unchecked = claimed(&store, 45_000, TaskType::Refresh).await;
         let no_check = Success {
             vod_job_id: Some("vod-2".into()),
             ..Success::default()

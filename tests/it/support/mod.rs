@@ -191,6 +191,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The `/metrics` text (no token needed).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Successful `RefreshMediaPlayUrls` calls recorded by the simulator.
     pub fn refresh_calls(&self) -> Vec<RecordedCall> {
         self.sim
