@@ -15,7 +15,7 @@
 //! nothing from the purge budget. Only the active flusher checks, so a cluster asks once per job.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -94,6 +94,7 @@ pub async fn watch(
         metrics,
         check_after,
         limiter,
+        last_error: Mutex::new(None),
     };
     loop {
         if status.is_active() {
@@ -128,6 +129,9 @@ struct Checker {
     metrics: Arc<Metrics>,
     check_after: Duration,
     limiter: DefaultDirectRateLimiter,
+    /// The code of the last failed call: a failure that repeats it (a RAM user without
+    /// `vod:GetMediaRefreshJobs` fails every check) is logged at debug level, not once per job.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Checker {
@@ -141,6 +145,7 @@ impl Checker {
         let done = job.checks + 1;
         let result = match answer {
             Ok(answer) => {
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let submissions = submissions(&job.vod_job_id, &answer);
                 for submission in &submissions {
                     let (label, code) = match &submission.result {
@@ -176,8 +181,19 @@ impl Checker {
             ErrorClass::Permanent => None,
             ErrorClass::Retryable | ErrorClass::Throttled => again_at(now, self.check_after, done),
         };
-        tracing::warn!(job_id = %job.job_id, vod_job_id = %job.vod_job_id, error = %error,
-            again = again.is_some(), "GetMediaRefreshJobs failed");
+        let repeated = {
+            let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+            let repeated = last.as_deref() == Some(code);
+            *last = Some(code.to_owned());
+            repeated
+        };
+        if repeated {
+            tracing::debug!(job_id = %job.job_id, vod_job_id = %job.vod_job_id, error = %error,
+                again = again.is_some(), "GetMediaRefreshJobs failed again");
+        } else {
+            tracing::warn!(job_id = %job.job_id, vod_job_id = %job.vod_job_id, error = %error,
+                again = again.is_some(), "GetMediaRefreshJobs failed; repeats of this error are logged at debug level");
+        }
         CheckResult {
             submissions: Vec::new(),
             again_at: again,

@@ -753,3 +753,80 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_stops_the_checks() {
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n\
+                [vod]\ncheck_after = \"200ms\"\n"
+            .into(),
+        ..Spawn::default()
+    })
+    .await;
+    let checks = |app: &crate::support::TestApp| -> Vec<(u16, Option<String>)> {
+        app.sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.action == "GetMediaRefreshJobs")
+            .map(|c| (c.status, c.code))
+            .collect()
+    };
+
+    // The purge call goes through; the first check then meets a 500 and is made again.
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["again"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "the purge", || async {
+        app.successful_calls().len() == 1
+    })
+    .await;
+    app.sim.set_faults(Faults {
+        fail_next: 1,
+        error_code: "InternalError".into(),
+        ..Faults::default()
+    });
+    wait_until(Duration::from_secs(10), "the second check", || async {
+        job_of(&app, "again").await["items"][0]["outcome"] == "submitted"
+    })
+    .await;
+    assert_eq!(
+        checks(&app),
+        vec![(500, Some("InternalError".to_owned())), (200, None)]
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains(r#"vod_purge_submission_check_errors_total{code="InternalError"} 1"#)
+    );
+
+    // A permanent error ends the job's checks: the ID stays "sent", and nothing is asked again.
+    app.sim.clear_calls();
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["denied"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "the second purge", || async {
+        app.successful_calls().len() == 1
+    })
+    .await;
+    app.sim.set_faults(Faults {
+        fail_next: 1,
+        error_code: "Forbidden.RAM/403".into(),
+        ..Faults::default()
+    });
+    wait_until(Duration::from_secs(10), "the refused check", || async {
+        !checks(&app).is_empty()
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the check to be given up",
+        || async { job_of(&app, "denied").await["next_check_at"].is_null() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(checks(&app), vec![(403, Some("Forbidden.RAM".to_owned()))]);
+    assert_eq!(job_of(&app, "denied").await["items"][0]["outcome"], "sent");
+    app.stop().await;
+}
