@@ -1,9 +1,11 @@
-//! Several replicas on one PostgreSQL database: one flusher at a time, failover when the leader
-//! dies, and a leader cut off from the database stepping down and coming back.
+//! Processes that die: several replicas on one PostgreSQL database (one flusher at a time,
+//! failover when the leader dies, a leader cut off from the database stepping down and coming
+//! back), and the single process of the embedded store killed while it takes webhooks.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -353,4 +355,77 @@ async fn a_leader_cut_off_from_the_database_stops_flushing_and_recovers() {
         .collect();
     assert_eq!(ids, vec!["before", "after"]);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
+    let sim = sim::start(sim_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("vod-purge.db").display());
+    let mut first = Replica::start(dir.path(), 0, &db_url, &sim.base_url());
+    let http = http_client();
+    wait_until(Duration::from_secs(20), "the service", || async {
+        matches!(first.readyz(&http).await, Some((200, _)))
+    })
+    .await;
+
+    // Eight senders, each up to 40 deliveries of two new IDs; the IDs of every 202 are kept.
+    const SENDERS: usize = 8;
+    const DELIVERIES: usize = 40;
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (http, address, acked) = (http.clone(), first.address.clone(), acked.clone());
+            tokio::spawn(async move {
+                for n in 0..DELIVERIES {
+                    let ids = [format!("kill{sender}x{n}a"), format!("kill{sender}x{n}b")];
+                    let answer = http
+                        .post(format!("{address}/webhooks/cms"))
+                        .bearer_auth(SOURCE_TOKEN)
+                        .json(&json!({ "media_ids": ids }))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(r) if r.status() == 202 => acked.lock().unwrap().extend(ids),
+                        // The process is gone: what was not answered 202 was not promised.
+                        _ => return,
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    wait_until(Duration::from_secs(10), "deliveries under way", || async {
+        acked.lock().unwrap().len() >= 100
+    })
+    .await;
+    first.child.kill().unwrap(); // SIGKILL, mid-ingest
+    first.child.wait().unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() < SENDERS * DELIVERIES * 2,
+        "the kill must land while deliveries are still coming ({} IDs acknowledged)",
+        acked.len()
+    );
+
+    // A new process on the same file sends every acknowledged ID.
+    let second = Replica::start(dir.path(), 1, &db_url, &sim.base_url());
+    wait_until(
+        Duration::from_secs(40),
+        "every acknowledged ID sent",
+        || async {
+            let sent: BTreeSet<String> = successful(&sim.calls())
+                .iter()
+                .flat_map(|c| c.media_ids.clone())
+                .collect();
+            acked.iter().all(|id| sent.contains(id))
+        },
+    )
+    .await;
+    drop(second);
+    sim.stop().await;
 }
