@@ -288,6 +288,18 @@ async fn enqueue(
             detail,
         ));
     }
+    store(state, source, counters, delivery_id, items, rejected).await
+}
+
+/// Stores valid items in one commit and answers `202` with the receipt.
+pub(crate) async fn store(
+    state: &AppState,
+    source: &str,
+    counters: &StoredCounters,
+    delivery_id: Option<String>,
+    items: Vec<NewItem>,
+    rejected: Vec<RejectedId>,
+) -> Result<HttpResponse, ApiError> {
     let now = Ts::now();
     let ingest = Ingest {
         source: source.to_owned(),

@@ -158,6 +158,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs"),
     ("get", "/jobs/{id}"),
     ("post", "/jobs/{id}/retry"),
+    ("post", "/jobs/{id}/resubmit"),
     ("get", "/media/{id}"),
     ("get", "/queue"),
     ("get", "/healthz"),
@@ -184,6 +185,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reads::list_jobs)
         .service(reads::get_job)
         .service(reads::retry_job)
+        .service(reads::resubmit_job)
         .service(reads::media)
         .service(reads::queue)
         .service(health::healthz)

@@ -18,6 +18,7 @@ use crate::api::{error, health, ingest, reads};
         reads::list_jobs,
         reads::get_job,
         reads::retry_job,
+        reads::resubmit_job,
         reads::media,
         reads::queue,
         health::healthz,

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::ingest;
 use crate::domain::{PurgeOptions, TaskType, Ts};
-use crate::store::{ItemOutcome, Job, JobFilter, JobStatus, PendingItem, RetryOutcome};
+use crate::store::{
+    ItemOutcome, Job, JobFilter, JobStatus, NewItem, PendingItem, Receipt, RetryOutcome,
+};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
@@ -290,6 +293,58 @@ pub async fn retry_job(
             ),
         )),
     }
+}
+
+/// Queue again the IDs of a job whose CDN task submission VOD reported failed (`submit_failed`),
+/// with the job's task and options; they are debounced and batched like any new event. Needs the
+/// admin token.
+#[utoipa::path(
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, description = "the IDs are queued again", body = Receipt),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "no ID of the job failed its submission", body = ErrorBody)
+    )
+)]
+#[post("/jobs/{id}/resubmit")]
+pub async fn resubmit_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_admin(&req)?;
+    let Some(job) = state.store.get_job(&id).await? else {
+        return Err(ApiError::not_found("unknown_job", format!("no job {id}")));
+    };
+    let items: Vec<NewItem> = job
+        .items
+        .iter()
+        .filter(|item| item.outcome == ItemOutcome::SubmitFailed)
+        .map(|item| NewItem {
+            media_id: item.media_id.clone(),
+            task: job.task,
+            options: job.options.clone(),
+            fingerprint: job.fingerprint.clone(),
+            debounce: state.debounce,
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_resubmit",
+            format!("no ID of job {id} failed its submission"),
+        ));
+    }
+    tracing::info!(job_id = %id, ids = items.len(), "failed submissions queued again by an operator");
+    ingest::store(
+        &state,
+        ingest::ADMIN_SOURCE,
+        &state.admin_stored,
+        None,
+        items,
+        Vec::new(),
+    )
+    .await
 }
 
 /// Pending state and recent jobs of one media ID.

@@ -751,6 +751,69 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
+
+    // An operator queues the failed ID again: only it goes out, as a Preload with the job's
+    // options.
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let resubmit = |id: &str, token: Option<&str>| {
+        let mut request = app.http.post(format!("{}/jobs/{id}/resubmit", app.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(resubmit(&job_id, None).await.unwrap().status(), 401);
+    assert_eq!(
+        resubmit("no-such-job", Some(ADMIN_TOKEN))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let answer = resubmit(&job_id, Some(ADMIN_TOKEN)).await.unwrap();
+    assert_eq!(answer.status(), 202);
+    let receipt: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(receipt["accepted"], json!(["stuck"]), "{receipt}");
+    wait_until(Duration::from_secs(10), "the second call", || async {
+        app.successful_calls().len() == 2
+    })
+    .await;
+    let again = &app.successful_calls()[1];
+    assert_eq!(again.media_ids, vec!["stuck"]);
+    assert_eq!(again.params["TaskType"], "Preload");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_job_with_a_failed_submission_can_be_resubmitted() {
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"100ms\"\nlinger = \"50ms\"\n[vod]\ncheck_after = \"100ms\"\n"
+            .into(),
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["fine"]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "the check", || async {
+        job_of(&app, "fine").await["items"][0]["outcome"] == "submitted"
+    })
+    .await;
+    let id = job_of(&app, "fine").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = app
+        .http
+        .post(format!("{}/jobs/{id}/resubmit", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "nothing_to_resubmit", "{body}");
     app.stop().await;
 }
 
