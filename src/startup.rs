@@ -32,8 +32,8 @@ use crate::store::Store;
 use crate::vod::{self, ClientConfig, Credentials};
 
 pub struct Application {
-    /// Reads the daily quota into the metrics; `None` in dry-run mode or when turned off.
-    /// The client the background VOD readers use; `None` in dry-run mode.
+    /// The client of the background VOD readers (the daily quota and the submission checks);
+    /// `None` in dry-run mode.
     vod_client: Option<vod::Client>,
     metrics: Arc<Metrics>,
     port: u16,

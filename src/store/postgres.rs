@@ -383,21 +383,31 @@ impl PgStore {
 
     /// Records what VOD reported for a job's submissions: only IDs still `sent` change.
     pub async fn record_check(&self, id: &str, result: &CheckResult) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement for the job's (at most 20) IDs, well under MAX_STATEMENT_BYTES.
+        let mut media_ids = Vec::with_capacity(result.submissions.len());
+        let mut outcomes = Vec::with_capacity(result.submissions.len());
+        let mut codes: Vec<Option<&str>> = Vec::with_capacity(result.submissions.len());
+        let mut messages: Vec<Option<&str>> = Vec::with_capacity(result.submissions.len());
         for submission in &result.submissions {
             let (outcome, code, message) = rows::submission_outcome(submission);
-            sqlx::query(
-                "UPDATE job_items SET outcome = $1, error_code = $2, error_message = $3
-                 WHERE job_id = $4 AND media_id = $5 AND outcome = 'sent'",
-            )
-            .bind(outcome)
-            .bind(code)
-            .bind(message)
-            .bind(id)
-            .bind(&submission.media_id)
-            .execute(&mut *tx)
-            .await?;
+            media_ids.push(submission.media_id.as_str());
+            outcomes.push(outcome);
+            codes.push(code);
+            messages.push(message);
         }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE job_items ji SET outcome = r.outcome, error_code = r.code, error_message = r.message
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS r (media_id, outcome, code, message)
+             WHERE ji.job_id = $1 AND ji.media_id = r.media_id AND ji.outcome = 'sent'",
+        )
+        .bind(id)
+        .bind(&media_ids)
+        .bind(&outcomes)
+        .bind(&codes)
+        .bind(&messages)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE jobs SET checks = checks + 1, check_at = CASE
                  WHEN EXISTS (SELECT 1 FROM job_items WHERE job_id = $1 AND outcome = 'sent') THEN $2

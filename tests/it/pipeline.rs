@@ -817,6 +817,26 @@ async fn only_a_job_with_a_failed_submission_can_be_resubmitted() {
     app.stop().await;
 }
 
+/// Purges `media_id` (the only purge since the simulator's calls were last cleared), then makes
+/// the simulator fail the next call, the submission check, with `code`.
+async fn purge_then_fail_the_check(app: &crate::support::TestApp, media_id: &str, code: &str) {
+    assert_eq!(
+        app.webhook(json!({ "media_ids": [media_id] }))
+            .await
+            .status(),
+        202
+    );
+    wait_until(Duration::from_secs(10), "the purge", || async {
+        app.successful_calls().len() == 1
+    })
+    .await;
+    app.sim.set_faults(Faults {
+        fail_next: 1,
+        error_code: code.into(),
+        ..Faults::default()
+    });
+}
+
 #[tokio::test]
 async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_stops_the_checks() {
     let app = spawn_app(Spawn {
@@ -836,19 +856,7 @@ async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_sto
     };
 
     // The purge call goes through; the first check then meets a 500 and is made again.
-    assert_eq!(
-        app.webhook(json!({"media_ids": ["again"]})).await.status(),
-        202
-    );
-    wait_until(Duration::from_secs(10), "the purge", || async {
-        app.successful_calls().len() == 1
-    })
-    .await;
-    app.sim.set_faults(Faults {
-        fail_next: 1,
-        error_code: "InternalError".into(),
-        ..Faults::default()
-    });
+    purge_then_fail_the_check(&app, "again", "InternalError").await;
     wait_until(Duration::from_secs(10), "the second check", || async {
         job_of(&app, "again").await["items"][0]["outcome"] == "submitted"
     })
@@ -865,19 +873,7 @@ async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_sto
 
     // A permanent error ends the job's checks: the ID stays "sent", and nothing is asked again.
     app.sim.clear_calls();
-    assert_eq!(
-        app.webhook(json!({"media_ids": ["denied"]})).await.status(),
-        202
-    );
-    wait_until(Duration::from_secs(10), "the second purge", || async {
-        app.successful_calls().len() == 1
-    })
-    .await;
-    app.sim.set_faults(Faults {
-        fail_next: 1,
-        error_code: "Forbidden.RAM/403".into(),
-        ..Faults::default()
-    });
+    purge_then_fail_the_check(&app, "denied", "Forbidden.RAM/403").await;
     wait_until(Duration::from_secs(10), "the refused check", || async {
         !checks(&app).is_empty()
     })

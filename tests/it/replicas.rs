@@ -122,6 +122,18 @@ fn successful(calls: &[RecordedCall]) -> Vec<&RecordedCall> {
         .collect()
 }
 
+/// Waits until every one of `ids` has gone out in a successful call.
+async fn wait_until_sent(sim: &sim::SimHandle, ids: &[String], within: Duration) {
+    wait_until(within, "every acknowledged ID sent", || async {
+        let sent: BTreeSet<String> = successful(&sim.calls())
+            .iter()
+            .flat_map(|c| c.media_ids.clone())
+            .collect();
+        ids.iter().all(|id| sent.contains(id))
+    })
+    .await;
+}
+
 /// The most successful calls the simulator received within any one second.
 fn busiest_second(calls: &[&RecordedCall]) -> usize {
     calls
@@ -231,18 +243,7 @@ async fn the_leader_killed_mid_drain_is_replaced_and_nothing_is_lost() {
     }
     let took_over = killed_at.elapsed();
 
-    wait_until(
-        Duration::from_secs(30),
-        "every acknowledged ID sent",
-        || async {
-            let sent: BTreeSet<String> = successful(&sim.calls())
-                .iter()
-                .flat_map(|c| c.media_ids.clone())
-                .collect();
-            ids.iter().all(|id| sent.contains(id))
-        },
-    )
-    .await;
+    wait_until_sent(&sim, &ids, Duration::from_secs(30)).await;
     let calls = sim.calls();
     let calls = successful(&calls);
     assert!(
@@ -414,18 +415,7 @@ async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
 
     // A new process on the same file sends every acknowledged ID.
     let second = Replica::start(dir.path(), 1, &db_url, &sim.base_url());
-    wait_until(
-        Duration::from_secs(40),
-        "every acknowledged ID sent",
-        || async {
-            let sent: BTreeSet<String> = successful(&sim.calls())
-                .iter()
-                .flat_map(|c| c.media_ids.clone())
-                .collect();
-            acked.iter().all(|id| sent.contains(id))
-        },
-    )
-    .await;
+    wait_until_sent(&sim, &acked, Duration::from_secs(40)).await;
     drop(second);
     sim.stop().await;
 }
