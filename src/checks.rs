@@ -8,7 +8,10 @@
 //! message, so that `/jobs` and the metrics show an ID whose purge did not happen.
 //!
 //! An ID that VOD does not list yet is asked about again, the delay doubling each time, up to
-//! [`MAX_CHECKS`] checks in all; after that it stays `sent`. A retryable error (throttling,
+//! [`MAX_CHECKS`] checks in all; after that it stays `sent`. IDs whose submission failed for a
+//! reason that passes (`PreloadQueueFull`: "please try again later") go into a new job, sent
+//! `vod.retry_max` later like a retry and checked in its turn, within the original job's
+//! `vod.max_age` budget; an operator can also resubmit them (`POST /jobs/{id}/resubmit`). A retryable error (throttling,
 //! 5xx, timeouts) is a check that reported nothing; a permanent one (such as a RAM user without
 //! `vod:GetMediaRefreshJobs`) ends the job's checks. Calls are paced by a limiter of their own,
 //! `vod.checks_per_second`: VOD limits this API apart from `RefreshMediaPlayUrls`, so checks take
@@ -25,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::Ts;
 use crate::flusher::{FlusherStatus, error_kind};
 use crate::metrics::Metrics;
-use crate::store::{CheckResult, DueCheck, Store, Submission};
+use crate::store::{CheckResult, DueCheck, Resubmission, Store, Submission};
 use crate::vod::{self, ErrorClass, GetMediaRefreshJobsResponse, VodError};
 
 /// Checks per job at most: with the default `check_after` of 10 s, the last one is about five
@@ -76,23 +79,49 @@ pub fn again_at(now: Ts, check_after: Duration, done: u32) -> Option<Ts> {
     (done < MAX_CHECKS).then(|| now + check_after.saturating_mul(1 << done.min(16)))
 }
 
+/// The IDs to send again, and when: those whose submission failed with a code that passes
+/// (`PreloadQueueFull`, `TooMany.Refresh`, throttling, server errors), while the job's retry
+/// budget (`max_age` from `budget_from`) lasts at the time they would be sent. A resubmitted job
+/// is checked in its turn, so an ID is sent again until it goes through or the budget runs out.
+pub fn resubmission(
+    submissions: &[Submission],
+    now: Ts,
+    budget_from: Ts,
+    config: &CheckConfig,
+) -> Option<(Vec<String>, Ts)> {
+    let send_at = now + config.resubmit_after;
+    if send_at > budget_from + config.max_age {
+        return None;
+    }
+    let media_ids: Vec<String> = submissions
+        .iter()
+        .filter(|s| {
+            matches!(&s.result, Err((code, _)) if matches!(
+                vod::class_of_code(code),
+                Some(ErrorClass::Retryable | ErrorClass::Throttled)
+            ))
+        })
+        .map(|s| s.media_id.clone())
+        .collect();
+    (!media_ids.is_empty()).then_some((media_ids, send_at))
+}
+
 /// Runs the checks until `token` is cancelled.
 pub async fn watch(
     client: vod::Client,
     store: Store,
     status: Arc<FlusherStatus>,
     metrics: Arc<Metrics>,
-    check_after: Duration,
-    per_second: u32,
+    config: CheckConfig,
     token: CancellationToken,
 ) {
-    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let rate = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
     let checker = Checker {
         client,
         store,
         metrics,
-        check_after,
+        config,
         limiter,
         last_error: Mutex::new(None),
     };
@@ -123,11 +152,24 @@ pub async fn watch(
     }
 }
 
+/// How the checks run (from `[vod]`).
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// `check_after`: the first check's delay, doubled for each check after it.
+    pub check_after: Duration,
+    /// `checks_per_second`.
+    pub per_second: u32,
+    /// `max_age`: a job's IDs are resubmitted only within its retry budget.
+    pub max_age: Duration,
+    /// `retry_max`: how long a resubmission waits before it is sent.
+    pub resubmit_after: Duration,
+}
+
 struct Checker {
     client: vod::Client,
     store: Store,
     metrics: Arc<Metrics>,
-    check_after: Duration,
+    config: CheckConfig,
     limiter: DefaultDirectRateLimiter,
     /// The code of the last failed call: a failure that repeats it (a RAM user without
     /// `vod:GetMediaRefreshJobs` fails every check) is logged at debug level, not once per job.
@@ -161,9 +203,22 @@ impl Checker {
                             media_id = %submission.media_id, code, message, "VOD could not submit a media ID's CDN tasks");
                     }
                 }
+                let resubmission = resubmission(&submissions, now, job.budget_from, &self.config)
+                    .map(|(media_ids, send_at)| Resubmission {
+                        job_id: uuid::Uuid::now_v7().to_string(),
+                        media_ids,
+                        created_at: now,
+                        send_at,
+                    });
+                if let Some(r) = &resubmission {
+                    self.metrics.resubmitted.inc_by(r.media_ids.len() as u64);
+                    tracing::info!(job_id = %job.job_id, resubmission = %r.job_id, ids = r.media_ids.len(),
+                        send_at = %r.send_at.to_rfc3339(), "media IDs whose submission failed for a passing reason are sent again");
+                }
                 CheckResult {
                     submissions,
-                    again_at: again_at(now, self.check_after, done),
+                    again_at: again_at(now, self.config.check_after, done),
+                    resubmission,
                 }
             }
             Err(error) => self.on_error(&job, now, done, &error),
@@ -179,7 +234,9 @@ impl Checker {
         self.metrics.check_errors.with_label_values(&[code]).inc();
         let again = match error.class() {
             ErrorClass::Permanent => None,
-            ErrorClass::Retryable | ErrorClass::Throttled => again_at(now, self.check_after, done),
+            ErrorClass::Retryable | ErrorClass::Throttled => {
+                again_at(now, self.config.check_after, done)
+            }
         };
         let repeated = {
             let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,6 +254,7 @@ impl Checker {
         CheckResult {
             submissions: Vec::new(),
             again_at: again,
+            resubmission: None,
         }
     }
 }
@@ -248,6 +306,63 @@ mod tests {
                 submitted("d"),
                 submitted("g"),
             ]
+        );
+    }
+
+    #[test]
+    fn passing_failures_are_resubmitted_within_the_budget() {
+        let config = CheckConfig {
+            check_after: Duration::from_secs(10),
+            per_second: 10,
+            max_age: Duration::from_secs(3600),
+            resubmit_after: Duration::from_secs(60),
+        };
+        let failed = |media_id: &str, code: &str| Submission {
+            media_id: media_id.to_owned(),
+            result: Err((code.to_owned(), String::new())),
+        };
+        let reported = vec![
+            Submission {
+                media_id: "ok".into(),
+                result: Ok(()),
+            },
+            failed("full", "PreloadQueueFull"),
+            failed("busy", "TooMany.Refresh"),
+            failed("slow", "Throttling"),
+            failed("denied", "Forbidden.RAM"),
+            failed("odd", "SubmitFailed"),
+        ];
+        let now = Ts(10_000_000);
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let table = [
+            // (checked job's budget start, expected)
+            (
+                now,
+                Some((ids(&["full", "busy", "slow"]), Ts(now.0 + 60_000))),
+            ),
+            (
+                Ts(now.0 - 3_540_000),
+                Some((ids(&["full", "busy", "slow"]), Ts(now.0 + 60_000))),
+            ),
+            // Sent after the budget has run out: not at all.
+            (Ts(now.0 - 3_540_001), None),
+        ];
+        for (budget_from, expected) in table {
+            assert_eq!(
+                resubmission(&reported, now, budget_from, &config),
+                expected,
+                "budget from {budget_from:?}"
+            );
+        }
+        assert_eq!(
+            resubmission(&reported[..1], now, now, &config),
+            None,
+            "nothing failed"
+        );
+        assert_eq!(
+            resubmission(&reported[4..], now, now, &config),
+            None,
+            "only failures that do not pass"
         );
     }
 

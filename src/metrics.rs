@@ -45,6 +45,8 @@ pub struct Metrics {
     pub submissions: IntCounterVec,
     /// GetMediaRefreshJobs calls that failed, by error code.
     pub check_errors: IntCounterVec,
+    /// Media IDs sent again in a new job after their submission failed for a passing reason.
+    pub resubmitted: IntCounter,
 }
 
 fn gauge_vec(
@@ -115,7 +117,15 @@ impl Metrics {
             "Media IDs received, by result",
             &["result"],
         );
+        let resubmitted = IntCounter::new(
+            "media_resubmitted_total",
+            "Media IDs sent again in a new job after VOD reported their submission failed for a passing reason (PreloadQueueFull, TooMany.Refresh)",
+        )
+        .expect("valid metric");
+        r.register(Box::new(resubmitted.clone()))
+            .expect("metric registered once");
         Metrics {
+            resubmitted,
             submissions: counter_vec(
                 &r,
                 "media_submissions_total",

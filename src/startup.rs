@@ -204,8 +204,12 @@ impl Application {
                 store.clone(),
                 status.clone(),
                 metrics,
-                settings.vod.check_after,
-                settings.vod.checks_per_second,
+                crate::checks::CheckConfig {
+                    check_after: settings.vod.check_after,
+                    per_second: settings.vod.checks_per_second,
+                    max_age: settings.vod.max_age,
+                    resubmit_after: settings.vod.retry_max,
+                },
                 shutdown.token.clone(),
             );
             tokio::spawn(checks);

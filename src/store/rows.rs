@@ -211,12 +211,13 @@ pub(crate) fn job_item_from_row(row: &impl StoreRow) -> Result<JobItem, StoreErr
     })
 }
 
-/// A `due_checks` row: `id`, `vod_job_id`, `checks`.
+/// A `due_checks` row: `id`, `vod_job_id`, `checks`, `budget_from`.
 pub(crate) fn due_check_from_row(row: &impl StoreRow) -> DueCheck {
     DueCheck {
         job_id: row.text("id"),
         vod_job_id: row.text("vod_job_id"),
         checks: row.int("checks") as u32,
+        budget_from: Ts(row.int("budget_from")),
     }
 }
 

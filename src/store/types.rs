@@ -208,6 +208,8 @@ pub struct DueCheck {
     pub vod_job_id: String,
     /// Checks made so far.
     pub checks: u32,
+    /// Start of the job's retry budget (`vod.max_age`), which a resubmission shares.
+    pub budget_from: Ts,
 }
 
 /// What VOD reports for one media ID of a job.
@@ -224,6 +226,18 @@ pub struct CheckResult {
     pub submissions: Vec<Submission>,
     /// When to ask again if some item is still `sent` after this check; `None`: never.
     pub again_at: Option<Ts>,
+    /// A new job for the IDs whose submission failed for a passing reason.
+    pub resubmission: Option<Resubmission>,
+}
+
+/// IDs of a checked job sent again in a job of their own: a `retrying` job with the checked
+/// job's task, options and retry budget, whose first attempt is at `send_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resubmission {
+    pub job_id: String,
+    pub media_ids: Vec<String>,
+    pub created_at: Ts,
+    pub send_at: Ts,
 }
 
 /// The error of the last attempt.

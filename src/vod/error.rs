@@ -74,6 +74,20 @@ const CREDENTIAL_CODES: [&str; 4] = [
 ];
 const CREDENTIAL_PREFIXES: [&str; 2] = ["InvalidAccessKeyId.", "InvalidSecurityToken."];
 
+/// The class of a code that names its own retry behaviour (throttling, queue full, server
+/// errors); `None` for every other code, which is then classed by the HTTP status.
+pub fn class_of_code(code: &str) -> Option<ErrorClass> {
+    if THROTTLED_CODES.contains(&code) {
+        Some(ErrorClass::Throttled)
+    } else if RETRYABLE_CODES.contains(&code)
+        || RETRYABLE_PREFIXES.iter().any(|p| code.starts_with(p))
+    {
+        Some(ErrorClass::Retryable)
+    } else {
+        None
+    }
+}
+
 fn class_of_status(status: u16) -> ErrorClass {
     match status {
         429 => ErrorClass::Throttled,
@@ -125,20 +139,11 @@ impl VodError {
     /// Whether to back off, retry or give up (`vod-api.md` §6.2).
     pub fn class(&self) -> ErrorClass {
         match self {
-            VodError::Api { status, code, .. } => {
-                let code = code.as_str();
-                if THROTTLED_CODES.contains(&code) {
-                    ErrorClass::Throttled
-                } else if RETRYABLE_CODES.contains(&code)
-                    || RETRYABLE_PREFIXES.iter().any(|p| code.starts_with(p))
-                {
-                    ErrorClass::Retryable
-                } else if *status == 429 || *status >= 500 {
-                    class_of_status(*status)
-                } else {
-                    ErrorClass::Permanent
-                }
-            }
+            VodError::Api { status, code, .. } => match class_of_code(code) {
+                Some(class) => class,
+                None if *status == 429 || *status >= 500 => class_of_status(*status),
+                None => ErrorClass::Permanent,
+            },
             VodError::Timeout | VodError::Connection(_) => ErrorClass::Retryable,
             VodError::Malformed { status, .. } => class_of_status(*status),
             VodError::InvalidRequest(_) | VodError::Config(_) => ErrorClass::Permanent,

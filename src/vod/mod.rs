@@ -14,7 +14,7 @@ mod types;
 
 pub use client::{API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider};
 pub use credentials::Credentials;
-pub use error::{ErrorClass, VodError};
+pub use error::{ErrorClass, VodError, class_of_code};
 pub use types::{
     GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MediaRefreshJob, RefreshQuota, RefreshRequest,
     RefreshResponse,

@@ -706,11 +706,13 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
             })
             .collect()
     };
+    // The failed ID is also resubmitted in a job of its own, but only vod.retry_max (60 s)
+    // later: the job sent now is the succeeded one.
     wait_until(
         Duration::from_secs(10),
         "both submissions checked",
         || async {
-            let page = app.get_json("/jobs").await;
+            let page = app.get_json("/jobs?status=succeeded").await;
             outcomes(&page)
                 .iter()
                 .all(|(_, outcome, _)| outcome.starts_with("submit"))
@@ -718,7 +720,7 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
         },
     )
     .await;
-    let page = app.get_json("/jobs").await;
+    let page = app.get_json("/jobs?status=succeeded").await;
     let mut seen = outcomes(&page);
     seen.sort();
     assert_eq!(
@@ -887,5 +889,50 @@ async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_sto
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(checks(&app), vec![(403, Some("Forbidden.RAM".to_owned()))]);
     assert_eq!(job_of(&app, "denied").await["items"][0]["outcome"], "sent");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_whose_submission_keeps_failing_is_resubmitted_until_the_budget_runs_out() {
+    let started = Instant::now();
+    let app = spawn_app(Spawn {
+        extra: "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n\
+                [vod]\ncheck_after = \"100ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\nmax_age = \"5s\"\n"
+            .into(),
+        sim: SimConfig {
+            failing: vec!["stuck".into()],
+            ..Spawn::default().sim
+        },
+    })
+    .await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["stuck", "fine"], "task": "Preload"}))
+            .await
+            .status(),
+        202
+    );
+    let sends = |media_id: &str| {
+        app.successful_calls()
+            .iter()
+            .filter(|c| c.media_ids.iter().any(|m| m == media_id))
+            .count()
+    };
+    wait_until(Duration::from_secs(10), "two resubmissions", || async {
+        sends("stuck") >= 3
+    })
+    .await;
+    // max_age after the first job, nothing is resubmitted any more.
+    tokio::time::sleep_until((started + Duration::from_secs(7)).into()).await;
+    let settled = sends("stuck");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(sends("stuck"), settled, "no resubmission after max_age");
+    assert_eq!(sends("fine"), 1, "a submitted ID is never sent again");
+    let resubmitted = app
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("vod_purge_media_resubmitted_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(resubmitted, Some(settled as u64 - 1));
     app.stop().await;
 }

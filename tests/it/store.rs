@@ -474,7 +474,8 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
             vec![DueCheck {
                 job_id: job.id.clone(),
                 vod_job_id: "vod-1".into(),
-                checks: 0
+                checks: 0,
+                budget_from: Ts(5_000),
             }]
         );
 
@@ -496,8 +497,46 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
                 },
             ],
             again_at: Some(Ts(35_000)),
+            resubmission: Some(Resubmission {
+                job_id: "resubmitted".into(),
+                media_ids: vec!["bad".into()],
+                created_at: Ts(15_000),
+                send_at: Ts(75_000),
+            }),
         };
         store.record_check(&job.id, &first).await.unwrap();
+        // The failed ID is in a job of its own, due like a retry, with the checked job's task,
+        // options and retry budget.
+        let again = store.get_job("resubmitted").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                again.status,
+                again.task,
+                &again.options,
+                again.fingerprint.as_str()
+            ),
+            (
+                JobStatus::Retrying,
+                TaskType::Refresh,
+                &job.options,
+                job.fingerprint.as_str()
+            )
+        );
+        assert_eq!(
+            (again.budget_from, again.next_attempt_at, again.attempts),
+            (Ts(5_000), Some(Ts(75_000)), 0)
+        );
+        let again_items: Vec<_> = again
+            .items
+            .iter()
+            .map(|i| (i.media_id.as_str(), i.outcome))
+            .collect();
+        assert_eq!(again_items, vec![("bad", ItemOutcome::Pending)]);
+        assert!(store.due_jobs(Ts(74_999), 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.due_jobs(Ts(75_000), 10).await.unwrap(),
+            vec!["resubmitted".to_owned()]
+        );
         let seen = store.get_job(&job.id).await.unwrap().unwrap();
         let mut items: Vec<_> = seen
             .items
@@ -537,6 +576,7 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
                 result: Ok(()),
             }],
             again_at: Some(Ts(75_000)),
+            resubmission: None,
         };
         store.record_check(&job.id, &second).await.unwrap();
         let done = store.get_job(&job.id).await.unwrap().unwrap();

@@ -313,7 +313,7 @@ impl SqliteStore {
 
     pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, vod_job_id, checks FROM jobs INDEXED BY jobs_check
+            "SELECT id, vod_job_id, checks, budget_from FROM jobs INDEXED BY jobs_check
              WHERE check_at <= ? AND status = 'succeeded' AND vod_job_id IS NOT NULL
              ORDER BY check_at LIMIT ?",
         )
@@ -349,8 +349,31 @@ impl SqliteStore {
         )
         .bind(id)
         .bind(result.again_at.map(|t| t.0))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(resubmission) = &result.resubmission {
+            let ids = serde_json::to_string(&resubmission.media_ids).expect("strings serialise");
+            sqlx::query(
+                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at)
+                 SELECT ?1, task, fingerprint, options, 'retrying', dry_run, 0, ?2, budget_from, ?2, ?3 FROM jobs WHERE id = ?4",
+            )
+            .bind(&resubmission.job_id)
+            .bind(resubmission.created_at.0)
+            .bind(resubmission.send_at.0)
+            .bind(id)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events)
+                 SELECT ?1, ROW_NUMBER() OVER (ORDER BY position) - 1, media_id, 'pending', first_seen, events
+                 FROM job_items WHERE job_id = ?2 AND media_id IN (SELECT value FROM json_each(?3))",
+            )
+            .bind(&resubmission.job_id)
+            .bind(id)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
