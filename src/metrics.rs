@@ -70,6 +70,14 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     metric
 }
 
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric");
     registry
@@ -104,26 +112,22 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(queue_oldest_age.clone()))
             .expect("metric registered once");
-        let retries = IntCounter::new(
+        let retries = counter(
+            &r,
             "vod_retries_total",
             "Attempts scheduled again after a retryable failure",
-        )
-        .expect("valid metric");
-        r.register(Box::new(retries.clone()))
-            .expect("metric registered once");
+        );
         let media_ids = counter_vec(
             &r,
             "media_ids_total",
             "Media IDs received, by result",
             &["result"],
         );
-        let resubmitted = IntCounter::new(
+        let resubmitted = counter(
+            &r,
             "media_resubmitted_total",
             "Media IDs sent again in a new job after VOD reported their submission failed for a passing reason (PreloadQueueFull, TooMany.Refresh)",
-        )
-        .expect("valid metric");
-        r.register(Box::new(resubmitted.clone()))
-            .expect("metric registered once");
+        );
         Metrics {
             resubmitted,
             submissions: counter_vec(

@@ -673,18 +673,25 @@ async fn reads_need_the_admin_token_when_one_is_set() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
-    let app = spawn_app(Spawn {
-        extra: "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n\
-                [vod]\ncheck_after = \"300ms\"\n"
-            .into(),
+/// An application with a short debounce whose simulator fails the submission of "stuck";
+/// `vod` is the body of the `[vod]` table.
+async fn spawn_failing_stuck(vod: &str) -> crate::support::TestApp {
+    spawn_app(Spawn {
+        extra: format!(
+            "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n[vod]\n{vod}"
+        ),
         sim: SimConfig {
             failing: vec!["stuck".into()],
             ..Spawn::default().sim
         },
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
+    // The automatic resubmission of "stuck" waits retry_max, beyond the end of this test.
+    let app = spawn_failing_stuck("check_after = \"300ms\"\nretry_max = \"60s\"\n").await;
     assert_eq!(
         app.webhook(json!({"media_ids": ["fine", "stuck"], "task": "Preload"}))
             .await
@@ -706,8 +713,8 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
             })
             .collect()
     };
-    // The failed ID is also resubmitted in a job of its own, but only vod.retry_max (60 s)
-    // later: the job sent now is the succeeded one.
+    // The failed ID is also resubmitted in a job of its own, due only a minute later: the job
+    // sent now is the succeeded one.
     wait_until(
         Duration::from_secs(10),
         "both submissions checked",
@@ -895,15 +902,9 @@ async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_sto
 #[tokio::test]
 async fn an_id_whose_submission_keeps_failing_is_resubmitted_until_the_budget_runs_out() {
     let started = Instant::now();
-    let app = spawn_app(Spawn {
-        extra: "[queue]\nquiet = \"100ms\"\nmax_wait = \"1s\"\nlinger = \"50ms\"\n\
-                [vod]\ncheck_after = \"100ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\nmax_age = \"5s\"\n"
-            .into(),
-        sim: SimConfig {
-            failing: vec!["stuck".into()],
-            ..Spawn::default().sim
-        },
-    })
+    let app = spawn_failing_stuck(
+        "check_after = \"100ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\nmax_age = \"5s\"\n",
+    )
     .await;
     assert_eq!(
         app.webhook(json!({"media_ids": ["stuck", "fine"], "task": "Preload"}))
