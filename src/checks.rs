@@ -8,14 +8,18 @@
 //! message, so that `/jobs` and the metrics show an ID whose purge did not happen.
 //!
 //! An ID that VOD does not list yet is asked about again, the delay doubling each time, up to
-//! [`MAX_CHECKS`] checks in all; after that it stays `sent`. IDs whose submission failed for a
-//! reason that passes (`PreloadQueueFull`: "please try again later") go into a new job, sent
-//! `vod.retry_max` later like a retry and checked in its turn, within the original job's
-//! `vod.max_age` budget; an operator can also resubmit them (`POST /jobs/{id}/resubmit`). A retryable error (throttling,
-//! 5xx, timeouts) is a check that reported nothing; a permanent one (such as a RAM user without
-//! `vod:GetMediaRefreshJobs`) ends the job's checks. Calls are paced by a limiter of their own,
-//! `vod.checks_per_second`: VOD limits this API apart from `RefreshMediaPlayUrls`, so checks take
-//! nothing from the purge budget. Only the active flusher checks, so a cluster asks once per job.
+//! [`MAX_CHECKS`] checks in all; after that it stays `sent`. A retryable error of the check
+//! itself (throttling, 5xx, timeouts) is a check that reported nothing; a permanent one (such as
+//! a RAM user without `vod:GetMediaRefreshJobs`) ends the job's checks.
+//!
+//! IDs whose submission failed for a reason that passes (`PreloadQueueFull`: "please try again
+//! later") go into a new job, sent `vod.retry_max` later like a retry and checked in its turn,
+//! within the original job's `vod.max_age` budget. An operator can also resubmit failed IDs
+//! (`POST /jobs/{id}/resubmit`).
+//!
+//! Calls are paced by a limiter of their own, `vod.checks_per_second`: VOD limits this API apart
+//! from `RefreshMediaPlayUrls`, so checks take nothing from the purge budget. Only the active
+//! flusher checks, so a cluster asks once per job.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
