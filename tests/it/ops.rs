@@ -421,17 +421,23 @@ async fn the_readme_quick_start_works() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    wait_until(Duration::from_secs(10), "the job", || async {
-        let media: serde_json::Value = http
-            .get(format!("{base}/media/{id}"))
+    let media = || async {
+        http.get(format!("{base}/media/{id}"))
             .bearer_auth("demo-token")
             .send()
             .await
             .unwrap()
-            .json()
+            .json::<serde_json::Value>()
             .await
-            .unwrap();
-        media["jobs"][0]["status"] == "succeeded"
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(10), "the job", || async {
+        media().await["jobs"][0]["status"] == "succeeded"
+    })
+    .await;
+    // As the README says: about ten seconds after the call, VOD's answer about the submission.
+    wait_until(Duration::from_secs(20), "the submission check", || async {
+        media().await["jobs"][0]["items"][0]["outcome"] == "submitted"
     })
     .await;
     let calls: serde_json::Value = http
