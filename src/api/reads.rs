@@ -37,6 +37,9 @@ pub struct JobView {
     pub error: Option<JobError>,
     /// When VOD is next asked what became of the submissions (`GetMediaRefreshJobs`).
     pub next_check_at: Option<String>,
+    /// The job whose IDs this one sends again, after VOD reported their submission failed for a
+    /// passing reason.
+    pub resubmission_of: Option<String>,
     pub items: Vec<JobItemView>,
 }
 
@@ -146,6 +149,7 @@ impl From<Job> for JobView {
             request_id: job.request_id,
             error,
             next_check_at: job.check_at.map(Ts::to_rfc3339),
+            resubmission_of: job.resubmission_of,
             items: job
                 .items
                 .into_iter()

@@ -420,8 +420,8 @@ impl PgStore {
             .await?;
         if let Some(resubmission) = &result.resubmission {
             sqlx::query(
-                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at)
-                 SELECT $1, task, fingerprint, options, 'retrying', dry_run, 0, $2, budget_from, $2, $3 FROM jobs WHERE id = $4",
+                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at, resubmission_of)
+                 SELECT $1, task, fingerprint, options, 'retrying', dry_run, 0, $2, budget_from, $2, $3, id FROM jobs WHERE id = $4",
             )
             .bind(&resubmission.job_id)
             .bind(resubmission.created_at.0)

@@ -14,7 +14,7 @@ use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
 pub(crate) const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
-     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at";
+     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at, resubmission_of";
 
 /// The columns [`job_item_from_row`] reads.
 pub(crate) const JOB_ITEM_COLUMNS: &str =
@@ -167,6 +167,7 @@ pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
         error_code: row.opt_text("error_code"),
         error_message: row.opt_text("error_message"),
         check_at: row.opt_int("check_at").map(Ts),
+        resubmission_of: row.opt_text("resubmission_of"),
         items: Vec::new(),
     })
 }

@@ -174,6 +174,8 @@ pub struct Job {
     pub error_message: Option<String>,
     /// When VOD is next asked what became of the submissions (see [`crate::checks`]).
     pub check_at: Option<Ts>,
+    /// The job whose failed submissions this job sends again (see [`Resubmission`]).
+    pub resubmission_of: Option<String>,
     pub items: Vec<JobItem>,
 }
 

@@ -935,5 +935,14 @@ async fn an_id_whose_submission_keeps_failing_is_resubmitted_until_the_budget_ru
         .find_map(|l| l.strip_prefix("vod_purge_media_resubmitted_total "))
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert_eq!(resubmitted, Some(settled as u64 - 1));
+    // Each resubmission names the job it came from: one chain back to the first job.
+    let page = app.get_json("/jobs?media_id=stuck&limit=100").await;
+    let jobs = page["jobs"].as_array().unwrap();
+    let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let parents: Vec<Option<&str>> = jobs.iter().map(|j| j["resubmission_of"].as_str()).collect();
+    // Newest first: each job's parent is the next one in the list, and the oldest has none.
+    let mut expected: Vec<Option<&str>> = ids[1..].iter().copied().map(Some).collect();
+    expected.push(None);
+    assert_eq!(parents, expected, "jobs {ids:?}");
     app.stop().await;
 }

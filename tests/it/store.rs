@@ -526,6 +526,8 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
             (again.budget_from, again.next_attempt_at, again.attempts),
             (Ts(5_000), Some(Ts(75_000)), 0)
         );
+        assert_eq!(again.resubmission_of.as_deref(), Some(job.id.as_str()));
+        assert_eq!(job.resubmission_of, None);
         let again_items: Vec<_> = again
             .items
             .iter()

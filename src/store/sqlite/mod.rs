@@ -354,8 +354,8 @@ impl SqliteStore {
         if let Some(resubmission) = &result.resubmission {
             let ids = serde_json::to_string(&resubmission.media_ids).expect("strings serialise");
             sqlx::query(
-                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at)
-                 SELECT ?1, task, fingerprint, options, 'retrying', dry_run, 0, ?2, budget_from, ?2, ?3 FROM jobs WHERE id = ?4",
+                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at, resubmission_of)
+                 SELECT ?1, task, fingerprint, options, 'retrying', dry_run, 0, ?2, budget_from, ?2, ?3, id FROM jobs WHERE id = ?4",
             )
             .bind(&resubmission.job_id)
             .bind(resubmission.created_at.0)
