@@ -3,9 +3,10 @@
 //! It lets the tests, the benchmarks and anyone without an Alibaba Cloud account run the whole
 //! service end to end. It follows `vod-api.md` §8: it verifies Signature 1.0 with its own
 //! verifier (independent of the client's signer), rejects replayed nonces and stale
-//! timestamps, throttles each AccessKey with a token bucket per action, validates `RefreshMediaPlayUrls`,
-//! answers `GetMediaRefreshJobs` and `DescribeVodRefreshQuota` from the jobs and daily quota it
-//! keeps, records every call, and injects faults on request.
+//! timestamps, throttles each AccessKey with a token bucket per action, validates
+//! `RefreshMediaPlayUrls`, answers `GetMediaRefreshJobs` and `DescribeVodRefreshQuota` from the
+//! jobs and daily quota it keeps (a `--failing` ID's submission is reported failed), records
+//! every call, and injects faults on request.
 //!
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
