@@ -186,6 +186,11 @@ fn invalid_query(message: String) -> ApiError {
     ApiError::bad_request("invalid_query", message)
 }
 
+/// The answer about a job ID that names no job.
+fn unknown_job(id: &str) -> ApiError {
+    ApiError::not_found("unknown_job", format!("no job {id}"))
+}
+
 /// List jobs, newest first.
 #[utoipa::path(
     params(JobsQuery),
@@ -258,7 +263,7 @@ pub async fn get_job(
     state.authorize_read(&req)?;
     match state.store.get_job(&id).await? {
         Some(job) => Ok(HttpResponse::Ok().json(JobView::from(job))),
-        None => Err(ApiError::not_found("unknown_job", format!("no job {id}"))),
+        None => Err(unknown_job(&id)),
     }
 }
 
@@ -287,7 +292,7 @@ pub async fn retry_job(
                 .ok_or_else(|| ApiError::not_found("unknown_job", "job vanished"))?;
             Ok(HttpResponse::Accepted().json(JobView::from(job)))
         }
-        RetryOutcome::NotFound => Err(ApiError::not_found("unknown_job", format!("no job {id}"))),
+        RetryOutcome::NotFound => Err(unknown_job(&id)),
         RetryOutcome::NotFailed(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_not_failed",
@@ -318,7 +323,7 @@ pub async fn resubmit_job(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize_admin(&req)?;
     let Some(job) = state.store.get_job(&id).await? else {
-        return Err(ApiError::not_found("unknown_job", format!("no job {id}")));
+        return Err(unknown_job(&id));
     };
     let items: Vec<NewItem> = job
         .items

@@ -333,12 +333,8 @@ async fn a_permanent_error_fails_the_job_and_an_operator_retry_sends_it_again() 
 
     let id = job["id"].as_str().unwrap();
     let retry = app
-        .http
-        .post(format!("{}/jobs/{id}/retry", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(format!("/jobs/{id}/retry"), Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(retry.status(), 202);
     wait_until(Duration::from_secs(10), "retried job succeeds", || async {
         job_of(&app, "doomed").await["status"] == "succeeded"
@@ -346,12 +342,8 @@ async fn a_permanent_error_fails_the_job_and_an_operator_retry_sends_it_again() 
     .await;
     assert_eq!(app.successful_calls().len(), 1);
     let again = app
-        .http
-        .post(format!("{}/jobs/{id}/retry", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(format!("/jobs/{id}/retry"), Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(again.status(), 409, "only failed jobs can be retried");
     app.stop().await;
 }
@@ -769,22 +761,13 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
     // An operator queues the failed ID again: only it goes out, as a Preload with the job's
     // options.
     let job_id = job["id"].as_str().unwrap().to_owned();
-    let resubmit = |id: &str, token: Option<&str>| {
-        let mut request = app.http.post(format!("{}/jobs/{id}/resubmit", app.address));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
-    assert_eq!(resubmit(&job_id, None).await.unwrap().status(), 401);
+    let resubmit = |id: &str, token| app.post_empty(format!("/jobs/{id}/resubmit"), token);
+    assert_eq!(resubmit(&job_id, None).await.status(), 401);
     assert_eq!(
-        resubmit("no-such-job", Some(ADMIN_TOKEN))
-            .await
-            .unwrap()
-            .status(),
+        resubmit("no-such-job", Some(ADMIN_TOKEN)).await.status(),
         404
     );
-    let answer = resubmit(&job_id, Some(ADMIN_TOKEN)).await.unwrap();
+    let answer = resubmit(&job_id, Some(ADMIN_TOKEN)).await;
     assert_eq!(answer.status(), 202);
     let receipt: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(receipt["accepted"], json!(["stuck"]), "{receipt}");
@@ -819,12 +802,8 @@ async fn only_a_job_with_a_failed_submission_can_be_resubmitted() {
         .unwrap()
         .to_owned();
     let answer = app
-        .http
-        .post(format!("{}/jobs/{id}/resubmit", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(format!("/jobs/{id}/resubmit"), Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(answer.status(), 409);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["code"], "nothing_to_resubmit", "{body}");

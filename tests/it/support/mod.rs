@@ -191,6 +191,15 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A `POST` with no body, with the admin token or without any.
+    pub async fn post_empty(&self, path: String, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
     /// The `/metrics` text (no token needed).
     pub async fn metrics(&self) -> String {
         self.http
