@@ -43,6 +43,9 @@ url = "sqlite://$WORK/store/vod-purge.db"
 
 [vod]
 endpoint = "http://127.0.0.1:$SIM_PORT"
+credentials = "config"
+access_key_id = "testid"
+access_key_secret = "testsecret"
 max_requests_per_second = $RPS
 
 [queue]

@@ -1,6 +1,7 @@
 //! The settings tree: defaults embedded from `config/default.toml`, then an optional file, then
-//! `VOD_PURGE_*` environment variables, then the standard Alibaba Cloud credential variables.
-//! Everything is validated once, at load, with messages that name the key.
+//! `VOD_PURGE_*` environment variables. The variables of the Alibaba Cloud credential chain are
+//! captured beside it ([`Settings::environment`]) for the chain to read at start. Everything is
+//! validated once, at load, with messages that name the key.
 
 use std::fmt;
 use std::path::Path;
@@ -10,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::{Choice, Credentials, Environment};
 use crate::webhook::SourceConfig;
 
 /// The documented defaults; also the configuration reference.
@@ -17,9 +19,6 @@ pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// The highest `vod.max_requests_per_second` VOD documents for `RefreshMediaPlayUrls`.
 pub const VOD_MAX_QPS: u32 = 50;
-
-/// The AccessKey pair the bundled simulator accepts by default.
-pub const SIMULATOR_KEY: (&str, &str) = ("testid", "testsecret");
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +29,10 @@ pub struct Settings {
     pub queue: QueueSettings,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// The credential chain's variables (`ALIBABA_CLOUD_*`, `HOME`), captured at load; empty
+    /// for settings parsed from text alone.
+    #[serde(skip)]
+    pub environment: Environment,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -66,6 +69,9 @@ pub struct VodSettings {
     pub access_key_id: String,
     pub access_key_secret: Secret,
     pub security_token: Secret,
+    pub credentials: Choice,
+    pub sts_endpoint: String,
+    pub metadata_endpoint: String,
     pub max_requests_per_second: u32,
     pub burst: u32,
     pub max_in_flight: usize,
@@ -184,7 +190,7 @@ impl Settings {
             );
         }
         let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
-        settings.apply_credential_env(&env);
+        settings.environment = Environment::capture(&env);
         settings.resolve_source_secrets(&env)?;
         settings.validate()?;
         Ok(settings)
@@ -193,8 +199,7 @@ impl Settings {
     /// Parses a complete TOML document on top of the defaults, without the environment.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
         let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(text));
-        let mut settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
-        settings.apply_credential_env(&|_: &str| None);
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -217,32 +222,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    fn apply_credential_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
-        let vod = &mut self.vod;
-        if vod.access_key_id.is_empty()
-            && let Some(id) = env("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        {
-            vod.access_key_id = id;
-        }
-        if vod.access_key_secret.is_empty()
-            && let Some(secret) = env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-        {
-            vod.access_key_secret = Secret(secret);
-        }
-        if vod.security_token.is_empty()
-            && let Some(token) = env("ALIBABA_CLOUD_SECURITY_TOKEN")
-        {
-            vod.security_token = Secret(token);
-        }
-        if vod.access_key_id.is_empty()
-            && vod.access_key_secret.is_empty()
-            && !vod.endpoint.is_empty()
-        {
-            vod.access_key_id = SIMULATOR_KEY.0.to_owned();
-            vod.access_key_secret = Secret(SIMULATOR_KEY.1.to_owned());
-        }
     }
 
     /// Cross-field and range checks.
@@ -313,12 +292,39 @@ impl Settings {
                 format!("{:?} is not a region ID such as cn-shanghai", vod.region),
             );
         }
-        if !vod.dry_run && (vod.access_key_id.is_empty() || vod.access_key_secret.is_empty()) {
+        if vod.access_key_id.is_empty() != vod.access_key_secret.is_empty() {
             return fail(
                 "vod.access_key_id",
-                "no AccessKey: set vod.access_key_id and vod.access_key_secret (or ALIBABA_CLOUD_ACCESS_KEY_ID and \
-                 ALIBABA_CLOUD_ACCESS_KEY_SECRET), point vod.endpoint at a simulator, or set vod.dry_run = true"
+                "vod.access_key_id and vod.access_key_secret go together: set both or neither"
                     .into(),
+            );
+        }
+        if !vod.security_token.is_empty() && vod.access_key_id.is_empty() {
+            return fail(
+                "vod.security_token",
+                "an STS token needs vod.access_key_id and vod.access_key_secret".into(),
+            );
+        }
+        if vod.credentials == Choice::Config && self.config_keys().is_none() {
+            return fail(
+                "vod.credentials",
+                "\"config\" pins the configuration's keys, but vod.access_key_id is empty".into(),
+            );
+        }
+        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !is_http(&vod.metadata_endpoint) {
+            return fail(
+                "vod.metadata_endpoint",
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    vod.metadata_endpoint
+                ),
+            );
+        }
+        if vod.sts_endpoint.contains(char::is_whitespace) {
+            return fail(
+                "vod.sts_endpoint",
+                format!("{:?} is not a URL or host name", vod.sts_endpoint),
             );
         }
         let queue = &self.queue;
@@ -385,6 +391,23 @@ impl Settings {
                 "store.url: {url:?} must start with sqlite:// or postgres://"
             )))
         }
+    }
+
+    /// The keys of `vod.access_key_id` / `_secret` / `vod.security_token`, when set.
+    pub fn config_keys(&self) -> Option<Credentials> {
+        let vod = &self.vod;
+        (!vod.access_key_id.is_empty() && !vod.access_key_secret.is_empty()).then(|| {
+            Credentials::new(
+                vod.access_key_id.clone(),
+                vod.access_key_secret.expose(),
+                Some(vod.security_token.expose().to_owned()),
+            )
+        })
+    }
+
+    /// Where the STS calls of the chain go (see [`crate::credentials::chain::sts_endpoint`]).
+    pub fn sts_endpoint(&self) -> String {
+        crate::credentials::chain::sts_endpoint(&self.vod.sts_endpoint, &self.environment)
     }
 
     /// The VOD base URL: the explicit endpoint, or the region's.
@@ -504,23 +527,46 @@ mod tests {
     }
 
     #[test]
-    fn credentials_required_unless_dry_run_or_endpoint() {
-        let err = Settings::from_toml("").unwrap_err().to_string();
-        assert!(err.contains("vod.access_key_id"), "{err}");
-        let s = Settings::load_with_env(None, |_| None, false);
-        assert!(s.is_err());
-        let env = |name: &str| match name {
-            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("id".to_owned()),
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("secret".to_owned()),
-            _ => None,
-        };
-        let s = Settings::load_with_env(None, env, false).unwrap();
-        assert_eq!(s.vod.access_key_secret.expose(), "secret");
+    fn credential_settings() {
+        // No keys is valid: the credential chain decides at start.
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.config_keys(), None);
+        assert_eq!(s.vod.credentials, Choice::Auto);
+        assert_eq!(s.sts_endpoint(), "https://sts.aliyuncs.com");
+        let table = [
+            ("[vod]\naccess_key_id = \"id\"", "vod.access_key_id"),
+            ("[vod]\nsecurity_token = \"t\"", "vod.security_token"),
+            ("[vod]\ncredentials = \"config\"", "vod.credentials"),
+            ("[vod]\ncredentials = \"magic\"", "vod.credentials"),
+            (
+                "[vod]\nmetadata_endpoint = \"100.100.100.200\"",
+                "vod.metadata_endpoint",
+            ),
+        ];
+        for (text, key) in table {
+            let err = Settings::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err:?}");
+        }
+        let s = Settings::from_toml(
+            "[vod]\naccess_key_id = \"id\"\naccess_key_secret = \"secret\"\ncredentials = \"config\"",
+        )
+        .unwrap();
+        assert_eq!(s.config_keys().unwrap().access_key_id(), "id");
         assert!(
             !format!("{s:?}").contains("secret\""),
             "secret must not show in Debug"
         );
         assert!(s.to_redacted_toml().contains("<redacted>"));
+        // The chain's variables are captured beside the settings, not merged into them.
+        let env = |name: &str| match name {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("id".to_owned()),
+            "ALIBABA_CLOUD_STS_REGION" => Some("cn-hangzhou".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_with_env(None, env, false).unwrap();
+        assert_eq!(s.config_keys(), None);
+        assert_eq!(s.environment.get("ALIBABA_CLOUD_ACCESS_KEY_ID"), Some("id"));
+        assert_eq!(s.sts_endpoint(), "https://sts.cn-hangzhou.aliyuncs.com");
     }
 }
 

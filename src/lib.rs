@@ -8,6 +8,7 @@
 //! - [`config`]: the typed settings tree, defaults embedded, environment overrides, validation.
 //! - [`store`]: the durable store contract and its backends (SQLite, PostgreSQL).
 //! - [`flusher`]: claims due items, batches them, calls VOD under the rate limit, records jobs.
+//! - [`credentials`]: the Alibaba Cloud credential chain and the renewal of STS credentials.
 //! - [`vod`]: the VOD client: Signature 1.0, typed requests, responses and errors.
 //! - [`sim`]: the VOD simulator served by `vod-purge sim`, used by the tests and the demo.
 //! - [`webhook`]: webhook sources: authentication schemes and payload formats.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod checks;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod flusher;
 pub mod metrics;

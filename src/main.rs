@@ -131,6 +131,9 @@ fn demo(listen: String, sim_listen: String, db: String) -> anyhow::Result<()> {
         url = "sqlite://{db}"
         [vod]
         endpoint = "http://{sim_listen}"
+        credentials = "config"
+        access_key_id = "testid"
+        access_key_secret = "testsecret"
         [[sources]]
         name = "cms"
         auth = "bearer"
@@ -161,6 +164,28 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
         vod_purge::webhook::Source::new(cfg).map_err(|e| anyhow::anyhow!(e))?;
     }
     print!("{}", settings.to_redacted_toml());
+    println!();
+    if settings.vod.dry_run {
+        println!("# credentials: none needed (vod.dry_run = true)");
+        return Ok(());
+    }
+    let (resolved, _) = runtime()?.block_on(vod_purge::credentials::resolve_for(&settings))?;
+    for passed in &resolved.passed {
+        let verdict = if passed.failed { "failed" } else { "skipped" };
+        println!(
+            "# credentials: {} {verdict}: {}",
+            passed.provider, passed.reason
+        );
+    }
+    let expiry = match resolved.first.expires_at {
+        Some(at) => format!(", expires {}, renewed in the background", at.to_rfc3339()),
+        None => String::new(),
+    };
+    println!(
+        "# credentials: using {} ({}{expiry})",
+        resolved.provider,
+        resolved.plan.describe()
+    );
     Ok(())
 }
 

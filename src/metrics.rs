@@ -47,6 +47,11 @@ pub struct Metrics {
     pub check_errors: IntCounterVec,
     /// Media IDs sent again in a new job after their submission failed for a passing reason.
     pub resubmitted: IntCounter,
+    /// Seconds left on the credential VOD calls are signed with, by provider; set at each
+    /// scrape, and absent for keys that do not expire (and in dry-run mode).
+    pub credential_expiry: prometheus::GaugeVec,
+    /// Credential renewals by provider and result (`success`, `failure`).
+    pub credential_renewals: IntCounterVec,
 }
 
 fn gauge_vec(
@@ -56,6 +61,19 @@ fn gauge_vec(
     labels: &[&str],
 ) -> prometheus::IntGaugeVec {
     let metric = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn float_gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::GaugeVec {
+    let metric = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -203,6 +221,18 @@ impl Metrics {
                 "vod_quota_remaining",
                 "VOD daily quota left today",
                 &["kind"],
+            ),
+            credential_expiry: float_gauge_vec(
+                &r,
+                "credential_expiry_seconds",
+                "Seconds left on the STS credential VOD calls are signed with",
+                &["provider"],
+            ),
+            credential_renewals: counter_vec(
+                &r,
+                "credential_renewals_total",
+                "Credential renewals by provider and result",
+                &["provider", "result"],
             ),
             registry: r,
         }

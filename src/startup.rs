@@ -26,15 +26,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::credentials::{self, CredentialSource, Renewer};
 use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::vod::{self, ClientConfig, Credentials};
+use crate::vod::{self, ClientConfig};
 
 pub struct Application {
     /// The client of the background VOD readers (the daily quota and the submission checks);
     /// `None` in dry-run mode.
     vod_client: Option<vod::Client>,
+    /// Renews the credential VOD calls are signed with; `None` in dry-run mode.
+    renewer: Option<Renewer>,
     metrics: Arc<Metrics>,
     port: u16,
     server: Server,
@@ -80,29 +83,31 @@ impl Application {
         let store = Store::open(&location)
             .await
             .with_context(|| format!("cannot open the store {}", settings.store.url))?;
-        let sender = if settings.vod.dry_run {
+        let metrics = Arc::new(Metrics::new());
+        let (sender, renewer) = if settings.vod.dry_run {
             tracing::warn!("vod.dry_run is on: nothing will be sent to VOD");
-            Sender::DryRun
+            (Sender::DryRun, None)
         } else {
-            let vod = &settings.vod;
-            let token = Some(vod.security_token.expose().to_owned());
+            let (resolved, fetcher) = credentials::resolve_for(&settings).await?;
+            for passed in &resolved.passed {
+                tracing::debug!(provider = %passed.provider, reason = %passed.reason, "credential provider passed over");
+            }
+            tracing::info!(provider = %resolved.provider, uses = %resolved.plan.describe(),
+                expires_at = ?resolved.first.expires_at.map(crate::domain::Ts::to_rfc3339), "credential chain chose a provider");
+            let source = CredentialSource::new(resolved.provider, resolved.first);
+            let renewer = Renewer::new(source.clone(), resolved.plan, fetcher, metrics.clone());
             let client = vod::Client::new(ClientConfig {
                 endpoint: settings.vod_base_url(),
-                timeout: vod.timeout,
-                credentials: Credentials::new(
-                    vod.access_key_id.clone(),
-                    vod.access_key_secret.expose(),
-                    token,
-                ),
+                timeout: settings.vod.timeout,
+                credentials: source,
             })?;
-            Sender::Vod(client)
+            (Sender::Vod(client), Some(renewer))
         };
         let vod_client = match &sender {
             Sender::Vod(client) => Some(client.clone()),
             Sender::DryRun => None,
         };
         let status = Arc::new(FlusherStatus::default());
-        let metrics = Arc::new(Metrics::new());
         let flusher = Flusher::new(
             store.clone(),
             sender,
@@ -111,16 +116,16 @@ impl Application {
             metrics.clone(),
         );
         let draining = Arc::new(AtomicBool::new(false));
-        let state = web::Data::new(
-            AppState::new(
-                store.clone(),
-                settings.clone(),
-                draining.clone(),
-                status.clone(),
-                metrics.clone(),
-            )
-            .map_err(|e| anyhow::anyhow!(e))?,
-        );
+        let mut state = AppState::new(
+            store.clone(),
+            settings.clone(),
+            draining.clone(),
+            status.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        state.credentials = vod_client.as_ref().map(|c| c.credentials().clone());
+        let state = web::Data::new(state);
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
@@ -138,6 +143,7 @@ impl Application {
         };
         Ok(Application {
             vod_client,
+            renewer,
             metrics,
             port,
             server,
@@ -161,6 +167,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             vod_client,
+            renewer,
             metrics,
             server,
             store,
@@ -178,6 +185,8 @@ impl Application {
             tokio::spawn(async move { flusher.run(token).await })
         };
         let prune_task = tokio::spawn(prune_loop(store.clone(), shutdown.token.clone()));
+        // Every replica renews: a follower may become the leader at any moment.
+        let renew_task = renewer.map(|r| tokio::spawn(r.run(shutdown.token.clone())));
         let leader_task = tokio::spawn(leadership_loop(
             store.clone(),
             status.clone(),
@@ -231,6 +240,9 @@ impl Application {
         }
         prune_task.abort();
         leader_task.abort();
+        if let Some(task) = renew_task {
+            let _ = task.await;
+        }
         status.set_active(false);
         let _ = server_task.await;
         store.close().await;

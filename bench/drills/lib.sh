@@ -89,6 +89,9 @@ shutdown_grace = "5s"
 url = "sqlite://$db"
 [vod]
 endpoint = "$sim"
+credentials = "config"
+access_key_id = "testid"
+access_key_secret = "testsecret"
 $(sed -n '/^#vod$/,/^#end$/p' <<<"$extra" | sed '1d;$d')
 [queue]
 $(sed -n '/^#queue$/,/^#end$/p' <<<"$extra" | sed '1d;$d')

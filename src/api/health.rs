@@ -83,6 +83,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
     }
     m.flusher_active.set(i64::from(state.flusher.is_active()));
+    if let Some(source) = &state.credentials
+        && let Some(left) = source.expires_in(now)
+    {
+        m.credential_expiry
+            .with_label_values(&[source.provider().as_str()])
+            .set(left.as_secs_f64());
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())

@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The counters of `POST /purge` deliveries.
     pub admin_stored: StoredCounters,
+    /// What VOD calls are signed with (for the expiry metric); `None` in dry-run mode.
+    pub credentials: Option<crate::credentials::CredentialSource>,
 }
 
 /// A configured source with its ingest limiter and counters.
@@ -97,6 +99,7 @@ impl AppState {
             flusher,
             admin_stored: metrics.stored_counters(ingest::ADMIN_SOURCE),
             metrics,
+            credentials: None,
         })
     }
 

@@ -289,6 +289,7 @@ impl Flusher {
         let slot = tokio::select! {
             _ = shutdown.cancelled() => None,
             permit = async {
+                self.credential_ready().await;
                 let slot = inner.in_flight.clone().acquire_owned().await.ok()?;
                 let waited = inner.limiter.acquire().await;
                 inner.metrics.limiter_wait.inc_by(waited.as_secs_f64());
@@ -296,6 +297,21 @@ impl Flusher {
             } => permit,
         };
         slot.filter(|_| inner.status.is_active())
+    }
+
+    /// Waits while no valid credential is left (STS or the metadata service cannot renew it), so
+    /// that no job is claimed, and no attempt spent, for a call that could not be signed.
+    async fn credential_ready(&self) {
+        let Sender::Vod(client) = &self.inner.sender else {
+            return;
+        };
+        let source = client.credentials();
+        if source.usable(Ts::now()).is_some() {
+            return;
+        }
+        tracing::warn!(provider = %source.provider(), "no valid credential: calls wait for its renewal");
+        while source.wait_usable(Duration::from_secs(60)).await.is_none() {}
+        tracing::info!("a valid credential is back: calls resume");
     }
 
     fn start(&self, job: Job, slot: OwnedSemaphorePermit) {
@@ -396,6 +412,8 @@ impl Flusher {
         }
         let class = error.class();
         let outage = match class {
+            // Never sent: VOD is not the problem, and the attempt is not counted.
+            _ if matches!(error, VodError::NoCredentials) => true,
             ErrorClass::Throttled => {
                 inner.limiter.on_throttled();
                 false
@@ -460,5 +478,6 @@ pub(crate) fn error_kind(error: &VodError) -> &'static str {
         VodError::Malformed { .. } => "MalformedResponse",
         VodError::InvalidRequest(_) => "InvalidRequest",
         VodError::Config(_) => "ClientConfig",
+        VodError::NoCredentials => "NoCredentials",
     }
 }

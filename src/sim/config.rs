@@ -115,6 +115,26 @@ pub struct SimConfig {
     pub max_recorded_calls: usize,
     /// How many jobs are kept for `GetMediaRefreshJobs` (oldest dropped first).
     pub max_jobs: usize,
+    /// How long the STS credentials the simulator hands out (`AssumeRole`,
+    /// `AssumeRoleWithOIDC`, the metadata service, the credentials URI) stay valid; VOD calls
+    /// signed with one after that get `InvalidSecurityToken.Expired`.
+    pub sts_lifetime: Duration,
+    /// Which metadata-service requests work: IMDSv2 tokens, IMDSv1 requests without one, or both.
+    pub imds: ImdsMode,
+    /// The instance's RAM role, as the metadata service names it.
+    pub ecs_role: String,
+}
+
+/// What the simulated metadata service accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ImdsMode {
+    /// Tokens are handed out, and requests without one are answered too (ECS's default).
+    #[default]
+    Both,
+    /// Requests without a valid token are refused with 401 (IMDSv2 enforced).
+    V2Required,
+    /// No token endpoint (it answers 404), as on older instances.
+    V1Only,
 }
 
 impl Default for SimConfig {
@@ -133,6 +153,9 @@ impl Default for SimConfig {
             quota_preload: 500,
             max_recorded_calls: 100_000,
             max_jobs: 10_000,
+            sts_lifetime: Duration::from_secs(3600),
+            imds: ImdsMode::Both,
+            ecs_role: "vod-purge-role".to_owned(),
         }
     }
 }

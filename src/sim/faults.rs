@@ -23,6 +23,12 @@ pub struct Faults {
     /// `ServiceUnavailable` (503).
     pub outage_start_ms: Option<i64>,
     pub outage_end_ms: Option<i64>,
+    /// While set, every STS call is refused with this code (`Code` or `Code/Status`), e.g.
+    /// `AuthenticationFail.OIDCToken.Expired` or `ServiceUnavailable/503`.
+    pub sts_error_code: Option<String>,
+    /// While set, the metadata service answers credential reads with this `Code` instead of
+    /// `Success`.
+    pub metadata_code: Option<String>,
 }
 
 impl Default for Faults {
@@ -35,6 +41,8 @@ impl Default for Faults {
             outage_for_ms: None,
             outage_start_ms: None,
             outage_end_ms: None,
+            sts_error_code: None,
+            metadata_code: None,
         }
     }
 }
@@ -82,6 +90,9 @@ impl Faults {
             ));
         }
         parse_error_code(&self.error_code)?;
+        if let Some(code) = &self.sts_error_code {
+            parse_error_code(code)?;
+        }
         if let Some(ms) = self.outage_for_ms.take() {
             self.outage_start_ms = Some(now_ms);
             self.outage_end_ms = Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));

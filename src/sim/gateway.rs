@@ -53,15 +53,52 @@ fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a 
         .ok_or_else(|| ApiError::missing(name))
 }
 
+/// The API version of VOD's operations.
+pub const VOD_VERSION: &str = "2017-03-21";
+
 /// Runs every gateway check and then the action; `Ok` is the success body without `RequestId`.
 pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Value, ApiError> {
+    let access_key_id = authenticate(state, method, incoming, VOD_VERSION)?;
+    let params = &incoming.params;
+    let action = required(params, "Action")?;
+
+    if let Some(fault) = lock(&state.faults).inject(state.clock.now_ms(), rand::random::<f64>()) {
+        return Err(ApiError::new(fault.status, &fault.code, fault.message));
+    }
+
+    if state
+        .limiter
+        .check_key(&(
+            access_key_id.to_owned(),
+            actions::rate_group(action).to_owned(),
+        ))
+        .is_err()
+    {
+        return Err(ApiError::new(
+            503,
+            "Throttling",
+            "Request was denied due to request throttling.",
+        ));
+    }
+
+    actions::dispatch(state, method, action, access_key_id, params)
+}
+
+/// The checks of a signed call up to the nonce: parameters, `version`, timestamp, AccessKey
+/// and STS token, signature. Returns the caller's AccessKeyId.
+pub fn authenticate<'a>(
+    state: &SimState,
+    method: &str,
+    incoming: &'a Incoming,
+    expected_version: &str,
+) -> Result<&'a str, ApiError> {
     let params = &incoming.params;
     if let Some(name) = &incoming.duplicate {
         return Err(ApiError::invalid(format!(
             "The parameter \"{name}\" is given more than once."
         )));
     }
-    let action = required(params, "Action")?;
+    required(params, "Action")?;
     let version = required(params, "Version")?;
     let access_key_id = required(params, "AccessKeyId")?;
     let timestamp = required(params, "Timestamp")?;
@@ -83,7 +120,7 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
             ));
         }
     }
-    if version != "2017-03-21" {
+    if version != expected_version {
         return Err(ApiError::new(
             400,
             "InvalidVersion",
@@ -129,34 +166,8 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         ));
     }
 
-    let account = state.accounts.get(access_key_id).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.",
-        )
-    })?;
-    if account.is_sts() {
-        let token = params
-            .get("SecurityToken")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    "MissingSecurityToken",
-                    "SecurityToken is mandatory for this action.",
-                )
-            })?;
-        if !account.security_tokens.is_empty() && !account.security_tokens.contains(token) {
-            return Err(ApiError::new(
-                400,
-                "InvalidSecurityToken.MismatchWithAccessKey",
-                "Specified SecurityToken mismatch with the AccessKey.",
-            ));
-        }
-    }
-
-    let expected = expected_signature(&account.access_key_secret, &string_to_sign);
+    let secret = key_secret(state, access_key_id, params.get("SecurityToken"))?;
+    let expected = expected_signature(&secret, &string_to_sign);
     if !signatures_match(&expected, &params["Signature"]) {
         return Err(ApiError::new(
             400,
@@ -176,26 +187,59 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         ));
     }
 
-    if let Some(fault) = lock(&state.faults).inject(state.clock.now_ms(), rand::random::<f64>()) {
-        return Err(ApiError::new(fault.status, &fault.code, fault.message));
-    }
+    Ok(access_key_id)
+}
 
-    if state
-        .limiter
-        .check_key(&(
-            access_key_id.to_owned(),
-            actions::rate_group(action).to_owned(),
-        ))
-        .is_err()
-    {
+/// The secret of `access_key_id` once its STS token (if it is an STS key) checks out.
+fn key_secret(
+    state: &SimState,
+    access_key_id: &str,
+    token: Option<&String>,
+) -> Result<String, ApiError> {
+    let token = token.filter(|t| !t.is_empty());
+    let missing_token = || {
+        ApiError::new(
+            400,
+            "MissingSecurityToken",
+            "SecurityToken is mandatory for this action.",
+        )
+    };
+    let mismatch = || {
+        ApiError::new(
+            400,
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        )
+    };
+    if let Some(account) = state.accounts.get(access_key_id) {
+        if account.is_sts() {
+            let token = token.ok_or_else(missing_token)?;
+            if !account.security_tokens.is_empty() && !account.security_tokens.contains(token) {
+                return Err(mismatch());
+            }
+        }
+        return Ok(account.access_key_secret.clone());
+    }
+    let issued = lock(&state.issued).get(access_key_id).cloned();
+    let Some(key) = issued else {
         return Err(ApiError::new(
-            503,
-            "Throttling",
-            "Request was denied due to request throttling.",
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        ));
+    };
+    let token = token.ok_or_else(missing_token)?;
+    if *token != key.token {
+        return Err(mismatch());
+    }
+    if state.clock.now_ms() >= key.expires_ms {
+        return Err(ApiError::new(
+            400,
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
         ));
     }
-
-    actions::dispatch(state, method, action, access_key_id, params)
+    Ok(key.secret)
 }
 
 #[cfg(test)]

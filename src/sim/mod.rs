@@ -12,6 +12,14 @@
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
 //! defaults).
 //!
+//! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
+//! (`alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
+//! (`AssumeRoleWithOIDC` unsigned, `AssumeRole` signed with Signature 1.0), the ECS metadata
+//! service at its own paths (`/latest/api/token`, `/latest/meta-data/ram/security-credentials/`,
+//! IMDSv2 enforced or absent with `--imds`), and a credentials URI at `/_sim/credentials`. The
+//! VOD gateway refuses a call with an expired token (`InvalidSecurityToken.Expired`) or with a
+//! token of another key (`InvalidSecurityToken.MismatchWithAccessKey`).
+//!
 //! Choices where the real service is unknown or would get in the way:
 //! - only JSON answers (`Format=XML` is refused; a missing `Format` is read as JSON);
 //! - `GetMediaRefreshJobs` accepts GET only (its declared method) and answers an unknown job
@@ -27,6 +35,7 @@ mod gateway;
 mod reply;
 mod server;
 mod state;
+mod sts;
 mod verify;
 
 use std::net::SocketAddr;
@@ -37,7 +46,7 @@ use anyhow::Context as _;
 use config::load_accounts_file;
 use faults::parse_error_code;
 
-pub use config::{Account, SimConfig};
+pub use config::{Account, ImdsMode, SimConfig};
 pub use faults::Faults;
 pub use server::{SimHandle, start, start_with_listener};
 pub use state::RecordedCall;
@@ -89,6 +98,16 @@ pub struct SimArgs {
     /// Accepted clock skew of `Timestamp`, e.g. 15m or 31m.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub tolerance: Duration,
+    /// Lifetime of the STS credentials handed out by /sts/, the metadata paths and
+    /// /_sim/credentials, e.g. 1h or 30s.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sts_lifetime: Duration,
+    /// Which metadata-service requests work.
+    #[arg(long, value_enum, default_value = "both")]
+    pub imds: ImdsMode,
+    /// The instance RAM role the metadata service names.
+    #[arg(long, default_value = "vod-purge-role")]
+    pub ecs_role: String,
 }
 
 impl SimArgs {
@@ -107,6 +126,10 @@ impl SimArgs {
             "--error-rate must be between 0 and 1"
         );
         anyhow::ensure!(self.qps >= 1, "--qps must be at least 1");
+        anyhow::ensure!(
+            self.sts_lifetime >= Duration::from_secs(1),
+            "--sts-lifetime must be at least 1s"
+        );
         Ok(SimConfig {
             listen: Some(self.listen),
             accounts,
@@ -124,6 +147,9 @@ impl SimArgs {
             calls_log: self.calls_log.clone(),
             quota_refresh: self.quota_refresh,
             quota_preload: self.quota_preload,
+            sts_lifetime: self.sts_lifetime,
+            imds: self.imds,
+            ecs_role: self.ecs_role.clone(),
             ..SimConfig::default()
         })
     }

@@ -17,6 +17,7 @@ use super::faults::Faults;
 use super::gateway;
 use super::reply::{ApiError, error_body, json_response, new_request_id};
 use super::state::{RecordedCall, SimState, lock};
+use super::sts;
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call
 /// [`SimHandle::stop`] to shut it down.
@@ -128,6 +129,21 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_faults))
             .route(web::put().to(put_faults)),
     )
+    .service(
+        web::resource("/sts/")
+            .route(web::get().to(sts::sts))
+            .route(web::post().to(sts::sts)),
+    )
+    .route("/latest/api/token", web::put().to(sts::imds_token))
+    .route(
+        "/latest/meta-data/ram/security-credentials/",
+        web::get().to(sts::imds_role),
+    )
+    .route(
+        "/latest/meta-data/ram/security-credentials/{role}",
+        web::get().to(sts::imds_credentials),
+    )
+    .route("/_sim/credentials", web::get().to(sts::credentials_uri))
     .default_service(web::to(not_found));
 }
 

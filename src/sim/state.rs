@@ -16,7 +16,7 @@ use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::clock::SimClock;
-use super::config::{Account, SimConfig};
+use super::config::{Account, ImdsMode, SimConfig};
 use super::faults::Faults;
 
 /// One call as the simulator saw it; `GET /_sim/calls` returns a list of these.
@@ -62,6 +62,56 @@ pub struct SimState {
     pub quota: Mutex<QuotaState>,
     pub calls: Mutex<CallLog>,
     pub faults: Mutex<Faults>,
+    /// STS keys handed out, by AccessKeyId.
+    pub issued: Mutex<IssuedKeys>,
+    /// IMDSv2 session tokens handed out → epoch milliseconds at which each expires.
+    pub imds_tokens: Mutex<HashMap<String, i64>>,
+    pub sts_lifetime: Duration,
+    pub imds: ImdsMode,
+    pub ecs_role: String,
+}
+
+/// A temporary key handed out by STS or the metadata service.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub secret: String,
+    pub token: String,
+    pub expires_ms: i64,
+}
+
+/// The temporary keys handed out. An expired key is remembered a day, so that a call signed with
+/// it gets `InvalidSecurityToken.Expired` rather than `InvalidAccessKeyId.NotFound`.
+#[derive(Debug, Default)]
+pub struct IssuedKeys {
+    keys: HashMap<String, IssuedKey>,
+}
+
+const FORGET_EXPIRED_MS: i64 = 24 * 3600 * 1000;
+
+impl IssuedKeys {
+    /// Hands out a new key valid until `expires_ms`; returns its ID.
+    pub fn issue(&mut self, now_ms: i64, expires_ms: i64) -> (String, IssuedKey) {
+        if self.keys.len() >= 10_000 {
+            self.keys
+                .retain(|_, k| k.expires_ms.saturating_add(FORGET_EXPIRED_MS) > now_ms);
+        }
+        let id = format!("STS.{}", uuid::Uuid::new_v4().simple());
+        let key = IssuedKey {
+            secret: uuid::Uuid::new_v4().simple().to_string(),
+            token: format!(
+                "CAIS{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            expires_ms,
+        };
+        self.keys.insert(id.clone(), key.clone());
+        (id, key)
+    }
+
+    pub fn get(&self, access_key_id: &str) -> Option<&IssuedKey> {
+        self.keys.get(access_key_id)
+    }
 }
 
 /// Locks a store; a handler that panicked mid-update leaves maps that are still usable.
@@ -106,6 +156,11 @@ impl SimState {
             quota: Mutex::new(QuotaState::new(cfg.quota_refresh, cfg.quota_preload)),
             calls: Mutex::new(CallLog::new(cfg.max_recorded_calls, calls_file)),
             faults: Mutex::new(faults),
+            issued: Mutex::new(IssuedKeys::default()),
+            imds_tokens: Mutex::new(HashMap::new()),
+            sts_lifetime: cfg.sts_lifetime,
+            imds: cfg.imds,
+            ecs_role: cfg.ecs_role.clone(),
         })
     }
 }

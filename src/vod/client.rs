@@ -1,8 +1,12 @@
 //! The HTTP client for the VOD RPC API.
 //!
-//! Every attempt is signed afresh (new `SignatureNonce` and `Timestamp`), so a caller that retries
-//! simply calls again. The client itself retries only one thing: a `SignatureNonceUsed` answer,
-//! once, with a new nonce, because that is a collision and not a failure. Backoff for everything
+//! Every attempt is signed afresh (new `SignatureNonce` and `Timestamp`) with the credential
+//! current at that moment, so a caller that retries simply calls again, and a renewed STS
+//! credential is used from the next attempt on. The client itself sends a call again in two
+//! cases only, once each: a `SignatureNonceUsed` answer (a collision, not a failure), and an
+//! `InvalidSecurityToken.Expired` answer, after the credential source has renewed the refused
+//! credential. When no valid credential is left the call waits for one, up to the timeout, and
+//! then fails with [`VodError::NoCredentials`] without having been sent. Backoff for everything
 //! else belongs to the caller (the flusher), which knows the rate budget.
 
 use std::collections::BTreeMap;
@@ -16,8 +20,8 @@ use time::macros::format_description;
 
 use super::signing::{percent_encode, sign};
 use super::{
-    Credentials, GetMediaRefreshJobsResponse, RefreshQuota, RefreshRequest, RefreshResponse,
-    VodError,
+    CredentialSource, Credentials, GetMediaRefreshJobsResponse, RefreshQuota, RefreshRequest,
+    RefreshResponse, VodError,
 };
 
 /// The API version every VOD call names.
@@ -30,7 +34,8 @@ pub struct ClientConfig {
     pub endpoint: String,
     /// Limit for one whole attempt (connect, send, read the answer).
     pub timeout: Duration,
-    pub credentials: Credentials,
+    /// Read for every attempt; fixed keys convert into it with `.into()`.
+    pub credentials: CredentialSource,
 }
 
 /// The public endpoint of a VOD region.
@@ -56,7 +61,9 @@ struct Inner {
     http: reqwest::Client,
     /// The endpoint with the RPC path `/`.
     url: String,
-    credentials: Credentials,
+    credentials: CredentialSource,
+    /// How long a call may wait for a usable credential.
+    timeout: Duration,
 }
 
 impl Client {
@@ -74,6 +81,7 @@ impl Client {
                 http,
                 url: format!("{base}/"),
                 credentials: cfg.credentials,
+                timeout: cfg.timeout,
             }),
         })
     }
@@ -107,18 +115,45 @@ impl Client {
             .await
     }
 
+    /// The credential source the calls are signed from.
+    pub fn credentials(&self) -> &CredentialSource {
+        &self.inner.credentials
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         action: &str,
         params: &BTreeMap<String, String>,
     ) -> Result<T, VodError> {
-        match self.attempt(method.clone(), action, params).await {
-            Err(err) if err.code() == Some("SignatureNonceUsed") => {
-                tracing::debug!(action, "nonce collision, re-signing once");
-                self.attempt(method, action, params).await
+        let source = &self.inner.credentials;
+        let (mut nonce_retried, mut renewed) = (false, false);
+        loop {
+            let issued = source
+                .wait_usable(self.inner.timeout)
+                .await
+                .ok_or(VodError::NoCredentials)?;
+            match self
+                .attempt(method.clone(), action, params, &issued.credentials)
+                .await
+            {
+                Err(err) if err.code() == Some("SignatureNonceUsed") && !nonce_retried => {
+                    tracing::debug!(action, "nonce collision, re-signing once");
+                    nonce_retried = true;
+                }
+                Err(err) if err.code() == Some("InvalidSecurityToken.Expired") && !renewed => {
+                    tracing::info!(
+                        action,
+                        "VOD refused the STS token as expired; renewing and sending once more"
+                    );
+                    renewed = true;
+                    source
+                        .renew_rejected(&issued, self.inner.timeout)
+                        .await
+                        .ok_or(VodError::NoCredentials)?;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -127,6 +162,7 @@ impl Client {
         method: Method,
         action: &str,
         op_params: &BTreeMap<String, String>,
+        credentials: &Credentials,
     ) -> Result<T, VodError> {
         let inner = &self.inner;
         let mut params = op_params.clone();
@@ -134,21 +170,17 @@ impl Client {
             ("Action", action.to_owned()),
             ("Version", API_VERSION.to_owned()),
             ("Format", "JSON".to_owned()),
-            ("AccessKeyId", inner.credentials.access_key_id().to_owned()),
+            ("AccessKeyId", credentials.access_key_id().to_owned()),
             ("SignatureMethod", "HMAC-SHA1".to_owned()),
             ("SignatureVersion", "1.0".to_owned()),
             ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
-            ("Timestamp", timestamp(OffsetDateTime::now_utc())),
+            ("Timestamp", rpc_timestamp(OffsetDateTime::now_utc())),
         ];
         params.extend(common.map(|(k, v)| (k.to_owned(), v)));
-        if let Some(token) = inner.credentials.security_token() {
+        if let Some(token) = credentials.security_token() {
             params.insert("SecurityToken".to_owned(), token.to_owned());
         }
-        let signature = sign(
-            method.as_str(),
-            &params,
-            inner.credentials.access_key_secret(),
-        );
+        let signature = sign(method.as_str(), &params, credentials.access_key_secret());
         params.insert("Signature".to_owned(), signature);
         // Encoded with the signing encoder (`%20`, never `+`), so any form decoder reads it back.
         let query: Vec<String> = params
@@ -190,7 +222,7 @@ impl Client {
 }
 
 /// `yyyy-MM-ddTHH:mm:ssZ` in UTC, no fractional seconds.
-fn timestamp(now: OffsetDateTime) -> String {
+pub fn rpc_timestamp(now: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     now.to_offset(time::UtcOffset::UTC)
         .format(&format)
@@ -224,9 +256,9 @@ mod tests {
     #[test]
     fn timestamp_format() {
         let t = time::macros::datetime!(2025-01-15 08:30:00.123 UTC);
-        assert_eq!(timestamp(t), "2025-01-15T08:30:00Z");
+        assert_eq!(rpc_timestamp(t), "2025-01-15T08:30:00Z");
         let t = time::macros::datetime!(2025-01-15 16:30:05 +8);
-        assert_eq!(timestamp(t), "2025-01-15T08:30:05Z");
+        assert_eq!(rpc_timestamp(t), "2025-01-15T08:30:05Z");
     }
 
     #[test]
@@ -242,7 +274,7 @@ mod tests {
         let cfg = ClientConfig {
             endpoint: "not a url".to_owned(),
             timeout: Duration::from_secs(1),
-            credentials: Credentials::new("id", "secret", None),
+            credentials: Credentials::new("id", "secret", None).into(),
         };
         assert!(matches!(Client::new(cfg), Err(VodError::Config(_))));
     }

@@ -31,6 +31,10 @@ pub enum VodError {
     /// The request was refused before sending (e.g. no media IDs, or more than 20).
     #[error("invalid VOD request: {0}")]
     InvalidRequest(String),
+    /// No valid credential within the call's timeout (STS or the metadata service cannot renew
+    /// it): the call was not sent.
+    #[error("no valid credential to sign the call with: the renewal has not succeeded yet")]
+    NoCredentials,
     /// The client could not be built (bad endpoint URL, TLS setup).
     #[error("cannot set up the VOD client: {0}")]
     Config(String),
@@ -144,7 +148,9 @@ impl VodError {
                 None if *status == 429 || *status >= 500 => class_of_status(*status),
                 None => ErrorClass::Permanent,
             },
-            VodError::Timeout | VodError::Connection(_) => ErrorClass::Retryable,
+            VodError::Timeout | VodError::Connection(_) | VodError::NoCredentials => {
+                ErrorClass::Retryable
+            }
             VodError::Malformed { status, .. } => class_of_status(*status),
             VodError::InvalidRequest(_) | VodError::Config(_) => ErrorClass::Permanent,
         }

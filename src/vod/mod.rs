@@ -7,13 +7,14 @@
 //! can decide between backing off, retrying and giving up.
 
 mod client;
-mod credentials;
 mod error;
 pub mod signing;
 mod types;
 
-pub use client::{API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider};
-pub use credentials::Credentials;
+pub use crate::credentials::{CredentialSource, Credentials};
+pub use client::{
+    API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider, rpc_timestamp,
+};
 pub use error::{ErrorClass, VodError, class_of_code};
 pub use types::{
     GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MediaRefreshJob, RefreshQuota, RefreshRequest,

@@ -421,7 +421,7 @@ fn fake_vod() -> &'static FakeVod {
         let client = vod_purge::vod::Client::new(vod_purge::vod::ClientConfig {
             endpoint: format!("http://{addr}"),
             timeout: std::time::Duration::from_secs(5),
-            credentials: vod_purge::vod::Credentials::new("testid", "testsecret", None),
+            credentials: vod_purge::vod::Credentials::new("testid", "testsecret", None).into(),
         })
         .unwrap();
         FakeVod { rt, answer, client }

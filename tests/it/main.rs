@@ -1,3 +1,4 @@
+mod credentials;
 mod drills;
 mod fuzz_props;
 mod ingress;

@@ -50,6 +50,8 @@ impl Replica {
                 url = "{db_url}"
                 [vod]
                 endpoint = "{sim_url}"
+                access_key_id = "testid"
+                access_key_secret = "testsecret"
                 max_requests_per_second = {RPS}
                 timeout = "1s"
                 retry_base = "50ms"

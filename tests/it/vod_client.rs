@@ -11,7 +11,7 @@ fn client_for(endpoint: &str, credentials: Credentials, timeout: Duration) -> Cl
     Client::new(ClientConfig {
         endpoint: endpoint.to_owned(),
         timeout,
-        credentials,
+        credentials: credentials.into(),
     })
     .unwrap()
 }

@@ -54,6 +54,8 @@ pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
         url = "sqlite://{db_path}"
         [vod]
         endpoint = "{endpoint}"
+        access_key_id = "testid"
+        access_key_secret = "testsecret"
         timeout = "2s"
         retry_base = "50ms"
         retry_max = "200ms"
@@ -127,6 +129,17 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
 /// Starts the application on an existing database file and simulator.
 pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
     let settings = settings(db_path, &sim.base_url(), extra);
+    spawn_with_settings(settings, sim).await
+}
+
+/// Starts the application with `settings` as they are (their store and simulator).
+pub async fn spawn_with_settings(settings: Settings, sim: SimHandle) -> TestApp {
+    let db_path = settings
+        .store
+        .url
+        .strip_prefix("sqlite://")
+        .unwrap_or_default()
+        .to_owned();
     let app = Application::build(settings)
         .await
         .expect("application builds");
@@ -137,7 +150,7 @@ pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
         address,
         sim,
         http: http_client(),
-        db_path: db_path.to_owned(),
+        db_path,
         shutdown,
         task,
         _dir: None,
@@ -145,6 +158,12 @@ pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
 }
 
 impl TestApp {
+    /// Keeps `dir` (the store's directory, say) until the application is stopped.
+    pub fn keeping(mut self, dir: tempfile::TempDir) -> TestApp {
+        self._dir = Some(dir);
+        self
+    }
+
     /// Stops the application gracefully and returns its simulator and database directory.
     pub async fn stop(self) -> (SimHandle, Option<tempfile::TempDir>) {
         self.shutdown.shutdown();
@@ -263,4 +282,18 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The value of the series `name` (with its labels, exactly as rendered) in a `/metrics` text.
+///
+/// # Panics
+/// When the series is absent or its value is not a number.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// An AccessKey ID and secret, plus the `SecurityToken` when the key is a temporary STS key.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     access_key_id: String,
     access_key_secret: String,
@@ -25,29 +25,15 @@ impl Credentials {
         }
     }
 
-    /// Reads the standard variables `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`
-    /// and (optional) `ALIBABA_CLOUD_SECURITY_TOKEN`. `None` unless both the ID and the secret are
-    /// set and non-empty.
-    pub fn from_env() -> Option<Credentials> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let id = var("ALIBABA_CLOUD_ACCESS_KEY_ID")?;
-        let secret = var("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?;
-        Some(Credentials::new(
-            id,
-            secret,
-            var("ALIBABA_CLOUD_SECURITY_TOKEN"),
-        ))
-    }
-
     pub fn access_key_id(&self) -> &str {
         &self.access_key_id
     }
 
-    pub(crate) fn access_key_secret(&self) -> &str {
+    pub fn access_key_secret(&self) -> &str {
         &self.access_key_secret
     }
 
-    pub(crate) fn security_token(&self) -> Option<&str> {
+    pub fn security_token(&self) -> Option<&str> {
         self.security_token.as_deref()
     }
 }

@@ -1,0 +1,298 @@
+//! The simulator's credential services, written from `alibaba-credentials.md` apart from the
+//! client's providers: STS (`AssumeRoleWithOIDC`, `AssumeRole`) at `/sts/`, the ECS metadata
+//! service at its own paths, and a credentials URI at `/_sim/credentials`. Each hands out a new
+//! STS key valid for the simulator's `sts_lifetime`, which the VOD gateway then accepts until it
+//! expires. Every request is recorded like a VOD call, with the action named after it.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use super::config::ImdsMode;
+use super::faults::parse_error_code;
+use super::gateway::{self, Incoming};
+use super::reply::{ApiError, error_body, json_response, new_request_id};
+use super::state::{RecordedCall, SimState, lock};
+
+/// The STS API version.
+const STS_VERSION: &str = "2015-04-01";
+const TOKEN_TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
+
+/// Issues a key valid for the configured lifetime, truncated to the second as `Expiration` is.
+fn issue(state: &SimState) -> (String, String, String, String) {
+    let now = state.clock.now_ms();
+    let lifetime = i64::try_from(state.sts_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let expires_ms = (now.saturating_add(lifetime) / 1000) * 1000;
+    let (id, key) = lock(&state.issued).issue(now, expires_ms);
+    (id, key.secret, key.token, rfc3339(expires_ms))
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn record(
+    state: &SimState,
+    method: &str,
+    action: &str,
+    params: BTreeMap<String, String>,
+    status: u16,
+    code: Option<String>,
+) {
+    lock(&state.calls).push(RecordedCall {
+        at_ms: state.clock.now_ms(),
+        method: method.to_owned(),
+        action: action.to_owned(),
+        access_key_id: params.get("AccessKeyId").cloned().unwrap_or_default(),
+        params,
+        status,
+        code,
+        media_ids: Vec::new(),
+        task_type: None,
+    });
+}
+
+/// `POST /sts/`: `AssumeRoleWithOIDC` (no signature) or `AssumeRole` (Signature 1.0).
+pub async fn sts(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let method = req.method().as_str().to_owned();
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let mut incoming = gateway::collect_params(req.query_string(), content_type, &body);
+    let outcome = sts_action(&state, &method, &incoming);
+    let request_id = new_request_id();
+    let (status, body, code) = match outcome {
+        Ok(mut value) => {
+            value["RequestId"] = Value::String(request_id);
+            (200, value, None)
+        }
+        Err(err) => (
+            err.status,
+            error_body(&err, &request_id, "sts.aliyuncs.com"),
+            Some(err.code),
+        ),
+    };
+    incoming.params.remove("Signature");
+    let action = incoming.params.get("Action").cloned().unwrap_or_default();
+    record(&state, &method, &action, incoming.params, status, code);
+    json_response(status, &body)
+}
+
+fn sts_action(state: &SimState, method: &str, incoming: &Incoming) -> Result<Value, ApiError> {
+    let params = &incoming.params;
+    let need = |name: &str| {
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| ApiError::missing(name))
+    };
+    let action = need("Action")?;
+    let assumed_by = match action.as_str() {
+        "AssumeRoleWithOIDC" => {
+            if params.get("Version").map(String::as_str) != Some(STS_VERSION) {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidVersion",
+                    "Specified parameter Version is not valid.",
+                ));
+            }
+            if params.contains_key("Signature") || params.contains_key("AccessKeyId") {
+                return Err(ApiError::invalid(
+                    "AssumeRoleWithOIDC is an anonymous call: it carries no AccessKeyId and no Signature.",
+                ));
+            }
+            need("OIDCProviderArn")?;
+            need("OIDCToken")?;
+            "oidc"
+        }
+        "AssumeRole" => {
+            gateway::authenticate(state, method, incoming, STS_VERSION)?;
+            "key"
+        }
+        other => {
+            return Err(ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                format!("Specified api {other} is not found."),
+            ));
+        }
+    };
+    let role_arn = need("RoleArn")?;
+    let session = need("RoleSessionName")?;
+    let valid_session = (2..=32).contains(&session.len())
+        && session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".@_-".contains(c));
+    if !valid_session {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameter.RoleSessionName",
+            "The parameter RoleSessionName is wrongly formed.",
+        ));
+    }
+    if let Some(duration) = params.get("DurationSeconds") {
+        match duration.parse::<u32>() {
+            Ok(d) if (900..=43_200).contains(&d) => {}
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidParameter.DurationSeconds",
+                    "The Min/Max value of DurationSeconds is 15min/12hr.",
+                ));
+            }
+        }
+    }
+    if let Some(spec) = lock(&state.faults).sts_error_code.clone() {
+        let (code, status) = parse_error_code(&spec).unwrap_or(("InternalError".to_owned(), 500));
+        return Err(ApiError::new(
+            status,
+            &code,
+            format!("Injected fault {code}."),
+        ));
+    }
+    let (id, secret, token, expiration) = issue(state);
+    let mut answer = json!({
+        "AssumedRoleUser": {
+            "Arn": format!("{role_arn}/{session}"),
+            "AssumedRoleId": format!("3{}:{session}", &id[4..20]),
+        },
+        "Credentials": {
+            "AccessKeyId": id,
+            "AccessKeySecret": secret,
+            "SecurityToken": token,
+            "Expiration": expiration,
+        },
+    });
+    if assumed_by == "oidc" {
+        answer["OIDCTokenInfo"] = json!({"Subject": "system:serviceaccount:vod-purge:vod-purge", "Issuer": "https://oidc-ack.example", "ClientIds": "sts.aliyuncs.com"});
+    }
+    Ok(answer)
+}
+
+fn text(status: u16, body: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type("text/plain")
+    .body(body.into())
+}
+
+/// `PUT /latest/api/token`: an IMDSv2 session token for the requested TTL (1 to 21600 s).
+pub async fn imds_token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let ttl = req
+        .headers()
+        .get(TOKEN_TTL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let params = BTreeMap::from([(
+        "ttl".to_owned(),
+        ttl.map(|t| t.to_string()).unwrap_or_default(),
+    )]);
+    let (status, body) = match (state.imds, ttl) {
+        (ImdsMode::V1Only, _) => (404, "Not Found".to_owned()),
+        (_, Some(ttl)) if (1..=21_600).contains(&ttl) => {
+            let token = format!("imds-{}", uuid::Uuid::new_v4().simple());
+            let expires = state.clock.now_ms().saturating_add(ttl * 1000);
+            lock(&state.imds_tokens).insert(token.clone(), expires);
+            (200, token)
+        }
+        _ => (
+            400,
+            "X-aliyun-ecs-metadata-token-ttl-seconds must be 1 to 21600".to_owned(),
+        ),
+    };
+    record(&state, "PUT", "ImdsToken", params, status, None);
+    text(status, body)
+}
+
+/// Whether a metadata read may be answered: a valid token, or none where IMDSv1 is allowed.
+fn imds_allowed(req: &HttpRequest, state: &SimState) -> (bool, &'static str) {
+    let token = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match token {
+        Some(token) => {
+            let valid = lock(&state.imds_tokens)
+                .get(token)
+                .is_some_and(|expires| *expires > state.clock.now_ms());
+            (valid, if valid { "v2" } else { "bad-token" })
+        }
+        None => (state.imds != ImdsMode::V2Required, "v1"),
+    }
+}
+
+/// `GET /latest/meta-data/ram/security-credentials/`: the instance's role name.
+pub async fn imds_role(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let (allowed, how) = imds_allowed(&req, &state);
+    let status = if allowed { 200 } else { 401 };
+    record(
+        &state,
+        "GET",
+        "ImdsRole",
+        BTreeMap::from([("auth".to_owned(), how.to_owned())]),
+        status,
+        None,
+    );
+    if allowed {
+        text(200, state.ecs_role.clone())
+    } else {
+        text(401, "Unauthorized")
+    }
+}
+
+/// `GET /latest/meta-data/ram/security-credentials/{role}`: the role's STS key.
+pub async fn imds_credentials(
+    req: HttpRequest,
+    role: web::Path<String>,
+    state: web::Data<SimState>,
+) -> HttpResponse {
+    let (allowed, how) = imds_allowed(&req, &state);
+    let params = BTreeMap::from([
+        ("auth".to_owned(), how.to_owned()),
+        ("role".to_owned(), role.clone()),
+    ]);
+    if !allowed {
+        record(&state, "GET", "ImdsCredentials", params, 401, None);
+        return text(401, "Unauthorized");
+    }
+    if *role != state.ecs_role {
+        record(&state, "GET", "ImdsCredentials", params, 404, None);
+        return text(404, "Not Found");
+    }
+    let body = coded_credentials(&state);
+    record(&state, "GET", "ImdsCredentials", params, 200, None);
+    json_response(200, &body)
+}
+
+/// `GET /_sim/credentials`: a credentials URI, answered in the metadata service's shape.
+pub async fn credentials_uri(state: web::Data<SimState>) -> HttpResponse {
+    let body = coded_credentials(&state);
+    record(&state, "GET", "CredentialsUri", BTreeMap::new(), 200, None);
+    json_response(200, &body)
+}
+
+fn coded_credentials(state: &SimState) -> Value {
+    if let Some(code) = lock(&state.faults).metadata_code.clone() {
+        return json!({"Code": code, "Message": "Injected fault"});
+    }
+    let (id, secret, token, expiration) = issue(state);
+    json!({
+        "Code": "Success",
+        "AccessKeyId": id,
+        "AccessKeySecret": secret,
+        "SecurityToken": token,
+        "Expiration": expiration,
+        "LastUpdated": rfc3339(state.clock.now_ms()),
+    })
+}
