@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-/// Every variable the official libraries read for the default chain (`alibaba-credentials.md`).
+/// Every variable the official libraries read for the default chain (`docs/alibaba-credentials.md`).
 pub const VARIABLES: [&str; 18] = [
     "ALIBABA_CLOUD_ACCESS_KEY_ID",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET",

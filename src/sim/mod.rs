@@ -13,7 +13,7 @@
 //! defaults).
 //!
 //! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
-//! (`alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
+//! (`docs/alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
 //! (`AssumeRoleWithOIDC` unsigned, `AssumeRole` signed with Signature 1.0), the ECS metadata
 //! service at its own paths (`/latest/api/token`, `/latest/meta-data/ram/security-credentials/`,
 //! IMDSv2 enforced or absent with `--imds`), and a credentials URI at `/_sim/credentials`. The

@@ -1,4 +1,4 @@
-//! The simulator's credential services, written from `alibaba-credentials.md` apart from the
+//! The simulator's credential services, written from `docs/alibaba-credentials.md` apart from the
 //! client's providers: STS (`AssumeRoleWithOIDC`, `AssumeRole`) at `/sts/`, the ECS metadata
 //! service at its own paths, and a credentials URI at `/_sim/credentials`. Each hands out a new
 //! STS key valid for the simulator's `sts_lifetime`, which the VOD gateway then accepts until it

@@ -176,6 +176,11 @@ async fn rrsa_renews_before_expiry_and_reads_the_token_file_again() {
             .contains(r#"vod_purge_credential_renewals_total{provider="oidc",result="success"}"#),
         "{metrics}"
     );
+    let left = crate::support::metric_value(
+        &metrics,
+        r#"vod_purge_credential_expiry_seconds{provider="oidc"}"#,
+    );
+    assert!(left > 0.0 && left <= 3.0, "seconds left: {left}");
     app.stop().await;
 }
 
@@ -602,4 +607,87 @@ fn check_config_says_which_provider_was_chosen_and_why_not_the_others() {
         "{stdout}"
     );
     assert!(!stdout.contains("never-printed-secret"), "{stdout}");
+}
+
+/// The `env` entries of a manifest's container with literal values (`- name:` then `value:`).
+fn manifest_env(path: &str) -> Vec<(String, String)> {
+    let yaml = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let lines: Vec<&str> = yaml.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter_map(|pair| {
+            let name = pair[0]
+                .strip_prefix("- name: ")?
+                .split_whitespace()
+                .next()?;
+            let value = pair[1].strip_prefix("value: ")?.trim_matches('"');
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The ACK manifest's variables, with its ConfigMap, make the service assume the role through
+/// RRSA (STS and the token file redirected to the simulator and a temporary file).
+#[tokio::test]
+async fn the_rrsa_manifest_configures_the_oidc_provider() {
+    let sim = sim::start(sim_config(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ.projected.sig").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, crate::ops::configmap_config("ack-rrsa")).unwrap();
+    let env = manifest_env("k8s/ack-rrsa/deployment.yaml");
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    for needed in [
+        "ALIBABA_CLOUD_ROLE_ARN",
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        "VOD_PURGE_VOD__CREDENTIALS",
+    ] {
+        assert!(
+            names.contains(&needed),
+            "{needed} is not in the manifest: {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("ACCESS_KEY")),
+        "no AccessKey: {names:?}"
+    );
+    let out = tokio::task::spawn_blocking({
+        let sts = format!("{}/sts", sim.base_url());
+        move || {
+            crate::support::binary()
+                .args(["check-config", "--config"])
+                .arg(&config)
+                .env_clear()
+                .envs(env)
+                .env("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token)
+                .env("VOD_PURGE_VOD__STS_ENDPOINT", sts)
+                .env(
+                    "CMS_WEBHOOK_SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                )
+                .env("VOD_PURGE_STORE__URL", "postgres://vod@db/vod")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("# credentials: using oidc (AssumeRoleWithOIDC of acs:ram::"),
+        "{stdout}"
+    );
+    let sts = calls_of(&sim, "AssumeRoleWithOIDC");
+    assert_eq!(sts.len(), 1);
+    assert_eq!(sts[0].params["OIDCToken"], "eyJ.projected.sig");
+    sim.stop().await;
 }

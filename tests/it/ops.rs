@@ -343,7 +343,7 @@ async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
 }
 
 /// The `config.toml` embedded in each variant's ConfigMap, as the pod would load it.
-fn configmap_config(variant: &str) -> String {
+pub fn configmap_config(variant: &str) -> String {
     let path = format!(
         "{}/k8s/{variant}/configmap.yaml",
         env!("CARGO_MANIFEST_DIR")
