@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{Choice, Credentials, Environment};
+use crate::credentials::{Choice, Credentials, Environment, ProviderName};
 use crate::webhook::SourceConfig;
 
 /// The documented defaults; also the configuration reference.
@@ -305,7 +305,7 @@ impl Settings {
                 "an STS token needs vod.access_key_id and vod.access_key_secret".into(),
             );
         }
-        if vod.credentials == Choice::Config && self.config_keys().is_none() {
+        if vod.credentials.pinned() == Some(ProviderName::Config) && self.config_keys().is_none() {
             return fail(
                 "vod.credentials",
                 "\"config\" pins the configuration's keys, but vod.access_key_id is empty".into(),
@@ -531,7 +531,7 @@ mod tests {
         // No keys is valid: the credential chain decides at start.
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.config_keys(), None);
-        assert_eq!(s.vod.credentials, Choice::Auto);
+        assert_eq!(s.vod.credentials, Choice::default());
         assert_eq!(s.sts_endpoint(), "https://sts.aliyuncs.com");
         let table = [
             ("[vod]\naccess_key_id = \"id\"", "vod.access_key_id"),

@@ -17,34 +17,46 @@ use super::{
     CredentialError, Credentials, EcsRole, Environment, Issued, OidcRole, Plan, ProviderName,
 };
 
-/// `vod.credentials`: the chain, or one provider pinned.
+/// `vod.credentials`: `"auto"` (the chain), or the name of one provider, which pins it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Choice {
-    #[default]
-    Auto,
-    Config,
-    Env,
-    Oidc,
-    CliProfile,
-    CredentialsFile,
-    EcsRamRole,
-    CredentialsUri,
-}
+#[serde(try_from = "String", into = "String")]
+pub struct Choice(Option<ProviderName>);
 
 impl Choice {
+    pub fn pin(provider: ProviderName) -> Choice {
+        Choice(Some(provider))
+    }
+
     /// The pinned provider; `None` for the chain.
     pub fn pinned(self) -> Option<ProviderName> {
-        Some(match self {
-            Choice::Auto => return None,
-            Choice::Config => ProviderName::Config,
-            Choice::Env => ProviderName::Env,
-            Choice::Oidc => ProviderName::Oidc,
-            Choice::CliProfile => ProviderName::CliProfile,
-            Choice::CredentialsFile => ProviderName::CredentialsFile,
-            Choice::EcsRamRole => ProviderName::EcsRamRole,
-            Choice::CredentialsUri => ProviderName::CredentialsUri,
-        })
+        self.0
+    }
+}
+
+impl TryFrom<String> for Choice {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Choice, String> {
+        if name == "auto" {
+            return Ok(Choice(None));
+        }
+        ProviderName::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .map(Choice::pin)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ProviderName::ALL.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "{name:?} is neither \"auto\" nor a provider ({})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl From<Choice> for String {
+    fn from(choice: Choice) -> String {
+        choice.0.map_or("auto", ProviderName::as_str).to_owned()
     }
 }
 
@@ -310,7 +322,7 @@ pub async fn resolve(
                 failed: false,
             },
             Err(e) => {
-                if choice == Choice::Auto {
+                if choice.pinned().is_none() {
                     tracing::warn!(error = %e, "credential provider failed; trying the next one");
                 }
                 Passed {

@@ -14,6 +14,7 @@ use super::{
     AssumedRole, CredentialError, Credentials, EcsRole, Issued, OidcRole, Plan, ProviderName,
 };
 use crate::domain::Ts;
+use crate::vod::error_chain;
 use crate::vod::signing::{percent_encode, sign};
 
 /// The STS API version of `AssumeRole` and `AssumeRoleWithOIDC`.
@@ -282,21 +283,10 @@ fn encode(params: &BTreeMap<String, String>) -> String {
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
-    let response = request.send().await.map_err(|e| chain(&e))?;
+    let response = request.send().await.map_err(|e| error_chain(&e))?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| chain(&e))?;
+    let body = response.bytes().await.map_err(|e| error_chain(&e))?;
     Ok((status, body.to_vec()))
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn excerpt(body: &[u8]) -> String {

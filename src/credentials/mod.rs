@@ -51,8 +51,7 @@ pub async fn resolve_for(
 }
 
 /// The providers of the chain, in the chain's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderName {
     /// `vod.access_key_id` / `vod.access_key_secret` (and `vod.security_token`).
     Config,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::actions::split_media_ids;
 use super::config::SimConfig;
 use super::faults::Faults;
-use super::gateway;
+use super::gateway::{self, Incoming};
 use super::reply::{ApiError, error_body, json_response, new_request_id};
 use super::state::{RecordedCall, SimState, lock};
 use super::sts;
@@ -153,14 +153,30 @@ fn host_id(req: &HttpRequest) -> String {
 
 /// The VOD RPC endpoint: every call is answered, recorded, and delayed by `latency_ms`.
 async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let (status, body) = answer_rpc(&req, &body, &state, gateway::handle);
+    let latency_ms = lock(&state.faults).latency_ms;
+    if latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    }
+    json_response(status, &body)
+}
+
+/// Reads an RPC request (query and form body), answers it with `handler` (adding `RequestId`,
+/// or building the error body) and records the call. Returns the status and the body.
+pub(super) fn answer_rpc(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &SimState,
+    handler: impl Fn(&SimState, &str, &Incoming) -> Result<Value, ApiError>,
+) -> (u16, Value) {
     let at_ms = state.clock.now_ms();
     let method = req.method().as_str().to_owned();
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let mut incoming = gateway::collect_params(req.query_string(), content_type, &body);
-    let outcome = gateway::handle(&state, &method, &incoming);
+    let mut incoming = gateway::collect_params(req.query_string(), content_type, body);
+    let outcome = handler(state, &method, &incoming);
 
     let request_id = new_request_id();
     let (status, body, code) = match outcome {
@@ -172,7 +188,7 @@ async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> 
         }
         Err(err) => (
             err.status,
-            error_body(&err, &request_id, &host_id(&req)),
+            error_body(&err, &request_id, &host_id(req)),
             Some(err.code),
         ),
     };
@@ -193,12 +209,7 @@ async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> 
         params: incoming.params,
     };
     lock(&state.calls).push(call);
-
-    let latency_ms = lock(&state.faults).latency_ms;
-    if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-    }
-    json_response(status, &body)
+    (status, body)
 }
 
 async fn unsupported_method(req: HttpRequest) -> HttpResponse {

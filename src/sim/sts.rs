@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -14,7 +13,8 @@ use time::format_description::well_known::Rfc3339;
 use super::config::ImdsMode;
 use super::faults::parse_error_code;
 use super::gateway::{self, Incoming};
-use super::reply::{ApiError, error_body, json_response, new_request_id};
+use super::reply::{ApiError, json_response};
+use super::server::answer_rpc;
 use super::state::{RecordedCall, SimState, lock};
 
 /// The STS API version.
@@ -61,28 +61,7 @@ fn record(
 
 /// `POST /sts/`: `AssumeRoleWithOIDC` (no signature) or `AssumeRole` (Signature 1.0).
 pub async fn sts(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
-    let method = req.method().as_str().to_owned();
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let mut incoming = gateway::collect_params(req.query_string(), content_type, &body);
-    let outcome = sts_action(&state, &method, &incoming);
-    let request_id = new_request_id();
-    let (status, body, code) = match outcome {
-        Ok(mut value) => {
-            value["RequestId"] = Value::String(request_id);
-            (200, value, None)
-        }
-        Err(err) => (
-            err.status,
-            error_body(&err, &request_id, "sts.aliyuncs.com"),
-            Some(err.code),
-        ),
-    };
-    incoming.params.remove("Signature");
-    let action = incoming.params.get("Action").cloned().unwrap_or_default();
-    record(&state, &method, &action, incoming.params, status, code);
+    let (status, body) = answer_rpc(&req, &body, &state, sts_action);
     json_response(status, &body)
 }
 

@@ -238,7 +238,7 @@ fn transport_error(err: reqwest::Error) -> VodError {
 }
 
 /// reqwest's own message is terse ("error sending request"); the causes say what happened.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

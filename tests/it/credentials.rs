@@ -64,6 +64,25 @@ fn oidc_env(token_file: &Path) -> Environment {
     )
 }
 
+/// An application whose credential comes from RRSA (`choice` "auto" or "oidc") with STS
+/// credentials that live `lifetime`; `adjust` may change its settings. The token file holds
+/// `token` and its path is returned, with the directory that keeps it.
+async fn rrsa_app(
+    lifetime: Duration,
+    choice: &str,
+    token: &str,
+    adjust: impl FnOnce(&mut vod_purge::config::Settings),
+) -> (TestApp, std::path::PathBuf) {
+    let sim = sim::start(sim_config(lifetime)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let mut settings = chain_settings(dir.path(), &sim, oidc_env(&token_file), choice);
+    adjust(&mut settings);
+    let app = spawn_with_settings(settings, sim).await.keeping(dir);
+    (app, token_file)
+}
+
 fn calls_of(sim: &SimHandle, action: &str) -> Vec<RecordedCall> {
     sim.calls()
         .into_iter()
@@ -132,13 +151,14 @@ async fn static_keys_from_the_configuration_and_the_environment() {
 
 #[tokio::test]
 async fn rrsa_renews_before_expiry_and_reads_the_token_file_again() {
-    let sim = sim::start(sim_config(Duration::from_secs(3)))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.first-token.sig\n").unwrap();
-    let app = spawn_chain(sim, oidc_env(&token_file), "auto").await;
+    let (app, token_file) = rrsa_app(
+        Duration::from_secs(3),
+        "auto",
+        "eyJ.first-token.sig
+",
+        |_| {},
+    )
+    .await;
     let first = purge_one(&app, "rrsa-1").await;
     assert!(first.access_key_id.starts_with("STS."), "{first:?}");
     assert!(first.params.contains_key("SecurityToken"));
@@ -336,13 +356,7 @@ async fn wait_all_purged(app: &TestApp, ids: &[String]) {
 
 #[tokio::test]
 async fn credentials_that_live_three_seconds_while_webhooks_stream_for_twenty() {
-    let sim = sim::start(sim_config(Duration::from_secs(3)))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.token.sig").unwrap();
-    let app = spawn_chain(sim, oidc_env(&token_file), "oidc").await;
+    let (app, _) = rrsa_app(Duration::from_secs(3), "oidc", "eyJ.token.sig", |_| {}).await;
     let accepted = stream_webhooks(&app, "stream", 20).await;
     assert!(accepted.len() >= 150, "only {} accepted", accepted.len());
     wait_all_purged(&app, &accepted).await;
@@ -372,16 +386,16 @@ async fn job_attempts(app: &TestApp, id: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn an_expired_token_answer_renews_and_resends_once_without_spending_an_attempt() {
-    let sim = sim::start(sim_config(Duration::from_secs(3600)))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.token.sig").unwrap();
     // No quota poll: the injected answer is for the purge call.
-    let mut settings = chain_settings(dir.path(), &sim, oidc_env(&token_file), "oidc");
-    settings.vod.quota_poll_interval = Duration::ZERO;
-    let app = spawn_with_settings(settings, sim).await;
+    let no_quota_poll =
+        |s: &mut vod_purge::config::Settings| s.vod.quota_poll_interval = Duration::ZERO;
+    let (app, _) = rrsa_app(
+        Duration::from_secs(3600),
+        "oidc",
+        "eyJ.token.sig",
+        no_quota_poll,
+    )
+    .await;
     // VOD's clock says the token has expired, though its Expiration is an hour away.
     app.sim.set_faults(Faults {
         fail_next: 1,
@@ -414,13 +428,7 @@ async fn an_expired_token_answer_renews_and_resends_once_without_spending_an_att
 
 #[tokio::test]
 async fn sts_down_for_ten_seconds_while_the_credential_runs_out() {
-    let sim = sim::start(sim_config(Duration::from_secs(3)))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.token.sig").unwrap();
-    let app = spawn_chain(sim, oidc_env(&token_file), "oidc").await;
+    let (app, _) = rrsa_app(Duration::from_secs(3), "oidc", "eyJ.token.sig", |_| {}).await;
     purge_one(&app, "before").await;
     app.sim.set_faults(Faults {
         sts_error_code: Some("ServiceUnavailable/503".into()),
@@ -584,20 +592,18 @@ fn check_config_says_which_provider_was_chosen_and_why_not_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, "[server]\nadmin_token = \"t\"\n").unwrap();
-    let out = crate::support::binary()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .env_clear()
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tExample")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "never-printed-secret")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::check_config(
+        &path,
+        [
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tExample".to_owned()),
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                "never-printed-secret".to_owned(),
+            ),
+        ],
     );
+    let stdout = &out.stdout;
+    assert!(out.success, "{}", out.stderr);
     assert!(
         stdout.contains("# credentials: config skipped: not configured: vod.access_key_id and vod.access_key_secret are empty"),
         "{stdout}"
@@ -655,33 +661,27 @@ async fn the_rrsa_manifest_configures_the_oidc_provider() {
         !names.iter().any(|n| n.contains("ACCESS_KEY")),
         "no AccessKey: {names:?}"
     );
-    let out = tokio::task::spawn_blocking({
-        let sts = format!("{}/sts", sim.base_url());
-        move || {
-            crate::support::binary()
-                .args(["check-config", "--config"])
-                .arg(&config)
-                .env_clear()
-                .envs(env)
-                .env("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token)
-                .env("VOD_PURGE_VOD__STS_ENDPOINT", sts)
-                .env(
-                    "CMS_WEBHOOK_SECRET",
-                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                )
-                .env("VOD_PURGE_STORE__URL", "postgres://vod@db/vod")
-                .output()
-                .unwrap()
-        }
+    let sts = format!("{}/sts", sim.base_url());
+    let token = token.to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        // The test's values come last and win over the manifest's.
+        let mut vars: Vec<(&str, String)> =
+            env.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        vars.extend([
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token),
+            ("VOD_PURGE_VOD__STS_ENDPOINT", sts),
+            (
+                "CMS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            ),
+            ("VOD_PURGE_STORE__URL", "postgres://vod@db/vod".to_owned()),
+        ]);
+        crate::support::check_config(&config, vars)
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = &out.stdout;
+    assert!(out.success, "{}", out.stderr);
     assert!(
         stdout.contains("# credentials: using oidc (AssumeRoleWithOIDC of acs:ram::"),
         "{stdout}"

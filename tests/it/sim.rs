@@ -583,14 +583,8 @@ async fn calls_log_file_gets_json_lines() {
 
 /// A key handed out by the simulator's credentials URI.
 async fn issued_key(sim: &SimHandle) -> (String, String, String) {
-    let body: Value = http()
-        .get(format!("{}/_sim/credentials", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/_sim/credentials", sim.base_url());
+    let body: Value = http().get(url).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["Code"], "Success", "{body}");
     let field = |name: &str| body[name].as_str().unwrap().to_owned();
     (

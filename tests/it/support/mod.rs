@@ -297,3 +297,28 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
         .parse()
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
+
+/// What `vod-purge check-config --config FILE` printed, run with exactly the variables `env`.
+pub struct CheckConfig {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn check_config<'a>(
+    config: &std::path::Path,
+    env: impl IntoIterator<Item = (&'a str, String)>,
+) -> CheckConfig {
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(config)
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    CheckConfig {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
