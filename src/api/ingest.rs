@@ -25,6 +25,18 @@ pub const ADMIN_SOURCE: &str = "admin";
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ignored {
     pub ignored_event: String,
+    /// Why, where the format says (`vod-events`: a failed transcode, an unmapped event type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A `200` answer of `POST /webhooks/{source}`: an event that does not purge, or, for a
+/// `vod-callback` or `vod-events` source (VOD counts only `200` as delivered), a stored one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum WebhookOk {
+    Ignored(Ignored),
+    Stored(Receipt),
 }
 
 /// One native purge request: the body of `POST /purge` (or an element of an array of them).
@@ -87,6 +99,7 @@ async fn purge_inner(
         delivery_id,
         requests,
         state.debounce,
+        StatusCode::ACCEPTED,
     )
     .await
 }
@@ -109,8 +122,10 @@ fn count_refusal(state: &AppState, source: &str, result: &Result<HttpResponse, A
     request_body(content = Object, description = "the sender's payload, in the source's format", content_type = "application/json"),
     responses(
         (status = 202, description = "stored", body = Receipt),
-        (status = 200, description = "the event does not purge; nothing stored", body = Ignored),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, description = "the event does not purge and nothing was stored (Ignored, with the reason where the format gives one); or, for a vod-callback or vod-events source, stored (Receipt): VOD counts only 200 as delivered, and retries anything else twice within two seconds", body = WebhookOk),
+        (status = 400, description = "malformed (a body that is not JSON)", body = ErrorBody),
+        (status = 401, description = "missing, wrong or stale signature (vod-callback: X-VOD-SIGNATURE over another URL or key, X-VOD-TIMESTAMP outside the tolerance)", body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, description = "over the source's ingest rate; see Retry-After", body = ErrorBody),
         (status = 500, body = ErrorBody),
@@ -193,7 +208,8 @@ async fn webhook_inner(
         _ => None,
     };
     if let Some(event) = ignored {
-        tracing::debug!(source = %name, event = %event, "event does not purge");
+        let reason = extracted.ignored_reason;
+        tracing::debug!(source = %name, event = %event, reason = ?reason, "event does not purge");
         state
             .metrics
             .deliveries
@@ -201,6 +217,7 @@ async fn webhook_inner(
             .inc();
         return Ok(HttpResponse::Ok().json(Ignored {
             ignored_event: event,
+            reason,
         }));
     }
     let debounce = Debounce {
@@ -208,6 +225,11 @@ async fn webhook_inner(
         max_wait: source.max_wait().unwrap_or(state.debounce.max_wait),
     };
     let delivery_id = source.delivery_id(&headers);
+    let answer = if source.answers_stored_with_200() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     enqueue(
         state,
         &name,
@@ -215,11 +237,13 @@ async fn webhook_inner(
         delivery_id,
         extracted.requests,
         debounce,
+        answer,
     )
     .await
 }
 
-/// Validates every ID, then stores the whole request in one commit.
+/// Validates every ID, then stores the whole request in one commit; answers `answer` (`202`,
+/// or `200` for a sender that counts only `200`).
 async fn enqueue(
     state: &AppState,
     source: &str,
@@ -227,6 +251,7 @@ async fn enqueue(
     delivery_id: Option<String>,
     requests: Vec<PurgeRequest>,
     debounce: Debounce,
+    answer: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
     let total: usize = requests.iter().map(|r| r.media_ids.len()).sum();
     let max = state.settings.queue.max_ids_per_request;
@@ -288,10 +313,11 @@ async fn enqueue(
             detail,
         ));
     }
-    store(state, source, counters, delivery_id, items, rejected).await
+    let receipt = store(state, source, counters, delivery_id, items, rejected).await?;
+    Ok(HttpResponse::build(answer).json(receipt))
 }
 
-/// Stores valid items in one commit and answers `202` with the receipt.
+/// Stores valid items in one commit and returns the receipt.
 pub(crate) async fn store(
     state: &AppState,
     source: &str,
@@ -299,7 +325,7 @@ pub(crate) async fn store(
     delivery_id: Option<String>,
     items: Vec<NewItem>,
     rejected: Vec<RejectedId>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Receipt, ApiError> {
     let now = Ts::now();
     let ingest = Ingest {
         source: source.to_owned(),
@@ -329,7 +355,7 @@ pub(crate) async fn store(
         redelivery = receipt.redelivery,
         "delivery stored"
     );
-    Ok(HttpResponse::Accepted().json(receipt))
+    Ok(receipt)
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {

@@ -345,7 +345,7 @@ pub async fn resubmit_job(
         ));
     }
     tracing::info!(job_id = %id, ids = items.len(), "failed submissions queued again by an operator");
-    ingest::store(
+    let receipt = ingest::store(
         &state,
         ingest::ADMIN_SOURCE,
         &state.admin_stored,
@@ -353,7 +353,8 @@ pub async fn resubmit_job(
         items,
         Vec::new(),
     )
-    .await
+    .await?;
+    Ok(HttpResponse::Accepted().json(receipt))
 }
 
 /// Pending state and recent jobs of one media ID.

@@ -28,6 +28,9 @@ pub enum AuthKind {
     Ghost,
     /// Contentful request verification (`x-contentful-signature` and friends).
     Contentful,
+    /// ApsaraVideo VOD event notifications: `X-VOD-SIGNATURE` is
+    /// `md5("<callback_url>|<X-VOD-TIMESTAMP>|<key>")`.
+    VodCallback,
     /// No authentication; only when written explicitly.
     None,
 }
@@ -45,6 +48,17 @@ pub enum FormatKind {
     Sanity,
     Directus,
     Ghost,
+    /// ApsaraVideo VOD's event notifications (`TranscodeComplete`, ...), mapped by `events`.
+    VodEvents,
+}
+
+/// `events`: for the CMS presets, the events that purge; for `vod-events`, what each event type
+/// does (`Refresh`, `Preload`, `RefreshThenPreload` or `ignore`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Events {
+    List(Vec<String>),
+    Table(std::collections::BTreeMap<String, String>),
 }
 
 /// Which HMAC the `hmac` scheme computes.
@@ -100,8 +114,12 @@ pub struct SourceConfig {
     /// `hmac`: text before the signature in the header, such as `sha256=` (matched ignoring case).
     #[serde(default)]
     pub prefix: Option<String>,
-    /// `standard-webhooks`, `sanity`, `ghost`, `contentful`: how far the signed timestamp may be
-    /// from the server's clock, in either direction. Default 5 minutes.
+    /// `vod-callback`: the callback URL exactly as configured in VOD (VOD signs it; an ingress in
+    /// front of the service usually rewrites the URL the request arrives at).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// `standard-webhooks`, `sanity`, `ghost`, `contentful`, `vod-callback`: how far the signed
+    /// timestamp may be from the server's clock, in either direction. Default 5 minutes.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
     pub tolerance: Duration,
 
@@ -115,9 +133,10 @@ pub struct SourceConfig {
     /// `strapi`: where the media ID is inside the `media` object of `media.*` events.
     #[serde(default)]
     pub media_id_field: Option<String>,
-    /// Presets: the events that purge, replacing the format's default list.
+    /// Presets: the events that purge, replacing the format's default list (a list).
+    /// `vod-events`: what each event type does, added to the defaults (a table).
     #[serde(default)]
-    pub events: Option<Vec<String>>,
+    pub events: Option<Events>,
     /// The task for IDs found by `json-pointer` and presets; the default for `native` bodies
     /// that name none.
     #[serde(default)]
@@ -155,14 +174,32 @@ impl AuthKind {
     pub(crate) fn has_timestamp(self) -> bool {
         matches!(
             self,
-            AuthKind::StandardWebhooks | AuthKind::Sanity | AuthKind::Ghost | AuthKind::Contentful
+            AuthKind::StandardWebhooks
+                | AuthKind::Sanity
+                | AuthKind::Ghost
+                | AuthKind::Contentful
+                | AuthKind::VodCallback
         )
     }
 }
 
 impl FormatKind {
+    /// The CMS presets (Strapi, Contentful, Sanity, Directus, Ghost).
     pub(crate) fn is_preset(self) -> bool {
-        !matches!(self, FormatKind::Native | FormatKind::JsonPointer)
+        !matches!(
+            self,
+            FormatKind::Native | FormatKind::JsonPointer | FormatKind::VodEvents
+        )
+    }
+}
+
+impl SourceConfig {
+    /// The presets' `events` list, when one is given.
+    pub(crate) fn event_list(&self) -> Option<Vec<String>> {
+        match &self.events {
+            Some(Events::List(list)) => Some(list.clone()),
+            _ => None,
+        }
     }
 }
 

@@ -10,9 +10,9 @@
 //!
 //! - `config` and `validate`: the `[[sources]]` table and its checks.
 //! - `auth`: the signature schemes (`standard-webhooks`, `hmac`, `bearer`, `sanity`, `ghost`,
-//!   `contentful`, `none`).
-//! - `payload`: the formats (`native`, `json-pointer` and the CMS presets), one pointer
-//!   mechanism underneath.
+//!   `contentful`, `vod-callback`, `none`).
+//! - `payload`: the formats (`native`, `json-pointer`, the CMS presets, one pointer mechanism
+//!   underneath, and `vod-events`, VOD's own event notifications).
 //! - `error`: [`AuthError`] and [`PayloadError`], each with a stable code.
 
 mod auth;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::domain::{RawOptions, RequestedTask, Ts};
 
 pub use config::{
-    AuthKind, DEFAULT_TOLERANCE, FormatKind, HmacAlgorithm, SignatureEncoding, SourceConfig,
+    AuthKind, DEFAULT_TOLERANCE, Events, FormatKind, HmacAlgorithm, SignatureEncoding, SourceConfig,
 };
 pub use error::{AuthError, PayloadError};
 pub use payload::native::parse_native;
@@ -84,6 +84,8 @@ pub struct Extracted {
     pub requests: Vec<PurgeRequest>,
     /// Set when the event is one that does not purge (e.g. Strapi `entry.create` by default).
     pub ignored_event: Option<String>,
+    /// Why it does not purge, where the format says (a failed transcode, an unmapped event).
+    pub ignored_reason: Option<String>,
 }
 
 /// Media IDs with what to do with them.
@@ -183,6 +185,12 @@ impl Source {
     /// simply concerns no video (CMS formats), which is acknowledged without storing anything.
     pub fn requires_media_ids(&self) -> bool {
         self.format.is_native()
+    }
+
+    /// Whether a stored delivery is answered `200` rather than `202`: VOD's event notifications
+    /// count only a `200` as delivered.
+    pub fn answers_stored_with_200(&self) -> bool {
+        matches!(self.verifier, auth::Verifier::VodCallback(_)) || self.format.is_vod_events()
     }
 
     pub fn is_unauthenticated(&self) -> bool {

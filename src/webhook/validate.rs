@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::domain::PurgeOptions;
 
-use super::config::{AuthKind, FormatKind, SourceConfig};
+use super::config::{AuthKind, Events, FormatKind, SourceConfig};
 use super::payload::pointer::Pointer;
 
 impl SourceConfig {
@@ -80,6 +80,23 @@ impl SourceConfig {
         if auth.has_timestamp() && self.tolerance.is_zero() {
             return Err("tolerance must be positive".to_owned());
         }
+        match (&self.callback_url, auth) {
+            (None, AuthKind::VodCallback) => {
+                return Err("auth = \"vod-callback\" needs callback_url (the URL exactly as configured in VOD, which VOD signs)".to_owned());
+            }
+            (Some(url), AuthKind::VodCallback) => {
+                let valid = url.starts_with("http://") || url.starts_with("https://");
+                if !valid || url.contains(char::is_whitespace) || url.contains('|') {
+                    return Err(format!(
+                        "callback_url {url:?} is not an http:// or https:// URL"
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                return Err("callback_url is only used by auth = \"vod-callback\"".to_owned());
+            }
+            (None, _) => {}
+        }
         if auth == AuthKind::StandardWebhooks {
             for (i, secret) in self.secrets.iter().enumerate() {
                 super::auth::standard::decode_secret(secret)
@@ -107,17 +124,34 @@ impl SourceConfig {
             for (key, set) in [
                 ("id_field", self.id_field.is_some()),
                 ("media_id_field", self.media_id_field.is_some()),
-                ("events", self.events.is_some()),
             ] {
                 if set {
                     return Err(format!("{key} is only used by the CMS preset formats"));
                 }
             }
         }
+        match (&self.events, format) {
+            (Some(Events::List(_)), f) if !f.is_preset() => {
+                return Err(
+                    "events as a list is only used by the CMS preset formats (vod-events takes a table)"
+                        .to_owned(),
+                );
+            }
+            (Some(Events::Table(_)), f) if f != FormatKind::VodEvents => {
+                return Err("events as a table is only used by format = \"vod-events\"".to_owned());
+            }
+            (Some(Events::Table(table)), _) => {
+                for (event, action) in table {
+                    super::payload::vod::EventAction::parse(action)
+                        .map_err(|why| format!("events.{event}: {why}"))?;
+                }
+            }
+            _ => {}
+        }
         if self.media_id_field.is_some() && format != FormatKind::Strapi {
             return Err("media_id_field is only used by format = \"strapi\"".to_owned());
         }
-        if let Some(events) = &self.events
+        if let Some(Events::List(events)) = &self.events
             && events.iter().any(|e| e.trim().is_empty())
         {
             return Err("events must not contain an empty string".to_owned());
@@ -269,6 +303,30 @@ mod tests {
                 "rate_limit",
             ),
             ("auth = \"none\"\nformat = \"native\"\nburst = 5", "burst"),
+            (
+                "auth = \"vod-callback\"\nsecrets = [\"k\"]\nformat = \"vod-events\"",
+                "callback_url",
+            ),
+            (
+                "auth = \"vod-callback\"\nsecrets = [\"k\"]\nformat = \"vod-events\"\ncallback_url = \"example.com/cb\"",
+                "callback_url",
+            ),
+            (
+                "auth = \"bearer\"\nsecrets = [\"k\"]\nformat = \"vod-events\"\ncallback_url = \"https://x/cb\"",
+                "callback_url is only used by auth = \"vod-callback\"",
+            ),
+            (
+                "auth = \"none\"\nformat = \"vod-events\"\nevents = [\"TranscodeComplete\"]",
+                "events as a list",
+            ),
+            (
+                "auth = \"none\"\nformat = \"strapi\"\nevents = { \"entry.update\" = \"Refresh\" }",
+                "events as a table",
+            ),
+            (
+                "auth = \"none\"\nformat = \"vod-events\"\nevents = { TranscodeComplete = \"Purge\" }",
+                "events.TranscodeComplete: \"Purge\" is not Refresh",
+            ),
         ] {
             let err = parse(&format!("{base}{rest}")).validate().expect_err(rest);
             assert!(err.starts_with("sources.s: "), "{err}");

@@ -14,3 +14,4 @@ mod webhook_auth;
 mod webhook_formats;
 mod webhook_props;
 mod webhook_support;
+mod webhook_vod;

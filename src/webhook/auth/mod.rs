@@ -8,6 +8,7 @@
 pub(crate) mod cms;
 pub(crate) mod simple;
 pub(crate) mod standard;
+pub(crate) mod vod;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub(crate) enum Verifier {
     Sanity(cms::Sanity),
     Ghost(cms::Ghost),
     Contentful(cms::Contentful),
+    VodCallback(vod::VodCallback),
     None,
 }
 
@@ -59,6 +61,11 @@ impl Verifier {
                 secrets: secrets(),
                 tolerance: cfg.tolerance,
             }),
+            AuthKind::VodCallback => Verifier::VodCallback(vod::VodCallback {
+                callback_url: cfg.callback_url.clone().unwrap_or_default(),
+                secrets: cfg.secrets.clone(),
+                tolerance: cfg.tolerance,
+            }),
             AuthKind::None => Verifier::None,
         })
     }
@@ -71,6 +78,7 @@ impl Verifier {
             Verifier::Sanity(v) => v.verify(req, now),
             Verifier::Ghost(v) => v.verify(req, now),
             Verifier::Contentful(v) => v.verify(req, now),
+            Verifier::VodCallback(v) => v.verify(req, now),
             Verifier::None => Ok(()),
         }
     }

@@ -8,12 +8,13 @@
 pub(crate) mod native;
 pub mod pointer;
 pub(crate) mod presets;
+pub(crate) mod vod;
 
 use serde_json::Value;
 
 use crate::domain::{RawOptions, RequestedTask};
 
-use super::config::{FormatKind, SourceConfig};
+use super::config::{Events, FormatKind, SourceConfig};
 use super::error::PayloadError;
 use super::{Extracted, MAX_IDS_PER_DELIVERY, PurgeRequest, Request};
 use pointer::Pointer;
@@ -31,12 +32,17 @@ impl Format {
     pub(crate) fn is_native(&self) -> bool {
         matches!(self.kind, Kind::Native)
     }
+
+    pub(crate) fn is_vod_events(&self) -> bool {
+        matches!(self.kind, Kind::Vod(_))
+    }
 }
 
 enum Kind {
     Native,
     Pointers(Vec<Pointer>),
     Preset(presets::Preset),
+    Vod(vod::VodEvents),
 }
 
 impl Format {
@@ -49,6 +55,10 @@ impl Format {
                     .map(|p| Pointer::parse(p))
                     .collect::<Result<_, _>>()?,
             ),
+            FormatKind::VodEvents => Kind::Vod(vod::VodEvents::new(match &cfg.events {
+                Some(Events::Table(table)) => Some(table),
+                _ => None,
+            })?),
             _ => Kind::Preset(presets::Preset::new(cfg)?),
         };
         Ok(Format {
@@ -64,7 +74,25 @@ impl Format {
                 let requests = native::parse_with_defaults(req.body, self.task, &self.options)?;
                 return Ok(Extracted {
                     requests,
-                    ignored_event: None,
+                    ..Extracted::default()
+                });
+            }
+            Kind::Vod(events) => {
+                let value = PayloadError::parse_json(req.body)?;
+                return Ok(match events.extract(&value)? {
+                    vod::Outcome::Purge(id, task) => Extracted {
+                        requests: vec![PurgeRequest {
+                            media_ids: vec![id],
+                            task,
+                            options: self.options.clone(),
+                        }],
+                        ..Extracted::default()
+                    },
+                    vod::Outcome::Ignored(event, reason) => Extracted {
+                        requests: Vec::new(),
+                        ignored_event: Some(event),
+                        ignored_reason: Some(reason),
+                    },
                 });
             }
             Kind::Pointers(pointers) => {
@@ -91,6 +119,7 @@ impl Format {
         Ok(Extracted {
             requests,
             ignored_event,
+            ignored_reason: None,
         })
     }
 }

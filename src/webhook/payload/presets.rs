@@ -105,7 +105,7 @@ impl Preset {
                         .as_deref()
                         .unwrap_or(STRAPI_MEDIA_ID_FIELD),
                 )?),
-                events: cfg.events.clone().unwrap_or_else(|| owned(&STRAPI_EVENTS)),
+                events: cfg.event_list().unwrap_or_else(|| owned(&STRAPI_EVENTS)),
             },
             FormatKind::Contentful => Preset::Contentful {
                 ids: match cfg.id_field.as_deref() {
@@ -116,8 +116,7 @@ impl Preset {
                     ))?,
                 },
                 events: cfg
-                    .events
-                    .as_ref()
+                    .event_list()
                     .map(|list| {
                         list.iter()
                             .map(|e| contentful_event(e).to_owned())
@@ -127,14 +126,14 @@ impl Preset {
             },
             FormatKind::Sanity => Preset::Sanity {
                 ids: field(SANITY_ID_FIELD)?,
-                events: cfg.events.clone(),
+                events: cfg.event_list(),
             },
             FormatKind::Directus => Preset::Directus {
                 ids: match &cfg.id_field {
                     Some(f) => vec![field_pointer(f)?],
                     None => vec![Pointer::from_keys(["keys"]), Pointer::from_keys(["key"])],
                 },
-                events: cfg.events.clone(),
+                events: cfg.event_list(),
             },
             FormatKind::Ghost => {
                 let f = field(GHOST_ID_FIELD)?;
@@ -147,10 +146,10 @@ impl Preset {
                 Preset::Ghost {
                     current: under("current"),
                     previous: under("previous"),
-                    events: cfg.events.clone(),
+                    events: cfg.event_list(),
                 }
             }
-            FormatKind::Native | FormatKind::JsonPointer => {
+            FormatKind::Native | FormatKind::JsonPointer | FormatKind::VodEvents => {
                 return Err("not a preset format".to_owned());
             }
         })
