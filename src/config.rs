@@ -42,6 +42,12 @@ pub struct ServerSettings {
     pub admin_token: Secret,
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    pub unauthenticated_reads: usize,
+    pub peer_failures_per_second: u32,
+    pub peer_failure_burst: u32,
+    pub trusted_proxies: Vec<String>,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -358,9 +364,32 @@ impl Settings {
         if queue.max_ids_per_request == 0 {
             return fail("queue.max_ids_per_request", "must be at least 1".into());
         }
-        if self.server.max_body_bytes < 64 {
+        let server = &self.server;
+        if server.max_body_bytes < 64 {
             return fail("server.max_body_bytes", "must be at least 64".into());
         }
+        if server.body_timeout.is_zero() {
+            return fail("server.body_timeout", "must be more than zero".into());
+        }
+        for (key, value) in [
+            (
+                "server.unauthenticated_reads",
+                server.unauthenticated_reads as u64,
+            ),
+            (
+                "server.peer_failures_per_second",
+                u64::from(server.peer_failures_per_second),
+            ),
+            (
+                "server.peer_failure_burst",
+                u64::from(server.peer_failure_burst),
+            ),
+        ] {
+            if value == 0 {
+                return fail(key, "must be at least 1".into());
+            }
+        }
+        self.trusted_proxies()?;
         self.store_location()?;
         let mut names = std::collections::HashSet::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -391,6 +420,19 @@ impl Settings {
                 "store.url: {url:?} must start with sqlite:// or postgres://"
             )))
         }
+    }
+
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                crate::api::guard::parse_proxy(entry)
+                    .map_err(|why| ConfigError(format!("server.trusted_proxies[{i}]: {why}")))
+            })
+            .collect()
     }
 
     /// The keys of `vod.access_key_id` / `_secret` / `vod.security_token`, when set.
@@ -501,6 +543,19 @@ mod tests {
                 "queue.media_id_pattern",
             ),
             ("[vod]\nendpoint = \"ftp://x\"", "vod.endpoint"),
+            ("[server]\nbody_timeout = \"0s\"", "server.body_timeout"),
+            (
+                "[server]\nunauthenticated_reads = 0",
+                "server.unauthenticated_reads",
+            ),
+            (
+                "[server]\npeer_failure_burst = 0",
+                "server.peer_failure_burst",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.local\"]",
+                "server.trusted_proxies[1]",
+            ),
         ];
         for (text, key) in table {
             let err = load(text).expect_err(text);

@@ -6,9 +6,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
+/// The default filter: `info`, except actix-http's per-connection protocol errors. A malformed
+/// request is answered 400 and closed; actix also logs it as an `ERROR` ("stream error"), which
+/// would let anyone fill the error log and page whoever watches it. They are shown with
+/// `RUST_LOG=info,actix_http::h1=debug`.
+pub const DEFAULT_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default ([`DEFAULT_FILTER`]).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -25,6 +25,17 @@ pub enum ApiError {
         source_name: String,
         retry_after_secs: u64,
     },
+    /// The client address has used up its budget of failed requests.
+    #[error("too many failed requests from this address; retry after {retry_after_secs} s")]
+    PeerLimited { retry_after_secs: u64 },
+    /// The body did not arrive within `server.body_timeout`; the connection is closed.
+    #[error("the body did not arrive within {timeout_secs} s")]
+    BodyTimeout { timeout_secs: u64 },
+    /// Too many bodies of this source are being read before authentication.
+    #[error(
+        "too many unauthenticated deliveries to source {source_name} in progress; retry shortly"
+    )]
+    Busy { source_name: String },
     #[error("the store is unavailable")]
     Store(#[from] StoreError),
 }
@@ -50,6 +61,9 @@ impl ApiError {
         match self {
             ApiError::Client { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::PeerLimited { .. } => "too_many_failures",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::Busy { .. } => "busy",
             ApiError::Store(StoreError::Corrupt { .. }) => "internal",
             ApiError::Store(_) => "store_unavailable",
         }
@@ -93,7 +107,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Client { status, .. } => *status,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::PeerLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The database is unreachable or going away: nothing was stored, retrying later helps.
             ApiError::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,12 +130,18 @@ impl ResponseError for ApiError {
         let retry_after = match self {
             ApiError::RateLimited {
                 retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            }
+            | ApiError::PeerLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Busy { .. } => Some(1),
             ApiError::Store(_) if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };
         if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
             response.insert_header((header::RETRY_AFTER, value));
+        }
+        if matches!(self, ApiError::BodyTimeout { .. }) {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.force_close();
         }
         response.json(ErrorBody {
             error: ErrorDetail {

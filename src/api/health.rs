@@ -5,10 +5,14 @@
 //! being unreachable does not make the pod unready (ingest is still safe and durable), but a
 //! credential error from VOD is reported in the details. Whether this replica is the one running
 //! the flusher (`flusher_active`) is reported too, and does not affect readiness either.
+//!
+//! `/readyz` needs no token, so its error texts (the store's, VOD's) are shown only to a caller
+//! who may read the API (the admin token, when one is configured); others see that there is an
+//! error, not what it says.
 
 use std::sync::atomic::Ordering;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
@@ -18,7 +22,9 @@ pub struct Readiness {
     pub ready: bool,
     pub store: String,
     pub draining: bool,
-    /// The last credential error VOD reported, if any (does not affect readiness).
+    /// Whether VOD's last answer was a credential error (does not affect readiness).
+    pub vod_credentials_refused: bool,
+    /// That error's text, shown with the admin token only.
     pub vod_credential_error: Option<String>,
     /// Whether this process is the store's leader and runs the flusher (one per store).
     pub flusher_active: bool,
@@ -36,22 +42,32 @@ pub async fn healthz() -> HttpResponse {
 /// The process should receive traffic.
 #[utoipa::path(security(()), responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 #[get("/readyz")]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let detail = state.authorize_read(&req).is_ok();
+    let text = |what: &str, e: &dyn std::fmt::Display| {
+        if detail {
+            format!("{what}: {e}")
+        } else {
+            what.to_owned()
+        }
+    };
     let draining = state.draining.load(Ordering::SeqCst);
     let store = match state.store.ping().await {
-        Err(e) => format!("unreachable: {e}"),
+        Err(e) => text("unreachable", &e),
         Ok(()) => match state.store.migrated().await {
             Ok(true) => "ok".to_owned(),
             Ok(false) => "migrations pending".to_owned(),
-            Err(e) => format!("cannot read migrations: {e}"),
+            Err(e) => text("cannot read migrations", &e),
         },
     };
     let ready = !draining && store == "ok";
+    let credential_error = state.flusher.credential_error();
     let body = Readiness {
         ready,
         store,
         draining,
-        vod_credential_error: state.flusher.credential_error(),
+        vod_credentials_refused: credential_error.is_some(),
+        vod_credential_error: credential_error.filter(|_| detail),
         flusher_active: state.flusher.is_active(),
         flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
     };

@@ -1,8 +1,14 @@
 //! `POST /webhooks/{source}` and `POST /purge`: verify, parse, validate, store, answer 202.
 //!
-//! The order matters: the cheap refusals (unknown source, rate limit, content type, size) come
-//! before reading the body; authentication runs over the raw bytes before any parsing; nothing
-//! is stored unless the whole request is usable, and `202` is sent only after the commit.
+//! The order matters. A client address that has used up its budget of failed requests is
+//! refused first, before anything is read (`guard`). Then the cheap refusals (unknown source,
+//! content type, declared size). Schemes whose credential is all in the headers (bearer,
+//! vod-callback) authenticate before the body is read; the others read it first, within a
+//! per-source cap on such unauthenticated reads. Every body must arrive within
+//! `server.body_timeout`, and its buffer grows with the bytes received, not with the declared
+//! length. Authentication runs over the raw bytes before any parsing; the source's rate limit
+//! counts authenticated deliveries only; nothing is stored unless the whole request is usable,
+//! and `202` is sent only after the commit.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
@@ -11,7 +17,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::{AppState, caller_request_id};
+use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
@@ -77,8 +83,47 @@ pub async fn purge(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = purge_inner(&state, &req, payload).await;
+    let result = guarded(&state, &req, purge_inner(&state, &req, payload)).await;
     count_refusal(&state, ADMIN_SOURCE, &result);
+    result
+}
+
+/// The client's address, behind the trusted proxies.
+fn client(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    guard::client_addr(peer, forwarded, &state.trusted_proxies)
+}
+
+/// Runs `handle` unless the client has used up its failed requests, and counts its failure.
+async fn guarded(
+    state: &AppState,
+    req: &HttpRequest,
+    handle: impl std::future::Future<Output = Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let peer = client(state, req);
+    if let Err(wait) = state.peers.admit(peer) {
+        return Err(ApiError::PeerLimited {
+            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        });
+    }
+    let result = handle.await;
+    if let Err(error) = &result {
+        // The sender's own budget (429 of the source's rate limit) and the store's failures
+        // are not the client's fault.
+        let failure = matches!(
+            error,
+            ApiError::Client { .. } | ApiError::BodyTimeout { .. } | ApiError::Busy { .. }
+        );
+        if failure {
+            state.peers.failed(peer);
+        }
+    }
     result
 }
 
@@ -89,9 +134,9 @@ async fn purge_inner(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize_admin(req)?;
     require_json(req)?;
-    let body = read_body(payload, req, state.settings.server.max_body_bytes).await?;
+    let body = read_body(payload, req, &state.settings.server).await?;
     let requests = parse_native(&body)?;
-    let delivery_id = header(req, "idempotency-key");
+    let delivery_id = checked_delivery_id(header(req, "idempotency-key"))?;
     enqueue(
         state,
         ADMIN_SOURCE,
@@ -127,7 +172,9 @@ fn count_refusal(state: &AppState, source: &str, result: &Result<HttpResponse, A
         (status = 401, description = "missing, wrong or stale signature (vod-callback: X-VOD-SIGNATURE over another URL or key, X-VOD-TIMESTAMP outside the tolerance)", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, description = "over the source's ingest rate; see Retry-After", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within server.body_timeout; the connection is closed", body = ErrorBody),
+        (status = 429, description = "over the source's ingest rate (authenticated deliveries), or the client address has used up its budget of failed requests (too_many_failures); see Retry-After", body = ErrorBody),
+        (status = 503, description = "too many bodies of this source are being read before authentication (busy); see Retry-After", body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
 )]
@@ -139,7 +186,12 @@ pub async fn receive_webhook(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let result = webhook_inner(&state, req, name.clone(), payload).await;
+    let result = guarded(
+        &state,
+        &req,
+        webhook_inner(&state, &req, name.clone(), payload),
+    )
+    .await;
     // Unknown names are not labels: anyone can invent them.
     let label = if state.sources.contains_key(&name) {
         name.as_str()
@@ -152,7 +204,7 @@ pub async fn receive_webhook(
 
 async fn webhook_inner(
     state: &AppState,
-    req: HttpRequest,
+    req: &HttpRequest,
     name: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -162,6 +214,46 @@ async fn webhook_inner(
             format!("no source named {name:?} is configured"),
         ));
     };
+    require_json(req)?;
+    let headers = Headers::new(
+        req.headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    );
+    let raw_path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    let source = &entry.source;
+    // Looked up only for a warning, not on every delivery.
+    let request_id = || caller_request_id(req.headers()).and_then(|v| v.to_str().ok());
+    let verify = |body: &[u8]| {
+        let request = Request {
+            method: req.method().as_str(),
+            path: raw_path,
+            headers: &headers,
+            body,
+        };
+        source.verify(&request, Ts::now()).inspect_err(|error| {
+            tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook refused: {error}");
+        })
+    };
+    let body = if source.authenticates_by_headers() {
+        verify(&[])?;
+        read_body(payload, req, &state.settings.server).await?
+    } else {
+        let _permit = entry
+            .unauthenticated_reads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy {
+                source_name: name.clone(),
+            })?;
+        let body = read_body(payload, req, &state.settings.server).await?;
+        verify(&body)?;
+        body
+    };
+    // The sender's own budget: authenticated deliveries only.
     if let Some(limiter) = &entry.limiter
         && let Err(not_until) = limiter.check()
     {
@@ -172,30 +264,12 @@ async fn webhook_inner(
             retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         });
     }
-    require_json(&req)?;
-    let body = read_body(payload, &req, state.settings.server.max_body_bytes).await?;
-    let headers = Headers::new(
-        req.headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-    );
-    let raw_path = req
-        .uri()
-        .path_and_query()
-        .map_or(req.path(), |p| p.as_str());
     let request = Request {
         method: req.method().as_str(),
         path: raw_path,
         headers: &headers,
         body: &body,
     };
-    let source = &entry.source;
-    // Looked up only for a warning, not on every delivery.
-    let request_id = || caller_request_id(req.headers()).and_then(|v| v.to_str().ok());
-    if let Err(error) = source.verify(&request, Ts::now()) {
-        tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook refused: {error}");
-        return Err(error.into());
-    }
     let extracted = source.extract(&request).inspect_err(|error| {
         tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook payload refused: {error}");
     })?;
@@ -224,7 +298,7 @@ async fn webhook_inner(
         quiet: source.quiet().unwrap_or(state.debounce.quiet),
         max_wait: source.max_wait().unwrap_or(state.debounce.max_wait),
     };
-    let delivery_id = source.delivery_id(&headers);
+    let delivery_id = checked_delivery_id(source.delivery_id(&headers))?;
     let answer = if source.answers_stored_with_200() {
         StatusCode::OK
     } else {
@@ -393,8 +467,43 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit`.
+/// The longest delivery ID (`webhook-id`, `Idempotency-Key`, ...) that is stored.
+pub const MAX_DELIVERY_ID_LEN: usize = 200;
+
+/// A delivery ID is stored for `store.idempotency_retention`: a long one is refused, not kept.
+fn checked_delivery_id(id: Option<String>) -> Result<Option<String>, ApiError> {
+    match id {
+        Some(id) if id.len() > MAX_DELIVERY_ID_LEN => Err(ApiError::bad_request(
+            "invalid_delivery_id",
+            format!(
+                "the delivery ID (webhook-id, Idempotency-Key or the source's delivery_id_header) is {} bytes long, at most {MAX_DELIVERY_ID_LEN} are accepted",
+                id.len()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The first capacity of a body buffer: it grows with the bytes received, never with the
+/// length a client declares.
+const FIRST_BUFFER: usize = 8 * 1024;
+
+/// Reads the whole body within `server.body_timeout`, refusing it as soon as it passes
+/// `server.max_body_bytes`.
 async fn read_body(
+    payload: web::Payload,
+    req: &HttpRequest,
+    server: &crate::config::ServerSettings,
+) -> Result<web::Bytes, ApiError> {
+    let timeout = server.body_timeout;
+    tokio::time::timeout(timeout, read_limited(payload, req, server.max_body_bytes))
+        .await
+        .unwrap_or(Err(ApiError::BodyTimeout {
+            timeout_secs: timeout.as_secs().max(1),
+        }))
+}
+
+async fn read_limited(
     mut payload: web::Payload,
     req: &HttpRequest,
     limit: usize,
@@ -414,7 +523,7 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(FIRST_BUFFER));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}"))

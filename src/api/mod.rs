@@ -4,6 +4,7 @@
 //! They never call VOD: that is the flusher's job.
 
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod ingest;
 pub mod openapi;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The counters of `POST /purge` deliveries.
     pub admin_stored: StoredCounters,
+    /// Failed requests per client address.
+    pub peers: guard::PeerGuard,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What VOD calls are signed with (for the expiry metric); `None` in dry-run mode.
     pub credentials: Option<crate::credentials::CredentialSource>,
 }
@@ -50,8 +55,12 @@ pub struct AppState {
 /// A configured source with its ingest limiter and counters.
 pub struct SourceState {
     pub source: Source,
+    /// The source's `rate_limit`, counting authenticated deliveries only.
     pub limiter: Option<DefaultDirectRateLimiter>,
     pub stored: StoredCounters,
+    /// Permits for bodies read before their sender is authenticated
+    /// (`server.unauthenticated_reads`).
+    pub unauthenticated_reads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -74,12 +83,14 @@ impl AppState {
                 RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
             });
             let stored = metrics.stored_counters(&cfg.name);
+            let reads = settings.server.unauthenticated_reads;
             sources.insert(
                 cfg.name.clone(),
                 SourceState {
                     source,
                     limiter,
                     stored,
+                    unauthenticated_reads: std::sync::Arc::new(tokio::sync::Semaphore::new(reads)),
                 },
             );
         }
@@ -89,7 +100,13 @@ impl AppState {
             quiet: settings.queue.quiet,
             max_wait: settings.queue.max_wait,
         };
+        let server = &settings.server;
+        let peers =
+            guard::PeerGuard::new(server.peer_failures_per_second, server.peer_failure_burst);
+        let trusted_proxies = settings.trusted_proxies().map_err(|e| e.to_string())?;
         Ok(AppState {
+            peers,
+            trusted_proxies,
             store,
             settings,
             sources,

@@ -233,7 +233,15 @@ pub async fn list_jobs(
                 })
             })
             .transpose()?,
-        before: q.cursor,
+        before: q
+            .cursor
+            .map(|c| match uuid::Uuid::parse_str(&c) {
+                Ok(_) => Ok(c),
+                Err(_) => Err(invalid_query(format!(
+                    "cursor {c:?} is not a next_cursor of this API"
+                ))),
+            })
+            .transpose()?,
         limit: limit + 1,
     };
     let mut jobs = state.store.list_jobs(&filter).await?;

@@ -118,6 +118,11 @@ pub struct SourceConfig {
     /// front of the service usually rewrites the URL the request arrives at).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// A header with the sender's own delivery ID (GitHub's `X-GitHub-Delivery`), used as the
+    /// redelivery key before `webhook-id` / `Idempotency-Key`. For schemes that sign no
+    /// timestamp (hmac), it is what lets a repeated delivery be recognised.
+    #[serde(default)]
+    pub delivery_id_header: Option<String>,
     /// `standard-webhooks`, `sanity`, `ghost`, `contentful`, `vod-callback`: how far the signed
     /// timestamp may be from the server's clock, in either direction. Default 5 minutes.
     #[serde(default = "default_tolerance", with = "humantime_serde")]

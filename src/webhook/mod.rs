@@ -108,6 +108,7 @@ pub struct Source {
     max_wait: Option<Duration>,
     rate_limit: Option<u32>,
     burst: Option<u32>,
+    delivery_id_header: Option<String>,
 }
 
 impl std::fmt::Debug for Source {
@@ -132,6 +133,7 @@ impl Source {
             max_wait: cfg.max_wait,
             rate_limit: cfg.rate_limit,
             burst: cfg.burst,
+            delivery_id_header: cfg.delivery_id_header.clone(),
         })
     }
 
@@ -149,11 +151,14 @@ impl Source {
         self.format.extract(req)
     }
 
-    /// The sender's delivery ID for redelivery detection: `webhook-id`, `Idempotency-Key` or
-    /// `X-Contentful-Idempotency-Key`, the first one present and not blank.
+    /// The sender's delivery ID for redelivery detection: the source's `delivery_id_header`,
+    /// `webhook-id`, `Idempotency-Key` or `X-Contentful-Idempotency-Key`, the first one present
+    /// and not blank.
     pub fn delivery_id(&self, headers: &Headers) -> Option<String> {
-        DELIVERY_ID_HEADERS
+        self.delivery_id_header
             .iter()
+            .map(String::as_str)
+            .chain(DELIVERY_ID_HEADERS)
             .filter_map(|h| headers.get(h))
             .map(str::trim)
             .find(|v| !v.is_empty())
@@ -178,6 +183,15 @@ impl Source {
     /// Burst for the ingest limit: the configured one, else equal to the rate.
     pub fn burst(&self) -> Option<u32> {
         self.burst.or(self.rate_limit)
+    }
+
+    /// Whether the scheme's credential is all in the headers (bearer, vod-callback, none), so
+    /// that a delivery is authenticated before its body is read.
+    pub fn authenticates_by_headers(&self) -> bool {
+        matches!(
+            self.verifier,
+            auth::Verifier::Bearer(_) | auth::Verifier::VodCallback(_) | auth::Verifier::None
+        )
     }
 
     /// True when the source accepts unauthenticated deliveries (`auth = "none"`).
@@ -240,5 +254,21 @@ mod tests {
             Some("c".into())
         );
         assert!(source.is_unauthenticated());
+        let github: SourceConfig = toml::from_str(
+            "name = \"gh\"\nauth = \"none\"\nformat = \"native\"\ndelivery_id_header = \"X-GitHub-Delivery\"",
+        )
+        .expect("config parses");
+        let github = Source::new(&github).unwrap();
+        assert_eq!(
+            github.delivery_id(&h(&[
+                ("Idempotency-Key", "k"),
+                ("x-github-delivery", "72d3162e")
+            ])),
+            Some("72d3162e".into())
+        );
+        assert_eq!(
+            github.delivery_id(&h(&[("Idempotency-Key", "k")])),
+            Some("k".into())
+        );
     }
 }

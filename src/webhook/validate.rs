@@ -74,6 +74,16 @@ impl SourceConfig {
         if self.header.is_some() && !matches!(auth, AuthKind::Hmac | AuthKind::Bearer) {
             return Err("header is only used by auth = \"hmac\" or \"bearer\"".to_owned());
         }
+        if let Some(header) = &self.delivery_id_header
+            && (header.trim().is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(format!(
+                "delivery_id_header {header:?} is not a header name"
+            ));
+        }
         if self.prefix.is_some() && auth != AuthKind::Hmac {
             return Err("prefix is only used by auth = \"hmac\"".to_owned());
         }

@@ -1,6 +1,7 @@
 mod credentials;
 mod drills;
 mod fuzz_props;
+mod hardening;
 mod ingress;
 mod ops;
 mod pipeline;

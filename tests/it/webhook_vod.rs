@@ -115,7 +115,10 @@ fn signatures_of_the_independent_signer() {
             verify(&other_key, &case.pairs(), &body, at),
             Err("invalid_signature")
         );
-        let other_url = vod_source("https://purge.example.com/other", std::slice::from_ref(&case.key));
+        let other_url = vod_source(
+            "https://purge.example.com/other",
+            std::slice::from_ref(&case.key),
+        );
         assert_eq!(
             verify(&other_url, &case.pairs(), &body, at),
             Err("invalid_signature")

@@ -51,7 +51,12 @@ impl StandardWebhooks {
     }
 
     pub(crate) fn verify(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
+        // The ID is what makes a delivery recognisable again: without one a signed delivery
+        // could be replayed within the tolerance.
         let id = required(req.headers, ID)?;
+        if id.trim().is_empty() {
+            return Err(AuthError::MissingSignature(ID.to_owned()));
+        }
         let raw_ts = required(req.headers, TIMESTAMP)?;
         let header = required(req.headers, SIGNATURE)?;
         let signed_at = parse_timestamp(TIMESTAMP, raw_ts, 1000)?;
