@@ -236,6 +236,17 @@ impl Metrics {
             ),
             registry: r,
         }
+        .with_zero_series()
+    }
+
+    /// Starts the series that alert rules compute increases of at zero, so that their first
+    /// increment shows as an increase rather than as a new series.
+    fn with_zero_series(self) -> Metrics {
+        for status in ["succeeded", "failed"] {
+            self.jobs_finished.with_label_values(&[status]);
+        }
+        self.vod_calls.with_label_values(&["success", ""]);
+        self
     }
 
     /// The counters of one source's stored deliveries.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod ingest;
 pub mod openapi;
 pub mod reads;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -185,6 +186,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/ui"),
+    ("get", "/ui/"),
+    ("get", "/ui/app.js"),
+    ("get", "/ui/app.css"),
+    ("get", "/ui/status.json"),
 ];
 
 /// Registers every route.
@@ -212,6 +218,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::readyz)
         .service(health::metrics)
         .service(openapi::openapi_json)
+        .service(ui::page_redirect)
+        .service(ui::page)
+        .service(ui::script)
+        .service(ui::style)
+        .service(ui::status_json)
         .default_service(web::to(no_route));
 }
 

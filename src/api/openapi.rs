@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{error, health, ingest, reads};
+use crate::api::{error, health, ingest, reads, ui};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,11 @@ use crate::api::{error, health, ingest, reads};
         health::readyz,
         health::metrics,
         openapi_json,
+        ui::page_redirect,
+        ui::page,
+        ui::script,
+        ui::style,
+        ui::status_json,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),

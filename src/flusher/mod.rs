@@ -54,6 +54,10 @@ pub struct FlusherStatus {
     last_step: AtomicI64,
     /// The last credential error from VOD, cleared by the next success.
     credential_error: std::sync::Mutex<Option<String>>,
+    /// The limiter's target rate after the last call, in calls per second (0: no call yet).
+    rate: std::sync::atomic::AtomicU32,
+    /// When VOD throttled this process's calls, within the last minute.
+    throttled: std::sync::Mutex<std::collections::VecDeque<Ts>>,
 }
 
 impl FlusherStatus {
@@ -79,6 +83,37 @@ impl FlusherStatus {
 
     fn set_credential_error(&self, error: Option<String>) {
         *self.credential_error.lock().expect("status lock") = error;
+    }
+
+    /// The limiter's target rate after this process's last call; `None` before any call.
+    pub fn current_rate(&self) -> Option<u32> {
+        Some(self.rate.load(Ordering::Relaxed)).filter(|r| *r > 0)
+    }
+
+    /// Throttled answers to this process's calls in the minute before `now`.
+    pub fn throttled_in_last_minute(&self, now: Ts) -> usize {
+        let mut seen = self.throttled.lock().expect("status lock");
+        forget_before(&mut seen, now);
+        seen.len()
+    }
+
+    fn note_call(&self, rate: u32, throttled_at: Option<Ts>) {
+        self.rate.store(rate.max(1), Ordering::Relaxed);
+        if let Some(at) = throttled_at {
+            let mut seen = self.throttled.lock().expect("status lock");
+            forget_before(&mut seen, at);
+            seen.push_back(at);
+        }
+    }
+}
+
+/// Drops the instants older than a minute before `now`.
+fn forget_before(seen: &mut std::collections::VecDeque<Ts>, now: Ts) {
+    while seen
+        .front()
+        .is_some_and(|t| now.since(*t) > Duration::from_secs(60))
+    {
+        seen.pop_front();
     }
 }
 
@@ -383,6 +418,9 @@ impl Flusher {
             }
             Err(error) => self.record_error(&job, now, error).await,
         };
+        if matches!(inner.sender, Sender::Vod(_)) {
+            inner.status.note_call(inner.limiter.current_rps(), None);
+        }
         match recorded {
             Ok(true) => {}
             Ok(false) => {
@@ -416,6 +454,9 @@ impl Flusher {
             _ if matches!(error, VodError::NoCredentials) => true,
             ErrorClass::Throttled => {
                 inner.limiter.on_throttled();
+                inner
+                    .status
+                    .note_call(inner.limiter.current_rps(), Some(now));
                 false
             }
             ErrorClass::Retryable => inner.limiter.on_unavailable(),
@@ -424,6 +465,18 @@ impl Flusher {
                 false
             }
         };
+        if !matches!(error, VodError::NoCredentials) {
+            let outcome = match class {
+                ErrorClass::Throttled => "throttled",
+                ErrorClass::Retryable => "retryable",
+                ErrorClass::Permanent => "permanent",
+            };
+            inner
+                .metrics
+                .vod_calls
+                .with_label_values(&[outcome, &failure.code])
+                .inc();
+        }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
             inner

@@ -255,7 +255,8 @@ fn refresh_media_play_urls(
             }
         })
         .collect();
-    lock(&state.jobs).insert(job_id.clone(), access_key_id.to_owned(), items);
+    let owner = state.account_of(access_key_id);
+    lock(&state.jobs).insert(job_id.clone(), owner, items);
 
     Ok(json!({
         "MediaRefreshJobId": job_id,
@@ -292,7 +293,8 @@ fn get_media_refresh_jobs(
 ) -> Result<Value, ApiError> {
     let job_id =
         given(params, "MediaRefreshJobId").ok_or_else(|| ApiError::missing("MediaRefreshJobId"))?;
-    let items = lock(&state.jobs).items(job_id, access_key_id, given(params, "MediaId"));
+    let owner = state.account_of(access_key_id);
+    let items = lock(&state.jobs).items(job_id, &owner, given(params, "MediaId"));
     Ok(json!({ "MediaRefreshJobs": items }))
 }
 

@@ -29,6 +29,9 @@ pub struct Faults {
     /// While set, the metadata service answers credential reads with this `Code` instead of
     /// `Success`.
     pub metadata_code: Option<String>,
+    /// When set, `error_rate` and `fail_next` apply to calls of this action only (e.g.
+    /// `GetMediaRefreshJobs`); other calls pass.
+    pub fail_action: Option<String>,
 }
 
 impl Default for Faults {
@@ -43,6 +46,7 @@ impl Default for Faults {
             outage_end_ms: None,
             sts_error_code: None,
             metadata_code: None,
+            fail_action: None,
         }
     }
 }
@@ -108,9 +112,9 @@ impl Faults {
             && self.outage_end_ms.is_none_or(|e| now_ms < e)
     }
 
-    /// Decides whether this call fails, consuming one of `fail_next`. `roll` is a uniform
-    /// random number in [0, 1), passed in so the rule stays testable.
-    pub fn inject(&mut self, now_ms: i64, roll: f64) -> Option<Injected> {
+    /// Decides whether this call of `action` fails, consuming one of `fail_next`. `roll` is a
+    /// uniform random number in [0, 1), passed in so the rule stays testable.
+    pub fn inject(&mut self, action: &str, now_ms: i64, roll: f64) -> Option<Injected> {
         if self.in_outage(now_ms) {
             return Some(Injected {
                 code: "ServiceUnavailable".to_owned(),
@@ -118,6 +122,13 @@ impl Faults {
                 message: "The request has failed due to a temporary failure of the server."
                     .to_owned(),
             });
+        }
+        if self
+            .fail_action
+            .as_deref()
+            .is_some_and(|only| only != action)
+        {
+            return None;
         }
         let fail = if self.fail_next > 0 {
             self.fail_next -= 1;
@@ -187,9 +198,12 @@ mod tests {
             error_code: "Throttling".to_owned(),
             ..Faults::default()
         };
-        assert_eq!(f.inject(0, 0.9).map(|i| i.status), Some(503));
-        assert!(f.inject(0, 0.9).is_some());
-        assert!(f.inject(0, 0.9).is_none());
+        assert_eq!(
+            f.inject("RefreshMediaPlayUrls", 0, 0.9).map(|i| i.status),
+            Some(503)
+        );
+        assert!(f.inject("RefreshMediaPlayUrls", 0, 0.9).is_some());
+        assert!(f.inject("RefreshMediaPlayUrls", 0, 0.9).is_none());
     }
 
     #[test]
@@ -199,10 +213,10 @@ mod tests {
             ..Faults::default()
         };
         assert_eq!(
-            f.inject(0, 0.1).map(|i| i.code),
+            f.inject("RefreshMediaPlayUrls", 0, 0.1).map(|i| i.code),
             Some("InternalError".to_owned())
         );
-        assert!(f.inject(0, 0.6).is_none());
+        assert!(f.inject("RefreshMediaPlayUrls", 0, 0.6).is_none());
     }
 
     #[test]
@@ -218,12 +232,12 @@ mod tests {
             (Some(5000), Some(6000), None)
         );
         let mut f = f;
-        assert!(f.inject(4999, 0.9).is_none());
+        assert!(f.inject("RefreshMediaPlayUrls", 4999, 0.9).is_none());
         assert_eq!(
-            f.inject(5000, 0.9).map(|i| i.code),
+            f.inject("RefreshMediaPlayUrls", 5000, 0.9).map(|i| i.code),
             Some("ServiceUnavailable".to_owned())
         );
-        assert!(f.inject(6000, 0.9).is_none());
+        assert!(f.inject("RefreshMediaPlayUrls", 6000, 0.9).is_none());
         assert!(
             Faults {
                 error_rate: 1.5,
@@ -232,5 +246,18 @@ mod tests {
             .normalised(0)
             .is_err()
         );
+    }
+
+    #[test]
+    fn failures_can_target_one_action() {
+        let mut f = Faults {
+            fail_next: 1,
+            fail_action: Some("GetMediaRefreshJobs".into()),
+            ..Faults::default()
+        };
+        assert!(f.inject("RefreshMediaPlayUrls", 0, 0.0).is_none());
+        assert!(f.inject("DescribeVodRefreshQuota", 0, 0.0).is_none());
+        assert!(f.inject("GetMediaRefreshJobs", 0, 0.9).is_some());
+        assert!(f.inject("GetMediaRefreshJobs", 0, 0.9).is_none());
     }
 }

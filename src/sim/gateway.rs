@@ -62,7 +62,9 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
     let params = &incoming.params;
     let action = required(params, "Action")?;
 
-    if let Some(fault) = lock(&state.faults).inject(state.clock.now_ms(), rand::random::<f64>()) {
+    if let Some(fault) =
+        lock(&state.faults).inject(action, state.clock.now_ms(), rand::random::<f64>())
+    {
         return Err(ApiError::new(fault.status, &fault.code, fault.message));
     }
 

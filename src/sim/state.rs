@@ -114,6 +114,24 @@ impl IssuedKeys {
     }
 }
 
+/// The account that STS keys handed out by this simulator belong to: every renewal of a role's
+/// credential is the same account, so a job created with one key is seen with the next.
+pub const ROLE_ACCOUNT: &str = "sts-role-account";
+
+impl SimState {
+    /// The account a call's AccessKey acts for: the key itself for a configured account, the
+    /// role's account for a key this simulator handed out.
+    pub fn account_of(&self, access_key_id: &str) -> String {
+        if !self.accounts.contains_key(access_key_id)
+            && lock(&self.issued).get(access_key_id).is_some()
+        {
+            ROLE_ACCOUNT.to_owned()
+        } else {
+            access_key_id.to_owned()
+        }
+    }
+}
+
 /// Locks a store; a handler that panicked mid-update leaves maps that are still usable.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())

@@ -197,6 +197,11 @@ impl Store {
         dispatch!(self, s => s.get_job(id).await)
     }
 
+    /// Jobs sent and their media IDs per minute since `since` (the status page's chart).
+    pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
+        dispatch!(self, s => s.drain_history(since).await)
+    }
+
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         dispatch!(self, s => s.list_jobs(filter).await)
     }

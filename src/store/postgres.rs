@@ -537,6 +537,18 @@ impl PgStore {
         load_job(&mut conn, id).await
     }
 
+    pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
+        let sql = rows::drain_history_sql("$1");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(since.0)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(rows::drain_minute_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         let query = rows::list_jobs_query(filter, |n| format!("${n}"));
         let mut conn = self.pool.acquire().await?;

@@ -93,6 +93,36 @@ fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> S
     sql
 }
 
+/// Jobs sent and their media IDs per minute since `since`, dry runs left out. Integer division
+/// of the epoch milliseconds is the same in both dialects.
+pub(crate) fn drain_history_sql(placeholder: &str) -> String {
+    format!(
+        "SELECT j.created_at / 60000 AS minute, COUNT(DISTINCT j.id) AS jobs, COUNT(*) AS ids \
+         FROM jobs j JOIN job_items i ON i.job_id = j.id \
+         WHERE j.created_at >= {placeholder} AND j.dry_run = {} \
+         GROUP BY j.created_at / 60000 ORDER BY minute",
+        "FALSE"
+    )
+}
+
+/// A row of [`drain_history_sql`].
+pub(crate) fn drain_minute_from_row<R>(row: &R) -> Result<DrainMinute, sqlx::Error>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let minute: i64 = row.try_get("minute")?;
+    let count = |name: &str| -> Result<u64, sqlx::Error> {
+        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+    };
+    Ok(DrainMinute {
+        minute: Ts(minute.saturating_mul(60_000)),
+        jobs: count("jobs")?,
+        ids: count("ids")?,
+    })
+}
+
 /// Builds a migrator from `(version, name, sql)` files embedded with `include_str!` (sqlx 0.9
 /// without its `macros` feature has no `migrate!`).
 pub(crate) fn migrator(files: &[(i64, &str, &'static str)]) -> Migrator {

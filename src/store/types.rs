@@ -286,6 +286,15 @@ pub struct QueueStats {
     pub retrying_jobs: u64,
 }
 
+/// Jobs sent and their media IDs in one minute (by the time each job was claimed and first sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainMinute {
+    /// The minute's start.
+    pub minute: Ts,
+    pub jobs: u64,
+    pub ids: u64,
+}
+
 /// The result of `POST /jobs/{id}/retry`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryOutcome {

@@ -67,7 +67,7 @@ fn oidc_env(token_file: &Path) -> Environment {
 /// An application whose credential comes from RRSA (`choice` "auto" or "oidc") with STS
 /// credentials that live `lifetime`; `adjust` may change its settings. The token file holds
 /// `token` and its path is returned, with the directory that keeps it.
-async fn rrsa_app(
+pub(crate) async fn rrsa_app(
     lifetime: Duration,
     choice: &str,
     token: &str,

@@ -780,3 +780,72 @@ async fn the_metadata_service_enforces_imdsv2_when_told() {
         404
     );
 }
+
+/// Renewed STS keys of a role act for the same account: a job created with one is listed with
+/// the next (a check after a renewal must find the job it checks).
+#[tokio::test]
+async fn a_job_is_seen_with_the_next_sts_key_of_the_role() {
+    let sim = fixed_sim(SimConfig::default()).await;
+    let (first, first_secret, first_token) = issued_key(&sim).await;
+    let (next, next_secret, next_token) = issued_key(&sim).await;
+    let signed = |action: &str,
+                  method: &str,
+                  id: &str,
+                  secret: &str,
+                  token: &str,
+                  extra: &[(&str, &str)]| {
+        let mut params = common(action, T0);
+        params.insert("AccessKeyId".to_owned(), id.to_owned());
+        params.insert("SecurityToken".to_owned(), token.to_owned());
+        for (k, v) in extra {
+            params.insert((*k).to_owned(), (*v).to_owned());
+        }
+        signed_url(&sim, method, &params, Some(secret))
+    };
+    let created = send_url(
+        "POST",
+        &signed(
+            "RefreshMediaPlayUrls",
+            "POST",
+            &first,
+            &first_secret,
+            &first_token,
+            &[("MediaIds", "a1"), ("TaskType", "Refresh")],
+        ),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let job = created.body["MediaRefreshJobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = send_url(
+        "GET",
+        &signed(
+            "GetMediaRefreshJobs",
+            "GET",
+            &next,
+            &next_secret,
+            &next_token,
+            &[("MediaRefreshJobId", &job)],
+        ),
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.body["MediaRefreshJobs"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
+    // Another account's key does not see it.
+    let mut params = common("GetMediaRefreshJobs", T0);
+    params.insert("MediaRefreshJobId".to_owned(), job);
+    let other = send(&sim, "GET", &params).await;
+    assert_eq!(
+        other.body["MediaRefreshJobs"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        other.body
+    );
+}

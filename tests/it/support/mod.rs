@@ -1,6 +1,7 @@
 //! Spawns the real application and a simulator on free ports, with a fresh SQLite file each;
 //! [`postgres`] makes fresh PostgreSQL databases.
 
+pub mod browser;
 pub mod postgres;
 
 use std::future::Future;
