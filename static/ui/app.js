@@ -265,8 +265,13 @@
       refreshFailed = false;
     } catch (e) {
       refreshFailed = true;
-      if (e.status === 401) askForToken('The admin token is needed to read this service (' + e.message + ').');
-      else notice('Cannot refresh: ' + e.message);
+      // Once the page has asked for the token, its message (perhaps why a button was refused)
+      // stays until the operator acts.
+      if (e.status === 401) {
+        if ($('token-form').hidden) askForToken('The admin token is needed to read this service (' + e.message + ').');
+      } else {
+        notice('Cannot refresh: ' + e.message);
+      }
     } finally {
       refreshing = false;
     }
