@@ -1,13 +1,22 @@
 -- wrk script for bench/ingest.sh: POST /webhooks/{source} with a native body naming two media
--- IDs that are new on every request (thread number + counter), bearer auth.
---   wrk -s bench/ingest.lua URL   with   TOKEN, SOURCE and RUN (an ID prefix) in the environment.
+-- IDs, bearer auth.
+--   wrk -s bench/ingest.lua URL   with   TOKEN, SOURCE, RUN (an ID prefix) and WORKLOAD in the
+--   environment:
+--     new   IDs that are new on every request (thread number + counter): every event inserts
+--     pool  IDs drawn uniformly from a pool of POOL (default 100000): mostly merges
+--     zipf  IDs drawn from the same pool with Zipf skew ZIPF_S (default 1.1): most events on a
+--           few thousand IDs, as CMS traffic is (editors save the same video again and again)
 
 local token = os.getenv("TOKEN") or "bench-secret"
 local source = os.getenv("SOURCE") or "cms"
 local run = os.getenv("RUN") or "r"
+local workload = os.getenv("WORKLOAD") or "new"
+local pool = tonumber(os.getenv("POOL") or "100000")
+local skew = tonumber(os.getenv("ZIPF_S") or "1.1")
 
 local threads = {}
 local counter = 1
+local cdf = nil
 
 function setup(thread)
    thread:set("tid", #threads + 1)
@@ -19,11 +28,46 @@ function init(args)
    wrk.path = "/webhooks/" .. source
    wrk.headers["Authorization"] = "Bearer " .. token
    wrk.headers["Content-Type"] = "application/json"
+   math.randomseed(os.time() * 1000 + tid)
+   if workload == "zipf" then
+      cdf = {}
+      local total = 0
+      for k = 1, pool do
+         total = total + 1 / (k ^ skew)
+         cdf[k] = total
+      end
+      for k = 1, pool do
+         cdf[k] = cdf[k] / total
+      end
+   end
+end
+
+-- The rank (1..pool) whose cumulative weight first reaches a uniform draw.
+local function zipf_rank()
+   local u = math.random()
+   local lo, hi = 1, pool
+   while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if cdf[mid] < u then lo = mid + 1 else hi = mid end
+   end
+   return lo
+end
+
+local function pool_id(rank)
+   return "pool-" .. rank
 end
 
 function request()
-   counter = counter + 1
-   local id = run .. "-" .. tid .. "-" .. counter
-   local body = '{"media_ids": ["' .. id .. 'a", "' .. id .. 'b"], "task": "Refresh"}'
+   local a, b
+   if workload == "pool" then
+      a, b = pool_id(math.random(pool)), pool_id(math.random(pool))
+   elseif workload == "zipf" then
+      a, b = pool_id(zipf_rank()), pool_id(zipf_rank())
+   else
+      counter = counter + 1
+      local id = run .. "-" .. tid .. "-" .. counter
+      a, b = id .. "a", id .. "b"
+   end
+   local body = '{"media_ids": ["' .. a .. '", "' .. b .. '"], "task": "Refresh"}'
    return wrk.format(nil, nil, nil, body)
 end

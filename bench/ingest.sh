@@ -2,10 +2,18 @@
 # Ingest benchmark: durable 202 throughput of POST /webhooks/{source} on the real service
 # (`vod-purge serve`, SQLite store in a temporary directory) against a bare actix-web handler that
 # authenticates and parses the same body but stores nothing (examples/bare_ingest.rs), measured in
-# the same run with wrk. Prints both req/s and their ratio (target: at least 0.6).
+# the same run with wrk, for each workload (bench/ingest.lua):
+#   new   two IDs new on every request: every event inserts (target: at least 0.6 of the bare
+#         handler)
+#   pool  two IDs drawn uniformly from a pool of POOL: mostly merges into pending items (target:
+#         at least 0.8 of the new-ID workload)
+#   zipf  the same pool with Zipf skew: most events on a few thousand IDs (target: at least the
+#         pool workload)
+# Prints req/s, the ratios, and CPU per request for each.
 #
-# Environment: DURATION (10s), WARMUP (3s), CONNECTIONS (64), THREADS (2), ROUNDS (2),
-# RUST_LOG for the service (its default, info, unless set). Only 127.0.0.1 is used.
+# Environment: WORKLOADS ("new pool zipf"), POOL (100000), ZIPF_S (1.1), DURATION (10s), WARMUP
+# (3s), CONNECTIONS (64), THREADS (2), ROUNDS (2), RUST_LOG for the service (its default, info,
+# unless set). Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +22,8 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
+WORKLOADS=${WORKLOADS:-new pool zipf}
+export POOL=${POOL:-100000} ZIPF_S=${ZIPF_S:-1.1}
 TOKEN=bench-secret
 ADMIN=bench-admin
 
@@ -101,33 +111,39 @@ for name, value in sorted(by_name.items()):
 PY
 }
 
-# run_wrk NAME PORT DURATION RUN_PREFIX PID: wrk output in $WORK/NAME.txt, the server's CPU
-# ticks before and after in $WORK/NAME.cpu0 and $WORK/NAME.cpu1.
+# run_wrk NAME PORT DURATION RUN_PREFIX PID [WORKLOAD]: wrk output in $WORK/NAME.txt, the
+# server's CPU ticks before and after in $WORK/NAME.cpu0 and $WORK/NAME.cpu1.
 run_wrk() {
     local seconds=${3%s}
     cpu_ticks "$5" >"$WORK/$1.cpu0"
-    RUN=$4 TOKEN=$TOKEN SOURCE=cms timeout $((seconds + 30)) \
+    awk '/^wchar/ {print $2}' "/proc/$5/io" >"$WORK/$1.io0"
+    WORKLOAD=${6:-new} RUN=$4 TOKEN=$TOKEN SOURCE=cms timeout $((seconds + 30)) \
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$3" --latency -s bench/ingest.lua \
         "http://127.0.0.1:$2" >"$WORK/$1.txt"
     cpu_ticks "$5" >"$WORK/$1.cpu1"
+    awk '/^wchar/ {print $2}' "/proc/$5/io" >"$WORK/$1.io1"
 }
 
 echo "== warm-up ($WARMUP each)" >&2
 run_wrk warm-bare "$BARE_PORT" "$WARMUP" wb "$BARE_PID"
 run_wrk warm-real "$REAL_PORT" "$WARMUP" wr "$REAL_PID"
 for round in $(seq 1 "$ROUNDS"); do
-    echo "== round $round: bare handler, then vod-purge ($DURATION each)" >&2
+    echo "== round $round: bare handler, then vod-purge with each workload ($WORKLOADS; $DURATION each)" >&2
     run_wrk "bare-$round" "$BARE_PORT" "$DURATION" "b$round" "$BARE_PID"
-    run_wrk "real-$round" "$REAL_PORT" "$DURATION" "r$round" "$REAL_PID"
+    for workload in $WORKLOADS; do
+        run_wrk "$workload-$round" "$REAL_PORT" "$DURATION" "r$round" "$REAL_PID" "$workload"
+    done
 done
 
 curl -fsS --max-time 10 -H "Authorization: Bearer $ADMIN" \
     "http://127.0.0.1:$REAL_PORT/queue" >"$WORK/queue.json"
 
-python3 - "$WORK" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$DURATION" "$WARMUP" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$DURATION" "$WARMUP" "$(getconf CLK_TCK)" "$WORKLOADS" "$POOL" "$ZIPF_S" <<'PY'
 import json, os, re, sys
 
-work, rounds, conns, threads, duration, warmup, clk_tck = sys.argv[1:]
+work, rounds, conns, threads, duration, warmup, clk_tck, workloads, pool, skew = sys.argv[1:]
+workloads = workloads.split()
+pool = int(pool)
 rounds = int(rounds)
 clk_tck = int(clk_tck)
 
@@ -157,47 +173,72 @@ def parse(name):
         "p50": latency(50),
         "p99": latency(99),
         "cpu": cpu_us_per_request(name, grab(r"(\d+) requests in", 0, int)),
+        # Bytes the server passed to write(2) per answered request: WAL frames (4 KiB pages) and its answers.
+        "written": (int(open(os.path.join(work, name + ".io1")).read() or 0)
+                    - int(open(os.path.join(work, name + ".io0")).read() or 0))
+                   / max(grab(r"(\d+) requests in", 0, int), 1),
     }
 
-results = {kind: [parse(f"{kind}-{r}") for r in range(1, rounds + 1)] for kind in ("bare", "real")}
+kinds = ["bare"] + workloads
+results = {kind: [parse(f"{kind}-{r}") for r in range(1, rounds + 1)] for kind in kinds}
 warm_real = parse("warm-real")
 mean = lambda xs: sum(xs) / len(xs)
 
 print(f"ingest benchmark: wrk, {conns} connections, {threads} threads, {rounds} round(s) of {duration} "
-      f"per server after a {warmup} warm-up each; 2 new media IDs per request (native body, bearer auth)")
+      f"per server and workload after a {warmup} warm-up each; 2 media IDs per request (native body, "
+      f"bearer auth); workloads: {' '.join(workloads)} (pool of {pool} IDs, Zipf s = {skew})")
 print("service: vod-purge serve, SQLite (WAL, synchronous=FULL) in a temp dir; vod.dry_run = true and "
       "queue.quiet = queue.max_wait = 1h, so the flusher sends nothing during the measurement")
-print(f"{'round':<7}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'sock err':>9}{'CPU us/req':>12}")
+print(f"{'round':<7}{'server':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'sock err':>9}{'CPU us/req':>12}")
 for r in range(rounds):
-    for kind, label in (("bare", "bare"), ("real", "vod-purge")):
+    for kind in kinds:
         x = results[kind][r]
-        print(f"{r + 1:<7}{label:<11}{x['rps']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}{x['non2xx']:>9}{x['errors']:>9}{x['cpu']['all']:>12.1f}")
-bare = mean([x["rps"] for x in results["bare"]])
-real = mean([x["rps"] for x in results["real"]])
-ratio = real / bare
-print(f"bare handler   : {bare:.0f} req/s (mean of rounds)")
-print(f"vod-purge serve: {real:.0f} req/s (mean of rounds)")
-print(f"ratio          : {ratio:.2f} (target >= 0.6: {'met' if ratio >= 0.6 else 'MISSED'})")
+        label = "bare" if kind == "bare" else f"vod-purge {kind}"
+        print(f"{r + 1:<7}{label:<16}{x['rps']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}{x['non2xx']:>9}{x['errors']:>9}{x['cpu']['all']:>12.1f}")
+rps = {kind: mean([x["rps"] for x in results[kind]]) for kind in kinds}
+bare = rps["bare"]
+print(f"bare handler: {bare:.0f} req/s (mean of rounds)")
+for kind in workloads:
+    line = f"{kind:<5} workload: {rps[kind]:.0f} req/s, ratio to the bare handler {rps[kind] / bare:.2f}"
+    if kind == "new":
+        line += f" (target >= 0.6: {'met' if rps[kind] / bare >= 0.6 else 'MISSED'})"
+    elif "new" in rps:
+        ratio = rps[kind] / rps["new"]
+        target = 0.8 if kind == "pool" else None
+        line += f", to the new-ID workload {ratio:.2f}"
+        if target:
+            line += f" (target >= {target}: {'met' if ratio >= target else 'MISSED'})"
+    if kind == "zipf" and "pool" in rps:
+        line += f", to the pool workload {rps['zipf'] / rps['pool']:.2f} (target >= 1: {'met' if rps['zipf'] >= rps['pool'] else 'MISSED'})"
+    print(line)
 # Where the service's CPU goes, per request: the HTTP workers (parse, check, answer) against the
 # SQLite ingest writer (statements, commit, disk sync), beside the bare handler's whole process.
-threads_cpu = {}
-for x in results["real"]:
-    for k, v in x["cpu"].items():
-        threads_cpu[k] = threads_cpu.get(k, 0) + v / rounds
 bare_cpu = mean([x["cpu"]["all"] for x in results["bare"]])
-http = sum(v for k, v in threads_cpu.items() if k.startswith("actix-server_wo"))
-writer = threads_cpu.get("sqlite-ingest", 0.0)
-print(f"CPU per request: bare handler {bare_cpu:.1f} us; vod-purge {threads_cpu.get('all', 0):.1f} us "
-      f"(HTTP workers {http:.1f} us, SQLite ingest writer {writer:.1f} us, other threads "
-      f"{threads_cpu.get('all', 0) - http - writer:.1f} us)")
+print(f"CPU per request: bare handler {bare_cpu:.1f} us")
+for kind in workloads:
+    threads_cpu = {}
+    for x in results[kind]:
+        for k, v in x["cpu"].items():
+            threads_cpu[k] = threads_cpu.get(k, 0) + v / rounds
+    http = sum(v for k, v in threads_cpu.items() if k.startswith("actix-server_wo"))
+    writer = threads_cpu.get("sqlite-ingest", 0.0)
+    written = mean([x["written"] for x in results[kind]]) / 1024
+    print(f"  {kind:<5}: {threads_cpu.get('all', 0):.1f} us (HTTP workers {http:.1f} us, SQLite ingest "
+          f"writer {writer:.1f} us, other threads {threads_cpu.get('all', 0) - http - writer:.1f} us); "
+          f"{written:.1f} KiB written (WAL and answers) per request")
 
 queue = json.load(open(os.path.join(work, "queue.json")))
-answered = sum(x["requests"] - x["non2xx"] for x in results["real"]) + warm_real["requests"] - warm_real["non2xx"] + 1
-expected = 2 * answered
+answered_new = (sum(x["requests"] - x["non2xx"] for x in results.get("new", []))
+                + warm_real["requests"] - warm_real["non2xx"] + 1)
+expected = 2 * answered_new
+pooled = [k for k in workloads if k != "new"]
+ceiling = expected + (pool if pooled else 0)
 pending = queue.get("pending")
-print(f"store check    : {pending} items pending after the run, {expected} expected "
-      f"(2 per answered request, including warm-up and probe): "
-      f"{'ok' if pending is not None and pending >= expected else 'MISMATCH'}")
+ok = pending is not None and expected <= pending <= ceiling
+print(f"store check    : {pending} items pending after the run; new-ID requests stored {expected} "
+      f"(2 per answered request, including warm-up and probe)"
+      + (f", and the pool at most {pool} more" if pooled else "")
+      + f": {'ok' if ok else 'MISMATCH'}")
 bad = sum(x["non2xx"] + x["errors"] for k in results for x in results[k])
 if bad:
     print(f"warning: {bad} non-202 answers or socket errors")
