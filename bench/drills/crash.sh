@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Crash drill: webhooks at a high rate while the service is killed with SIGKILL at random moments
 # and restarted on the same SQLite file; at the end every ID answered 202 must have been sent to
-# the simulator in a successful call.
+# the simulator in a successful call, and every acknowledged event must be followed by a purge of
+# its ID that started after it.
 #
-#   bench/drills/crash.sh [--kills N] [--threads N] [--rate REQ_PER_S]
+#   bench/drills/crash.sh [--kills N] [--threads N] [--rate REQ_PER_S] [--pool N]
+#
+# --pool N draws the IDs from a pool of N (repeated IDs: most events merge) instead of new ones.
 #
 # Bounded: about 4 s per kill plus the final drain (at most 180 s).
 set -euo pipefail
 # shellcheck source=bench/drills/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-KILLS=12 THREADS=4 RATE=150 IDS_PER_REQUEST=4
+KILLS=12 THREADS=4 RATE=150 IDS_PER_REQUEST=4 POOL=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --kills) KILLS=$2; shift 2 ;;
         --threads) THREADS=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
+        --pool) POOL=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -40,11 +44,11 @@ poll_interval = "20ms"
 #end'
 start_service "$WORK/config.toml"
 wait_http "$APP_URL/readyz" 30
-log "service on $APP_URL, simulator on $SIM_URL; $KILLS kills, $THREADS client threads at $RATE requests/s x $IDS_PER_REQUEST IDs"
+log "service on $APP_URL, simulator on $SIM_URL; $KILLS kills, $THREADS client threads at $RATE requests/s x $IDS_PER_REQUEST IDs (pool: ${POOL:-none})"
 
 python3 "$DRILLS_DIR/drill.py" load --url "$APP_URL" --token "$SOURCE_TOKEN" --threads "$THREADS" \
     --rate "$RATE" --ids-per-request "$IDS_PER_REQUEST" --duration 600 --stop-file "$WORK/stop" \
-    --prefix "crash$$" --acked "$WORK/acked.txt" >"$WORK/load.json" &
+    --prefix "crash$$" --acked "$WORK/acked.txt" --pool "$POOL" >"$WORK/load.json" &
 LOAD_PID=$!
 track "$LOAD_PID"
 

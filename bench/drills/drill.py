@@ -77,9 +77,14 @@ def cmd_load(args):
                     time.sleep(delay)
                 else:
                     next_at = time.monotonic()
-            ids = [f"{args.prefix}t{t}n{n + i}" for i in range(args.ids_per_request)]
-            n += args.ids_per_request
+            if args.pool:
+                # Repeated IDs: most events merge into a pending item (or follow a call in flight).
+                ids = [f"{args.prefix}p{k}" for k in random.sample(range(args.pool), args.ids_per_request)]
+            else:
+                ids = [f"{args.prefix}t{t}n{n + i}" for i in range(args.ids_per_request)]
+                n += args.ids_per_request
             body = json.dumps({"media_ids": ids, "task": "Refresh"})
+            sent_ms = int(time.time() * 1000)
             try:
                 status, data = client.request("POST", f"/webhooks/{args.source}", body, headers)
             except Exception as e:  # the service is down (being killed): these IDs are unknown
@@ -96,7 +101,8 @@ def cmd_load(args):
                     with lock:
                         errors["receipt_mismatch"] += 1
                 with lock:
-                    out.write("".join(i + "\n" for i in ids))
+                    # One line per acknowledged event: the ID and when its request was sent.
+                    out.write("".join(f"{i}\t{sent_ms}\n" for i in ids))
                     acked_total[0] += len(ids)
         client.close()
 
@@ -165,12 +171,22 @@ def read_calls(path):
 def cmd_calls(args):
     calls = read_calls(args.calls_log)
     acked = set()
+    events = []  # (ID, sent at), when the acked file has times
     with open(args.acked) as f:
         for line in f:
             line = line.strip()
             if line:
-                acked.add(line)
+                media_id, _, sent_ms = line.partition("\t")
+                acked.add(media_id)
+                if sent_ms:
+                    events.append((media_id, int(sent_ms)))
     ok = [c for c in calls if c["status"] == 200]
+    # Every acknowledged event needs a successful call with its ID that started after it.
+    latest = {}
+    for c in ok:
+        for m in c["media_ids"]:
+            latest[m] = max(latest.get(m, 0), c["at_ms"])
+    unpurged = [(m, t) for m, t in events if latest.get(m, -1) < t]
     sends = Counter()
     for c in ok:
         for m in c["media_ids"]:
@@ -190,9 +206,12 @@ def cmd_calls(args):
         "calls_ok": len(ok),
         "calls_failed": len(calls) - len(ok),
         "max_ids_per_call": max((len(c["media_ids"]) for c in ok), default=0),
+        "acknowledged_events": len(events),
+        "events_without_a_later_purge": len(unpurged),
+        "unpurged_sample": unpurged[:10],
     }
     print(json.dumps(result))
-    if lost:
+    if lost or unpurged:
         sys.exit(1)
 
 
@@ -346,6 +365,7 @@ def main():
     s.add_argument("--stop-file")
     s.add_argument("--prefix", default="d")
     s.add_argument("--acked", required=True)
+    s.add_argument("--pool", type=int, default=0, help="draw IDs from a pool of this many (0: new IDs)")
     s = sub.add_parser("drain")
     s.add_argument("--url", required=True)
     s.add_argument("--token", required=True)
