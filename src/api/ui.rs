@@ -83,18 +83,12 @@ pub struct FlusherView {
     pub replica: String,
     /// Whether this replica is the store's leader and runs the flusher.
     pub active_here: bool,
+    /// The host name of the replica that flushes, when one does (on PostgreSQL, read from the
+    /// session that holds the flusher lock).
+    pub replica_flushing: Option<String>,
     /// Several replicas share the store (PostgreSQL); one of them flushes.
     pub shared_store: bool,
     pub last_step: Option<String>,
-}
-
-fn replica_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|| "this replica".to_owned())
 }
 
 async fn status(state: &AppState) -> Result<StatusView, ApiError> {
@@ -142,8 +136,12 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
         },
         quota,
         flusher: FlusherView {
-            replica: replica_name(),
+            replica: crate::telemetry::host_name(),
             active_here: state.flusher.is_active(),
+            replica_flushing: state.store.flusher_replica().await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot tell which replica flushes");
+                None
+            }),
             shared_store: state.store.is_shared(),
             last_step: state.flusher.last_step().map(Ts::to_rfc3339),
         },
@@ -198,7 +196,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         status(&state).await.ok()
     };
     let page = Page {
-        replica: replica_name(),
+        replica: crate::telemetry::host_name(),
         rate_configured: state.settings.vod.max_requests_per_second,
         token_configured,
         initial,

@@ -99,6 +99,15 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
+    /// The host name of the process that flushes this store: this one on SQLite, on PostgreSQL
+    /// the replica whose session holds the flusher lock (`None` when no replica does).
+    pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(crate::telemetry::host_name())),
+            Backend::Postgres(s) => s.flusher_replica().await,
+        }
+    }
+
     /// Becomes the one flusher of this store if no live process is, or confirms this process
     /// still is. An error means the database is unreachable; this process is then not the leader.
     pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {

@@ -58,6 +58,9 @@ fn migrator() -> Migrator {
 /// the one-key locks taken on delivery-ID hashes. One lock per database.
 const LEADER_LOCK: (i32, i32) = (0x7670_7572, 1); // "vpur"
 
+/// The start of the leadership session's `application_name`, followed by the host name.
+const LEADER_NAME_PREFIX: &str = "vod-purge flusher ";
+
 /// How long a leadership check or a readiness ping may take before the database counts as gone.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -110,6 +113,11 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         migrator().run(&pool).await?;
+        // The leadership session carries this replica's name, so any replica can tell which one
+        // holds the flusher lock (see `flusher_replica`).
+        let leader_name = format!("{LEADER_NAME_PREFIX}{}", crate::telemetry::host_name());
+        let leader_name: String = leader_name.chars().take(63).collect();
+        let options = options.application_name(&leader_name);
         Ok(PgStore {
             pool,
             leader: Arc::new(Leadership {
@@ -142,6 +150,22 @@ impl PgStore {
             let _ = conn.close().await;
         }
         self.pool.close().await;
+    }
+
+    /// The host name of the replica whose session holds the flusher lock.
+    pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             LIMIT 1",
+        )
+        .bind(i64::from(LEADER_LOCK.0))
+        .bind(i64::from(LEADER_LOCK.1))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(name.map(|n| n.strip_prefix(LEADER_NAME_PREFIX).unwrap_or(&n).to_owned()))
     }
 
     /// Takes the flusher lock if it is free, or confirms this process still holds it.

@@ -123,7 +123,9 @@
     const f = s.flusher;
     setText('flusher', f.active_here
       ? 'this replica (' + f.replica + ') is flushing'
-      : (f.shared_store ? 'another replica is flushing; this one (' + f.replica + ') only ingests' : 'not flushing'));
+      : (f.replica_flushing
+        ? 'replica ' + f.replica_flushing + ' is flushing; this one (' + f.replica + ') only ingests'
+        : 'no replica is flushing'));
     setText('replica', f.replica);
     drawQuota(s.quota);
   }

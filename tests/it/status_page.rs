@@ -103,6 +103,12 @@ async fn browser_scenario(test: &str, store_url: Option<&str>) {
         .await;
     assert_eq!(drawn, json!(60), "one bar per minute");
 
+    // Which replica flushes: this one (on PostgreSQL, read from the session holding the lock).
+    let status = app.get_json("/ui/status.json").await;
+    let flusher = &status["flusher"];
+    assert_eq!(flusher["replica_flushing"], flusher["replica"], "{status}");
+    browser.wait_text("#flusher", "is flushing").await;
+
     // The media search.
     browser.type_into("#media-id", "page-ok").await;
     browser.click("#search button").await;
