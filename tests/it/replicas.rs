@@ -360,17 +360,24 @@ async fn a_leader_cut_off_from_the_database_stops_flushing_and_recovers() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
+/// A simulator and one `serve` process on a fresh SQLite file, ready.
+async fn embedded_replica() -> (sim::SimHandle, tempfile::TempDir, String, Replica) {
     let sim = sim::start(sim_config()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("vod-purge.db").display());
-    let mut first = Replica::start(dir.path(), 0, &db_url, &sim.base_url());
+    let replica = Replica::start(dir.path(), 0, &db_url, &sim.base_url());
     let http = http_client();
     wait_until(Duration::from_secs(20), "the service", || async {
-        matches!(first.readyz(&http).await, Some((200, _)))
+        matches!(replica.readyz(&http).await, Some((200, _)))
     })
     .await;
+    (sim, dir, db_url, replica)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
+    let (sim, dir, db_url, mut first) = embedded_replica().await;
+    let http = http_client();
 
     // Eight senders, each up to 40 deliveries of two new IDs; the IDs of every 202 are kept.
     const SENDERS: usize = 8;
@@ -428,15 +435,8 @@ async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
 /// the event was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_killed_under_merges_purges_after_every_acknowledged_event() {
-    let sim = sim::start(sim_config()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("vod-purge.db").display());
-    let mut first = Replica::start(dir.path(), 0, &db_url, &sim.base_url());
+    let (sim, dir, db_url, mut first) = embedded_replica().await;
     let http = http_client();
-    wait_until(Duration::from_secs(20), "the service", || async {
-        matches!(first.readyz(&http).await, Some((200, _)))
-    })
-    .await;
 
     // Eight senders, each up to 150 deliveries of two IDs out of a pool of 30, one every 50 ms:
     // almost every event merges, and an ID is never quiet long enough, so its purges are forced by
