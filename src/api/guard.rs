@@ -63,6 +63,22 @@ pub struct PeerGuard {
 
 /// More refused addresses than this and the expired ones are swept.
 const SWEEP_AT: usize = 4096;
+/// More addresses with failures counted than this and the ones whose budget has refilled are
+/// forgotten, so that a flood from many addresses cannot grow the table without bound.
+const FORGET_AT: usize = 65_536;
+
+/// The key an address is counted under: an IPv6 address by its /64, which one client usually
+/// holds whole (a host picks any address in it), an IPv4 address as it is.
+fn budget_key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = v6.segments();
+            IpAddr::from([a, b, c, d, 0, 0, 0, 0])
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked above")),
+        v4 => v4,
+    }
+}
 
 impl PeerGuard {
     pub fn new(per_second: u32, burst: u32) -> PeerGuard {
@@ -76,6 +92,7 @@ impl PeerGuard {
 
     /// `Err(wait)` while `peer` has used up its budget of failures.
     pub fn admit(&self, peer: IpAddr) -> Result<(), Duration> {
+        let peer = budget_key(peer);
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         match refused.get(&peer) {
             Some(until) => {
@@ -93,6 +110,11 @@ impl PeerGuard {
     /// Counts a failed request of `peer`; once its budget is gone it is refused until it
     /// refills by one.
     pub fn failed(&self, peer: IpAddr) {
+        let peer = budget_key(peer);
+        if self.failures.len() >= FORGET_AT {
+            self.failures.retain_recent();
+            self.failures.shrink_to_fit();
+        }
         if let Err(not_until) = self.failures.check_key(&peer) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,5 +184,17 @@ mod tests {
         let wait = guard.admit(bad).expect_err("refused");
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert!(guard.admit(good).is_ok(), "another address is not affected");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let guard = PeerGuard::new(1, 2);
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            guard.failed(ip(host));
+        }
+        assert!(guard.admit(ip("2001:db8:1:2::77")).is_err(), "the same /64");
+        assert!(guard.admit(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        assert_eq!(budget_key(ip("::ffff:198.51.100.1")), ip("198.51.100.1"));
+        assert_eq!(budget_key(ip("198.51.100.1")), ip("198.51.100.1"));
     }
 }
