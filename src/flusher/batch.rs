@@ -31,10 +31,48 @@ pub fn next_ready_at(groups: &[DueGroup], now: Ts, linger: Duration) -> Option<T
         .min()
 }
 
+/// How long an idle flusher sleeps: until the first of the next lingering group's end, the next
+/// pending item's due time and the next retry (`next_work`), but at most `poll` (the fallback
+/// that notices work another process added, and anything else). Work already due means no pause.
+pub fn idle_pause(
+    now: Ts,
+    next_linger: Option<Ts>,
+    next_work: Option<Ts>,
+    poll: Duration,
+) -> Duration {
+    match [next_linger, next_work].into_iter().flatten().min() {
+        Some(at) => at.since(now).min(poll),
+        None => poll,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::TaskType;
+
+    #[test]
+    fn an_idle_flusher_wakes_when_work_is_due() {
+        let poll = Duration::from_millis(50);
+        let now = Ts(10_000);
+        // (next linger end, next due item or retry) -> pause in ms
+        let table = [
+            (None, None, 50),
+            (Some(10_020), None, 20),
+            (None, Some(10_007), 7),
+            (Some(10_030), Some(10_012), 12),
+            (Some(10_900), Some(11_000), 50),
+            (None, Some(9_990), 0),
+            (Some(10_000), None, 0),
+        ];
+        for (linger, work, want) in table {
+            assert_eq!(
+                idle_pause(now, linger.map(Ts), work.map(Ts), poll),
+                Duration::from_millis(want),
+                "{linger:?} {work:?}"
+            );
+        }
+    }
 
     fn group(due_count: u64, oldest_due_at: i64) -> DueGroup {
         DueGroup {

@@ -226,7 +226,20 @@ impl Flusher {
         let poll = self.inner.config.poll_interval;
         match self.try_flush_once(shutdown).await {
             Ok(FlushOutcome::Started(_)) => Duration::ZERO,
-            Ok(FlushOutcome::Idle(_)) => poll,
+            // Sleep until something is due rather than a whole poll past it.
+            Ok(FlushOutcome::Idle(next_linger)) => {
+                let now = Ts::now();
+                let next_work = self
+                    .inner
+                    .store
+                    .next_work(now)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::debug!(error = %error, "cannot read when work is next due");
+                        None
+                    });
+                batch::idle_pause(now, next_linger, next_work, poll)
+            }
             Err(error) => {
                 tracing::error!(error = %error, "flusher step failed; retrying");
                 poll.max(Duration::from_secs(1))

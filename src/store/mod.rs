@@ -206,6 +206,12 @@ impl Store {
         dispatch!(self, s => s.get_job(id).await)
     }
 
+    /// The next instant after `now` at which an item becomes due or a retry is due (when the
+    /// idle flusher wakes).
+    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
+        dispatch!(self, s => s.next_work(now).await)
+    }
+
     /// Jobs sent and their media IDs per minute since `since` (the status page's chart).
     pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
         dispatch!(self, s => s.drain_history(since).await)

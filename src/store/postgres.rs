@@ -561,6 +561,15 @@ impl PgStore {
         load_job(&mut conn, id).await
     }
 
+    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
+        let sql = rows::next_work_sql("$1", "$1");
+        let next: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(next.map(Ts))
+    }
+
     pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
         let sql = rows::drain_history_sql("$1");
         let rows = sqlx::query(AssertSqlSafe(sql))

@@ -93,6 +93,18 @@ fn list_jobs_sql(filter: &JobFilter, placeholder: impl Fn(usize) -> String) -> S
     sql
 }
 
+/// The next instant after `$now` at which a pending item becomes due or a retry is due: two
+/// index seeks (`items_due`, `jobs_status`). `now` is bound twice.
+pub(crate) fn next_work_sql(first: &str, second: &str) -> String {
+    format!(
+        "SELECT MIN(t) AS t FROM (
+             SELECT MIN(due_at) AS t FROM items WHERE due_at > {first}
+             UNION ALL
+             SELECT MIN(next_attempt_at) AS t FROM jobs WHERE status = 'retrying' AND next_attempt_at > {second}
+         ) AS w"
+    )
+}
+
 /// Jobs sent and their media IDs per minute since `since`, dry runs left out. Integer division
 /// of the epoch milliseconds is the same in both dialects.
 pub(crate) fn drain_history_sql(placeholder: &str) -> String {

@@ -470,6 +470,15 @@ impl SqliteStore {
         load_job(&mut conn, id).await
     }
 
+    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
+        let sql = rows::next_work_sql("?1", "?1");
+        let next: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(next.map(Ts))
+    }
+
     pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
         let sql = rows::drain_history_sql("?");
         let mut conn = self.reader.acquire().await?;
