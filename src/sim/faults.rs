@@ -32,6 +32,9 @@ pub struct Faults {
     /// When set, `error_rate` and `fail_next` apply to calls of this action only (e.g.
     /// `GetMediaRefreshJobs`); other calls pass.
     pub fail_action: Option<String>,
+    /// While set, the calls per second per AccessKey and action allowed before `Throttling`, in
+    /// place of `--qps`: another client taking a share of the account's limit.
+    pub qps: Option<u32>,
 }
 
 impl Default for Faults {
@@ -47,6 +50,7 @@ impl Default for Faults {
             sts_error_code: None,
             metadata_code: None,
             fail_action: None,
+            qps: None,
         }
     }
 }
@@ -94,6 +98,9 @@ impl Faults {
             ));
         }
         parse_error_code(&self.error_code)?;
+        if self.qps == Some(0) {
+            return Err("qps must be at least 1".to_owned());
+        }
         if let Some(code) = &self.sts_error_code {
             parse_error_code(code)?;
         }

@@ -68,8 +68,9 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         return Err(ApiError::new(fault.status, &fault.code, fault.message));
     }
 
+    let qps = lock(&state.faults).qps;
     if state
-        .limiter
+        .limiter(qps)
         .check_key(&(
             access_key_id.to_owned(),
             actions::rate_group(action).to_owned(),

@@ -10,7 +10,8 @@
 //!
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
-//! defaults).
+//! defaults). Among them `qps` lowers the per-second limit at runtime, as another client taking
+//! a share of the account's limit does.
 //!
 //! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
 //! (`docs/alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`

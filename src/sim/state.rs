@@ -56,7 +56,10 @@ pub struct SimState {
     pub forbidden: HashSet<String>,
     pub failing: HashSet<String>,
     pub clock: SimClock,
-    pub limiter: Limiter,
+    /// The configured calls per second per AccessKey and action (`--qps`).
+    pub qps: NonZeroU32,
+    /// The limiter in force and the rate it was built for (the `qps` fault changes it).
+    limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
     pub nonces: Mutex<NonceStore>,
     pub jobs: Mutex<JobStore>,
     pub quota: Mutex<QuotaState>,
@@ -119,6 +122,23 @@ impl IssuedKeys {
 pub const ROLE_ACCOUNT: &str = "sts-role-account";
 
 impl SimState {
+    /// The limiter for a rate of `qps` calls per second (the configured one when `None`): the
+    /// one in force, or a new one when the rate changed (its buckets start full).
+    pub fn limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
+        let wanted = qps.and_then(NonZeroU32::new).unwrap_or(self.qps);
+        let mut slot = lock(&self.limiter);
+        if slot.0 != wanted {
+            *slot = (
+                wanted,
+                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
+                    Quota::per_second(wanted),
+                    self.clock.clone(),
+                )),
+            );
+        }
+        slot.1.clone()
+    }
+
     /// The account a call's AccessKey acts for: the key itself for a configured account, the
     /// role's account for a key this simulator handed out.
     pub fn account_of(&self, access_key_id: &str) -> String {
@@ -167,7 +187,14 @@ impl SimState {
             nonexistent: cfg.nonexistent.iter().cloned().collect(),
             forbidden: cfg.forbidden.iter().cloned().collect(),
             failing: cfg.failing.iter().cloned().collect(),
-            limiter: RateLimiter::hashmap_with_clock(Quota::per_second(qps), clock.clone()),
+            limiter: Mutex::new((
+                qps,
+                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
+                    Quota::per_second(qps),
+                    clock.clone(),
+                )),
+            )),
+            qps,
             clock,
             nonces: Mutex::new(NonceStore::default()),
             jobs: Mutex::new(JobStore::new(cfg.max_jobs)),

@@ -849,3 +849,33 @@ async fn a_job_is_seen_with_the_next_sts_key_of_the_role() {
         other.body
     );
 }
+
+/// Another client's share of the account: the `qps` fault lowers the per-second limit at
+/// runtime, and lifting it restores the configured one.
+#[tokio::test]
+async fn the_rate_limit_can_be_lowered_at_runtime() {
+    // The fixed clock stops the limiter's time: what passes depends on the count alone.
+    let sim = fixed_sim(SimConfig::default()).await;
+    sim.set_faults(Faults {
+        qps: Some(2),
+        ..Faults::default()
+    });
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let answer = send(&sim, "POST", &refresh_params(&["a"], T0)).await;
+        codes.push(answer.code().to_owned());
+    }
+    assert_eq!(codes, ["", "", "Throttling"]);
+    sim.set_faults(Faults::default());
+    assert_eq!(
+        send(&sim, "POST", &refresh_params(&["a"], T0)).await.status,
+        200
+    );
+    let refused = http()
+        .put(format!("{}/_sim/faults", sim.base_url()))
+        .json(&serde_json::json!({"qps": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}
