@@ -183,12 +183,7 @@ struct Checker {
 impl Checker {
     async fn check(&self, job: DueCheck) {
         // While no credential can sign a call (its renewal failing), no check is spent.
-        let credentials = self.client.credentials();
-        while credentials
-            .wait_usable(Duration::from_secs(60))
-            .await
-            .is_none()
-        {}
+        self.client.credentials().wait_until_usable().await;
         self.limiter.until_ready().await;
         let answer = self
             .client

@@ -40,6 +40,11 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+/// A `Retry-After` value: whole seconds, rounded up so that a retry never comes too early.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::Client {

@@ -94,17 +94,11 @@ impl PeerGuard {
     pub fn admit(&self, peer: IpAddr) -> Result<(), Duration> {
         let peer = budget_key(peer);
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        match refused.get(&peer) {
-            Some(until) => {
-                let now = Instant::now();
-                if *until > now {
-                    Err(*until - now)
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
-        }
+        let wait = refused
+            .get(&peer)
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|wait| !wait.is_zero());
+        wait.map_or(Ok(()), Err)
     }
 
     /// Counts a failed request of `peer`; once its budget is gone it is refused until it

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
 use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
@@ -109,7 +109,7 @@ async fn guarded(
     let peer = client(state, req);
     if let Err(wait) = state.peers.admit(peer) {
         return Err(ApiError::PeerLimited {
-            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            retry_after_secs: retry_after_secs(wait),
         });
     }
     let result = handle.await;
@@ -244,8 +244,7 @@ async fn webhook_inner(
     } else {
         let _permit = entry
             .unauthenticated_reads
-            .clone()
-            .try_acquire_owned()
+            .try_acquire()
             .map_err(|_| ApiError::Busy {
                 source_name: name.clone(),
             })?;
@@ -261,7 +260,7 @@ async fn webhook_inner(
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         return Err(ApiError::RateLimited {
             source_name: name,
-            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            retry_after_secs: retry_after_secs(wait),
         });
     }
     let request = Request {

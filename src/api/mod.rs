@@ -61,7 +61,7 @@ pub struct SourceState {
     pub stored: StoredCounters,
     /// Permits for bodies read before their sender is authenticated
     /// (`server.unauthenticated_reads`).
-    pub unauthenticated_reads: std::sync::Arc<tokio::sync::Semaphore>,
+    pub unauthenticated_reads: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -91,7 +91,7 @@ impl AppState {
                     source,
                     limiter,
                     stored,
-                    unauthenticated_reads: std::sync::Arc::new(tokio::sync::Semaphore::new(reads)),
+                    unauthenticated_reads: tokio::sync::Semaphore::new(reads),
                 },
             );
         }

@@ -247,7 +247,7 @@ impl Fetcher {
         provider: ProviderName,
         uri: &str,
     ) -> Result<Issued, CredentialError> {
-        let origin = uri.split('?').next().unwrap_or_default();
+        let origin = super::without_query(uri);
         let (status, body) = send(self.sts.get(uri))
             .await
             .map_err(|e| CredentialError::new(provider, format!("cannot reach {origin}: {e}")))?;

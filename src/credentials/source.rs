@@ -123,6 +123,15 @@ impl CredentialSource {
         }
     }
 
+    /// A usable credential, however long its renewal takes.
+    pub async fn wait_until_usable(&self) -> Arc<Issued> {
+        loop {
+            if let Some(issued) = self.wait_usable(Duration::from_secs(60)).await {
+                return issued;
+            }
+        }
+    }
+
     /// Installs a renewed credential and wakes whoever waits for one.
     pub fn set(&self, issued: Issued) {
         self.inner.current.send_replace(Arc::new(issued));

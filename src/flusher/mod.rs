@@ -97,13 +97,14 @@ impl FlusherStatus {
         seen.len()
     }
 
-    fn note_call(&self, rate: u32, throttled_at: Option<Ts>) {
+    fn note_rate(&self, rate: u32) {
         self.rate.store(rate.max(1), Ordering::Relaxed);
-        if let Some(at) = throttled_at {
-            let mut seen = self.throttled.lock().expect("status lock");
-            forget_before(&mut seen, at);
-            seen.push_back(at);
-        }
+    }
+
+    fn note_throttled(&self, at: Ts) {
+        let mut seen = self.throttled.lock().expect("status lock");
+        forget_before(&mut seen, at);
+        seen.push_back(at);
     }
 }
 
@@ -358,7 +359,7 @@ impl Flusher {
             return;
         }
         tracing::warn!(provider = %source.provider(), "no valid credential: calls wait for its renewal");
-        while source.wait_usable(Duration::from_secs(60)).await.is_none() {}
+        source.wait_until_usable().await;
         tracing::info!("a valid credential is back: calls resume");
     }
 
@@ -432,7 +433,7 @@ impl Flusher {
             Err(error) => self.record_error(&job, now, error).await,
         };
         if matches!(inner.sender, Sender::Vod(_)) {
-            inner.status.note_call(inner.limiter.current_rps(), None);
+            inner.status.note_rate(inner.limiter.current_rps());
         }
         match recorded {
             Ok(true) => {}
@@ -467,9 +468,7 @@ impl Flusher {
             _ if matches!(error, VodError::NoCredentials) => true,
             ErrorClass::Throttled => {
                 inner.limiter.on_throttled();
-                inner
-                    .status
-                    .note_call(inner.limiter.current_rps(), Some(now));
+                inner.status.note_throttled(now);
                 false
             }
             ErrorClass::Retryable => inner.limiter.on_unavailable(),

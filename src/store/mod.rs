@@ -103,7 +103,7 @@ impl Store {
     /// the replica whose session holds the flusher lock (`None` when no replica does).
     pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(Some(crate::telemetry::host_name())),
+            Backend::Sqlite(_) => Ok(Some(crate::telemetry::host_name().to_owned())),
             Backend::Postgres(s) => s.flusher_replica().await,
         }
     }
