@@ -30,6 +30,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Ts;
+use crate::flusher::hold::HoldPolicy;
 use crate::flusher::{FlusherStatus, error_kind};
 use crate::metrics::Metrics;
 use crate::store::{CheckResult, DueCheck, Resubmission, Store, Submission};
@@ -83,31 +84,61 @@ pub fn again_at(now: Ts, check_after: Duration, done: u32) -> Option<Ts> {
     (done < MAX_CHECKS).then(|| now + check_after.saturating_mul(1 << done.min(16)))
 }
 
+/// The IDs to send again, when, and whether the new job starts held on the quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resend {
+    pub media_ids: Vec<String>,
+    pub send_at: Ts,
+    /// A used-up quota's code, when VOD reported one for an ID: the new job starts held and is
+    /// sent as the quota comes back (see [`crate::flusher::hold`]).
+    pub held: Option<String>,
+}
+
 /// The IDs to send again, and when: those whose submission failed with a code that passes
 /// (`PreloadQueueFull`, `TooMany.Refresh`, throttling, server errors), while the job's retry
 /// budget (`max_age` from `budget_from`) lasts at the time they would be sent. A resubmitted job
 /// is checked in its turn, so an ID is sent again until it goes through or the budget runs out.
+/// A used-up quota (`QuotaExceeded.*`) passes too, at the quota's pace: the new job is held, its
+/// first probe is due as a hold's would be, and `max_age` does not run while it is held.
 pub fn resubmission(
     submissions: &[Submission],
     now: Ts,
     budget_from: Ts,
     config: &CheckConfig,
-) -> Option<(Vec<String>, Ts)> {
-    let send_at = now + config.resubmit_after;
-    if send_at > budget_from + config.max_age {
-        return None;
-    }
+) -> Option<Resend> {
+    let class = |s: &Submission| match &s.result {
+        Err((code, _)) => vod::class_of_code(code),
+        Ok(()) => None,
+    };
     let media_ids: Vec<String> = submissions
         .iter()
         .filter(|s| {
-            matches!(&s.result, Err((code, _)) if matches!(
-                vod::class_of_code(code),
-                Some(ErrorClass::Retryable | ErrorClass::Throttled)
-            ))
+            matches!(
+                class(s),
+                Some(ErrorClass::Retryable | ErrorClass::Throttled | ErrorClass::QuotaExhausted)
+            )
         })
         .map(|s| s.media_id.clone())
         .collect();
-    (!media_ids.is_empty()).then_some((media_ids, send_at))
+    if media_ids.is_empty() {
+        return None;
+    }
+    let held = submissions
+        .iter()
+        .filter(|s| class(s) == Some(ErrorClass::QuotaExhausted))
+        .find_map(|s| s.result.as_ref().err().map(|(code, _)| code.clone()));
+    let send_at = match held {
+        Some(_) => config.hold.next_probe(now, now),
+        None => now + config.resubmit_after,
+    };
+    if held.is_none() && send_at > budget_from + config.max_age {
+        return None;
+    }
+    Some(Resend {
+        media_ids,
+        send_at,
+        held,
+    })
 }
 
 /// Runs the checks until `token` is cancelled.
@@ -167,6 +198,8 @@ pub struct CheckConfig {
     pub max_age: Duration,
     /// `retry_max`: how long a resubmission waits before it is sent.
     pub resubmit_after: Duration,
+    /// The quota holds, for IDs whose submission met a used-up quota.
+    pub hold: HoldPolicy,
 }
 
 struct Checker {
@@ -210,11 +243,12 @@ impl Checker {
                     }
                 }
                 let resubmission = resubmission(&submissions, now, job.budget_from, &self.config)
-                    .map(|(media_ids, send_at)| Resubmission {
+                    .map(|resend| Resubmission {
                         job_id: uuid::Uuid::now_v7().to_string(),
-                        media_ids,
+                        media_ids: resend.media_ids,
                         created_at: now,
-                        send_at,
+                        send_at: resend.send_at,
+                        held: resend.held,
                     });
                 if let Some(r) = &resubmission {
                     self.metrics.resubmitted.inc_by(r.media_ids.len() as u64);
@@ -240,7 +274,7 @@ impl Checker {
         self.metrics.check_errors.with_label_values(&[code]).inc();
         let again = match error.class() {
             ErrorClass::Permanent => None,
-            ErrorClass::Retryable | ErrorClass::Throttled => {
+            ErrorClass::Retryable | ErrorClass::Throttled | ErrorClass::QuotaExhausted => {
                 again_at(now, self.config.check_after, done)
             }
         };
@@ -322,6 +356,12 @@ mod tests {
             per_second: 10,
             max_age: Duration::from_secs(3600),
             resubmit_after: Duration::from_secs(60),
+            hold: crate::flusher::hold::HoldPolicy {
+                probe_interval: Duration::from_secs(300),
+                reset: crate::flusher::hold::QuotaReset::CHINA_MIDNIGHT,
+                max_hold: Duration::from_secs(48 * 3600),
+                reserve: crate::flusher::hold::Reserve::Percent(10.0),
+            },
         };
         let failed = |media_id: &str, code: &str| Submission {
             media_id: media_id.to_owned(),
@@ -340,15 +380,20 @@ mod tests {
         ];
         let now = Ts(10_000_000);
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let resend = |media_ids: &[&str], send_at| Resend {
+            media_ids: ids(media_ids),
+            send_at,
+            held: None,
+        };
         let table = [
             // (checked job's budget start, expected)
             (
                 now,
-                Some((ids(&["full", "busy", "slow"]), Ts(now.0 + 60_000))),
+                Some(resend(&["full", "busy", "slow"], Ts(now.0 + 60_000))),
             ),
             (
                 Ts(now.0 - 3_540_000),
-                Some((ids(&["full", "busy", "slow"]), Ts(now.0 + 60_000))),
+                Some(resend(&["full", "busy", "slow"], Ts(now.0 + 60_000))),
             ),
             // Sent after the budget has run out: not at all.
             (Ts(now.0 - 3_540_001), None),
@@ -370,6 +415,21 @@ mod tests {
             None,
             "only failures that do not pass"
         );
+        // A used-up quota: the new job starts held, probed a probe interval later, even past
+        // the budget (max_age does not run while held).
+        let mut with_quota = reported.clone();
+        with_quota.push(failed("spent", "QuotaExceeded.Refresh"));
+        let expected = Resend {
+            media_ids: ids(&["full", "busy", "slow", "spent"]),
+            send_at: Ts(now.0 + 300_000),
+            held: Some("QuotaExceeded.Refresh".into()),
+        };
+        for budget_from in [now, Ts(now.0 - 3_600_000)] {
+            assert_eq!(
+                resubmission(&with_quota, now, budget_from, &config),
+                Some(expected.clone())
+            );
+        }
     }
 
     #[test]

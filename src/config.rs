@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{Choice, Credentials, Environment, ProviderName};
+use crate::flusher::hold::{QuotaReset, Reserve};
 use crate::webhook::SourceConfig;
 
 /// The documented defaults; also the configuration reference.
@@ -93,6 +94,13 @@ pub struct VodSettings {
     pub dry_run: bool,
     #[serde(with = "humantime_serde")]
     pub quota_poll_interval: Duration,
+    /// When the daily quota comes back (see [`crate::flusher::hold`]).
+    pub quota_reset: QuotaReset,
+    #[serde(with = "humantime_serde")]
+    pub quota_probe_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_hold: Duration,
+    pub urgent_quota_reserve: Reserve,
     #[serde(with = "humantime_serde")]
     pub check_after: Duration,
     pub checks_per_second: u32,
@@ -263,6 +271,15 @@ impl Settings {
                     "{} must be between 1 and max_requests_per_second",
                     vod.burst
                 ),
+            );
+        }
+        if vod.quota_probe_interval.is_zero() {
+            return fail("vod.quota_probe_interval", "must be more than zero".into());
+        }
+        if vod.max_hold.is_zero() {
+            return fail(
+                "vod.max_hold",
+                "must be more than zero (a job held on the quota fails after it)".into(),
             );
         }
         if vod.max_in_flight == 0 {

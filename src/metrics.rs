@@ -41,6 +41,12 @@ pub struct Metrics {
     /// VOD's daily quota and what is left of it, by kind (`refresh`, `preload`).
     pub vod_quota_daily: prometheus::IntGaugeVec,
     pub vod_quota_remaining: prometheus::IntGaugeVec,
+    /// Calls answered "quota used up" that held their job, by task type.
+    pub quota_holds: IntCounterVec,
+    /// Jobs held on the daily quota, by task type; set at each scrape.
+    pub quota_held_jobs: prometheus::IntGaugeVec,
+    /// When the next probe of a held task type goes out (Unix seconds; 0: not held).
+    pub quota_held_until: prometheus::IntGaugeVec,
     /// Media IDs whose submission VOD reported, by `submitted` / `submit_failed` and code.
     pub submissions: IntCounterVec,
     /// GetMediaRefreshJobs calls that failed, by error code.
@@ -221,6 +227,24 @@ impl Metrics {
                 "vod_quota_remaining",
                 "VOD daily quota left today",
                 &["kind"],
+            ),
+            quota_holds: counter_vec(
+                &r,
+                "quota_holds_total",
+                "Calls answered with a used-up daily quota, holding their job",
+                &["task"],
+            ),
+            quota_held_jobs: gauge_vec(
+                &r,
+                "quota_held_jobs",
+                "Jobs held on the daily quota",
+                &["task"],
+            ),
+            quota_held_until: gauge_vec(
+                &r,
+                "quota_held_until_seconds",
+                "When the next probe of a task type held on the daily quota goes out (Unix time; 0: not held)",
+                &["task"],
             ),
             credential_expiry: float_gauge_vec(
                 &r,

@@ -1,5 +1,8 @@
 //! Watches VOD's daily purge and prefetch quota.
 //!
+//! Each reading also goes to [`crate::flusher::hold::QuotaBook`]: the flusher ends a quota hold
+//! when a reading shows quota left, and bounds its batches by what is left.
+//!
 //! Every purged playback URL probably counts against a small daily quota (2,000 refresh and 500
 //! preload URLs by default), and a call that exceeds it fails. The active flusher asks
 //! `DescribeVodRefreshQuota` every `vod.quota_poll_interval` and publishes the figures as
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::{TaskType, Ts};
 use crate::flusher::FlusherStatus;
+use crate::flusher::hold::Polled;
 use crate::metrics::Metrics;
 use crate::vod;
 
@@ -31,10 +36,19 @@ pub async fn watch(
         if status.is_active() {
             match client.describe_vod_refresh_quota().await {
                 Ok(quota) => {
-                    for (kind, total, remain) in [
-                        ("refresh", quota.url_quota, quota.url_remain),
-                        ("preload", quota.preload_quota, quota.preload_remain),
+                    let at = Ts::now();
+                    for (task, kind, total, remain) in [
+                        (TaskType::Refresh, "refresh", quota.url_quota, quota.url_remain),
+                        (TaskType::Preload, "preload", quota.preload_quota, quota.preload_remain),
                     ] {
+                        status.quota.polled(
+                            task,
+                            Polled {
+                                at,
+                                total,
+                                remaining: remain,
+                            },
+                        );
                         metrics
                             .vod_quota_daily
                             .with_label_values(&[kind])

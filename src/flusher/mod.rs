@@ -16,6 +16,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod hold;
 pub mod limiter;
 
 use std::sync::Arc;
@@ -29,9 +30,11 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::domain::Ts;
 use crate::metrics::Metrics;
-use crate::store::{ClaimBatch, Failure, Job, Store, StoreError, Success};
+use crate::domain::TaskType;
+use crate::store::{ClaimBatch, DueJob, Failure, Job, JobStatus, Store, StoreError, Success};
 use crate::vod::{self, ErrorClass, RefreshRequest, VodError};
 use backoff::{Decision, RetryPolicy};
+use hold::{HoldDecision, HoldPolicy, QuotaBook};
 use limiter::Limiter;
 
 /// While a step works through a large backlog, how often it looks for due retries.
@@ -58,6 +61,8 @@ pub struct FlusherStatus {
     rate: std::sync::atomic::AtomicU32,
     /// When VOD throttled this process's calls, within the last minute.
     throttled: std::sync::Mutex<std::collections::VecDeque<Ts>>,
+    /// The last reading of the daily quota (the quota poller's) and the IDs sent since.
+    pub quota: QuotaBook,
 }
 
 impl FlusherStatus {
@@ -138,6 +143,8 @@ pub struct FlusherConfig {
     pub retry: RetryPolicy,
     /// How long after a successful call its submissions are checked; `None`: never.
     pub check_after: Option<Duration>,
+    /// Holds on the daily quota.
+    pub hold: HoldPolicy,
 }
 
 impl FlusherConfig {
@@ -157,6 +164,12 @@ impl FlusherConfig {
                 max: vod.retry_max,
             },
             check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
+            hold: HoldPolicy {
+                probe_interval: vod.quota_probe_interval,
+                reset: vod.quota_reset,
+                max_hold: vod.max_hold,
+                reserve: vod.urgent_quota_reserve,
+            },
         }
     }
 }
@@ -262,14 +275,28 @@ impl Flusher {
         shutdown: &CancellationToken,
     ) -> Result<FlushOutcome, StoreError> {
         let inner = &self.inner;
+        let held = self.held_tasks().await?;
         let mut started = self.start_due_retries(shutdown).await?;
         let mut retries_looked_at = std::time::Instant::now();
 
         let now = Ts::now();
         let groups = inner.store.due_groups(now).await?;
         for group in batch::ready(&groups, now, inner.config.linger) {
+            // A held task type sends nothing but its probe; the last poll bounds the others.
+            if held.contains(&group.task) {
+                continue;
+            }
             let mut remaining = group.due_count;
             loop {
+                let allowance = inner.status.quota.allowance(
+                    group.task,
+                    &inner.config.hold,
+                    false,
+                    Ts::now(),
+                );
+                if allowance == Some(0) {
+                    break;
+                }
                 let Some(permit) = self.permit(shutdown).await else {
                     break;
                 };
@@ -278,7 +305,9 @@ impl Flusher {
                     task: group.task,
                     fingerprint: group.fingerprint.clone(),
                     now,
-                    max: batch::MAX_BATCH,
+                    max: allowance.map_or(batch::MAX_BATCH, |n| {
+                        batch::MAX_BATCH.min(usize::try_from(n).unwrap_or(usize::MAX))
+                    }),
                     lease_until: now + inner.config.lease,
                     job_id: uuid::Uuid::now_v7().to_string(),
                     dry_run: matches!(inner.sender, Sender::DryRun),
@@ -310,25 +339,87 @@ impl Flusher {
         })
     }
 
-    /// Starts the jobs whose retry time has come or whose lease ran out; returns how many.
+    /// The task types held on the daily quota, after ending the holds that the last poll of the
+    /// quota says are over (quota left, read after the hold began).
+    async fn held_tasks(&self) -> Result<Vec<TaskType>, StoreError> {
+        let inner = &self.inner;
+        let mut held = Vec::new();
+        for hold in inner.store.held_tasks().await? {
+            let (polled, sent) = inner.status.quota.last(hold.task);
+            let back = polled.is_some_and(|p| p.at > hold.since && p.remaining > sent);
+            if back {
+                let released = inner.store.release_held(hold.task, Ts::now()).await?;
+                tracing::info!(task = %hold.task, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
+            } else {
+                held.push(hold.task);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Starts the jobs whose retry time has come or whose lease ran out, and at most one probe
+    /// per task type held on the quota; returns how many.
     async fn start_due_retries(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let mut started = 0;
-        for id in inner.store.due_jobs(Ts::now(), 64).await? {
+        let mut probed: Vec<TaskType> = Vec::new();
+        for due in inner.store.due_jobs(Ts::now(), 64).await? {
+            let probe = due.status == JobStatus::Held;
+            if probe && probed.contains(&due.task) {
+                continue;
+            }
             let Some(permit) = self.permit(shutdown).await else {
                 break;
             };
             let now = Ts::now();
-            if let Some(job) = inner
+            let Some(job) = inner
                 .store
-                .claim_job(&id, now, now + inner.config.lease)
+                .claim_job(&due.id, now, now + inner.config.lease)
                 .await?
-            {
-                self.start(job, permit);
-                started += 1;
+            else {
+                continue;
+            };
+            if probe {
+                probed.push(due.task);
+                if self.end_expired_hold(&due, &job, now).await? {
+                    continue;
+                }
+                // One probe at a time: the task type's other held jobs wait for its answer.
+                let since = due.held_since.unwrap_or(now);
+                let next = inner.config.hold.next_probe(since, now + inner.config.hold.probe_interval);
+                inner.store.defer_held(due.task, next).await?;
+                tracing::info!(task = %due.task, job_id = %job.id, "quota hold: probing with one held job");
             }
+            self.start(job, permit);
+            started += 1;
         }
         Ok(started)
+    }
+
+    /// Fails a held job, without a call, once it has been held for `vod.max_hold`.
+    async fn end_expired_hold(&self, due: &DueJob, job: &Job, now: Ts) -> Result<bool, StoreError> {
+        let Some(since) = due.held_since.filter(|s| self.inner.config.hold.expired(*s, now)) else {
+            return Ok(false);
+        };
+        tracing::error!(job_id = %job.id, task = %job.task, held_since = %since.to_rfc3339(), "job held on the quota for vod.max_hold: it fails");
+        let failure = Failure {
+            code: job.error_code.clone().unwrap_or_else(|| quota_code(job.task).to_owned()),
+            message: format!(
+                "held on the daily quota since {} (vod.max_hold)",
+                since.to_rfc3339()
+            ),
+            request_id: job.request_id.clone(),
+        };
+        self.inner
+            .metrics
+            .jobs_finished
+            .with_label_values(&["failed"])
+            .inc();
+        self.inner
+            .store
+            .record_failure(&job.id, job.attempts, now, &failure)
+            .await?;
+        Ok(true)
     }
 
     /// A slot for one more call, then a rate-limiter permit; `None` when shutting down or no
@@ -364,6 +455,10 @@ impl Flusher {
     }
 
     fn start(&self, job: Job, slot: OwnedSemaphorePermit) {
+        self.inner
+            .status
+            .quota
+            .sent(job.task, job.items.len() as u64);
         let flusher = self.clone();
         self.inner.calls.spawn(async move {
             flusher.send(job).await;
@@ -404,6 +499,7 @@ impl Flusher {
                 .vod_call_duration
                 .observe(started.elapsed().as_secs_f64());
         }
+        let quota_answer = matches!(&result, Err(e) if e.class() == ErrorClass::QuotaExhausted);
         let recorded = match result {
             Ok(mut success) => {
                 // Only a job VOD created can be checked (never a dry run's).
@@ -434,6 +530,16 @@ impl Flusher {
         };
         if matches!(inner.sender, Sender::Vod(_)) {
             inner.status.note_rate(inner.limiter.current_rps());
+        }
+        if job.held_since.is_some() && !quota_answer {
+            match inner.store.release_held(job.task, now).await {
+                Ok(jobs) => {
+                    tracing::info!(task = %job.task, jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot end the quota hold; the next probe will")
+                }
+            }
         }
         match recorded {
             Ok(true) => {}
@@ -472,7 +578,7 @@ impl Flusher {
                 false
             }
             ErrorClass::Retryable => inner.limiter.on_unavailable(),
-            _ => {
+            ErrorClass::Permanent | ErrorClass::QuotaExhausted => {
                 inner.limiter.on_answer();
                 false
             }
@@ -482,12 +588,16 @@ impl Flusher {
                 ErrorClass::Throttled => "throttled",
                 ErrorClass::Retryable => "retryable",
                 ErrorClass::Permanent => "permanent",
+                ErrorClass::QuotaExhausted => "quota",
             };
             inner
                 .metrics
                 .vod_calls
                 .with_label_values(&[outcome, &failure.code])
                 .inc();
+        }
+        if class == ErrorClass::QuotaExhausted {
+            return self.hold(job, now, &failure).await;
         }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
@@ -503,7 +613,7 @@ impl Flusher {
         }
         let jitter: f64 = rand::random();
         match inner.config.retry.decide(
-            job.attempts,
+            job.counted_attempts(),
             job.budget_from,
             now,
             class == ErrorClass::Throttled,
@@ -531,6 +641,49 @@ impl Flusher {
                     .await
             }
         }
+    }
+}
+
+impl Flusher {
+    /// The call met a used-up daily quota: hold the job (no attempt spent) until its next probe,
+    /// or fail it once it has been held for `vod.max_hold`.
+    async fn hold(&self, job: &Job, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        match inner.config.hold.on_quota_answer(job.held_since, now) {
+            HoldDecision::HoldUntil(until) => {
+                if job.held_since.is_none() {
+                    tracing::warn!(task = %job.task, code = %failure.code, until = %until.to_rfc3339(),
+                        "VOD's daily quota is used up: the task type is held, one job is tried again at the next probe");
+                } else {
+                    tracing::info!(task = %job.task, until = %until.to_rfc3339(), "the quota probe met the limit again");
+                }
+                inner.metrics.quota_holds.with_label_values(&[job.task.as_str()]).inc();
+                inner
+                    .store
+                    .record_hold(&job.id, job.attempts, now, until, failure)
+                    .await
+            }
+            HoldDecision::Fail => {
+                tracing::error!(code = %failure.code, "job held on the quota for vod.max_hold: it fails");
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["failed"])
+                    .inc();
+                inner
+                    .store
+                    .record_failure(&job.id, job.attempts, now, failure)
+                    .await
+            }
+        }
+    }
+}
+
+/// VOD's code for a used-up quota of a task type.
+fn quota_code(task: TaskType) -> &'static str {
+    match task {
+        TaskType::Refresh => "QuotaExceeded.Refresh",
+        TaskType::Preload => "QuotaExceeded.Preload",
     }
 }
 

@@ -11,7 +11,9 @@
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
 //! defaults). Among them `qps` lowers the per-second limit at runtime, as another client taking
-//! a share of the account's limit does.
+//! a share of the account's limit does. `GET`/`PUT /_sim/quota` shows and sets what is left of
+//! today's quotas (`{"refresh_remaining": 0}` uses the refresh quota up; a larger figure gives it
+//! back, as the reset at midnight does).
 //!
 //! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
 //! (`docs/alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
@@ -50,7 +52,7 @@ use faults::parse_error_code;
 pub use config::{Account, ImdsMode, SimConfig};
 pub use faults::Faults;
 pub use server::{SimHandle, start, start_with_listener};
-pub use state::RecordedCall;
+pub use state::{QuotaChange, QuotaView, RecordedCall};
 
 /// Command-line arguments of `vod-purge sim`.
 #[derive(Debug, clap::Args)]

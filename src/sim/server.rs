@@ -16,7 +16,7 @@ use super::config::SimConfig;
 use super::faults::Faults;
 use super::gateway::{self, Incoming};
 use super::reply::{ApiError, error_body, json_response, new_request_id};
-use super::state::{RecordedCall, SimState, lock};
+use super::state::{QuotaChange, QuotaView, RecordedCall, SimState, lock};
 use super::sts;
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call
@@ -96,6 +96,16 @@ impl SimHandle {
         lock(&self.state.faults).clone()
     }
 
+    /// Today's quotas and what is left of them.
+    pub fn quota(&self) -> QuotaView {
+        lock(&self.state.quota).view(self.state.clock.now_secs())
+    }
+
+    /// Sets what is left of today's quotas, as `PUT /_sim/quota` does.
+    pub fn set_quota(&self, change: QuotaChange) {
+        lock(&self.state.quota).set_remaining(&change, self.state.clock.now_secs());
+    }
+
     /// Fixes the simulator's clock at `epoch_secs` (to replay captured requests), or lets it run.
     pub fn set_clock(&self, epoch_secs: Option<i64>) {
         self.state.clock.set(epoch_secs);
@@ -128,6 +138,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/_sim/faults")
             .route(web::get().to(get_faults))
             .route(web::put().to(put_faults)),
+    )
+    .service(
+        web::resource("/_sim/quota")
+            .route(web::get().to(get_quota))
+            .route(web::put().to(put_quota)),
     )
     .service(
         web::resource("/sts/")
@@ -259,5 +274,25 @@ async fn put_faults(body: web::Bytes, state: web::Data<SimState>) -> HttpRespons
             HttpResponse::Ok().json(faults)
         }
         Err(message) => HttpResponse::BadRequest().json(serde_json::json!({ "error": message })),
+    }
+}
+
+async fn get_quota(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&state.quota).view(state.clock.now_secs()))
+}
+
+/// `PUT /_sim/quota` with `{"refresh_remaining": 0}` uses up today's refresh quota;
+/// `{"refresh_remaining": 2000}` gives it back, as the reset at midnight would.
+async fn put_quota(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    match serde_json::from_slice::<QuotaChange>(&body) {
+        Ok(change) => {
+            let now = state.clock.now_secs();
+            let mut quota = lock(&state.quota);
+            quota.set_remaining(&change, now);
+            HttpResponse::Ok().json(quota.view(now))
+        }
+        Err(error) => {
+            HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
+        }
     }
 }

@@ -338,6 +338,29 @@ impl QuotaState {
         )
     }
 
+    /// What `GET /_sim/quota` shows.
+    pub fn view(&mut self, now_secs: i64) -> QuotaView {
+        let (refresh_remaining, preload_remaining) = self.remaining(now_secs);
+        QuotaView {
+            refresh_quota: self.refresh_quota,
+            refresh_remaining,
+            preload_quota: self.preload_quota,
+            preload_remaining,
+        }
+    }
+
+    /// Sets what is left of today's quotas (`PUT /_sim/quota`): a used-up quota, or one reset
+    /// before midnight, as if the day had rolled over. A figure above the daily quota is capped.
+    pub fn set_remaining(&mut self, change: &QuotaChange, now_secs: i64) {
+        self.roll_over(now_secs);
+        if let Some(left) = change.refresh_remaining {
+            self.refresh_used = self.refresh_quota.saturating_sub(left);
+        }
+        if let Some(left) = change.preload_remaining {
+            self.preload_used = self.preload_quota.saturating_sub(left);
+        }
+    }
+
     /// Takes `units` of the refresh (or preload) quota; `false`, taking nothing, if too few remain.
     pub fn take(&mut self, preload: bool, units: u64, now_secs: i64) -> bool {
         let (refresh_left, preload_left) = self.remaining(now_secs);
@@ -352,6 +375,23 @@ impl QuotaState {
         *used += units;
         true
     }
+}
+
+/// Today's quotas and what is left of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaView {
+    pub refresh_quota: u64,
+    pub refresh_remaining: u64,
+    pub preload_quota: u64,
+    pub preload_remaining: u64,
+}
+
+/// A change of what is left today; an absent figure stays as it is.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaChange {
+    pub refresh_remaining: Option<u64>,
+    pub preload_remaining: Option<u64>,
 }
 
 /// Recorded calls in memory (bounded) and, optionally, as JSON lines in a file (unbounded).

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use types::*;
 
 use crate::config::StoreLocation;
-use crate::domain::Ts;
+use crate::domain::{TaskType, Ts};
 use postgres::PgStore;
 use sqlite::{IngestWriter, SqliteStore};
 
@@ -145,8 +145,37 @@ impl Store {
         dispatch!(self, s => s.claim_batch(claim).await)
     }
 
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Jobs whose next attempt is due, oldest first (see [`rows::due_jobs_sql`]).
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
         dispatch!(self, s => s.due_jobs(now, limit).await)
+    }
+
+    /// Holds a job on the daily quota until its next probe at `until`; `attempt` fences off a
+    /// flusher whose lease was taken over.
+    pub async fn record_hold(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        until: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.record_hold(id, attempt, now, until, failure).await)
+    }
+
+    /// Ends the quota hold of a task type: its held jobs are due now, as retries.
+    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.release_held(task, now).await)
+    }
+
+    /// Moves the next probe of a task type's held jobs to `until` (one probe at a time).
+    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.defer_held(task, until).await)
+    }
+
+    /// The task types held on the daily quota.
+    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
+        dispatch!(self, s => s.held_tasks().await)
     }
 
     pub async fn claim_job(

@@ -29,7 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
 use tokio::sync::Mutex;
 
-use crate::domain::Ts;
+use crate::domain::{TaskType, Ts};
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 
@@ -50,6 +50,11 @@ fn migrator() -> Migrator {
             3,
             "submission checks",
             include_str!("../../migrations/postgres/0003_submission_checks.sql"),
+        ),
+        (
+            4,
+            "quota holds",
+            include_str!("../../migrations/postgres/0004_quota_holds.sql"),
         ),
     ])
 }
@@ -309,17 +314,63 @@ impl PgStore {
     }
 
     /// Jobs whose retry time has come or whose lease ran out, oldest first.
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "SELECT id FROM jobs
-             WHERE (status = 'retrying' AND next_attempt_at <= $1) OR (status = 'in_flight' AND lease_until <= $1)
-             ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT $2",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(rows::due_jobs_sql(rows::pg_param)))
+            .bind(now.0)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::due_job_from_row).collect()
+    }
+
+    /// Holds a job on the daily quota; see [`rows::record_hold_sql`].
+    pub async fn record_hold(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        until: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(AssertSqlSafe(rows::record_hold_sql(rows::pg_param)))
+            .bind(until.0)
+            .bind(now.0)
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(&failure.request_id)
+            .bind(id)
+            .bind(attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Ends the hold of a task type: its held jobs are due now; returns how many.
+    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(rows::release_held_sql(rows::pg_param)))
+            .bind(now.0)
+            .bind(task.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Moves the next probe of a task type's held jobs to `until`.
+    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(rows::defer_held_sql(rows::pg_param)))
+            .bind(until.0)
+            .bind(task.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The task types held on the daily quota.
+    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
+        let rows = sqlx::query(rows::HELD_TASKS_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::held_task_from_row).collect()
     }
 
     /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.
@@ -331,12 +382,11 @@ impl PgStore {
     ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
-                    attempts = attempts + 1, updated_at = $2
-             WHERE id = (SELECT id FROM jobs WHERE id = $3
-                           AND ((status = 'retrying' AND next_attempt_at <= $2)
-                                OR (status = 'in_flight' AND lease_until <= $2))
-                         FOR UPDATE SKIP LOCKED)",
+            AssertSqlSafe(format!(
+                "{} WHERE id = (SELECT id FROM jobs WHERE id = $3 AND {} FOR UPDATE SKIP LOCKED)",
+                rows::claim_job_set(rows::pg_param),
+                rows::claimable(rows::pg_param)
+            )),
         )
         .bind(lease_until.0)
         .bind(now.0)
@@ -362,7 +412,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = $1, vod_job_id = $2, request_id = $3,
-                    error_code = NULL, error_message = NULL, check_at = $6, checks = 0
+                    held_since = NULL, error_code = NULL, error_message = NULL, check_at = $6, checks = 0
              WHERE id = $4 AND status = 'in_flight' AND attempts = $5",
         )
         .bind(now.0)
@@ -444,13 +494,17 @@ impl PgStore {
             .await?;
         if let Some(resubmission) = &result.resubmission {
             sqlx::query(
-                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at, resubmission_of)
-                 SELECT $1, task, fingerprint, options, 'retrying', dry_run, 0, $2, budget_from, $2, $3, id FROM jobs WHERE id = $4",
+                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at,
+                                   next_attempt_at, resubmission_of, priority, error_code, held_since)
+                 SELECT $1, task, fingerprint, options, CASE WHEN $5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, $2,
+                        budget_from, $2, $3, id, priority, $5, CASE WHEN $5 IS NULL THEN NULL ELSE $2 END
+                 FROM jobs WHERE id = $4",
             )
             .bind(&resubmission.job_id)
             .bind(resubmission.created_at.0)
             .bind(resubmission.send_at.0)
             .bind(id)
+            .bind(&resubmission.held)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -477,7 +531,7 @@ impl PgStore {
         failure: &Failure,
     ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'retrying', lease_until = NULL, next_attempt_at = $1, updated_at = $2,
+            "UPDATE jobs SET status = 'retrying', lease_until = NULL, held_since = NULL, next_attempt_at = $1, updated_at = $2,
                     error_code = $3, error_message = $4, request_id = $5
              WHERE id = $6 AND status = 'in_flight' AND attempts = $7",
         )
@@ -502,7 +556,7 @@ impl PgStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = $1,
+            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, held_since = NULL, updated_at = $1,
                     error_code = $2, error_message = $3, request_id = $4
              WHERE id = $5 AND status = 'in_flight' AND attempts = $6",
         )
@@ -640,6 +694,7 @@ impl PgStore {
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
             in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
             retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
+            held: self.held_tasks().await?,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
 pub(crate) const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
-     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at, resubmission_of";
+     next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at, resubmission_of, held_since, holds, priority";
 
 /// The columns [`job_item_from_row`] reads.
 pub(crate) const JOB_ITEM_COLUMNS: &str =
@@ -30,7 +30,111 @@ pub(crate) const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
         NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task = 'Refresh')
     AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
                     WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
-                      AND j.status IN ('in_flight', 'retrying'))))";
+                      AND j.status IN ('in_flight', 'retrying', 'held'))))";
+
+/// The `?N` placeholder of SQLite.
+pub(crate) fn sqlite_param(n: usize) -> String {
+    format!("?{n}")
+}
+
+/// The `$N` placeholder of PostgreSQL.
+pub(crate) fn pg_param(n: usize) -> String {
+    format!("${n}")
+}
+
+/// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight.
+const HELD_OR_PROBING: &str = "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
+
+/// Jobs whose next attempt is due (parameters: now, limit), oldest first: retries and expired
+/// leases, except those of a task type held on the quota, and the probes of holds.
+pub(crate) fn due_jobs_sql(p: fn(usize) -> String) -> String {
+    let (now, limit) = (p(1), p(2));
+    format!(
+        "SELECT id, task, status, held_since FROM jobs
+         WHERE (status = 'held' AND next_attempt_at <= {now})
+            OR (((status = 'retrying' AND next_attempt_at <= {now}) OR (status = 'in_flight' AND lease_until <= {now}))
+                AND task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING}))
+         ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT {limit}"
+    )
+}
+
+/// A row of [`due_jobs_sql`].
+pub(crate) fn due_job_from_row(row: &impl StoreRow) -> Result<DueJob, StoreError> {
+    Ok(DueJob {
+        id: row.text("id"),
+        task: parse_task(&row.text("task"))?,
+        status: parse_status(&row.text("status"))?,
+        held_since: row.opt_int("held_since").map(Ts),
+    })
+}
+
+/// Starts the next attempt of a due job (parameters: lease_until, now, id). A held job's time on
+/// hold is added to its retry budget, so that `max_age` does not run while it is held.
+pub(crate) fn claim_job_set(p: fn(usize) -> String) -> String {
+    let (lease_until, now) = (p(1), p(2));
+    format!(
+        "UPDATE jobs SET status = 'in_flight', lease_until = {lease_until}, next_attempt_at = NULL,
+                attempts = attempts + 1, updated_at = {now},
+                budget_from = CASE WHEN status = 'held' THEN budget_from + ({now} - updated_at) ELSE budget_from END"
+    )
+}
+
+/// The condition under which [`claim_job_set`] may claim a job (parameter 2: now).
+pub(crate) fn claimable(p: fn(usize) -> String) -> String {
+    let now = p(2);
+    format!(
+        "((status IN ('retrying', 'held') AND next_attempt_at <= {now}) OR (status = 'in_flight' AND lease_until <= {now}))"
+    )
+}
+
+/// Holds a job on the quota (parameters: until, now, code, message, request ID, id, attempt).
+pub(crate) fn record_hold_sql(p: fn(usize) -> String) -> String {
+    let ps: Vec<String> = (1..=7).map(p).collect();
+    format!(
+        "UPDATE jobs SET status = 'held', lease_until = NULL, next_attempt_at = {}, updated_at = {},
+                error_code = {}, error_message = {}, request_id = {},
+                held_since = COALESCE(held_since, {}), holds = holds + 1
+         WHERE id = {} AND status = 'in_flight' AND attempts = {}",
+        ps[0], ps[1], ps[2], ps[3], ps[4], ps[1], ps[5], ps[6]
+    )
+}
+
+/// Ends the hold of a task type (parameters: now, task): its held jobs are due now, as retries,
+/// with their time on hold added to their retry budget.
+pub(crate) fn release_held_sql(p: fn(usize) -> String) -> String {
+    let (now, task) = (p(1), p(2));
+    format!(
+        "UPDATE jobs SET status = 'retrying', next_attempt_at = {now}, held_since = NULL,
+                budget_from = budget_from + ({now} - updated_at), updated_at = {now}
+         WHERE status = 'held' AND task = {task}"
+    )
+}
+
+/// Moves the next probe of a task type's held jobs to `until` (parameters: until, task).
+pub(crate) fn defer_held_sql(p: fn(usize) -> String) -> String {
+    let (until, task) = (p(1), p(2));
+    format!(
+        "UPDATE jobs SET next_attempt_at = {until}
+         WHERE status = 'held' AND task = {task} AND next_attempt_at < {until}"
+    )
+}
+
+/// The task types held on the quota, with their held jobs.
+pub(crate) const HELD_TASKS_SQL: &str = "SELECT task, COUNT(*) AS jobs, MIN(held_since) AS since,
+        MIN(CASE WHEN status = 'held' THEN next_attempt_at END) AS until, MAX(error_code) AS code
+     FROM jobs WHERE status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL)
+     GROUP BY task ORDER BY task";
+
+/// A row of [`HELD_TASKS_SQL`].
+pub(crate) fn held_task_from_row(row: &impl StoreRow) -> Result<HeldTask, StoreError> {
+    Ok(HeldTask {
+        task: parse_task(&row.text("task"))?,
+        jobs: row.int("jobs") as u64,
+        since: Ts(row.opt_int("since").unwrap_or_default()),
+        until: row.opt_int("until").map(Ts),
+        code: row.opt_text("code").unwrap_or_default(),
+    })
+}
 
 /// The `GET /jobs` query with its parameters bound, for either dialect: `placeholder(n)` writes
 /// the n-th (1-based) parameter.
@@ -100,7 +204,7 @@ pub(crate) fn next_work_sql(first: &str, second: &str) -> String {
         "SELECT MIN(t) AS t FROM (
              SELECT MIN(due_at) AS t FROM items WHERE due_at > {first}
              UNION ALL
-             SELECT MIN(next_attempt_at) AS t FROM jobs WHERE status = 'retrying' AND next_attempt_at > {second}
+             SELECT MIN(next_attempt_at) AS t FROM jobs WHERE status IN ('retrying', 'held') AND next_attempt_at > {second}
          ) AS w"
     )
 }
@@ -210,6 +314,9 @@ pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
         error_message: row.opt_text("error_message"),
         check_at: row.opt_int("check_at").map(Ts),
         resubmission_of: row.opt_text("resubmission_of"),
+        held_since: row.opt_int("held_since").map(Ts),
+        holds: row.int("holds") as u32,
+        urgent: row.int("priority") > 0,
         items: Vec::new(),
     })
 }

@@ -67,6 +67,9 @@ pub enum JobStatus {
     InFlight,
     /// A retryable failure; the next attempt is at `next_attempt_at`.
     Retrying,
+    /// VOD's daily quota of the task type is used up; the job is tried again (a probe) at
+    /// `next_attempt_at`, or sent as soon as the quota comes back.
+    Held,
     Succeeded,
     Failed,
 }
@@ -76,6 +79,7 @@ impl JobStatus {
         match self {
             JobStatus::InFlight => "in_flight",
             JobStatus::Retrying => "retrying",
+            JobStatus::Held => "held",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
         }
@@ -85,6 +89,7 @@ impl JobStatus {
         Some(match raw {
             "in_flight" => JobStatus::InFlight,
             "retrying" => JobStatus::Retrying,
+            "held" => JobStatus::Held,
             "succeeded" => JobStatus::Succeeded,
             "failed" => JobStatus::Failed,
             _ => return None,
@@ -176,7 +181,42 @@ pub struct Job {
     pub check_at: Option<Ts>,
     /// The job whose failed submissions this job sends again (see [`Resubmission`]).
     pub resubmission_of: Option<String>,
+    /// When its quota hold began (see [`JobStatus::Held`]); cleared when the hold ends.
+    pub held_since: Option<Ts>,
+    /// Attempts that only met a used-up quota: they do not count against `vod.max_attempts`.
+    pub holds: u32,
+    /// The job carries an urgent item.
+    pub urgent: bool,
     pub items: Vec<JobItem>,
+}
+
+impl Job {
+    /// Attempts that count against `vod.max_attempts`.
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.holds)
+    }
+}
+
+/// A job whose next attempt is due (a retry, an expired lease, or the probe of a quota hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueJob {
+    pub id: String,
+    pub task: TaskType,
+    pub status: JobStatus,
+    pub held_since: Option<Ts>,
+}
+
+/// The jobs of a task type held on the daily quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTask {
+    pub task: TaskType,
+    pub jobs: u64,
+    /// When the oldest hold began.
+    pub since: Ts,
+    /// When the next probe goes out (`None`: a probe is in flight).
+    pub until: Option<Ts>,
+    /// VOD's code (`QuotaExceeded.Refresh`, `QuotaExceeded.Preload`).
+    pub code: String,
 }
 
 /// Claim up to `max` due items of one group into a new job.
@@ -240,6 +280,8 @@ pub struct Resubmission {
     pub media_ids: Vec<String>,
     pub created_at: Ts,
     pub send_at: Ts,
+    /// VOD reported a used-up quota for one of the IDs: the new job starts held, with this code.
+    pub held: Option<String>,
 }
 
 /// The error of the last attempt.
@@ -284,6 +326,8 @@ pub struct QueueStats {
     pub next_due_at: Option<Ts>,
     pub in_flight_jobs: u64,
     pub retrying_jobs: u64,
+    /// The task types held on the daily quota.
+    pub held: Vec<HeldTask>,
 }
 
 /// Jobs sent and their media IDs in one minute (by the time each job was claimed and first sent).

@@ -56,6 +56,8 @@ pub enum ErrorClass {
     Retryable,
     /// Retrying the same request cannot help.
     Permanent,
+    /// The daily quota of the task type is used up: hold the work until the quota comes back.
+    QuotaExhausted,
 }
 
 /// How many characters of an unexpected body are kept for the error message.
@@ -69,6 +71,8 @@ const RETRYABLE_CODES: [&str; 5] = [
     "SignatureNonceUsed",
     "PreloadQueueFull",
 ];
+/// The daily quota is used up (`vod-api.md` §7): Refresh and Preload have separate quotas.
+const QUOTA_CODES: [&str; 2] = ["QuotaExceeded.Refresh", "QuotaExceeded.Preload"];
 const RETRYABLE_PREFIXES: [&str; 2] = ["QuotaPerMinuteExceeded.", "TooMany."];
 const CREDENTIAL_CODES: [&str; 4] = [
     "SignatureDoesNotMatch",
@@ -83,6 +87,8 @@ const CREDENTIAL_PREFIXES: [&str; 2] = ["InvalidAccessKeyId.", "InvalidSecurityT
 pub fn class_of_code(code: &str) -> Option<ErrorClass> {
     if THROTTLED_CODES.contains(&code) {
         Some(ErrorClass::Throttled)
+    } else if QUOTA_CODES.contains(&code) {
+        Some(ErrorClass::QuotaExhausted)
     } else if RETRYABLE_CODES.contains(&code)
         || RETRYABLE_PREFIXES.iter().any(|p| code.starts_with(p))
     {
@@ -234,7 +240,9 @@ mod tests {
             (403, "Forbidden.RAM", Permanent),
             (400, "SignatureDoesNotMatch", Permanent),
             (404, "InvalidAccessKeyId.NotFound", Permanent),
-            (400, "QuotaExceeded.Refresh", Permanent),
+            (400, "QuotaExceeded.Refresh", QuotaExhausted),
+            (400, "QuotaExceeded.Preload", QuotaExhausted),
+            (403, "QuotaExceeded.Unknown", Permanent),
             (403, "OperationDenied.Suspended", Permanent),
             (400, "InvalidTimeStamp.Expired", Permanent),
         ];

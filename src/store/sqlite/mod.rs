@@ -50,6 +50,11 @@ fn migrator() -> Migrator {
             "submission checks",
             include_str!("../../../migrations/sqlite/0004_submission_checks.sql"),
         ),
+        (
+            5,
+            "quota holds",
+            include_str!("../../../migrations/sqlite/0005_quota_holds.sql"),
+        ),
     ])
 }
 
@@ -226,17 +231,63 @@ impl SqliteStore {
     }
 
     /// Jobs whose retry time has come or whose lease ran out, oldest first.
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<String>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "SELECT id FROM jobs
-             WHERE (status = 'retrying' AND next_attempt_at <= ?1) OR (status = 'in_flight' AND lease_until <= ?1)
-             ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT ?2",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&self.writer)
-        .await?;
-        Ok(ids)
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(rows::due_jobs_sql(rows::sqlite_param)))
+            .bind(now.0)
+            .bind(limit as i64)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(rows::due_job_from_row).collect()
+    }
+
+    /// Holds a job on the daily quota; see [`rows::record_hold_sql`].
+    pub async fn record_hold(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        until: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(AssertSqlSafe(rows::record_hold_sql(rows::sqlite_param)))
+            .bind(until.0)
+            .bind(now.0)
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(&failure.request_id)
+            .bind(id)
+            .bind(attempt as i64)
+            .execute(&self.writer)
+            .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Ends the hold of a task type: its held jobs are due now; returns how many.
+    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(rows::release_held_sql(rows::sqlite_param)))
+            .bind(now.0)
+            .bind(task.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Moves the next probe of a task type's held jobs to `until`.
+    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(rows::defer_held_sql(rows::sqlite_param)))
+            .bind(until.0)
+            .bind(task.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The task types held on the daily quota.
+    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
+        let rows = sqlx::query(rows::HELD_TASKS_SQL)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(rows::held_task_from_row).collect()
     }
 
     /// Starts a new attempt of a job that is due (see [`SqliteStore::due_jobs`]).
@@ -248,9 +299,11 @@ impl SqliteStore {
     ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'in_flight', lease_until = ?1, next_attempt_at = NULL,
-                    attempts = attempts + 1, updated_at = ?2
-             WHERE id = ?3 AND ((status = 'retrying' AND next_attempt_at <= ?2) OR (status = 'in_flight' AND lease_until <= ?2))",
+            AssertSqlSafe(format!(
+                "{} WHERE id = ?3 AND {}",
+                rows::claim_job_set(rows::sqlite_param),
+                rows::claimable(rows::sqlite_param)
+            )),
         )
         .bind(lease_until.0)
         .bind(now.0)
@@ -276,7 +329,7 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = ?, vod_job_id = ?, request_id = ?,
-                    error_code = NULL, error_message = NULL, check_at = ?, checks = 0
+                    held_since = NULL, error_code = NULL, error_message = NULL, check_at = ?, checks = 0
              WHERE id = ? AND status = 'in_flight' AND attempts = ?",
         )
         .bind(now.0)
@@ -354,13 +407,17 @@ impl SqliteStore {
         if let Some(resubmission) = &result.resubmission {
             let ids = serde_json::to_string(&resubmission.media_ids).expect("strings serialise");
             sqlx::query(
-                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, next_attempt_at, resubmission_of)
-                 SELECT ?1, task, fingerprint, options, 'retrying', dry_run, 0, ?2, budget_from, ?2, ?3, id FROM jobs WHERE id = ?4",
+                "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at,
+                                   next_attempt_at, resubmission_of, priority, error_code, held_since)
+                 SELECT ?1, task, fingerprint, options, CASE WHEN ?5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, ?2,
+                        budget_from, ?2, ?3, id, priority, ?5, CASE WHEN ?5 IS NULL THEN NULL ELSE ?2 END
+                 FROM jobs WHERE id = ?4",
             )
             .bind(&resubmission.job_id)
             .bind(resubmission.created_at.0)
             .bind(resubmission.send_at.0)
             .bind(id)
+            .bind(&resubmission.held)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -387,7 +444,7 @@ impl SqliteStore {
         failure: &Failure,
     ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'retrying', lease_until = NULL, next_attempt_at = ?, updated_at = ?,
+            "UPDATE jobs SET status = 'retrying', lease_until = NULL, held_since = NULL, next_attempt_at = ?, updated_at = ?,
                     error_code = ?, error_message = ?, request_id = ?
              WHERE id = ? AND status = 'in_flight' AND attempts = ?",
         )
@@ -412,7 +469,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, updated_at = ?,
+            "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = NULL, held_since = NULL, updated_at = ?,
                     error_code = ?, error_message = ?, request_id = ?
              WHERE id = ? AND status = 'in_flight' AND attempts = ?",
         )
@@ -546,6 +603,7 @@ impl SqliteStore {
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
             in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
             retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
+            held: self.held_tasks().await?,
         })
     }
 
