@@ -218,7 +218,7 @@ impl Application {
                     per_second: settings.vod.checks_per_second,
                     max_age: settings.vod.max_age,
                     resubmit_after: settings.vod.retry_max,
-                    hold: crate::flusher::FlusherConfig::from_settings(&settings).hold,
+                    hold: crate::flusher::hold::HoldPolicy::from_settings(&settings.vod),
                 },
                 shutdown.token.clone(),
             );

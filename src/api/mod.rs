@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Settings;
 use crate::domain::MediaIdRules;
 use crate::flusher::FlusherStatus;
+use crate::flusher::hold::HoldPolicy;
 use crate::metrics::{Metrics, StoredCounters};
 use crate::queue::Debounce;
 use crate::store::Store;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub sources: HashMap<String, SourceState>,
     pub id_rules: MediaIdRules,
     pub debounce: Debounce,
+    /// The quota settings (`/queue` shows the reserve and the next reset).
+    pub hold: HoldPolicy,
     /// Set when a shutdown begins; `/readyz` then fails so that no new traffic arrives.
     pub draining: Arc<AtomicBool>,
     pub flusher: Arc<FlusherStatus>,
@@ -101,6 +104,7 @@ impl AppState {
             quiet: settings.queue.quiet,
             max_wait: settings.queue.max_wait,
         };
+        let hold = HoldPolicy::from_settings(&settings.vod);
         let server = &settings.server;
         let peers =
             guard::PeerGuard::new(server.peer_failures_per_second, server.peer_failure_burst);
@@ -113,6 +117,7 @@ impl AppState {
             sources,
             id_rules,
             debounce,
+            hold,
             draining,
             flusher,
             admin_stored: metrics.stored_counters(ingest::ADMIN_SOURCE),

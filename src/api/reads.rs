@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::ingest;
-use crate::domain::{PurgeOptions, TaskType, Ts};
+use crate::domain::{Priority, PurgeOptions, TaskType, Ts};
+use crate::flusher::hold::allowance;
 use crate::store::{
     ItemOutcome, Job, JobFilter, JobStatus, NewItem, PendingItem, Receipt, RetryOutcome,
 };
@@ -21,9 +22,13 @@ pub struct JobView {
     pub id: String,
     pub task: TaskType,
     pub status: JobStatus,
+    /// `urgent` when the job carries an urgent item.
+    pub priority: Priority,
     /// True when the call was not made (`vod.dry_run`).
     pub dry_run: bool,
     pub attempts: u32,
+    /// While `held`: when the hold on the daily quota began. `next_attempt_at` is the next probe.
+    pub held_since: Option<String>,
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
     pub created_at: String,
@@ -98,12 +103,44 @@ pub struct QueueView {
     pub next_due_at: Option<String>,
     pub in_flight_batches: u64,
     pub retrying_batches: u64,
+    /// The task types held on VOD's daily quota (no batch of them goes out but one probe).
+    pub held: Vec<HeldView>,
+    /// The daily quota by the last poll, per task type; read on the active flusher only
+    /// (empty on other replicas and before the first poll).
+    pub quota: Vec<QuotaLeftView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeldView {
+    pub task: TaskType,
+    /// Jobs held, the probe in flight included.
+    pub jobs: u64,
+    /// VOD's code: `QuotaExceeded.Refresh` or `QuotaExceeded.Preload`.
+    pub reason: String,
+    pub since: String,
+    /// When the next probe goes out (the sooner of the probe interval and the daily reset);
+    /// absent while a probe is in flight.
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaLeftView {
+    pub task: TaskType,
+    pub daily: u64,
+    /// What the last poll reported left, less the IDs sent since.
+    pub remaining: u64,
+    /// URLs kept for urgent items (`vod.urgent_quota_reserve`).
+    pub reserve: u64,
+    pub polled_at: String,
+    /// Set when normal items wait for the quota (what is left is within the reserve): the time
+    /// of the next reset.
+    pub normal_held_until: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
-    /// `in_flight`, `retrying`, `succeeded` or `failed`.
+    /// `in_flight`, `retrying`, `held`, `succeeded` or `failed`.
     #[param(value_type = Option<JobStatus>)]
     pub status: Option<String>,
     /// Only jobs that carried this media ID.
@@ -140,8 +177,10 @@ impl From<Job> for JobView {
             id: job.id,
             task: job.task,
             status: job.status,
+            priority: job.priority,
             dry_run: job.dry_run,
             attempts: job.attempts,
+            held_since: job.held_since.map(Ts::to_rfc3339),
             created_at: job.created_at.to_rfc3339(),
             updated_at: job.updated_at.to_rfc3339(),
             next_attempt_at: job.next_attempt_at.map(Ts::to_rfc3339),
@@ -406,5 +445,39 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         next_due_at: stats.next_due_at.map(Ts::to_rfc3339),
         in_flight_batches: stats.in_flight_jobs,
         retrying_batches: stats.retrying_jobs,
+        held: stats
+            .held
+            .into_iter()
+            .map(|h| HeldView {
+                task: h.task,
+                jobs: h.jobs,
+                reason: h.code,
+                since: h.since.to_rfc3339(),
+                until: h.until.map(Ts::to_rfc3339),
+            })
+            .collect(),
+        quota: quota_left(&state, now),
     }))
+}
+
+/// The last poll of the daily quota, as the active flusher sees it.
+fn quota_left(state: &AppState, now: Ts) -> Vec<QuotaLeftView> {
+    let policy = state.hold;
+    [TaskType::Refresh, TaskType::Preload]
+        .into_iter()
+        .filter_map(|task| {
+            let (polled, sent) = state.flusher.quota.last(task);
+            let polled = polled.filter(|p| policy.reset.next_after(p.at) > now)?;
+            let allowance = allowance(Some(polled), sent, &policy, false, now);
+            Some(QuotaLeftView {
+                task,
+                daily: polled.total,
+                remaining: polled.remaining.saturating_sub(sent),
+                reserve: policy.reserve.of(polled.total),
+                polled_at: polled.at.to_rfc3339(),
+                normal_held_until: (allowance == Some(0))
+                    .then(|| policy.reset.next_after(now).to_rfc3339()),
+            })
+        })
+        .collect()
 }

@@ -11,5 +11,5 @@ pub mod time;
 
 pub use media_id::{InvalidMediaId, MediaId, MediaIdRules};
 pub use options::{OptionsError, PurgeOptions, RawOptions};
-pub use task::{RequestedTask, TaskType, UnknownTask};
+pub use task::{Priority, RequestedTask, TaskType, UnknownPriority, UnknownTask};
 pub use time::Ts;

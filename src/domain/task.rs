@@ -122,3 +122,72 @@ mod tests {
         );
     }
 }
+
+/// How soon an item must go out. An urgent item (a takedown) skips the quiet period, is claimed
+/// before normal items, and may use the part of the daily quota kept back for urgent work.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Normal,
+    Urgent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown priority {0:?}: expected \"normal\" or \"urgent\"")]
+pub struct UnknownPriority(pub String);
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    /// The value of the `priority` column.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Normal => 0,
+            Priority::Urgent => 1,
+        }
+    }
+
+    pub fn from_rank(rank: i64) -> Priority {
+        if rank > 0 {
+            Priority::Urgent
+        } else {
+            Priority::Normal
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = UnknownPriority;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "normal" => Ok(Priority::Normal),
+            "urgent" => Ok(Priority::Urgent),
+            other => Err(UnknownPriority(other.to_owned())),
+        }
+    }
+}

@@ -216,6 +216,15 @@ pub enum HoldDecision {
 }
 
 impl HoldPolicy {
+    pub fn from_settings(vod: &crate::config::VodSettings) -> HoldPolicy {
+        HoldPolicy {
+            probe_interval: vod.quota_probe_interval,
+            reset: vod.quota_reset,
+            max_hold: vod.max_hold,
+            reserve: vod.urgent_quota_reserve,
+        }
+    }
+
     /// When a hold that started at `since` is next probed, seen at `now`: a probe interval later,
     /// at the next reset if that comes first, and never past the end of `max_hold`.
     pub fn next_probe(&self, since: Ts, now: Ts) -> Ts {
@@ -276,6 +285,9 @@ pub fn allowance(
 #[derive(Debug, Default)]
 pub struct QuotaBook {
     entries: Mutex<[(Option<Polled>, u64); 2]>,
+    /// Task types held on the quota, as this flusher last knew: a quota answer sets it at once,
+    /// so that a step claiming a backlog stops before its next claim.
+    held: Mutex<[bool; 2]>,
 }
 
 fn slot(task: TaskType) -> usize {
@@ -298,6 +310,14 @@ impl QuotaBook {
 
     pub fn last(&self, task: TaskType) -> (Option<Polled>, u64) {
         self.entries.lock().expect("quota lock")[slot(task)]
+    }
+
+    pub fn set_held(&self, task: TaskType, held: bool) {
+        self.held.lock().expect("quota lock")[slot(task)] = held;
+    }
+
+    pub fn is_held(&self, task: TaskType) -> bool {
+        self.held.lock().expect("quota lock")[slot(task)]
     }
 
     /// See [`allowance`].

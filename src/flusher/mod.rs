@@ -164,12 +164,7 @@ impl FlusherConfig {
                 max: vod.retry_max,
             },
             check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
-            hold: HoldPolicy {
-                probe_interval: vod.quota_probe_interval,
-                reset: vod.quota_reset,
-                max_hold: vod.max_hold,
-                reserve: vod.urgent_quota_reserve,
-            },
+            hold: HoldPolicy::from_settings(vod),
         }
     }
 }
@@ -275,19 +270,19 @@ impl Flusher {
         shutdown: &CancellationToken,
     ) -> Result<FlushOutcome, StoreError> {
         let inner = &self.inner;
-        let held = self.held_tasks().await?;
+        self.held_tasks().await?;
         let mut started = self.start_due_retries(shutdown).await?;
         let mut retries_looked_at = std::time::Instant::now();
 
         let now = Ts::now();
         let groups = inner.store.due_groups(now).await?;
         for group in batch::ready(&groups, now, inner.config.linger) {
-            // A held task type sends nothing but its probe; the last poll bounds the others.
-            if held.contains(&group.task) {
-                continue;
-            }
             let mut remaining = group.due_count;
             loop {
+                // A held task type sends nothing but its probe; the last poll bounds the others.
+                if inner.status.quota.is_held(group.task) {
+                    break;
+                }
                 let allowance = inner.status.quota.allowance(
                     group.task,
                     &inner.config.hold,
@@ -339,9 +334,9 @@ impl Flusher {
         })
     }
 
-    /// The task types held on the daily quota, after ending the holds that the last poll of the
-    /// quota says are over (quota left, read after the hold began).
-    async fn held_tasks(&self) -> Result<Vec<TaskType>, StoreError> {
+    /// Reads which task types are held on the daily quota, after ending the holds that the last
+    /// poll of the quota says are over (quota left, read after the hold began).
+    async fn held_tasks(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         let mut held = Vec::new();
         for hold in inner.store.held_tasks().await? {
@@ -354,7 +349,10 @@ impl Flusher {
                 held.push(hold.task);
             }
         }
-        Ok(held)
+        for task in [TaskType::Refresh, TaskType::Preload] {
+            inner.status.quota.set_held(task, held.contains(&task));
+        }
+        Ok(())
     }
 
     /// Starts the jobs whose retry time has come or whose lease ran out, and at most one probe
@@ -386,7 +384,7 @@ impl Flusher {
                 }
                 // One probe at a time: the task type's other held jobs wait for its answer.
                 let since = due.held_since.unwrap_or(now);
-                let next = inner.config.hold.next_probe(since, now + inner.config.hold.probe_interval);
+                let next = inner.config.hold.next_probe(since, now);
                 inner.store.defer_held(due.task, next).await?;
                 tracing::info!(task = %due.task, job_id = %job.id, "quota hold: probing with one held job");
             }
@@ -534,6 +532,7 @@ impl Flusher {
         if job.held_since.is_some() && !quota_answer {
             match inner.store.release_held(job.task, now).await {
                 Ok(jobs) => {
+                    inner.status.quota.set_held(job.task, false);
                     tracing::info!(task = %job.task, jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
                 }
                 Err(error) => {
@@ -651,6 +650,7 @@ impl Flusher {
         let inner = &self.inner;
         match inner.config.hold.on_quota_answer(job.held_since, now) {
             HoldDecision::HoldUntil(until) => {
+                inner.status.quota.set_held(job.task, true);
                 if job.held_since.is_none() {
                     tracing::warn!(task = %job.task, code = %failure.code, until = %until.to_rfc3339(),
                         "VOD's daily quota is used up: the task type is held, one job is tried again at the next probe");

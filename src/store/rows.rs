@@ -9,7 +9,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Row, SqlSafeStr, Type};
 
-use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::domain::{MediaId, Priority, PurgeOptions, TaskType, Ts};
 use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
@@ -316,7 +316,7 @@ pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
         resubmission_of: row.opt_text("resubmission_of"),
         held_since: row.opt_int("held_since").map(Ts),
         holds: row.int("holds") as u32,
-        urgent: row.int("priority") > 0,
+        priority: Priority::from_rank(row.int("priority")),
         items: Vec::new(),
     })
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{MediaId, PurgeOptions, TaskType, Ts};
+use crate::domain::{MediaId, Priority, PurgeOptions, TaskType, Ts};
 use crate::queue::Debounce;
 
 /// One pending-item upsert of an ingest request.
@@ -185,8 +185,8 @@ pub struct Job {
     pub held_since: Option<Ts>,
     /// Attempts that only met a used-up quota: they do not count against `vod.max_attempts`.
     pub holds: u32,
-    /// The job carries an urgent item.
-    pub urgent: bool,
+    /// Urgent when the job carries an urgent item.
+    pub priority: Priority,
     pub items: Vec<JobItem>,
 }
 

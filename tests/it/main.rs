@@ -6,6 +6,7 @@ mod ingress;
 mod monitoring;
 mod ops;
 mod pipeline;
+mod quota;
 mod replicas;
 mod sim;
 mod status_page;

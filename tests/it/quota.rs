@@ -1,0 +1,248 @@
+//! VOD's daily quota: a used-up quota holds the work of its task type instead of failing it, one
+//! probe goes out per probe interval, and the hold ends through a probe, the quota poll, or the
+//! daily reset. The reset arithmetic itself is a table in `flusher::hold`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use vod_purge::config::Settings;
+use vod_purge::sim::{self, Faults, QuotaChange, RecordedCall, SimConfig};
+
+use crate::support::{self, TestApp, wait_until};
+
+const IDS: usize = 300;
+/// What is left of the refresh quota when the drain starts: five full batches.
+const LEFT: u64 = 100;
+
+/// A simulator with a plentiful quota, and the application on it with `configure` applied.
+async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = sim::start(SimConfig {
+        quota_refresh: 1_000_000,
+        quota_preload: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db").to_string_lossy().into_owned();
+    let mut settings = support::settings(&db, &sim.base_url(), "");
+    settings.vod.urgent_quota_reserve = "0%".parse().unwrap();
+    configure(&mut settings);
+    support::spawn_with_settings(settings, sim)
+        .await
+        .keeping(dir)
+}
+
+fn media_ids() -> Vec<String> {
+    (0..IDS).map(|i| format!("{i:032x}")).collect()
+}
+
+/// Posts the IDs, 50 to a request, once the quota has only [`LEFT`] IDs left.
+async fn drain_into_a_used_up_quota(app: &TestApp) {
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(LEFT),
+        preload_remaining: None,
+    });
+    for chunk in media_ids().chunks(50) {
+        let response = app.webhook(json!({ "media_ids": chunk })).await;
+        assert_eq!(response.status(), 202);
+    }
+}
+
+fn quota_answers(app: &TestApp) -> Vec<RecordedCall> {
+    app.refresh_calls()
+        .into_iter()
+        .filter(|c| c.code.as_deref() == Some("QuotaExceeded.Refresh"))
+        .collect()
+}
+
+/// Every ID has been sent in a successful call.
+fn all_sent(app: &TestApp) -> bool {
+    let sent: HashSet<String> = app
+        .successful_calls()
+        .into_iter()
+        .flat_map(|c| c.media_ids)
+        .collect();
+    media_ids().iter().all(|id| sent.contains(id))
+}
+
+async fn jobs_with(app: &TestApp, status: &str) -> Vec<serde_json::Value> {
+    let page = app
+        .get_json(&format!("/jobs?status={status}&limit=500"))
+        .await;
+    page["jobs"].as_array().unwrap().clone()
+}
+
+/// Waits until the quota has held jobs, and checks what `/jobs`, `/queue` and `/metrics` say.
+async fn wait_for_the_hold(app: &TestApp) {
+    wait_until(Duration::from_secs(10), "jobs held on the quota", || async {
+        !jobs_with(app, "held").await.is_empty()
+    })
+    .await;
+    let held = jobs_with(app, "held").await;
+    for job in &held {
+        assert_eq!(job["error"]["code"], "QuotaExceeded.Refresh", "{job}");
+        assert!(job["held_since"].is_string(), "{job}");
+        assert!(job["next_attempt_at"].is_string(), "{job}");
+    }
+    let queue = app.get_json("/queue").await;
+    let hold = &queue["held"][0];
+    assert_eq!(hold["task"], "Refresh", "{queue}");
+    assert_eq!(hold["reason"], "QuotaExceeded.Refresh", "{queue}");
+    assert!(hold["jobs"].as_u64().unwrap() >= 1, "{queue}");
+    let metrics = app.metrics().await;
+    assert!(
+        support::metric_value(&metrics, "vod_purge_quota_held_jobs{task=\"Refresh\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metric_value(&metrics, "vod_purge_quota_held_jobs{task=\"Preload\"}"),
+        0.0
+    );
+}
+
+/// Nothing failed, and the hold is over.
+async fn nothing_failed_and_nothing_held(app: &TestApp) {
+    assert_eq!(jobs_with(app, "failed").await, Vec::<serde_json::Value>::new());
+    wait_until(Duration::from_secs(5), "the hold to end", || async {
+        jobs_with(app, "held").await.is_empty()
+            && app.get_json("/queue").await["held"] == json!([])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_used_up_quota_holds_the_jobs_and_a_probe_each_interval_resumes_them() {
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::ZERO;
+        s.vod.quota_probe_interval = Duration::from_secs(1);
+    })
+    .await;
+    drain_into_a_used_up_quota(&app).await;
+    wait_for_the_hold(&app).await;
+    assert_eq!(jobs_with(&app, "failed").await.len(), 0, "no job fails");
+
+    // While held, one probe per interval: count the quota answers over three seconds, after the
+    // calls that were already in flight when the quota ran out have been answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = quota_answers(&app).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probes = quota_answers(&app).len() - before;
+    assert!(
+        (2..=4).contains(&probes),
+        "one probe a second while held, {probes} in 3 s"
+    );
+    assert!(!all_sent(&app));
+
+    // The quota comes back: the next probe goes through and ends the hold.
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(1_000_000),
+        preload_remaining: None,
+    });
+    wait_until(Duration::from_secs(10), "every ID sent", || async {
+        all_sent(&app)
+    })
+    .await;
+    nothing_failed_and_nothing_held(&app).await;
+    let job = &jobs_with(&app, "succeeded").await[0];
+    assert!(job["held_since"].is_null(), "{job}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_quota_poll_ends_a_hold_without_a_probe() {
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::from_millis(300);
+        s.vod.quota_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // The poll fails while the quota runs out, so the batches are not bounded by it.
+    app.sim.set_faults(Faults {
+        error_rate: 1.0,
+        fail_action: Some("DescribeVodRefreshQuota".into()),
+        ..Faults::default()
+    });
+    drain_into_a_used_up_quota(&app).await;
+    wait_for_the_hold(&app).await;
+    let answered = quota_answers(&app).len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(quota_answers(&app).len(), answered, "no probe within the hour");
+
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(1_000_000),
+        preload_remaining: None,
+    });
+    app.sim.set_faults(Faults::default());
+    wait_until(Duration::from_secs(10), "every ID sent", || async {
+        all_sent(&app)
+    })
+    .await;
+    assert_eq!(
+        quota_answers(&app).len(),
+        answered,
+        "the poll, not a probe, ended the hold"
+    );
+    nothing_failed_and_nothing_held(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_reset_ends_a_hold_when_the_poll_is_unavailable() {
+    // The reset a few seconds from now, written as a time of day in UTC.
+    let reset_at = vod_purge::domain::Ts::now() + Duration::from_secs(4);
+    let seconds = reset_at.0.div_euclid(1000).rem_euclid(86_400);
+    let reset = format!(
+        "{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::from_millis(300);
+        s.vod.quota_probe_interval = Duration::from_secs(3600);
+        s.vod.quota_reset = reset.parse().unwrap();
+    })
+    .await;
+    app.sim.set_faults(Faults {
+        error_rate: 1.0,
+        fail_action: Some("DescribeVodRefreshQuota".into()),
+        ..Faults::default()
+    });
+    drain_into_a_used_up_quota(&app).await;
+    wait_for_the_hold(&app).await;
+    let held = jobs_with(&app, "held").await;
+    let probe_at = held
+        .iter()
+        .map(|j| j["next_attempt_at"].as_str().unwrap().to_owned())
+        .min()
+        .unwrap();
+    assert_eq!(
+        vod_purge::domain::Ts::parse(&probe_at).unwrap().0 / 1000,
+        reset_at.0 / 1000,
+        "the probe is due at the reset, {reset}"
+    );
+    // The simulator's own day rolls over at its midnight; here the quota comes back at ours.
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(1_000_000),
+        preload_remaining: None,
+    });
+    wait_until(Duration::from_secs(12), "every ID sent", || async {
+        all_sent(&app)
+    })
+    .await;
+    // Between the hold and the reset, nothing but what the quota took before it ran out.
+    let reset_second = reset_at.0 / 1000 * 1000;
+    let before_reset: usize = app
+        .successful_calls()
+        .iter()
+        .filter(|c| c.at_ms < reset_second)
+        .map(|c| c.media_ids.len())
+        .sum();
+    assert!(
+        before_reset <= LEFT as usize,
+        "{before_reset} IDs sent before the reset"
+    );
+    nothing_failed_and_nothing_held(&app).await;
+    app.stop().await;
+}
