@@ -38,8 +38,18 @@ pub async fn watch(
                 Ok(quota) => {
                     let at = Ts::now();
                     for (task, kind, total, remain) in [
-                        (TaskType::Refresh, "refresh", quota.url_quota, quota.url_remain),
-                        (TaskType::Preload, "preload", quota.preload_quota, quota.preload_remain),
+                        (
+                            TaskType::Refresh,
+                            "refresh",
+                            quota.url_quota,
+                            quota.url_remain,
+                        ),
+                        (
+                            TaskType::Preload,
+                            "preload",
+                            quota.preload_quota,
+                            quota.preload_remain,
+                        ),
                     ] {
                         status.quota.polled(
                             task,

@@ -88,6 +88,7 @@ impl From<PayloadError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             PayloadError::UnknownTask(_)
+            | PayloadError::UnknownPriority(_)
             | PayloadError::InvalidOptions(_)
             | PayloadError::TooManyIds { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };

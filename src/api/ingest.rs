@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
 use crate::api::{AppState, caller_request_id, guard};
-use crate::domain::{PurgeOptions, RawOptions, RequestedTask, Ts};
+use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
 use crate::store::{Ingest, NewItem, Receipt, RejectedId};
@@ -143,7 +143,7 @@ async fn purge_inner(
         &state.admin_stored,
         delivery_id,
         requests,
-        state.debounce,
+        (state.debounce, Priority::Normal),
         StatusCode::ACCEPTED,
     )
     .await
@@ -309,7 +309,7 @@ async fn webhook_inner(
         &entry.stored,
         delivery_id,
         extracted.requests,
-        debounce,
+        (debounce, source.priority()),
         answer,
     )
     .await
@@ -323,7 +323,7 @@ async fn enqueue(
     counters: &StoredCounters,
     delivery_id: Option<String>,
     requests: Vec<PurgeRequest>,
-    debounce: Debounce,
+    (debounce, source_priority): (Debounce, Priority),
     answer: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
     let total: usize = requests.iter().map(|r| r.media_ids.len()).sum();
@@ -346,6 +346,8 @@ async fn enqueue(
             )
         })?;
         let fingerprint = options.fingerprint();
+        let priority = request.priority.unwrap_or(source_priority);
+        let debounce = debounce.for_priority(priority);
         for raw in &request.media_ids {
             match state.id_rules.parse(raw) {
                 Ok(media_id) => {
@@ -356,6 +358,7 @@ async fn enqueue(
                             options: options.clone(),
                             fingerprint: fingerprint.clone(),
                             debounce,
+                            priority,
                         });
                     }
                 }

@@ -83,6 +83,7 @@ pub struct PendingView {
     pub last_seen: String,
     pub due_at: String,
     pub events: u64,
+    pub priority: Priority,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -97,6 +98,8 @@ pub struct MediaView {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub pending: u64,
+    /// Urgent items among the pending ones.
+    pub urgent: u64,
     pub due: u64,
     /// Age in seconds of the oldest pending item.
     pub oldest_age_seconds: Option<f64>,
@@ -217,6 +220,7 @@ impl From<PendingItem> for PendingView {
             last_seen: p.last_seen.to_rfc3339(),
             due_at: p.due_at.to_rfc3339(),
             events: p.events,
+            priority: p.priority,
         }
     }
 }
@@ -381,7 +385,8 @@ pub async fn resubmit_job(
             task: job.task,
             options: job.options.clone(),
             fingerprint: job.fingerprint.clone(),
-            debounce: state.debounce,
+            debounce: state.debounce.for_priority(job.priority),
+            priority: job.priority,
         })
         .collect();
     if items.is_empty() {
@@ -440,6 +445,7 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let stats = state.store.queue_stats(now).await?;
     Ok(HttpResponse::Ok().json(QueueView {
         pending: stats.pending,
+        urgent: stats.urgent,
         due: stats.due,
         oldest_age_seconds: stats.oldest_first_seen.map(|t| now.since(t).as_secs_f64()),
         next_due_at: stats.next_due_at.map(Ts::to_rfc3339),

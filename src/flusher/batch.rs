@@ -12,14 +12,18 @@ use crate::store::DueGroup;
 /// Most media IDs `RefreshMediaPlayUrls` takes in one call.
 pub const MAX_BATCH: usize = 20;
 
-/// The groups ready to send at `now`, in the order given (the store puts Refresh first, then the
-/// oldest).
+/// The groups ready to send at `now`, in the order given (the store puts groups with urgent
+/// items first, then Refresh, then the oldest).
 pub fn ready(groups: &[DueGroup], now: Ts, linger: Duration) -> Vec<&DueGroup> {
     groups.iter().filter(|g| is_ready(g, now, linger)).collect()
 }
 
+/// A group is ready with a full batch, once its oldest due item has lingered, or at once when
+/// it holds an urgent item.
 pub fn is_ready(group: &DueGroup, now: Ts, linger: Duration) -> bool {
-    group.due_count >= MAX_BATCH as u64 || group.oldest_due_at + linger <= now
+    group.due_count >= MAX_BATCH as u64
+        || group.urgent_count > 0
+        || group.oldest_due_at + linger <= now
 }
 
 /// When the first group that is not ready yet will be.
@@ -75,10 +79,15 @@ mod tests {
     }
 
     fn group(due_count: u64, oldest_due_at: i64) -> DueGroup {
+        urgent_group(due_count, 0, oldest_due_at)
+    }
+
+    fn urgent_group(due_count: u64, urgent_count: u64, oldest_due_at: i64) -> DueGroup {
         DueGroup {
             task: TaskType::Refresh,
             fingerprint: "f".into(),
             due_count,
+            urgent_count,
             oldest_due_at: Ts(oldest_due_at),
         }
     }
@@ -102,6 +111,9 @@ mod tests {
                 "{count} due since {oldest} at {now}"
             );
         }
+        // An urgent item does not linger.
+        assert!(is_ready(&urgent_group(1, 1, 1000), Ts(1000), linger));
+        assert!(is_ready(&urgent_group(5, 1, 1000), Ts(1000), linger));
     }
 
     #[test]

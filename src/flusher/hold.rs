@@ -57,7 +57,9 @@ impl FromStr for QuotaReset {
 
     fn from_str(raw: &str) -> Result<QuotaReset, String> {
         let bad = || {
-            format!("{raw:?} is not a time of day with its offset, such as \"00:00+08:00\" or \"16:00Z\"")
+            format!(
+                "{raw:?} is not a time of day with its offset, such as \"00:00+08:00\" or \"16:00Z\""
+            )
         };
         let (time, offset_ms) = if let Some(time) = raw.strip_suffix('Z') {
             (time, 0)
@@ -167,9 +169,9 @@ impl FromStr for Reserve {
                 )),
             };
         }
-        raw.parse::<u64>().map(Reserve::Urls).map_err(|_| {
-            format!("{raw:?} is not a share such as \"10%\" or a number of URLs")
-        })
+        raw.parse::<u64>()
+            .map(Reserve::Urls)
+            .map_err(|_| format!("{raw:?} is not a share such as \"10%\" or a number of URLs"))
     }
 }
 
@@ -321,7 +323,13 @@ impl QuotaBook {
     }
 
     /// See [`allowance`].
-    pub fn allowance(&self, task: TaskType, policy: &HoldPolicy, urgent: bool, now: Ts) -> Option<u64> {
+    pub fn allowance(
+        &self,
+        task: TaskType,
+        policy: &HoldPolicy,
+        urgent: bool,
+        now: Ts,
+    ) -> Option<u64> {
         let (polled, sent) = self.last(task);
         allowance(polled, sent, policy, urgent, now)
     }
@@ -350,12 +358,32 @@ mod tests {
             // Across the end of a year and of a leap February.
             (china, "2026-12-31T20:00:00Z", "2027-01-01T16:00:00Z"),
             (china, "2028-02-28T17:00:00Z", "2028-02-29T16:00:00Z"),
-            ("00:00Z".parse().unwrap(), "2026-11-30T23:59:59Z", "2026-12-01T00:00:00Z"),
-            ("09:30-05:00".parse().unwrap(), "2026-11-30T14:29:00Z", "2026-11-30T14:30:00Z"),
-            ("09:30-05:00".parse().unwrap(), "2026-11-30T14:31:00Z", "2026-12-01T14:30:00Z"),
-            ("23:59:30+05:45".parse().unwrap(), "2026-11-30T18:13:00Z", "2026-11-30T18:14:30Z"),
+            (
+                "00:00Z".parse().unwrap(),
+                "2026-11-30T23:59:59Z",
+                "2026-12-01T00:00:00Z",
+            ),
+            (
+                "09:30-05:00".parse().unwrap(),
+                "2026-11-30T14:29:00Z",
+                "2026-11-30T14:30:00Z",
+            ),
+            (
+                "09:30-05:00".parse().unwrap(),
+                "2026-11-30T14:31:00Z",
+                "2026-12-01T14:30:00Z",
+            ),
+            (
+                "23:59:30+05:45".parse().unwrap(),
+                "2026-11-30T18:13:00Z",
+                "2026-11-30T18:14:30Z",
+            ),
             // An offset past noon puts the reset on the previous UTC day.
-            ("00:00+14:00".parse().unwrap(), "2026-11-30T09:00:00Z", "2026-11-30T10:00:00Z"),
+            (
+                "00:00+14:00".parse().unwrap(),
+                "2026-11-30T09:00:00Z",
+                "2026-11-30T10:00:00Z",
+            ),
         ];
         for (reset, now, want) in table {
             assert_eq!(reset.next_after(at(now)), at(want), "{reset} after {now}");
@@ -370,8 +398,18 @@ mod tests {
             assert_eq!(reset.to_string(), good);
         }
         for bad in [
-            "", "midnight", "24:00+08:00", "00:60+08:00", "0:00+08:00", "00:00", "00:00+8",
-            "00:00+15:00", "00:00:61Z", "00:00:00:00Z", "00:00+08:00Z", "+08:00",
+            "",
+            "midnight",
+            "24:00+08:00",
+            "00:60+08:00",
+            "0:00+08:00",
+            "00:00",
+            "00:00+8",
+            "00:00+15:00",
+            "00:00:61Z",
+            "00:00:00:00Z",
+            "00:00+08:00Z",
+            "+08:00",
         ] {
             let error = bad.parse::<QuotaReset>().unwrap_err();
             assert!(error.contains("time of day"), "{bad:?}: {error}");
@@ -455,7 +493,10 @@ mod tests {
             );
         }
         // A reset since the poll makes the reading stale.
-        assert_eq!(allowance(poll(0), 0, &p, false, at("2026-11-30T16:00:00Z")), None);
+        assert_eq!(
+            allowance(poll(0), 0, &p, false, at("2026-11-30T16:00:00Z")),
+            None
+        );
         assert_eq!(
             allowance(poll(0), 0, &p, false, at("2026-11-30T15:59:59Z")),
             Some(0)
@@ -470,8 +511,18 @@ mod tests {
         assert_eq!(Reserve::Percent(10.0).of(2000), 200);
         assert_eq!(Reserve::Percent(10.0).of(55), 6);
         assert_eq!(Reserve::Urls(250).of(2000), 250);
-        assert!("101%".parse::<Reserve>().unwrap_err().contains("outside 0% to 100%"));
+        assert!(
+            "101%"
+                .parse::<Reserve>()
+                .unwrap_err()
+                .contains("outside 0% to 100%")
+        );
         assert!("-1%".parse::<Reserve>().unwrap_err().contains("outside"));
-        assert!("ten".parse::<Reserve>().unwrap_err().contains("not a share"));
+        assert!(
+            "ten"
+                .parse::<Reserve>()
+                .unwrap_err()
+                .contains("not a share")
+        );
     }
 }

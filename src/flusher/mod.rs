@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::domain::TaskType;
 use crate::domain::Ts;
 use crate::metrics::Metrics;
-use crate::domain::TaskType;
 use crate::store::{ClaimBatch, DueJob, Failure, Job, JobStatus, Store, StoreError, Success};
 use crate::vod::{self, ErrorClass, RefreshRequest, VodError};
 use backoff::{Decision, RetryPolicy};
@@ -283,13 +283,18 @@ impl Flusher {
                 if inner.status.quota.is_held(group.task) {
                     break;
                 }
-                let allowance = inner.status.quota.allowance(
-                    group.task,
-                    &inner.config.hold,
-                    false,
-                    Ts::now(),
-                );
-                if allowance == Some(0) {
+                // Normal items leave the reserve to urgent ones: once only the reserve is left,
+                // a batch carries urgent items only.
+                let quota = &inner.status.quota;
+                let (policy, at) = (&inner.config.hold, Ts::now());
+                let normal = quota.allowance(group.task, policy, false, at);
+                let urgent_only = normal == Some(0);
+                let allowance = if urgent_only {
+                    quota.allowance(group.task, policy, true, at)
+                } else {
+                    normal
+                };
+                if allowance == Some(0) || (urgent_only && group.urgent_count == 0) {
                     break;
                 }
                 let Some(permit) = self.permit(shutdown).await else {
@@ -306,6 +311,7 @@ impl Flusher {
                     lease_until: now + inner.config.lease,
                     job_id: uuid::Uuid::now_v7().to_string(),
                     dry_run: matches!(inner.sender, Sender::DryRun),
+                    urgent_only,
                 };
                 let Some(job) = inner.store.claim_batch(&claim).await? else {
                     break;
@@ -396,12 +402,18 @@ impl Flusher {
 
     /// Fails a held job, without a call, once it has been held for `vod.max_hold`.
     async fn end_expired_hold(&self, due: &DueJob, job: &Job, now: Ts) -> Result<bool, StoreError> {
-        let Some(since) = due.held_since.filter(|s| self.inner.config.hold.expired(*s, now)) else {
+        let Some(since) = due
+            .held_since
+            .filter(|s| self.inner.config.hold.expired(*s, now))
+        else {
             return Ok(false);
         };
         tracing::error!(job_id = %job.id, task = %job.task, held_since = %since.to_rfc3339(), "job held on the quota for vod.max_hold: it fails");
         let failure = Failure {
-            code: job.error_code.clone().unwrap_or_else(|| quota_code(job.task).to_owned()),
+            code: job
+                .error_code
+                .clone()
+                .unwrap_or_else(|| quota_code(job.task).to_owned()),
             message: format!(
                 "held on the daily quota since {} (vod.max_hold)",
                 since.to_rfc3339()
@@ -657,7 +669,11 @@ impl Flusher {
                 } else {
                     tracing::info!(task = %job.task, until = %until.to_rfc3339(), "the quota probe met the limit again");
                 }
-                inner.metrics.quota_holds.with_label_values(&[job.task.as_str()]).inc();
+                inner
+                    .metrics
+                    .quota_holds
+                    .with_label_values(&[job.task.as_str()])
+                    .inc();
                 inner
                     .store
                     .record_hold(&job.id, job.attempts, now, until, failure)

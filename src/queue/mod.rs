@@ -11,7 +11,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::domain::{MediaId, TaskType, Ts};
+use crate::domain::{MediaId, Priority, TaskType, Ts};
+
+/// How a merge moves an item's due time, as the SQL of both backends writes it: the event's time
+/// is `now`, its quiet delay `quiet` (none for an urgent event) and the item's urgency after the
+/// merge `urgent`. A normal item is due at the end of the new quiet period, never past its
+/// deadline; an urgent one never later than it already was ([`Pending::merge`] is the same rule
+/// in Rust).
+pub const MERGE_DUE_AT: &str = "urgent ? min(due_at, max(last_seen, now) + quiet) : min(max(last_seen, now) + quiet, deadline)";
 
 /// How long an item waits after its last event, and at most after its first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,17 @@ impl Debounce {
     /// When an item whose latest event came at `last_seen` becomes due.
     pub fn due_at(&self, last_seen: Ts, deadline: Ts) -> Ts {
         (last_seen + self.quiet).min(deadline)
+    }
+
+    /// The debounce of an event of `priority`: an urgent event has no quiet period.
+    pub fn for_priority(self, priority: Priority) -> Debounce {
+        match priority {
+            Priority::Normal => self,
+            Priority::Urgent => Debounce {
+                quiet: Duration::ZERO,
+                ..self
+            },
+        }
     }
 }
 
@@ -49,10 +67,17 @@ pub struct Pending {
     pub deadline: Ts,
     pub due_at: Ts,
     pub events: u64,
+    pub priority: Priority,
 }
 
 impl Pending {
     pub fn new(key: ItemKey, now: Ts, debounce: Debounce) -> Pending {
+        Pending::with_priority(key, now, debounce, Priority::Normal)
+    }
+
+    /// A new item of an event of `priority` (an urgent one is due at once).
+    pub fn with_priority(key: ItemKey, now: Ts, debounce: Debounce, priority: Priority) -> Pending {
+        let debounce = debounce.for_priority(priority);
         let deadline = debounce.deadline(now);
         Pending {
             key,
@@ -61,14 +86,26 @@ impl Pending {
             deadline,
             due_at: debounce.due_at(now, deadline),
             events: 1,
+            priority,
         }
     }
 
-    /// Folds a later event into this item. The deadline set by the first event stays.
+    /// Folds a later normal event into this item. The deadline set by the first event stays.
     pub fn merge(&mut self, now: Ts, debounce: Debounce) {
+        self.merge_event(now, debounce, Priority::Normal);
+    }
+
+    /// Folds a later event of `priority` into this item ([`MERGE_DUE_AT`]): the item becomes
+    /// urgent if the event is, and an urgent item's due time never moves later.
+    pub fn merge_event(&mut self, now: Ts, debounce: Debounce, priority: Priority) {
+        let quiet = debounce.for_priority(priority).quiet;
         self.last_seen = self.last_seen.max(now);
         self.events += 1;
-        self.due_at = debounce.due_at(self.last_seen, self.deadline);
+        self.priority = self.priority.max(priority);
+        self.due_at = match self.priority {
+            Priority::Urgent => self.due_at.min(self.last_seen + quiet),
+            Priority::Normal => (self.last_seen + quiet).min(self.deadline),
+        };
     }
 
     pub fn is_due(&self, now: Ts) -> bool {
@@ -166,6 +203,35 @@ mod tests {
         Debounce {
             quiet: Duration::from_secs(quiet as u64),
             max_wait: Duration::from_secs(max_wait as u64),
+        }
+    }
+
+    #[test]
+    fn urgent_events_skip_the_quiet_period_and_are_still_merged() {
+        use Priority::{Normal as N, Urgent as U};
+        // (events at seconds with their priority) -> (due at seconds, priority, events), with a
+        // quiet period of 2 s and max_wait of 30 s.
+        type Events<'a> = &'a [(i64, Priority)];
+        let table: &[(Events, (i64, Priority))] = &[
+            (&[(0, U)], (0, U)),
+            (&[(0, U), (1, N)], (0, U)),
+            (&[(0, N), (1, U)], (1, U)),
+            (&[(0, N), (1, N), (2, U)], (2, U)),
+            (&[(0, U), (1, U)], (0, U)),
+            (&[(0, N), (1, N)], (3, N)),
+        ];
+        let d = debounce(2, 30);
+        for (events, (due, priority)) in table {
+            let (first, p) = events[0];
+            let mut item = Pending::with_priority(key("a", TaskType::Refresh), Ts(first * S), d, p);
+            for (t, p) in &events[1..] {
+                item.merge_event(Ts(t * S), d, *p);
+            }
+            assert_eq!(
+                (item.due_at, item.priority, item.events),
+                (Ts(due * S), *priority, events.len() as u64),
+                "{events:?}"
+            );
         }
     }
 

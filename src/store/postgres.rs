@@ -74,17 +74,20 @@ const DEADLOCK_RETRIES: usize = 3;
 
 /// Creates the pending items of one round of a group, or folds each event into the item already
 /// pending under the same key. The arrays, one element per row, are media IDs, tasks,
-/// fingerprints, options, sources, event times, deadlines and due times. For a pending item the
-/// due time moves to the end of the new quiet period (`due_at - last_seen` of the new row is the
-/// quiet delay, at most max_wait), never past the deadline set when the item was created.
-const UPSERT_ITEMS: &str = "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events)
-     SELECT u.media_id, u.task, u.fingerprint, u.options, u.source, u.now, u.now, u.deadline, u.due_at, 1
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
-          AS u(media_id, task, fingerprint, options, source, now, deadline, due_at)
+/// fingerprints, options, sources, event times, deadlines, due times and priorities. For a
+/// pending item the due time follows [`crate::queue::MERGE_DUE_AT`] (`due_at - last_seen` of the
+/// new row is the event's quiet delay, at most max_wait).
+const UPSERT_ITEMS: &str = "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority)
+     SELECT u.media_id, u.task, u.fingerprint, u.options, u.source, u.now, u.now, u.deadline, u.due_at, 1, u.priority
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+          AS u(media_id, task, fingerprint, options, source, now, deadline, due_at, priority)
      ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
          last_seen = GREATEST(items.last_seen, EXCLUDED.last_seen),
          events = items.events + 1,
-         due_at = LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen), items.deadline)
+         priority = GREATEST(items.priority, EXCLUDED.priority),
+         due_at = CASE WHEN GREATEST(items.priority, EXCLUDED.priority) > 0
+                       THEN LEAST(items.due_at, GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen))
+                       ELSE LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen), items.deadline) END
      RETURNING media_id, task, fingerprint, events";
 
 #[derive(Debug, Clone)]
@@ -244,9 +247,11 @@ impl PgStore {
 
     pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
         let sql = format!(
-            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, COUNT(*) FILTER (WHERE i.priority > 0) AS urgent,
+                    MIN(i.due_at) AS oldest FROM items i
              WHERE i.due_at <= $1 AND {PRELOAD_RULE}
-             GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
+             GROUP BY i.task, i.fingerprint
+             ORDER BY COUNT(*) FILTER (WHERE i.priority > 0) > 0 DESC, i.task DESC, oldest"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now.0)
@@ -255,29 +260,45 @@ impl PgStore {
         rows.iter().map(rows::due_group_from_row).collect()
     }
 
-    /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
+    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
+    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "SELECT i.id, i.media_id, i.options, i.first_seen, i.events FROM items i
-             WHERE i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {PRELOAD_RULE}
-             ORDER BY i.first_seen, i.id LIMIT $4
-             FOR UPDATE OF i SKIP LOCKED"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(claim.task.as_str())
-            .bind(&claim.fingerprint)
-            .bind(claim.now.0)
-            .bind(claim.max as i64)
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut rows = Vec::new();
+        for (urgent, wanted) in [(true, true), (false, !claim.urgent_only)] {
+            let max = claim.max - rows.len();
+            if !wanted || max == 0 {
+                continue;
+            }
+            let sql = format!(
+                "SELECT i.id, i.media_id, i.options, i.first_seen, i.events, i.priority FROM items i
+                 WHERE i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
+                 ORDER BY i.first_seen, i.id LIMIT $4
+                 FOR UPDATE OF i SKIP LOCKED",
+                if urgent { "i.priority > 0" } else { "i.priority = 0" }
+            );
+            rows.extend(
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(claim.task.as_str())
+                    .bind(&claim.fingerprint)
+                    .bind(claim.now.0)
+                    .bind(max as i64)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
         if rows.is_empty() {
             return Ok(None);
         }
         let options: String = rows[0].get("options");
+        let priority = rows
+            .iter()
+            .map(|r| r.get::<i64, _>("priority"))
+            .max()
+            .unwrap_or_default();
         sqlx::query(
-            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until)
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7)",
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7, $8)",
         )
         .bind(&claim.job_id)
         .bind(claim.task.as_str())
@@ -286,6 +307,7 @@ impl PgStore {
         .bind(claim.dry_run)
         .bind(claim.now.0)
         .bind(claim.lease_until.0)
+        .bind(priority)
         .execute(&mut *tx)
         .await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
@@ -381,13 +403,11 @@ impl PgStore {
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            AssertSqlSafe(format!(
-                "{} WHERE id = (SELECT id FROM jobs WHERE id = $3 AND {} FOR UPDATE SKIP LOCKED)",
-                rows::claim_job_set(rows::pg_param),
-                rows::claimable(rows::pg_param)
-            )),
-        )
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE id = (SELECT id FROM jobs WHERE id = $3 AND {} FOR UPDATE SKIP LOCKED)",
+            rows::claim_job_set(rows::pg_param),
+            rows::claimable(rows::pg_param)
+        )))
         .bind(lease_until.0)
         .bind(now.0)
         .bind(id)
@@ -674,6 +694,7 @@ impl PgStore {
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS pending, COUNT(*) FILTER (WHERE due_at <= $1) AS due,
+                    COUNT(*) FILTER (WHERE priority > 0) AS urgent,
                     MIN(first_seen) AS oldest, MIN(due_at) FILTER (WHERE due_at > $1) AS next_due
              FROM items",
         )
@@ -689,6 +710,7 @@ impl PgStore {
         .await?;
         Ok(QueueStats {
             pending: row.get::<i64, _>("pending") as u64,
+            urgent: row.get::<i64, _>("urgent") as u64,
             due: row.get::<i64, _>("due") as u64,
             oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
@@ -916,9 +938,9 @@ fn key(item: &NewItem) -> (&str, &str, &str) {
     )
 }
 
-/// Bytes a row adds to an upsert besides its strings: the task, three numbers, and the length
-/// of each of its eight array elements.
-const ROW_OVERHEAD: usize = 7 + 3 * 8 + 8 * 4;
+/// Bytes a row adds to an upsert besides its strings: the task, four numbers, and the length
+/// of each of its nine array elements.
+const ROW_OVERHEAD: usize = 7 + 4 * 8 + 9 * 4;
 
 /// Most bytes of parameters sent in one statement.
 ///
@@ -989,6 +1011,7 @@ where
             let deadline = item.debounce.deadline(ingest.now);
             item.debounce.due_at(ingest.now, deadline).0
         }))
+        .bind(column(&|_, item| item.priority.rank()))
         .fetch_all(&mut *conn)
         .await?;
     let returned = rows

@@ -22,7 +22,7 @@ pub(crate) const JOB_ITEM_COLUMNS: &str =
 
 /// The columns [`pending_from_row`] reads.
 pub(crate) const PENDING_COLUMNS: &str =
-    "media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events";
+    "media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events, priority";
 
 /// A Preload is held back while a Refresh of the same media ID is pending or being sent.
 /// Plain SQL that both dialects accept; `i` is the `items` row under consideration.
@@ -43,7 +43,8 @@ pub(crate) fn pg_param(n: usize) -> String {
 }
 
 /// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight.
-const HELD_OR_PROBING: &str = "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
+const HELD_OR_PROBING: &str =
+    "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
 
 /// Jobs whose next attempt is due (parameters: now, limit), oldest first: retries and expired
 /// leases, except those of a task type held on the quota, and the probes of holds.
@@ -397,15 +398,18 @@ pub(crate) fn pending_from_row(row: &impl StoreRow) -> Result<PendingItem, Store
         last_seen: Ts(row.int("last_seen")),
         due_at: Ts(row.int("due_at")),
         events: row.int("events") as u64,
+        priority: Priority::from_rank(row.int("priority")),
     })
 }
 
-/// A `due_groups` row: `task`, `fingerprint`, `n` (due items) and `oldest` (earliest due time).
+/// A `due_groups` row: `task`, `fingerprint`, `n` (due items), `urgent` (due urgent items) and
+/// `oldest` (earliest due time).
 pub(crate) fn due_group_from_row(row: &impl StoreRow) -> Result<DueGroup, StoreError> {
     Ok(DueGroup {
         task: parse_task(&row.text("task"))?,
         fingerprint: row.text("fingerprint"),
         due_count: row.int("n") as u64,
+        urgent_count: row.int("urgent") as u64,
         oldest_due_at: Ts(row.int("oldest")),
     })
 }

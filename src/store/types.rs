@@ -13,6 +13,8 @@ pub struct NewItem {
     pub options: PurgeOptions,
     pub fingerprint: String,
     pub debounce: Debounce,
+    /// An urgent item skips the quiet period (its `debounce` has none) and is claimed first.
+    pub priority: Priority,
 }
 
 /// One accepted request, stored whole or not at all.
@@ -57,6 +59,8 @@ pub struct DueGroup {
     pub task: TaskType,
     pub fingerprint: String,
     pub due_count: u64,
+    /// Due urgent items among them.
+    pub urgent_count: u64,
     pub oldest_due_at: Ts,
 }
 
@@ -229,6 +233,8 @@ pub struct ClaimBatch {
     pub lease_until: Ts,
     pub job_id: String,
     pub dry_run: bool,
+    /// Claim urgent items only (normal ones wait for the quota kept for urgent work).
+    pub urgent_only: bool,
 }
 
 /// VOD accepted the call.
@@ -316,11 +322,14 @@ pub struct PendingItem {
     pub last_seen: Ts,
     pub due_at: Ts,
     pub events: u64,
+    pub priority: Priority,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueStats {
     pub pending: u64,
+    /// Urgent items among the pending ones.
+    pub urgent: u64,
     pub due: u64,
     pub oldest_first_seen: Option<Ts>,
     pub next_due_at: Option<Ts>,

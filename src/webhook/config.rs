@@ -157,6 +157,11 @@ pub struct SourceConfig {
     /// Per-source override of `queue.max_wait`.
     #[serde(default, with = "humantime_serde")]
     pub max_wait: Option<Duration>,
+    /// `urgent`: this source's items skip the quiet period, are claimed before normal ones and
+    /// may use the quota kept for urgent work (`vod.urgent_quota_reserve`). A native body's
+    /// `priority` field overrides it per request.
+    #[serde(default)]
+    pub priority: crate::domain::Priority,
     /// Ingest limit for this source, requests per second; none means unlimited.
     #[serde(default)]
     pub rate_limit: Option<u32>,

@@ -59,6 +59,9 @@ pub enum PayloadError {
     /// `task` is not `Refresh`, `Preload` or `RefreshThenPreload`.
     #[error("{0}")]
     UnknownTask(String),
+    /// `priority` is not `normal` or `urgent`.
+    #[error("{0}")]
+    UnknownPriority(String),
     /// `options` do not parse as VOD options.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
@@ -73,6 +76,7 @@ impl PayloadError {
             PayloadError::MalformedJson(_) => "malformed_json",
             PayloadError::InvalidPayload(_) => "invalid_payload",
             PayloadError::UnknownTask(_) => "unknown_task",
+            PayloadError::UnknownPriority(_) => "unknown_priority",
             PayloadError::InvalidOptions(_) => "invalid_options",
             PayloadError::TooManyIds { .. } => "too_many_ids",
         }

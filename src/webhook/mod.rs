@@ -23,7 +23,7 @@ mod validate;
 
 use std::time::Duration;
 
-use crate::domain::{RawOptions, RequestedTask, Ts};
+use crate::domain::{Priority, RawOptions, RequestedTask, Ts};
 
 pub use config::{
     AuthKind, DEFAULT_TOLERANCE, Events, FormatKind, HmacAlgorithm, SignatureEncoding, SourceConfig,
@@ -97,6 +97,8 @@ pub struct PurgeRequest {
     pub task: RequestedTask,
     /// Already checked with `PurgeOptions::parse`.
     pub options: RawOptions,
+    /// Set by the body (the native `priority` field); otherwise the source's.
+    pub priority: Option<Priority>,
 }
 
 /// A source compiled from its configuration: secrets decoded, pointers parsed.
@@ -105,6 +107,7 @@ pub struct Source {
     verifier: auth::Verifier,
     format: payload::Format,
     quiet: Option<Duration>,
+    priority: Priority,
     max_wait: Option<Duration>,
     rate_limit: Option<u32>,
     burst: Option<u32>,
@@ -130,6 +133,7 @@ impl Source {
             verifier: auth::Verifier::new(cfg).map_err(at)?,
             format: payload::Format::new(cfg).map_err(at)?,
             quiet: cfg.quiet,
+            priority: cfg.priority,
             max_wait: cfg.max_wait,
             rate_limit: cfg.rate_limit,
             burst: cfg.burst,
@@ -163,6 +167,11 @@ impl Source {
             .map(str::trim)
             .find(|v| !v.is_empty())
             .map(str::to_owned)
+    }
+
+    /// The priority of this source's items, unless a body says otherwise.
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// Per-source override of the queue's quiet period.

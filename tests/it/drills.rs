@@ -101,6 +101,7 @@ mod store_at_scale {
                 quiet,
                 max_wait: quiet * 2,
             },
+            priority: vod_purge::domain::Priority::Normal,
         })
         .collect()
     }
@@ -138,6 +139,7 @@ mod store_at_scale {
             lease_until: Ts(now + 60_000),
             job_id: uuid::Uuid::now_v7().to_string(),
             dry_run: false,
+            urgent_only: false,
         }
     }
 

@@ -180,6 +180,7 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
             lease_until: now + Duration::from_secs(3),
             job_id: uuid::Uuid::now_v7().to_string(),
             dry_run: false,
+            urgent_only: false,
         })
         .await
         .unwrap()

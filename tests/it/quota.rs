@@ -76,9 +76,11 @@ async fn jobs_with(app: &TestApp, status: &str) -> Vec<serde_json::Value> {
 
 /// Waits until the quota has held jobs, and checks what `/jobs`, `/queue` and `/metrics` say.
 async fn wait_for_the_hold(app: &TestApp) {
-    wait_until(Duration::from_secs(10), "jobs held on the quota", || async {
-        !jobs_with(app, "held").await.is_empty()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "jobs held on the quota",
+        || async { !jobs_with(app, "held").await.is_empty() },
+    )
     .await;
     let held = jobs_with(app, "held").await;
     for job in &held {
@@ -104,10 +106,12 @@ async fn wait_for_the_hold(app: &TestApp) {
 
 /// Nothing failed, and the hold is over.
 async fn nothing_failed_and_nothing_held(app: &TestApp) {
-    assert_eq!(jobs_with(app, "failed").await, Vec::<serde_json::Value>::new());
+    assert_eq!(
+        jobs_with(app, "failed").await,
+        Vec::<serde_json::Value>::new()
+    );
     wait_until(Duration::from_secs(5), "the hold to end", || async {
-        jobs_with(app, "held").await.is_empty()
-            && app.get_json("/queue").await["held"] == json!([])
+        jobs_with(app, "held").await.is_empty() && app.get_json("/queue").await["held"] == json!([])
     })
     .await;
 }
@@ -167,7 +171,11 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
     wait_for_the_hold(&app).await;
     let answered = quota_answers(&app).len();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(quota_answers(&app).len(), answered, "no probe within the hour");
+    assert_eq!(
+        quota_answers(&app).len(),
+        answered,
+        "no probe within the hour"
+    );
 
     app.sim.set_quota(QuotaChange {
         refresh_remaining: Some(1_000_000),

@@ -14,13 +14,13 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// What keeps a test store's data alive; dropping it removes the file or database.
 #[allow(dead_code)]
-enum Backing {
+pub(super) enum Backing {
     Sqlite(tempfile::TempDir),
     Postgres(TestDb),
 }
 
 /// A fresh store of every backend: SQLite, and PostgreSQL unless it is unreachable outside CI.
-async fn stores(test: &str) -> Vec<(Store, Backing)> {
+pub(super) async fn stores(test: &str) -> Vec<(Store, Backing)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let sqlite = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
@@ -36,7 +36,7 @@ async fn stores(test: &str) -> Vec<(Store, Backing)> {
     stores
 }
 
-fn item(id: &str, task: TaskType) -> NewItem {
+pub(super) fn item(id: &str, task: TaskType) -> NewItem {
     let options = PurgeOptions::default();
     NewItem {
         media_id: MediaIdRules::default().parse(id).unwrap(),
@@ -47,10 +47,11 @@ fn item(id: &str, task: TaskType) -> NewItem {
             quiet: QUIET,
             max_wait: MAX_WAIT,
         },
+        priority: vod_purge::domain::Priority::Normal,
     }
 }
 
-fn ingest(ids: &[&str], task: TaskType, now: i64, delivery: Option<&str>) -> Ingest {
+pub(super) fn ingest(ids: &[&str], task: TaskType, now: i64, delivery: Option<&str>) -> Ingest {
     Ingest {
         source: "test".into(),
         delivery_id: delivery.map(str::to_owned),
@@ -62,7 +63,7 @@ fn ingest(ids: &[&str], task: TaskType, now: i64, delivery: Option<&str>) -> Ing
     }
 }
 
-fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
+pub(super) fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
     ClaimBatch {
         task,
         fingerprint: PurgeOptions::default().fingerprint(),
@@ -71,11 +72,12 @@ fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
         lease_until: Ts(store_now + 60_000),
         job_id: uuid::Uuid::now_v7().to_string(),
         dry_run: false,
+        urgent_only: false,
     }
 }
 
 /// The job of a claim that must find due items.
-async fn claimed(store: &Store, store_now: i64, task: TaskType) -> Job {
+pub(super) async fn claimed(store: &Store, store_now: i64, task: TaskType) -> Job {
     store
         .claim_batch(&claim(store_now, task))
         .await
@@ -260,10 +262,7 @@ async fn leases_expire_and_fence_the_old_attempt() {
             store.due_jobs(Ts(5_999), 10).await.unwrap().is_empty(),
             "lease still held"
         );
-        assert_eq!(
-            due_ids(&store, Ts(6_000)).await,
-            vec![job.id.clone()]
-        );
+        assert_eq!(due_ids(&store, Ts(6_000)).await, vec![job.id.clone()]);
 
         let again = store
             .claim_job(&job.id, Ts(6_000), Ts(70_000))

@@ -125,9 +125,10 @@ impl SqliteStore {
         // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
         // walks a whole group index to avoid sorting, which reads every pending item each poll.
         let sql = format!(
-            "SELECT i.task, i.fingerprint, COUNT(*) AS n, MIN(i.due_at) AS oldest FROM items i INDEXED BY items_due
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, SUM(i.priority > 0) AS urgent, MIN(i.due_at) AS oldest
+             FROM items i INDEXED BY items_due
              WHERE i.due_at <= ? AND {PRELOAD_RULE}
-             GROUP BY i.task, i.fingerprint ORDER BY i.task DESC, oldest"
+             GROUP BY i.task, i.fingerprint ORDER BY urgent > 0 DESC, i.task DESC, oldest"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now.0)
@@ -136,55 +137,37 @@ impl SqliteStore {
         rows.iter().map(rows::due_group_from_row).collect()
     }
 
-    /// Moves up to `max` due items of one group, oldest first, into a new in-flight job.
-    ///
-    /// The due items are looked for among the group's `CLAIM_WINDOW` oldest items first (an
-    /// index walk, no sort); only when that finds fewer than `max` in a larger group are all the
-    /// group's due items read and sorted. Either way the result is the `max` oldest due items.
+    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
+    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let window = format!(
-            "SELECT i.id, i.media_id, i.first_seen, i.events FROM (
-                 SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
-                 ORDER BY first_seen, id LIMIT ?5) i
-             WHERE i.due_at <= ?3 AND {PRELOAD_RULE}
+        // Urgent items first (a partial index holds only them), then the oldest normal ones.
+        let urgent = format!(
+            "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM items i INDEXED BY items_urgent
+             WHERE i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
              ORDER BY i.first_seen, i.id LIMIT ?4"
         );
-        let mut rows = sqlx::query(AssertSqlSafe(window))
+        let mut rows = sqlx::query(AssertSqlSafe(urgent))
             .bind(claim.task.as_str())
             .bind(&claim.fingerprint)
             .bind(claim.now.0)
             .bind(claim.max as i64)
-            .bind(CLAIM_WINDOW)
             .fetch_all(&mut *tx)
             .await?;
-        if rows.len() < claim.max {
-            let group_size: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE task = ? AND fingerprint = ? LIMIT ?)",
-            )
-            .bind(claim.task.as_str())
-            .bind(&claim.fingerprint)
-            .bind(CLAIM_WINDOW + 1)
-            .fetch_one(&mut *tx)
-            .await?;
-            if group_size > CLAIM_WINDOW {
-                let all_due = format!(
-                    "SELECT i.id, i.media_id, i.first_seen, i.events FROM items i INDEXED BY items_due
-                     WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND {PRELOAD_RULE}
-                     ORDER BY i.first_seen, i.id LIMIT ?"
-                );
-                rows = sqlx::query(AssertSqlSafe(all_due))
-                    .bind(claim.now.0)
-                    .bind(claim.task.as_str())
-                    .bind(&claim.fingerprint)
-                    .bind(claim.max as i64)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            }
+        if rows.len() < claim.max && !claim.urgent_only {
+            rows.extend(
+                self.claim_normal(&mut tx, claim, claim.max - rows.len())
+                    .await?,
+            );
         }
         if rows.is_empty() {
             return Ok(None);
         }
+        let priority = rows
+            .iter()
+            .map(|r| r.get::<i64, _>("priority"))
+            .max()
+            .unwrap_or_default();
         let options: String =
             sqlx::query_scalar("SELECT options FROM option_sets WHERE fingerprint = ?")
                 .bind(&claim.fingerprint)
@@ -195,8 +178,8 @@ impl SqliteStore {
                     detail: format!("no options for fingerprint {}", claim.fingerprint),
                 })?;
         sqlx::query(
-            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until)
-             VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
+             VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?, ?)",
         )
         .bind(&claim.job_id)
         .bind(claim.task.as_str())
@@ -207,6 +190,7 @@ impl SqliteStore {
         .bind(claim.now.0)
         .bind(claim.now.0)
         .bind(claim.lease_until.0)
+        .bind(priority)
         .execute(&mut *tx)
         .await?;
         for (position, row) in rows.iter().enumerate() {
@@ -228,6 +212,59 @@ impl SqliteStore {
         let job = load_job(&mut tx, &claim.job_id).await?;
         tx.commit().await?;
         Ok(job)
+    }
+
+    /// The `max` oldest due normal items of a claim's group.
+    ///
+    /// They are looked for among the group's `CLAIM_WINDOW` oldest items first (an index walk, no
+    /// sort); only when that finds fewer than `max` in a larger group are all the group's due
+    /// items read and sorted.
+    async fn claim_normal(
+        &self,
+        tx: &mut SqliteConnection,
+        claim: &ClaimBatch,
+        max: usize,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let window = format!(
+            "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM (
+                 SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
+                 ORDER BY first_seen, id LIMIT ?5) i
+             WHERE i.due_at <= ?3 AND i.priority = 0 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?4"
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(window))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(max as i64)
+            .bind(CLAIM_WINDOW)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.len() < max {
+            let group_size: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE task = ? AND fingerprint = ? LIMIT ?)",
+            )
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(CLAIM_WINDOW + 1)
+            .fetch_one(&mut *tx)
+            .await?;
+            if group_size > CLAIM_WINDOW {
+                let all_due = format!(
+                    "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM items i INDEXED BY items_due
+                     WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
+                     ORDER BY i.first_seen, i.id LIMIT ?"
+                );
+                rows = sqlx::query(AssertSqlSafe(all_due))
+                    .bind(claim.now.0)
+                    .bind(claim.task.as_str())
+                    .bind(&claim.fingerprint)
+                    .bind(max as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(rows)
     }
 
     /// Jobs whose retry time has come or whose lease ran out, oldest first.
@@ -298,13 +335,11 @@ impl SqliteStore {
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            AssertSqlSafe(format!(
-                "{} WHERE id = ?3 AND {}",
-                rows::claim_job_set(rows::sqlite_param),
-                rows::claimable(rows::sqlite_param)
-            )),
-        )
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE id = ?3 AND {}",
+            rows::claim_job_set(rows::sqlite_param),
+            rows::claimable(rows::sqlite_param)
+        )))
         .bind(lease_until.0)
         .bind(now.0)
         .bind(id)
@@ -580,10 +615,11 @@ impl SqliteStore {
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        // Four index lookups rather than one pass over every pending item.
+        // Index lookups rather than one pass over every pending item.
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM items) AS pending,
                     (SELECT COUNT(*) FROM items WHERE due_at <= ?1) AS due,
+                    (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
                     (SELECT MIN(first_seen) FROM items) AS oldest,
                     (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_due",
         )
@@ -598,6 +634,7 @@ impl SqliteStore {
         .await?;
         Ok(QueueStats {
             pending: row.get::<i64, _>("pending") as u64,
+            urgent: row.get::<i64, _>("urgent") as u64,
             due: row.get::<i64, _>("due") as u64,
             oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
@@ -678,6 +715,7 @@ mod tests {
             lease_until: Ts(600),
             job_id: job_id.into(),
             dry_run: true,
+            urgent_only: false,
         }
     }
 

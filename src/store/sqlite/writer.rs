@@ -28,21 +28,22 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new item. `OR IGNORE`: an item already pending under the same key is left for
 /// [`MERGE_ITEM`]. (Neither statement can abort half-way, so SQLite needs no statement journal
 /// for them; an `ON CONFLICT DO UPDATE` upsert copied every page it touched into one.)
-const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1)";
+const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8)";
 
 /// The options of a fingerprint, stored once (an option set seen before is left as it is: equal
 /// fingerprints mean equal options).
 const INSERT_OPTION_SET: &str =
     "INSERT OR IGNORE INTO option_sets (fingerprint, options) VALUES (?1, ?2)";
 
-/// Folds an event into the pending item of its key: `?4` is the event's time and `?5` its quiet
-/// delay (at most max_wait). The due time moves to the end of the new quiet period, never past the deadline set
-/// when the item was created.
+/// Folds an event into the pending item of its key: `?4` is the event's time, `?5` its quiet
+/// delay (at most max_wait) and `?6` its priority; see [`crate::queue::MERGE_DUE_AT`].
 const MERGE_ITEM: &str = "UPDATE OR IGNORE items SET
          last_seen = MAX(last_seen, ?4),
          events = events + 1,
-         due_at = MIN(MAX(last_seen, ?4) + ?5, deadline)
+         priority = MAX(priority, ?6),
+         due_at = CASE WHEN MAX(priority, ?6) > 0 THEN MIN(due_at, MAX(last_seen, ?4) + ?5)
+                       ELSE MIN(MAX(last_seen, ?4) + ?5, deadline) END
      WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3
      RETURNING events";
 
@@ -127,6 +128,7 @@ impl IngestWriter {
                         ingest.now.0,
                         deadline.0,
                         due_at.0,
+                        item.priority.rank(),
                     ])?;
                     let count: i64 = if inserted == 1 {
                         1
@@ -139,6 +141,7 @@ impl IngestWriter {
                                 ingest.now.0,
                                 // The quiet delay, bounded by max_wait.
                                 due_at.0 - ingest.now.0,
+                                item.priority.rank(),
                             ],
                             |row| row.get(0),
                         )?

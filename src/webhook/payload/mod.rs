@@ -85,6 +85,7 @@ impl Format {
                             media_ids: vec![id],
                             task,
                             options: self.options.clone(),
+                            priority: None,
                         }],
                         ..Extracted::default()
                     },
@@ -114,6 +115,7 @@ impl Format {
                 media_ids: ids,
                 task: self.task,
                 options: self.options.clone(),
+                priority: None,
             }]
         };
         Ok(Extracted {

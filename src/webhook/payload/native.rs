@@ -1,6 +1,7 @@
 //! The native body: what our own senders, scripts and the admin `POST /purge` write.
 //!
-//! `{"media_ids": [...], "task": "Refresh", "options": {...}}`, or a JSON array of such objects.
+//! `{"media_ids": [...], "task": "Refresh", "options": {...}, "priority": "urgent"}`, or a JSON
+//! array of such objects.
 //! It is read by hand from a `serde_json::Value` rather than through a derived struct so that
 //! each mistake gets its own error code (an unknown task is `unknown_task`, bad options are
 //! `invalid_options`, anything else `invalid_payload`) and a message that points at the field.
@@ -8,12 +9,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{PurgeOptions, RawOptions, RequestedTask};
+use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask};
 
 use super::super::error::PayloadError;
 use super::super::{MAX_IDS_PER_DELIVERY, PurgeRequest};
 
-const FIELDS: [&str; 3] = ["media_ids", "task", "options"];
+const FIELDS: [&str; 4] = ["media_ids", "task", "options", "priority"];
 
 /// Parses a native body with the built-in defaults (`Refresh`, no options).
 pub fn parse_native(body: &[u8]) -> Result<Vec<PurgeRequest>, PayloadError> {
@@ -60,7 +61,7 @@ fn parse_one(
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(PayloadError::invalid(format!(
-            "unknown field {unknown:?}{}: expected media_ids, task, options",
+            "unknown field {unknown:?}{}: expected media_ids, task, options, priority",
             located(at)
         )));
     }
@@ -108,10 +109,24 @@ fn parse_one(
     };
     PurgeOptions::parse(&options)
         .map_err(|e| PayloadError::InvalidOptions(format!("{at}options: {e}")))?;
+    let priority = match map.get("priority") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            s.parse::<Priority>()
+                .map_err(|e| PayloadError::UnknownPriority(format!("{at}priority: {e}")))?,
+        ),
+        Some(other) => {
+            return Err(PayloadError::UnknownPriority(format!(
+                "{at}priority must be \"normal\" or \"urgent\", found {}",
+                kind(other)
+            )));
+        }
+    };
     Ok(PurgeRequest {
         media_ids,
         task,
         options,
+        priority,
     })
 }
 
@@ -152,7 +167,8 @@ mod tests {
             vec![PurgeRequest {
                 media_ids: vec!["a".into(), "b".into()],
                 task: RequestedTask::Refresh,
-                options: RawOptions::default()
+                options: RawOptions::default(),
+                priority: None,
             }]
         );
     }

@@ -1,0 +1,296 @@
+//! Urgent items: a takedown skips the quiet period, goes before a backlog of normal items, and
+//! may use the part of the daily quota kept back for it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use vod_purge::config::Settings;
+use vod_purge::sim::{self, QuotaChange, SimConfig};
+
+use crate::support::{self, SOURCE_TOKEN, TestApp, wait_until};
+
+async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = sim::start(SimConfig {
+        quota_refresh: 1_000_000,
+        quota_preload: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db").to_string_lossy().into_owned();
+    let extra = format!(
+        r#"
+        [[sources]]
+        name = "takedowns"
+        auth = "bearer"
+        secrets = ["{SOURCE_TOKEN}"]
+        format = "native"
+        priority = "urgent"
+        "#
+    );
+    let mut settings = support::settings(&db, &sim.base_url(), &extra);
+    configure(&mut settings);
+    support::spawn_with_settings(settings, sim)
+        .await
+        .keeping(dir)
+}
+
+fn ids(prefix: char, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:031x}")).collect()
+}
+
+/// The position of the first successful call carrying any of `wanted`, and of the last one.
+fn sent_positions(app: &TestApp, wanted: &[String]) -> Vec<usize> {
+    let wanted: HashSet<&String> = wanted.iter().collect();
+    app.successful_calls()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.media_ids.iter().any(|id| wanted.contains(id)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn all_sent(app: &TestApp, wanted: &[String]) -> bool {
+    let sent: HashSet<String> = app
+        .successful_calls()
+        .into_iter()
+        .flat_map(|c| c.media_ids)
+        .collect();
+    wanted.iter().all(|id| sent.contains(id))
+}
+
+#[tokio::test]
+async fn urgent_items_go_before_a_backlog_and_skip_the_quiet_period() {
+    let app = spawn(|s| {
+        s.vod.max_requests_per_second = 5;
+        s.vod.burst = 1;
+        s.vod.quota_poll_interval = Duration::ZERO;
+        s.queue.quiet = Duration::from_secs(3);
+        s.queue.max_wait = Duration::from_secs(10);
+    })
+    .await;
+    let backlog = ids('b', 300);
+    for chunk in backlog.chunks(100) {
+        assert_eq!(
+            app.webhook(json!({ "media_ids": chunk })).await.status(),
+            202
+        );
+    }
+    // The backlog becomes due after the quiet period and drains at 5 calls a second (3 s).
+    wait_until(Duration::from_secs(10), "the backlog to start", || async {
+        !app.successful_calls().is_empty()
+    })
+    .await;
+    let urgent = ids('u', 3);
+    let posted = vod_purge::domain::Ts::now();
+    let response = app
+        .webhook(json!({ "media_ids": urgent, "priority": "urgent" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    wait_until(Duration::from_secs(5), "the urgent IDs", || async {
+        all_sent(&app, &urgent)
+    })
+    .await;
+    let calls = app.successful_calls();
+    let urgent_call = &calls[sent_positions(&app, &urgent)[0]];
+    assert!(
+        urgent_call.at_ms - posted.0 < 1500,
+        "sent {} ms after the event, without the 3 s quiet period",
+        urgent_call.at_ms - posted.0
+    );
+    assert!(
+        !all_sent(&app, &backlog),
+        "the urgent IDs did not wait for the backlog"
+    );
+    let job = app.get_json(&format!("/media/{}", urgent[0])).await;
+    assert_eq!(job["jobs"][0]["priority"], "urgent", "{job}");
+    wait_until(Duration::from_secs(15), "the backlog", || async {
+        all_sent(&app, &backlog)
+    })
+    .await;
+    let normal_job = app.get_json(&format!("/media/{}", backlog[0])).await;
+    assert_eq!(normal_job["jobs"][0]["priority"], "normal");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_source_marks_its_items_urgent_and_an_urgent_event_makes_a_pending_item_urgent() {
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::ZERO;
+        s.queue.quiet = Duration::from_secs(30);
+        s.queue.max_wait = Duration::from_secs(60);
+    })
+    .await;
+    let id = ids('a', 1).remove(0);
+    assert_eq!(
+        app.webhook(json!({ "media_ids": [id] })).await.status(),
+        202
+    );
+    let media = app.get_json(&format!("/media/{id}")).await;
+    assert_eq!(media["pending"][0]["priority"], "normal", "{media}");
+    assert_eq!(app.get_json("/queue").await["urgent"], 0);
+    // The same ID from the urgent source: merged into the pending item, which goes at once.
+    let response = app
+        .http
+        .post(format!("{}/webhooks/takedowns", app.address))
+        .bearer_auth(SOURCE_TOKEN)
+        .json(&json!({ "media_ids": [id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let receipt: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(receipt["merged"], json!([id]), "{receipt}");
+    wait_until(Duration::from_secs(5), "the urgent purge", || async {
+        all_sent(&app, std::slice::from_ref(&id))
+    })
+    .await;
+    let job = &app.get_json(&format!("/media/{id}")).await["jobs"][0];
+    assert_eq!(job["priority"], "urgent");
+    assert_eq!(job["items"][0]["events"], 2, "{job}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn urgent_items_use_the_reserve_while_normal_ones_wait() {
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::from_millis(200);
+        s.vod.urgent_quota_reserve = "50".parse().unwrap();
+        s.queue.quiet = Duration::from_millis(100);
+    })
+    .await;
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(100),
+        preload_remaining: None,
+    });
+    wait_until(
+        Duration::from_secs(5),
+        "the poll to see the quota",
+        || async { app.get_json("/queue").await["quota"][0]["remaining"] == 100 },
+    )
+    .await;
+    let normal = ids('n', 80);
+    assert_eq!(
+        app.webhook(json!({ "media_ids": normal })).await.status(),
+        202
+    );
+    // 100 left, 50 kept for urgent items: 50 normal IDs go, 30 wait.
+    wait_until(Duration::from_secs(5), "half the normal IDs", || async {
+        app.successful_calls()
+            .iter()
+            .map(|c| c.media_ids.len())
+            .sum::<usize>()
+            >= 50
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sent_normal: usize = app
+        .successful_calls()
+        .iter()
+        .map(|c| c.media_ids.len())
+        .sum();
+    assert_eq!(sent_normal, 50, "normal items stop at the reserve");
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["pending"], 30, "{queue}");
+    assert!(
+        queue["quota"][0]["normal_held_until"].is_string(),
+        "{queue}"
+    );
+    assert_eq!(queue["quota"][0]["reserve"], 50, "{queue}");
+
+    let urgent = ids('u', 10);
+    let response = app
+        .webhook(json!({ "media_ids": urgent, "priority": "urgent" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    wait_until(Duration::from_secs(5), "the urgent IDs", || async {
+        all_sent(&app, &urgent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let total: usize = app
+        .successful_calls()
+        .iter()
+        .map(|c| c.media_ids.len())
+        .sum();
+    assert_eq!(total, 60, "the urgent IDs went, the normal ones still wait");
+    assert!(
+        app.sim.calls().iter().all(|c| c.code.is_none()),
+        "no call met the quota"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_priority_is_refused_and_nothing_is_stored() {
+    let app = spawn(|s| s.vod.quota_poll_interval = Duration::ZERO).await;
+    for (priority, detail) in [
+        (json!("asap"), "unknown priority \"asap\""),
+        (json!(1), "found a number"),
+        (json!("URGENT"), "unknown priority"),
+    ] {
+        let response = app
+            .webhook(
+                json!({ "media_ids": ["a0000000000000000000000000000001"], "priority": priority }),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{priority}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unknown_priority", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(detail),
+            "{body}"
+        );
+    }
+    assert_eq!(app.get_json("/queue").await["pending"], 0);
+    app.stop().await;
+}
+
+#[test]
+fn bad_quota_and_priority_settings_stop_the_start_with_the_key_named() {
+    let base = "[store]\nurl = \"sqlite::memory:\"\n";
+    for (extra, key, why) in [
+        (
+            "[vod]\nquota_reset = \"midnight\"",
+            "quota_reset",
+            "time of day",
+        ),
+        (
+            "[vod]\nquota_reset = \"24:00+08:00\"",
+            "quota_reset",
+            "time of day",
+        ),
+        (
+            "[vod]\nurgent_quota_reserve = \"150%\"",
+            "urgent_quota_reserve",
+            "outside 0% to 100%",
+        ),
+        (
+            "[vod]\nurgent_quota_reserve = \"lots\"",
+            "urgent_quota_reserve",
+            "not a share",
+        ),
+        ("[vod]\nmax_hold = \"0s\"", "vod.max_hold", "more than zero"),
+        (
+            "[vod]\nquota_probe_interval = \"0s\"",
+            "vod.quota_probe_interval",
+            "more than zero",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\nauth = \"none\"\nformat = \"native\"\npriority = \"asap\"",
+            "priority",
+            "asap",
+        ),
+    ] {
+        let error = Settings::from_toml(&format!("{base}{extra}"))
+            .err()
+            .unwrap_or_else(|| panic!("{extra} is accepted"))
+            .to_string();
+        assert!(
+            error.contains(key) && error.contains(why),
+            "{extra}: {error}"
+        );
+    }
+}
