@@ -8,12 +8,26 @@
 # per call (target >= 19.9), throttled answers (target 0) and the most calls that arrived in any
 # one-second window (must be <= 50).
 #
-# Environment: IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120, seconds to wait
-# for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
+# SCENARIO=shared plays another client sharing the account's limit: the simulator allows
+# SHARED_QPS (40) calls per second while the service is configured for RPS (50), and the limit goes
+# back to 50 RESTORE_AFTER (20) seconds after the enqueue. It prints the IDs per second and the
+# throttled calls while shared (from 5 s after the first call; targets: 90% of SHARED_QPS x 20,
+# at most 2% throttled), and how long after the restore the rate is back at 95% of RPS x 20 over
+# 3 s (target: within 15 s). IDS defaults to 40000 there.
+#
+# Environment: SCENARIO (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
+# seconds to wait for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-IDS=${IDS:-20000}
+SCENARIO=${SCENARIO:-plain}
+case "$SCENARIO" in
+plain) IDS=${IDS:-20000} ;;
+shared) IDS=${IDS:-40000} ;;
+*) echo "SCENARIO is plain or shared, not $SCENARIO" >&2; exit 2 ;;
+esac
+SHARED_QPS=${SHARED_QPS:-40}
+RESTORE_AFTER=${RESTORE_AFTER:-20}
 PER_POST=${PER_POST:-1000}
 RPS=${RPS:-50}
 QUIET=${QUIET:-1s}
@@ -62,6 +76,18 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$SIM_PORT/_sim/calls"
 wait_http "http://127.0.0.1:$PORT/readyz"
 curl -fsS --max-time 5 -X DELETE "http://127.0.0.1:$SIM_PORT/_sim/calls"
+
+if [ "$SCENARIO" = shared ]; then
+    curl -fsS --max-time 5 -X PUT -H 'Content-Type: application/json' \
+        -d "{\"qps\": $SHARED_QPS}" "http://127.0.0.1:$SIM_PORT/_sim/faults" >/dev/null
+    (
+        sleep "$RESTORE_AFTER"
+        python3 -c 'import time; print(int(time.time() * 1000))' >"$WORK/restore_ms"
+        curl -fsS --max-time 5 -X PUT -H 'Content-Type: application/json' -d '{}' \
+            "http://127.0.0.1:$SIM_PORT/_sim/faults" >/dev/null
+    ) &
+    PIDS+=($!)
+fi
 
 echo "== enqueueing $IDS IDs in POST /purge requests of $PER_POST" >&2
 python3 - "$PORT" "$ADMIN" "$IDS" "$PER_POST" "$WORK/enqueue.json" <<'PY'
@@ -112,13 +138,14 @@ while :; do
 done
 curl -fsS --max-time 30 "http://127.0.0.1:$SIM_PORT/_sim/calls" >"$WORK/calls.json"
 
-python3 - "$WORK/calls.json" "$WORK/enqueue.json" "$IDS" "$RPS" "$QUIET" <<'PY'
-import json, sys
+python3 - "$WORK/calls.json" "$WORK/enqueue.json" "$IDS" "$RPS" "$QUIET" "$SCENARIO" "$SHARED_QPS" "$WORK/restore_ms" <<'PY'
+import json, os, sys
 from collections import Counter
 
 calls = json.load(open(sys.argv[1]))
 enqueue = json.load(open(sys.argv[2]))
 total_ids, rps, quiet = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+scenario, shared_qps, restore_file = sys.argv[6], int(sys.argv[7]), sys.argv[8]
 
 calls.sort(key=lambda c: c["at_ms"])
 refresh = [c for c in calls if c["action"] == "RefreshMediaPlayUrls"]
@@ -139,7 +166,8 @@ def max_in_window(times, width=1000):
 
 print(f"drain benchmark: {total_ids} distinct IDs enqueued by {enqueue['posts']} concurrent POST /purge "
       f"in {(enqueue['end_ms'] - enqueue['start_ms']) / 1000:.2f} s; vod.max_requests_per_second = {rps}, "
-      f"queue.quiet = {quiet}, linger 250ms; simulator at --qps 50")
+      f"queue.quiet = {quiet}, linger 250ms; simulator at --qps 50"
+      + (f", {shared_qps} while shared" if scenario == "shared" else ""))
 if not refresh:
     sys.exit("no RefreshMediaPlayUrls call was recorded")
 first, last = refresh[0]["at_ms"], refresh[-1]["at_ms"]
@@ -155,7 +183,38 @@ print(f"IDs per second     : {rate:.1f} (limit {20 * rps}); calls per second {(l
 mean = ids_sent / len(ok) if ok else 0
 print(f"mean IDs per call  : {mean:.2f} (target >= 19.9: {'met' if mean >= 19.9 else 'MISSED'}); "
       f"sizes {dict(sorted(Counter(len(c['media_ids']) for c in refresh).items()))}")
-print(f"throttled answers  : {len(throttled)} (target 0: {'met' if not throttled else 'MISSED'})")
+if scenario == "plain":
+    print(f"throttled answers  : {len(throttled)} (target 0: {'met' if not throttled else 'MISSED'})")
+    print(f"IDs per second vs the {20 * rps} available: {rate / (20 * rps):.3f} (target >= 0.99: "
+          f"{'met' if rate >= 0.99 * 20 * rps else 'MISSED'})")
+else:
+    restore = int(open(restore_file).read()) if os.path.exists(restore_file) else last
+    begin = first + 5000
+    shared = [c for c in refresh if begin <= c["at_ms"] < restore]
+    shared_ok = sum(len(c["media_ids"]) for c in shared if c["status"] == 200)
+    shared_span = (restore - begin) / 1000
+    shared_rate = shared_ok / shared_span if shared_span > 0 else float("nan")
+    shared_throttled = sum(1 for c in shared if c.get("code") == "Throttling")
+    share = shared_throttled / len(shared) if shared else float("nan")
+    available = 20 * shared_qps
+    print(f"while shared ({shared_span:.1f} s from 5 s after the first call): {shared_rate:.1f} IDs/s = "
+          f"{shared_rate / available:.3f} of the {available} available (target >= 0.90: "
+          f"{'met' if shared_rate >= 0.9 * available else 'MISSED'}); throttled {shared_throttled} of "
+          f"{len(shared)} calls = {100 * share:.2f}% (target <= 2%: {'met' if share <= 0.02 else 'MISSED'})")
+    # After the limit is back at RPS: the first 3 s window at 95% of 20 x RPS.
+    after = [c for c in ok if c["at_ms"] >= restore]
+    back = None
+    for i, c in enumerate(after):
+        window = [d for d in after[i:] if d["at_ms"] < c["at_ms"] + 3000]
+        if window[-1]["at_ms"] - c["at_ms"] < 2500:
+            break
+        if sum(len(d["media_ids"]) for d in window) / 3 >= 0.95 * 20 * rps:
+            back = (c["at_ms"] - restore) / 1000
+            break
+    print(f"after the limit went back to {rps}: at 95% of {20 * rps} IDs/s over 3 s "
+          + (f"{back:.1f} s later (target <= 15 s: {'met' if back <= 15 else 'MISSED'})" if back is not None
+             else "never (MISSED)")
+          + f"; {sum(1 for c in refresh if c['at_ms'] >= restore and c.get('code') == 'Throttling')} throttled after")
 # The limit is per operation: the submission checks (GetMediaRefreshJobs) have a budget of their own.
 window = max_in_window([c["at_ms"] for c in refresh])
 print(f"max RefreshMediaPlayUrls calls in any 1 s window: {window} (must be <= {rps}: {'met' if window <= rps else 'MISSED'})")

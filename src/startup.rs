@@ -185,6 +185,11 @@ impl Application {
             tokio::spawn(async move { flusher.run(token).await })
         };
         let prune_task = tokio::spawn(prune_loop(store.clone(), shutdown.token.clone()));
+        // On PostgreSQL, due times announced by the other replicas wake this one's flusher.
+        let relay_task = {
+            let (store, token) = (store.clone(), shutdown.token.clone());
+            tokio::spawn(async move { store.relay_wakes(token).await })
+        };
         // Every replica renews: a follower may become the leader at any moment.
         let renew_task = renewer.map(|r| tokio::spawn(r.run(shutdown.token.clone())));
         let leader_task = tokio::spawn(leadership_loop(
@@ -241,6 +246,7 @@ impl Application {
         }
         prune_task.abort();
         leader_task.abort();
+        let _ = relay_task.await;
         if let Some(task) = renew_task {
             let _ = task.await;
         }

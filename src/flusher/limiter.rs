@@ -1,14 +1,15 @@
-//! The outbound rate limit: a fixed governor ceiling, plus an adaptive slow-down on throttling.
+//! The outbound rate limit: a fixed ceiling, plus adaptive pacing on throttling.
 //!
-//! The ceiling is built once from `vod.max_requests_per_second` and never changes, so no code
-//! path can exceed it. Its spacing is padded by 3% so that network jitter between this process
-//! and VOD cannot squeeze N+1 calls into one second as seen by the server.
+//! The ceiling is `vod.max_requests_per_second`: calls are handed evenly spaced slots at that
+//! rate, and right before a request leaves, a window of the last departures holds it back if
+//! it would make more than that many in any second (see [`super::ceiling`]). No code path can
+//! exceed it.
 //!
-//! When VOD throttles anyway (another client shares the account), the limiter pauses for a
-//! second and then paces calls through a second, slower governor whose rate is halved on every
-//! throttle and grows back by one call per second on every success (AIMD). governor cannot change
-//! a quota in place, so the slower limiter is rebuilt on each change; it only ever adds delay on top
-//! of the ceiling.
+//! When VOD throttles anyway (another client shares the account), calls are also spaced at the
+//! rate [`Cubic`](super::pacing::Cubic) gives: cut to 0.7 of what was getting through on a
+//! throttled answer, then grown back along a cubic curve that probes above the old limit, so the
+//! pacing converges on the rate really available and finds it again when it grows. That spacing
+//! only ever adds delay on top of the ceiling.
 //!
 //! When VOD is down (several calls in a row fail with a retryable error: 5xx, timeouts, refused
 //! connections), the limiter lets one call through per pause, a pause that doubles from
@@ -16,30 +17,32 @@
 //! ends the outage. Without this, every new batch and every retry would still go out at the full
 //! rate during an outage, and burn its attempts.
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use super::ceiling::{Spacing, Window};
+use super::pacing::Cubic;
 
 pub struct Limiter {
-    max_rps: u32,
     /// The first and the longest pause between probes while VOD is down.
     outage_pauses: (Duration, Duration),
-    ceiling: DefaultDirectRateLimiter,
-    /// The same quota, checked again just before each request leaves. The claim between the
-    /// permit and the request takes a variable time (a database commit), which could bring two
-    /// departures closer than the quota allows; this second check keeps departures conforming.
-    departure: DefaultDirectRateLimiter,
+    /// Checked just before each request leaves. The claim between the slot and the request
+    /// takes a variable time (a database commit), which could bring departures closer than the
+    /// rate allows; this check keeps every second within it.
+    departures: Mutex<Window>,
     state: Mutex<Adaptive>,
     /// Wakes callers waiting for a probe slot when the outage ends.
     outage_over: tokio::sync::Notify,
 }
 
 struct Adaptive {
-    /// The reduced rate and its limiter, while recovering from throttling.
-    reduced: Option<(u32, Arc<DefaultDirectRateLimiter>)>,
-    paused_until: Option<Instant>,
+    /// The instant the pacing curve counts seconds from.
+    epoch: Instant,
+    pacing: Cubic,
+    /// Slots at the paced rate (the ceiling, or lower after throttling).
+    spacing: Spacing,
+    /// Successful answers in the last second: the rate that is getting through.
+    successes: std::collections::VecDeque<Instant>,
     /// Retryable failures in a row (any other outcome resets it).
     failures_in_a_row: u32,
     /// Set while VOD looks down: calls go out one per pause.
@@ -60,19 +63,6 @@ pub const OUTAGE_PAUSE_MIN: Duration = Duration::from_secs(1);
 /// The longest pause between probes while VOD is down.
 pub const OUTAGE_PAUSE_MAX: Duration = Duration::from_secs(8);
 
-/// How much longer than `1 / rate` the spacing between calls is. Over any one-second window
-/// this leaves `PAD_PERCENT` × 10 ms for the delays between a call leaving this process and VOD
-/// receiving it to vary, without VOD counting more than `rate` calls in that window.
-const PAD_PERCENT: u32 = 3;
-
-fn quota(rps: u32, burst: u32) -> Quota {
-    let interval = Duration::from_secs(1) / rps.max(1);
-    let padded = interval + interval * PAD_PERCENT / 100;
-    Quota::with_period(padded)
-        .expect("a non-zero period")
-        .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero burst"))
-}
-
 impl Limiter {
     pub fn new(max_rps: u32, burst: u32) -> Limiter {
         Limiter::with_outage_pauses(max_rps, burst, OUTAGE_PAUSE_MIN, OUTAGE_PAUSE_MAX)
@@ -86,13 +76,13 @@ impl Limiter {
         longest: Duration,
     ) -> Limiter {
         Limiter {
-            max_rps,
             outage_pauses: (first, longest),
-            ceiling: RateLimiter::direct(quota(max_rps, burst)),
-            departure: RateLimiter::direct(quota(max_rps, burst)),
+            departures: Mutex::new(Window::new(max_rps)),
             state: Mutex::new(Adaptive {
-                reduced: None,
-                paused_until: None,
+                epoch: Instant::now(),
+                pacing: Cubic::new(f64::from(max_rps.max(1))),
+                spacing: Spacing::new(f64::from(max_rps.max(1)), burst),
+                successes: std::collections::VecDeque::new(),
                 failures_in_a_row: 0,
                 outage: None,
             }),
@@ -129,32 +119,40 @@ impl Limiter {
                 None => break,
             }
         }
-        let (pause, reduced) = {
-            let state = self.state.lock().expect("limiter lock");
-            (
-                state.paused_until,
-                state.reduced.as_ref().map(|(_, l)| l.clone()),
-            )
+        // The next slot at the paced rate: the ceiling, or the lower rate throttling has set.
+        let slot = {
+            let mut state = self.state.lock().expect("limiter lock");
+            let now = Instant::now();
+            let t = now.duration_since(state.epoch).as_secs_f64();
+            state.pacing.settle(t);
+            let rate = state.pacing.rate(t);
+            state.spacing.set_rate(rate);
+            state.spacing.take(now)
         };
-        if let Some(until) = pause {
-            tokio::time::sleep_until(until.into()).await;
-        }
-        if let Some(reduced) = reduced {
-            reduced.until_ready().await;
-        }
-        self.ceiling.until_ready().await;
+        tokio::time::sleep_until(slot.into()).await;
         started.elapsed()
     }
 
     /// Waits until a request may leave; call right before sending.
     pub async fn depart(&self) {
-        self.departure.until_ready().await;
+        loop {
+            let wait = self
+                .departures
+                .lock()
+                .expect("limiter lock")
+                .depart(Instant::now());
+            match wait {
+                None => return,
+                Some(until) => tokio::time::sleep_until(until.into()).await,
+            }
+        }
     }
 
     /// The current target rate in calls per second.
     pub fn current_rps(&self) -> u32 {
         let state = self.state.lock().expect("limiter lock");
-        state.reduced.as_ref().map_or(self.max_rps, |(r, _)| *r)
+        let t = state.epoch.elapsed().as_secs_f64();
+        state.pacing.rate(t).round() as u32
     }
 
     /// True while VOD is considered down (see the module documentation).
@@ -195,29 +193,40 @@ impl Limiter {
         }
     }
 
-    /// VOD answered with a throttling error: pause briefly and halve the rate.
-    pub fn on_throttled(&self) {
+    /// VOD throttled a call that left at `sent_at`: cut the pacing rate, once per episode.
+    pub fn on_throttled(&self, sent_at: Instant) {
         self.on_answer();
         let mut state = self.state.lock().expect("limiter lock");
-        let current = state.reduced.as_ref().map_or(self.max_rps, |(r, _)| *r);
-        let next = (current / 2).max(1);
-        state.reduced = Some((next, Arc::new(RateLimiter::direct(quota(next, 1)))));
-        state.paused_until = Some(Instant::now() + Duration::from_secs(1));
+        let now = Instant::now();
+        forget_older_than_a_second(&mut state.successes, now);
+        let got_through = state.successes.len() as f64;
+        let t = |i: Instant| i.saturating_duration_since(state.epoch).as_secs_f64();
+        let (now_t, sent_t) = (t(now), t(sent_at));
+        if state.pacing.on_throttled(now_t, sent_t, got_through) {
+            tracing::info!(
+                rate = state.pacing.rate(now_t),
+                got_through,
+                "VOD throttled: pacing calls slower"
+            );
+        }
     }
 
-    /// A call succeeded: grow the rate back by one call per second.
+    /// A call succeeded.
     pub fn on_success(&self) {
         self.on_answer();
         let mut state = self.state.lock().expect("limiter lock");
-        state.paused_until = None;
-        if let Some((rate, _)) = state.reduced {
-            let next = rate + 1;
-            state.reduced = if next >= self.max_rps {
-                None
-            } else {
-                Some((next, Arc::new(RateLimiter::direct(quota(next, 1)))))
-            };
-        }
+        let now = Instant::now();
+        state.successes.push_back(now);
+        forget_older_than_a_second(&mut state.successes, now);
+    }
+}
+
+fn forget_older_than_a_second(seen: &mut std::collections::VecDeque<Instant>, now: Instant) {
+    while seen
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+    {
+        seen.pop_front();
     }
 }
 
@@ -226,23 +235,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttling_halves_and_success_recovers() {
+    fn throttling_lowers_the_rate_once_per_episode() {
         let limiter = Limiter::new(50, 1);
         assert_eq!(limiter.current_rps(), 50);
-        limiter.on_throttled();
-        assert_eq!(limiter.current_rps(), 25);
-        limiter.on_throttled();
-        assert_eq!(limiter.current_rps(), 12);
-        for _ in 0..37 {
+        let sent = Instant::now();
+        for _ in 0..40 {
             limiter.on_success();
         }
-        assert_eq!(limiter.current_rps(), 49);
-        limiter.on_success();
-        assert_eq!(limiter.current_rps(), 50);
-        for _ in 0..10 {
-            limiter.on_throttled();
-        }
-        assert_eq!(limiter.current_rps(), 1, "never below one call per second");
+        limiter.on_throttled(sent);
+        assert_eq!(limiter.current_rps(), 28, "0.7 of the 40 that got through");
+        // The other calls of the same episode were sent before the cut.
+        limiter.on_throttled(sent);
+        limiter.on_throttled(sent);
+        assert_eq!(limiter.current_rps(), 28);
     }
 
     #[tokio::test]

@@ -16,8 +16,10 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod ceiling;
 pub mod hold;
 pub mod limiter;
+pub mod pacing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -212,8 +214,12 @@ impl Flusher {
 
     /// Runs steps while active (the leader) until `shutdown` is cancelled, then waits for the
     /// calls in flight.
+    ///
+    /// An idle flusher sleeps until work is due, and wakes earlier when ingest stores something
+    /// due sooner ([`crate::store::wake`]).
     pub async fn run(&self, shutdown: CancellationToken) {
         let poll = self.inner.config.poll_interval;
+        let wake = self.inner.store.wake();
         while !shutdown.is_cancelled() {
             let pause = if !self.inner.status.is_active() {
                 poll
@@ -221,11 +227,14 @@ impl Flusher {
                 self.step(&shutdown).await
             };
             if !pause.is_zero() {
+                wake.sleeping_until(Ts::now() + pause);
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(pause) => {}
+                    _ = wake.notified() => {}
                 }
             }
+            wake.working();
         }
         self.drain().await;
     }
@@ -237,6 +246,8 @@ impl Flusher {
             Ok(FlushOutcome::Started(_)) => Duration::ZERO,
             // Sleep until something is due rather than a whole poll past it.
             Ok(FlushOutcome::Idle(next_linger)) => {
+                // From here on, anything stored wakes the sleep this decides on.
+                self.inner.store.wake().deciding();
                 let now = Ts::now();
                 let next_work = self
                     .inner
@@ -300,6 +311,10 @@ impl Flusher {
                 let Some(permit) = self.permit(shutdown).await else {
                     break;
                 };
+                // The quota may have run out while this waited for its slot.
+                if quota.is_held(group.task) {
+                    break;
+                }
                 let now = Ts::now();
                 let claim = ClaimBatch {
                     task: group.task,
@@ -481,7 +496,7 @@ impl Flusher {
         let inner = &self.inner;
         let ids: Vec<String> = job.items.iter().map(|i| i.media_id.to_string()).collect();
         inner.metrics.batch_size.observe(ids.len() as f64);
-        let started = std::time::Instant::now();
+        let mut started = std::time::Instant::now();
         let result = match &inner.sender {
             Sender::DryRun => {
                 tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
@@ -490,6 +505,7 @@ impl Flusher {
             Sender::Vod(client) => {
                 let request = RefreshRequest::from_options(ids, job.task, &job.options);
                 inner.limiter.depart().await;
+                started = std::time::Instant::now();
                 client
                     .refresh_media_play_urls(&request)
                     .await
@@ -536,7 +552,7 @@ impl Flusher {
                     .record_success(&job.id, job.attempts, now, &success)
                     .await
             }
-            Err(error) => self.record_error(&job, now, error).await,
+            Err(error) => self.record_error(&job, now, started, error).await,
         };
         if matches!(inner.sender, Sender::Vod(_)) {
             inner.status.note_rate(inner.limiter.current_rps());
@@ -564,7 +580,14 @@ impl Flusher {
         }
     }
 
-    async fn record_error(&self, job: &Job, now: Ts, error: VodError) -> Result<bool, StoreError> {
+    /// Records a failed call that left at `sent_at`.
+    async fn record_error(
+        &self,
+        job: &Job,
+        now: Ts,
+        sent_at: std::time::Instant,
+        error: VodError,
+    ) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let failure = Failure {
             code: error
@@ -584,7 +607,7 @@ impl Flusher {
             // Never sent: VOD is not the problem, and the attempt is not counted.
             _ if matches!(error, VodError::NoCredentials) => true,
             ErrorClass::Throttled => {
-                inner.limiter.on_throttled();
+                inner.limiter.on_throttled(sent_at);
                 inner.status.note_throttled(now);
                 false
             }
@@ -662,6 +685,8 @@ impl Flusher {
         let inner = &self.inner;
         match inner.config.hold.on_quota_answer(job.held_since, now) {
             HoldDecision::HoldUntil(until) => {
+                // At once, so that a step stops claiming; and again once the hold is stored, so
+                // that a step reading the holds meanwhile cannot undo it.
                 inner.status.quota.set_held(job.task, true);
                 if job.held_since.is_none() {
                     tracing::warn!(task = %job.task, code = %failure.code, until = %until.to_rfc3339(),
@@ -674,10 +699,12 @@ impl Flusher {
                     .quota_holds
                     .with_label_values(&[job.task.as_str()])
                     .inc();
-                inner
+                let recorded = inner
                     .store
                     .record_hold(&job.id, job.attempts, now, until, failure)
-                    .await
+                    .await;
+                inner.status.quota.set_held(job.task, true);
+                recorded
             }
             HoldDecision::Fail => {
                 tracing::error!(code = %failure.code, "job held on the quota for vod.max_hold: it fails");

@@ -19,8 +19,12 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 pub mod types;
+pub mod wake;
+
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use wake::Wake;
 
 pub use types::*;
 
@@ -57,6 +61,8 @@ pub struct Store {
     backend: Backend,
     /// Requests waiting for the group committer.
     ingest_tx: mpsc::Sender<Waiting>,
+    /// Wakes the idle flusher when a commit adds something due sooner.
+    wake: Arc<Wake>,
 }
 
 impl Store {
@@ -64,24 +70,43 @@ impl Store {
     /// PostgreSQL a task on the current runtime).
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
         let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP);
+        let wake = Arc::new(Wake::default());
         let backend = match location {
             StoreLocation::Sqlite(path) => {
                 // The schema first (through sqlx), then the writer's own connection.
                 let store = SqliteStore::open(path).await?;
                 let writer = IngestWriter::open(path)?;
+                let wake = wake.clone();
                 std::thread::Builder::new()
                     .name("sqlite-ingest".into())
-                    .spawn(move || sqlite_committer(writer, ingest_rx))
+                    .spawn(move || sqlite_committer(writer, ingest_rx, &wake))
                     .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
                 Backend::Sqlite(store)
             }
             StoreLocation::Postgres(url) => {
                 let store = PgStore::open(url).await?;
-                tokio::spawn(postgres_committer(store.clone(), ingest_rx));
+                tokio::spawn(postgres_committer(store.clone(), ingest_rx, wake.clone()));
                 Backend::Postgres(store)
             }
         };
-        Ok(Store { backend, ingest_tx })
+        Ok(Store {
+            backend,
+            ingest_tx,
+            wake,
+        })
+    }
+
+    /// What wakes the idle flusher (see [`wake`]).
+    pub fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    /// On PostgreSQL, relays the due times other replicas announce to [`Store::wake`] until
+    /// `token` is cancelled (reconnecting after a failure); on SQLite there are none.
+    pub async fn relay_wakes(&self, token: tokio_util::sync::CancellationToken) {
+        if let Backend::Postgres(store) = &self.backend {
+            store.relay_wakes(&self.wake, token).await;
+        }
     }
 
     /// Stores one request durably (or answers its earlier delivery) and returns the receipt.
@@ -327,10 +352,13 @@ fn first_receipt(result: Result<Vec<Receipt>, StoreError>) -> Result<Receipt, St
 }
 
 /// The SQLite group committer: runs until every [`Store`] handle is gone.
-fn sqlite_committer(mut writer: IngestWriter, mut rx: mpsc::Receiver<Waiting>) {
+fn sqlite_committer(mut writer: IngestWriter, mut rx: mpsc::Receiver<Waiting>, wake: &Wake) {
     while let Some(first) = rx.blocking_recv() {
         let group = Group::gather(first, &mut rx);
         let result = writer.ingest_group(&group.ingests);
+        if let (Ok(_), Some(due)) = (&result, wake::soonest_due(&group.ingests)) {
+            wake.announce(due);
+        }
         if let Some(group) = group.answer(result) {
             for (ingest, reply) in group.singles() {
                 let _ = reply.send(first_receipt(writer.ingest_group(&[ingest])));
@@ -339,15 +367,23 @@ fn sqlite_committer(mut writer: IngestWriter, mut rx: mpsc::Receiver<Waiting>) {
     }
 }
 
-/// The PostgreSQL group committer: runs until every [`Store`] handle is gone.
-async fn postgres_committer(store: PgStore, mut rx: mpsc::Receiver<Waiting>) {
+/// The PostgreSQL group committer: runs until every [`Store`] handle is gone. After answering a
+/// group it announces the group's soonest due time, here and to the other replicas.
+async fn postgres_committer(store: PgStore, mut rx: mpsc::Receiver<Waiting>, wake: Arc<Wake>) {
+    let mut announced = postgres::Announced::default();
     while let Some(first) = rx.recv().await {
         let group = Group::gather(first, &mut rx);
+        let due = wake::soonest_due(&group.ingests);
         let result = store.ingest_group(&group.ingests).await;
+        let stored = result.is_ok();
         if let Some(group) = group.answer(result) {
             for (ingest, reply) in group.singles() {
                 let _ = reply.send(first_receipt(store.ingest_group(&[ingest]).await));
             }
+        }
+        if let (true, Some(due)) = (stored, due) {
+            wake.announce(due);
+            store.announce_due(&mut announced, due).await;
         }
     }
 }

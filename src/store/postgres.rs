@@ -29,9 +29,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
 use tokio::sync::Mutex;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::domain::{TaskType, Ts};
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
+use crate::store::wake::{self, Wake};
 
 /// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
 fn migrator() -> Migrator {
@@ -89,6 +92,10 @@ const UPSERT_ITEMS: &str = "INSERT INTO items (media_id, task, fingerprint, opti
                        THEN LEAST(items.due_at, GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen))
                        ELSE LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen), items.deadline) END
      RETURNING media_id, task, fingerprint, events";
+
+/// The last due time a committer announced to the other replicas.
+#[derive(Debug, Default)]
+pub(crate) struct Announced(Option<Ts>);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -161,6 +168,62 @@ impl PgStore {
     }
 
     /// The host name of the replica whose session holds the flusher lock.
+    /// Tells the other replicas that something is due at `due` (`NOTIFY`), unless an earlier
+    /// announcement still covers it: one that is due no later and has not come yet. So a
+    /// replica under steady traffic notifies about once per quiet period, not once per commit.
+    pub(crate) async fn announce_due(&self, announced: &mut Announced, due: Ts) {
+        let now = Ts::now();
+        if announced.0.is_some_and(|at| at <= due && at > now) {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(wake::CHANNEL)
+            .bind(due.0.to_string())
+            .execute(&self.pool)
+            .await;
+        match sent {
+            Ok(_) => announced.0 = Some(due),
+            Err(error) => {
+                tracing::debug!(error = %error, "cannot announce a due time; the leader's poll finds it")
+            }
+        }
+    }
+
+    /// Listens for the due times replicas announce and hands them to `wake`, until `token` is
+    /// cancelled; reconnects after a failure, a second later.
+    pub async fn relay_wakes(&self, wake: &Wake, token: CancellationToken) {
+        while !token.is_cancelled() {
+            let listened = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+                listener.listen(wake::CHANNEL).await?;
+                loop {
+                    let notification = listener.recv().await?;
+                    match notification.payload().parse::<i64>() {
+                        Ok(ms) => wake.announce(Ts(ms)),
+                        Err(_) => tracing::debug!(
+                            payload = notification.payload(),
+                            "ignoring a malformed due-time announcement"
+                        ),
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                _ = token.cancelled() => return,
+                result = listened => {
+                    if let Err(error) = result {
+                        tracing::debug!(error = %error, "the due-time listener stopped; reconnecting");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
     pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
         let name: Option<String> = sqlx::query_scalar(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid

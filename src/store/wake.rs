@@ -1,0 +1,125 @@
+//! Waking the idle flusher when ingest adds something due sooner than it planned to wake.
+//!
+//! The flusher says when it plans to wake ([`Wake::sleeping_until`]) and waits on
+//! [`Wake::notified`]; the group committer announces the soonest due time of every group it
+//! commits ([`Wake::announce`]), which wakes the flusher only when that is earlier. On
+//! PostgreSQL a replica also announces to the others with `NOTIFY` (see
+//! [`crate::store::postgres`]), so the leader wakes for events that another replica stored; the
+//! flusher's poll stays as the fallback.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::domain::Ts;
+use crate::store::Ingest;
+
+/// The channel replicas announce due times on.
+pub const CHANNEL: &str = "vod_purge_due";
+
+#[derive(Debug)]
+pub struct Wake {
+    /// Epoch milliseconds the flusher plans to wake at; `i64::MAX` while it is deciding (so any
+    /// announcement wakes it), `i64::MIN` while it works (nothing to wake).
+    planned: AtomicI64,
+    notify: Notify,
+}
+
+impl Default for Wake {
+    fn default() -> Wake {
+        Wake {
+            planned: AtomicI64::new(i64::MIN),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl Wake {
+    /// The flusher is working: announcements need not wake it (its next decision reads the
+    /// store).
+    pub fn working(&self) {
+        self.planned.store(i64::MIN, Ordering::SeqCst);
+    }
+
+    /// The flusher is about to read when work is next due: from now on every announcement
+    /// wakes it, until it says how long it sleeps.
+    pub fn deciding(&self) {
+        self.planned.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// The flusher sleeps until `at` unless woken.
+    pub fn sleeping_until(&self, at: Ts) {
+        // An announcement made while deciding stays as a stored wake-up (see `notified`).
+        let _ = self
+            .planned
+            .compare_exchange(i64::MAX, at.0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Something is due at `due`: wakes the flusher if it planned to wake later.
+    pub fn announce(&self, due: Ts) {
+        let planned = self.planned.load(Ordering::SeqCst);
+        if due.0 < planned {
+            // Nothing more to wake for until the flusher has decided again.
+            self.planned.store(i64::MIN, Ordering::SeqCst);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves when an announcement wakes the flusher (at once if one came while it decided).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// The soonest time at which an item of `group` can be due.
+pub fn soonest_due(group: &[Ingest]) -> Option<Ts> {
+    group
+        .iter()
+        .flat_map(|ingest| {
+            ingest.items.iter().map(|item| {
+                let deadline = item.debounce.deadline(ingest.now);
+                item.debounce.due_at(ingest.now, deadline)
+            })
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_earlier_due_time_wakes_a_later_plan_only() {
+        let wake = Wake::default();
+        wake.deciding();
+        wake.sleeping_until(Ts(1_000));
+        wake.announce(Ts(2_000));
+        wake.announce(Ts(1_000));
+        let woken =
+            tokio::time::timeout(std::time::Duration::from_millis(20), wake.notified()).await;
+        assert!(
+            woken.is_err(),
+            "not woken for work due at or after its plan"
+        );
+        wake.announce(Ts(999));
+        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+            .await
+            .expect("woken for work due earlier");
+    }
+
+    #[tokio::test]
+    async fn an_announcement_while_deciding_is_kept_and_one_while_working_is_not() {
+        let wake = Wake::default();
+        wake.deciding();
+        wake.announce(Ts(5_000));
+        wake.sleeping_until(Ts(1_000));
+        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+            .await
+            .expect("the announcement made while deciding wakes the sleep that follows");
+        wake.working();
+        wake.announce(Ts(0));
+        let woken =
+            tokio::time::timeout(std::time::Duration::from_millis(20), wake.notified()).await;
+        assert!(woken.is_err(), "a working flusher reads the store itself");
+    }
+}
