@@ -41,6 +41,9 @@ use limiter::Limiter;
 
 /// While a step works through a large backlog, how often it looks for due retries.
 const RETRY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+/// While no quota hold is known, how often the store is read for holds (another replica's, one
+/// from before a restart).
+const HOLDS_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where calls go: VOD, or nowhere (dry run).
 #[derive(Debug, Clone)]
@@ -186,6 +189,8 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     /// The call tasks, so that shutdown can wait for them.
     calls: TaskTracker,
+    /// When the store was last read for quota holds.
+    holds_read_at: std::sync::Mutex<Option<std::time::Instant>>,
     status: Arc<FlusherStatus>,
     metrics: Arc<Metrics>,
 }
@@ -203,6 +208,7 @@ impl Flusher {
                 limiter: Limiter::new(config.max_rps, config.burst),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 calls: TaskTracker::new(),
+                holds_read_at: std::sync::Mutex::new(None),
                 store,
                 sender,
                 config,
@@ -258,7 +264,16 @@ impl Flusher {
                         tracing::debug!(error = %error, "cannot read when work is next due");
                         None
                     });
-                batch::idle_pause(now, next_linger, next_work, poll)
+                // The pause counts from the whole millisecond `now` fell in; the part of it
+                // already gone is taken off, so the flusher wakes on the due time, not up to a
+                // millisecond after it.
+                let now = Ts::now();
+                let into_the_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(Duration::ZERO, |d| {
+                        Duration::from_nanos(u64::from(d.subsec_nanos() % 1_000_000))
+                    });
+                batch::idle_pause(now, next_linger, next_work, poll).saturating_sub(into_the_ms)
             }
             Err(error) => {
                 tracing::error!(error = %error, "flusher step failed; retrying");
@@ -357,8 +372,22 @@ impl Flusher {
 
     /// Reads which task types are held on the daily quota, after ending the holds that the last
     /// poll of the quota says are over (quota left, read after the hold began).
+    ///
+    /// While no hold is known, the store is read at most once per [`HOLDS_LOOK_INTERVAL`] (a
+    /// quota answer sets the hold at once): an idle flusher's step stays three reads.
     async fn held_tasks(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
+        let quota = &inner.status.quota;
+        let any_held = [TaskType::Refresh, TaskType::Preload]
+            .into_iter()
+            .any(|task| quota.is_held(task));
+        {
+            let mut read_at = inner.holds_read_at.lock().expect("holds lock");
+            if !any_held && read_at.is_some_and(|at| at.elapsed() < HOLDS_LOOK_INTERVAL) {
+                return Ok(());
+            }
+            *read_at = Some(std::time::Instant::now());
+        }
         let mut held = Vec::new();
         for hold in inner.store.held_tasks().await? {
             let (polled, sent) = inner.status.quota.last(hold.task);

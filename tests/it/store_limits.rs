@@ -237,3 +237,35 @@ async fn claimed_again(store: &Store, now: i64, id: &str) -> Job {
         .unwrap();
     claimed(store, now + 5_000, TaskType::Refresh).await
 }
+
+/// On PostgreSQL, what one replica stores wakes another replica's idle flusher (`NOTIFY`).
+#[tokio::test]
+async fn a_replica_that_stores_an_item_wakes_the_others() {
+    let Some(db) = crate::support::postgres::fresh_database("wake_across_replicas").await else {
+        return;
+    };
+    let location = vod_purge::config::StoreLocation::Postgres(db.url.clone());
+    let (leader, follower) = (
+        Store::open(&location).await.unwrap(),
+        Store::open(&location).await.unwrap(),
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn({
+        let (leader, token) = (leader.clone(), token.clone());
+        async move { leader.relay_wakes(token).await }
+    });
+    // The leader's idle flusher sleeps for an hour; the listener needs a moment to start.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    leader.wake().deciding();
+    leader.wake().sleeping_until(Ts(i64::MAX - 1));
+    let now = Ts::now().0;
+    follower
+        .ingest(ingest(&["w"], TaskType::Refresh, now, None))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), leader.wake().notified())
+        .await
+        .expect("the follower's item wakes the leader");
+    token.cancel();
+    relay.await.unwrap();
+}
