@@ -15,7 +15,8 @@
 # at most 2% throttled), and how long after the restore the rate is back at 95% of RPS x 20 over
 # 3 s (target: within 15 s). IDS defaults to 40000 there.
 #
-# Environment: SCENARIO (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
+# Environment: BIN (a vod-purge binary to measure instead of building this checkout), SCENARIO
+# (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
 # seconds to wait for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,9 +37,11 @@ ADMIN=bench-admin
 
 command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
 
-echo "== building (cargo build --release)" >&2
-cargo build --release --locked --bins >&2
-BIN=target/release/vod-purge
+if [ -z "${BIN:-}" ]; then
+    echo "== building (cargo build --release)" >&2
+    cargo build --release --locked --bins >&2
+    BIN=target/release/vod-purge
+fi
 
 NAME=drain
 # shellcheck source=bench/lib.sh

@@ -23,6 +23,7 @@ pub mod wake;
 
 use std::sync::Arc;
 
+use sqlx::AssertSqlSafe;
 use tokio::sync::{mpsc, oneshot};
 use wake::Wake;
 
@@ -48,6 +49,23 @@ macro_rules! dispatch {
         match &$self.backend {
             Backend::Sqlite($s) => $call,
             Backend::Postgres($s) => $call,
+        }
+    };
+}
+
+/// Runs `$body` once per backend with `$pool` its writing pool and `$param` its placeholder
+/// function: for statements that are the same in both dialects (see `rows.rs`), written once.
+macro_rules! on_pool {
+    ($self:ident, $pool:ident, $param:ident => $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => {
+                let ($pool, $param) = (s.write_pool(), rows::sqlite_param as fn(usize) -> String);
+                $body
+            }
+            Backend::Postgres(s) => {
+                let ($pool, $param) = (s.write_pool(), rows::pg_param as fn(usize) -> String);
+                $body
+            }
         }
     };
 }
@@ -172,7 +190,14 @@ impl Store {
 
     /// Jobs whose next attempt is due, oldest first (see [`rows::due_jobs_sql`]).
     pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        dispatch!(self, s => s.due_jobs(now, limit).await)
+        on_pool!(self, pool, param => {
+            let rows = sqlx::query(AssertSqlSafe(rows::due_jobs_sql(param)))
+                .bind(now.0)
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(rows::due_job_from_row).collect()
+        })
     }
 
     /// Holds a job on the daily quota until its next probe at `until`; `attempt` fences off a
@@ -185,22 +210,52 @@ impl Store {
         until: Ts,
         failure: &Failure,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.record_hold(id, attempt, now, until, failure).await)
+        on_pool!(self, pool, param => {
+            let done = sqlx::query(AssertSqlSafe(rows::record_hold_sql(param)))
+                .bind(until.0)
+                .bind(now.0)
+                .bind(&failure.code)
+                .bind(&failure.message)
+                .bind(&failure.request_id)
+                .bind(id)
+                .bind(attempt as i64)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
-    /// Ends the quota hold of a task type: its held jobs are due now, as retries.
+    /// Ends the quota hold of a task type: its held jobs are due now, as retries; returns how
+    /// many.
     pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.release_held(task, now).await)
+        on_pool!(self, pool, param => {
+            let done = sqlx::query(AssertSqlSafe(rows::release_held_sql(param)))
+                .bind(now.0)
+                .bind(task.as_str())
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Moves the next probe of a task type's held jobs to `until` (one probe at a time).
     pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.defer_held(task, until).await)
+        on_pool!(self, pool, param => {
+            let done = sqlx::query(AssertSqlSafe(rows::defer_held_sql(param)))
+                .bind(until.0)
+                .bind(task.as_str())
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// The task types held on the daily quota.
     pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
-        dispatch!(self, s => s.held_tasks().await)
+        on_pool!(self, pool, _param => {
+            let rows = sqlx::query(rows::HELD_TASKS_SQL).fetch_all(pool).await?;
+            rows.iter().map(rows::held_task_from_row).collect()
+        })
     }
 
     pub async fn claim_job(
@@ -280,7 +335,9 @@ impl Store {
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        dispatch!(self, s => s.queue_stats(now).await)
+        let mut stats = dispatch!(self, s => s.queue_stats(now).await)?;
+        stats.held = self.held_tasks().await?;
+        Ok(stats)
     }
 
     pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {

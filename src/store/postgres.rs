@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{TaskType, Ts};
+use crate::domain::Ts;
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
@@ -141,6 +141,11 @@ impl PgStore {
                 held: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// The pool, for statements written once for both backends (`store/mod.rs`).
+    pub(crate) fn write_pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -396,66 +401,6 @@ impl PgStore {
         let job = load_job(&mut tx, &claim.job_id).await?;
         tx.commit().await?;
         Ok(job)
-    }
-
-    /// Jobs whose retry time has come or whose lease ran out, oldest first.
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(rows::due_jobs_sql(rows::pg_param)))
-            .bind(now.0)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(rows::due_job_from_row).collect()
-    }
-
-    /// Holds a job on the daily quota; see [`rows::record_hold_sql`].
-    pub async fn record_hold(
-        &self,
-        id: &str,
-        attempt: u32,
-        now: Ts,
-        until: Ts,
-        failure: &Failure,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(AssertSqlSafe(rows::record_hold_sql(rows::pg_param)))
-            .bind(until.0)
-            .bind(now.0)
-            .bind(&failure.code)
-            .bind(&failure.message)
-            .bind(&failure.request_id)
-            .bind(id)
-            .bind(attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(updated.rows_affected() > 0)
-    }
-
-    /// Ends the hold of a task type: its held jobs are due now; returns how many.
-    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(rows::release_held_sql(rows::pg_param)))
-            .bind(now.0)
-            .bind(task.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Moves the next probe of a task type's held jobs to `until`.
-    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(rows::defer_held_sql(rows::pg_param)))
-            .bind(until.0)
-            .bind(task.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// The task types held on the daily quota.
-    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
-        let rows = sqlx::query(rows::HELD_TASKS_SQL)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(rows::held_task_from_row).collect()
     }
 
     /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.
@@ -779,7 +724,7 @@ impl PgStore {
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
             in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
             retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
-            held: self.held_tasks().await?,
+            held: Vec::new(),
         })
     }
 

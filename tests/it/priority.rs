@@ -6,20 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use vod_purge::config::Settings;
-use vod_purge::sim::{self, QuotaChange, SimConfig};
+use vod_purge::sim::QuotaChange;
 
 use crate::support::{self, SOURCE_TOKEN, TestApp, wait_until};
 
 async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let sim = sim::start(SimConfig {
-        quota_refresh: 1_000_000,
-        quota_preload: 1_000_000,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("p.db").to_string_lossy().into_owned();
     let extra = format!(
         r#"
         [[sources]]
@@ -30,11 +21,7 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
         priority = "urgent"
         "#
     );
-    let mut settings = support::settings(&db, &sim.base_url(), &extra);
-    configure(&mut settings);
-    support::spawn_with_settings(settings, sim)
-        .await
-        .keeping(dir)
+    support::spawn_configured(&extra, configure).await
 }
 
 fn ids(prefix: char, n: usize) -> Vec<String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use vod_purge::config::Settings;
-use vod_purge::sim::{self, Faults, QuotaChange, RecordedCall, SimConfig};
+use vod_purge::sim::{Faults, QuotaChange, RecordedCall};
 
 use crate::support::{self, TestApp, wait_until};
 
@@ -15,23 +15,13 @@ const IDS: usize = 300;
 /// What is left of the refresh quota when the drain starts: five full batches.
 const LEFT: u64 = 100;
 
-/// A simulator with a plentiful quota, and the application on it with `configure` applied.
+/// The application with no quota kept for urgent items and `configure` applied.
 async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let sim = sim::start(SimConfig {
-        quota_refresh: 1_000_000,
-        quota_preload: 1_000_000,
-        ..SimConfig::default()
+    support::spawn_configured("", |s| {
+        s.vod.urgent_quota_reserve = "0%".parse().unwrap();
+        configure(s);
     })
     .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db").to_string_lossy().into_owned();
-    let mut settings = support::settings(&db, &sim.base_url(), "");
-    settings.vod.urgent_quota_reserve = "0%".parse().unwrap();
-    configure(&mut settings);
-    support::spawn_with_settings(settings, sim)
-        .await
-        .keeping(dir)
 }
 
 fn media_ids() -> Vec<String> {

@@ -127,6 +127,23 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
     app
 }
 
+/// A simulator with a quota of a million IDs a day, and the application on it with the test
+/// settings, `extra` (TOML, see [`settings`]) and then `configure` applied.
+pub async fn spawn_configured(extra: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = sim::start(SimConfig {
+        quota_refresh: 1_000_000,
+        quota_preload: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vod-purge.db").to_string_lossy().into_owned();
+    let mut settings = settings(&db, &sim.base_url(), extra);
+    configure(&mut settings);
+    spawn_with_settings(settings, sim).await.keeping(dir)
+}
+
 /// Starts the application on an existing database file and simulator.
 pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
     let settings = settings(db_path, &sim.base_url(), extra);
