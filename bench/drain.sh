@@ -13,9 +13,12 @@
 # back to 50 RESTORE_AFTER (20) seconds after the enqueue. It prints the IDs per second and the
 # throttled calls while shared (from 5 s after the first call; targets: 90% of SHARED_QPS x 20,
 # at most 2% throttled), and how long after the restore the rate is back at 95% of RPS x 20 over
-# 3 s (target: within 15 s). IDS defaults to 40000 there.
+# 3 s (target: within 15 s). IDS defaults to 40000 there. The simulator counts the shared limit in
+# fixed one-second windows (the qps_window fault), as an API gateway's per-second counter does;
+# SHARED_WINDOW=0 uses its token bucket (which holds SHARED_QPS calls) instead.
 #
-# Environment: BIN (a vod-purge binary to measure instead of building this checkout), SCENARIO
+# Environment: BIN (a vod-purge binary to measure instead of building this checkout), SIM_BIN (the
+# binary whose simulator to run, default BIN: a baseline binary with this checkout's simulator), SCENARIO
 # (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
 # seconds to wait for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
 set -euo pipefail
@@ -28,6 +31,7 @@ shared) IDS=${IDS:-40000} ;;
 *) echo "SCENARIO is plain or shared, not $SCENARIO" >&2; exit 2 ;;
 esac
 SHARED_QPS=${SHARED_QPS:-40}
+SHARED_WINDOW=${SHARED_WINDOW:-1}
 RESTORE_AFTER=${RESTORE_AFTER:-20}
 PER_POST=${PER_POST:-1000}
 RPS=${RPS:-50}
@@ -72,7 +76,7 @@ EOF
 
 # The simulator throttles above --qps (50, VOD's documented limit) per AccessKey; its daily quota
 # is raised so that it does not refuse the backlog.
-"$BIN" sim --listen "127.0.0.1:$SIM_PORT" --quota-refresh 100000000 >"$WORK/sim.log" 2>&1 &
+"${SIM_BIN:-$BIN}" sim --listen "127.0.0.1:$SIM_PORT" --quota-refresh 100000000 >"$WORK/sim.log" 2>&1 &
 PIDS+=($!)
 "$BIN" serve --config "$WORK/config.toml" >"$WORK/serve.log" 2>&1 &
 PIDS+=($!)
@@ -82,7 +86,8 @@ curl -fsS --max-time 5 -X DELETE "http://127.0.0.1:$SIM_PORT/_sim/calls"
 
 if [ "$SCENARIO" = shared ]; then
     curl -fsS --max-time 5 -X PUT -H 'Content-Type: application/json' \
-        -d "{\"qps\": $SHARED_QPS}" "http://127.0.0.1:$SIM_PORT/_sim/faults" >/dev/null
+        -d "{\"qps\": $SHARED_QPS, \"qps_window\": $([ "$SHARED_WINDOW" = 1 ] && echo true || echo false)}" \
+        "http://127.0.0.1:$SIM_PORT/_sim/faults" >/dev/null
     (
         sleep "$RESTORE_AFTER"
         python3 -c 'import time; print(int(time.time() * 1000))' >"$WORK/restore_ms"

@@ -35,6 +35,11 @@ pub struct Faults {
     /// While set, the calls per second per AccessKey and action allowed before `Throttling`, in
     /// place of `--qps`: another client taking a share of the account's limit.
     pub qps: Option<u32>,
+    /// With `qps`: count the calls in fixed one-second windows of the simulator's clock (at most
+    /// `qps` in each) instead of a token bucket that holds `qps` calls, so a client that sends
+    /// faster than the share left to it is throttled within the second, as an API gateway's
+    /// per-second counter does.
+    pub qps_window: bool,
 }
 
 impl Default for Faults {
@@ -51,6 +56,7 @@ impl Default for Faults {
             metadata_code: None,
             fail_action: None,
             qps: None,
+            qps_window: false,
         }
     }
 }

@@ -68,15 +68,19 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         return Err(ApiError::new(fault.status, &fault.code, fault.message));
     }
 
-    let qps = lock(&state.faults).qps;
-    if state
-        .limiter(qps)
-        .check_key(&(
-            access_key_id.to_owned(),
-            actions::rate_group(action).to_owned(),
-        ))
-        .is_err()
-    {
+    let (qps, window) = {
+        let faults = lock(&state.faults);
+        (faults.qps, faults.qps_window)
+    };
+    let key = (
+        access_key_id.to_owned(),
+        actions::rate_group(action).to_owned(),
+    );
+    let allowed = match qps {
+        Some(qps) if window => state.within_window(key, qps),
+        _ => state.limiter(qps).check_key(&key).is_ok(),
+    };
+    if !allowed {
         return Err(ApiError::new(
             503,
             "Throttling",

@@ -60,6 +60,8 @@ pub struct SimState {
     pub qps: NonZeroU32,
     /// The limiter in force and the rate it was built for (the `qps` fault changes it).
     limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
+    /// Calls per AccessKey and action in the current second (the `qps_window` fault).
+    windows: Mutex<HashMap<(String, String), (i64, u32)>>,
     pub nonces: Mutex<NonceStore>,
     pub jobs: Mutex<JobStore>,
     pub quota: Mutex<QuotaState>,
@@ -122,6 +124,20 @@ impl IssuedKeys {
 pub const ROLE_ACCOUNT: &str = "sts-role-account";
 
 impl SimState {
+    /// Counts a call of `key` in the current one-second window of the simulator's clock; false
+    /// when the window already holds `qps` calls (the `qps_window` fault).
+    pub fn within_window(&self, key: (String, String), qps: u32) -> bool {
+        let second = self.clock.now_ms().div_euclid(1000);
+        let mut windows = lock(&self.windows);
+        windows.retain(|_, (s, _)| *s == second);
+        let (_, count) = windows.entry(key).or_insert((second, 0));
+        if *count >= qps {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
     /// The limiter for a rate of `qps` calls per second (the configured one when `None`): the
     /// one in force, or a new one when the rate changed (its buckets start full).
     pub fn limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
@@ -187,6 +203,7 @@ impl SimState {
             nonexistent: cfg.nonexistent.iter().cloned().collect(),
             forbidden: cfg.forbidden.iter().cloned().collect(),
             failing: cfg.failing.iter().cloned().collect(),
+            windows: Mutex::new(HashMap::new()),
             limiter: Mutex::new((
                 qps,
                 std::sync::Arc::new(RateLimiter::hashmap_with_clock(

@@ -879,3 +879,55 @@ async fn the_rate_limit_can_be_lowered_at_runtime() {
         .unwrap();
     assert_eq!(refused.status(), 400);
 }
+
+#[tokio::test]
+async fn a_per_second_window_counts_each_second_apart() {
+    let sim = fixed_sim(SimConfig::default()).await;
+    sim.set_faults(Faults {
+        qps: Some(2),
+        qps_window: true,
+        ..Faults::default()
+    });
+    let mut codes = Vec::new();
+    // Two seconds of the fixed clock, three calls each: the third of each second is refused.
+    for second in [T0, T0 + 1] {
+        sim.set_clock(Some(second));
+        for _ in 0..3 {
+            let answer = send(&sim, "POST", &refresh_params(&["a"], second)).await;
+            codes.push(answer.code().to_owned());
+        }
+    }
+    assert_eq!(codes, ["", "", "Throttling", "", "", "Throttling"]);
+}
+
+#[tokio::test]
+async fn the_quota_left_can_be_read_and_set() {
+    let sim = fixed_sim(SimConfig {
+        quota_refresh: 40,
+        ..SimConfig::default()
+    })
+    .await;
+    let quota: serde_json::Value = http()
+        .put(format!("{}/_sim/quota", sim.base_url()))
+        .json(&serde_json::json!({"refresh_remaining": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["refresh_remaining"], 1);
+    assert_eq!(quota["refresh_quota"], 40);
+    let two = send(&sim, "POST", &refresh_params(&["a", "b"], T0)).await;
+    assert_eq!(two.code(), "QuotaExceeded.Refresh");
+    let one = send(&sim, "POST", &refresh_params(&["a"], T0)).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(sim.quota().refresh_remaining, 0);
+    let refused = http()
+        .put(format!("{}/_sim/quota", sim.base_url()))
+        .json(&serde_json::json!({"refresh_left": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}

@@ -138,7 +138,11 @@ pub async fn spawn_configured(extra: &str, configure: impl FnOnce(&mut Settings)
     .await
     .expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vod-purge.db").to_string_lossy().into_owned();
+    let db = dir
+        .path()
+        .join("vod-purge.db")
+        .to_string_lossy()
+        .into_owned();
     let mut settings = settings(&db, &sim.base_url(), extra);
     configure(&mut settings);
     spawn_with_settings(settings, sim).await.keeping(dir)

@@ -1,0 +1,260 @@
+//! One call: sending a claimed job to VOD and recording what came of it (success, retry,
+//! failure, or a hold on the daily quota).
+
+use super::backoff::Decision;
+use super::hold::HoldDecision;
+use super::{ErrorClass, Flusher, Sender};
+use crate::domain::{TaskType, Ts};
+use crate::store::{Failure, Job, StoreError, Success};
+use crate::vod::{RefreshRequest, VodError};
+
+impl Flusher {
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, task = %job.task, ids = job.items.len(), attempt = job.attempts))]
+    pub(super) async fn send(&self, job: Job) {
+        let inner = &self.inner;
+        let ids: Vec<String> = job.items.iter().map(|i| i.media_id.to_string()).collect();
+        inner.metrics.batch_size.observe(ids.len() as f64);
+        let mut started = std::time::Instant::now();
+        let result = match &inner.sender {
+            Sender::DryRun => {
+                tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
+                Ok(Success::default())
+            }
+            Sender::Vod(client) => {
+                let request = RefreshRequest::from_options(ids, job.task, &job.options);
+                inner.limiter.depart().await;
+                started = std::time::Instant::now();
+                client
+                    .refresh_media_play_urls(&request)
+                    .await
+                    .map(|r| Success {
+                        vod_job_id: Some(r.media_refresh_job_id).filter(|s| !s.is_empty()),
+                        request_id: Some(r.request_id).filter(|s| !s.is_empty()),
+                        non_existent: r.non_exist_media_ids,
+                        forbidden: r.forbidden_media_ids,
+                        check_at: None,
+                    })
+            }
+        };
+        let now = Ts::now();
+        if matches!(inner.sender, Sender::Vod(_)) {
+            inner
+                .metrics
+                .vod_call_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let quota_answer = matches!(&result, Err(e) if e.class() == ErrorClass::QuotaExhausted);
+        let recorded = match result {
+            Ok(mut success) => {
+                // Only a job VOD created can be checked (never a dry run's).
+                if success.vod_job_id.is_some() {
+                    success.check_at = inner.config.check_after.map(|after| now + after);
+                }
+                inner.limiter.on_success();
+                inner.status.set_credential_error(None);
+                inner.metrics.vod_credential_error.set(0);
+                inner
+                    .metrics
+                    .vod_calls
+                    .with_label_values(&["success", ""])
+                    .inc();
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["succeeded"])
+                    .inc();
+                tracing::info!(vod_job_id = ?success.vod_job_id, request_id = ?success.request_id,
+                    non_existent = success.non_existent.len(), forbidden = success.forbidden.len(), "job sent");
+                inner
+                    .store
+                    .record_success(&job.id, job.attempts, now, &success)
+                    .await
+            }
+            Err(error) => self.record_error(&job, now, started, error).await,
+        };
+        if matches!(inner.sender, Sender::Vod(_)) {
+            inner.status.note_rate(inner.limiter.current_rps());
+        }
+        if job.held_since.is_some() && !quota_answer {
+            match inner.store.release_held(job.task, now).await {
+                Ok(jobs) => {
+                    inner.status.quota.set_held(job.task, false);
+                    tracing::info!(task = %job.task, jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot end the quota hold; the next probe will")
+                }
+            }
+        }
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("job was taken over by another flusher; result not recorded")
+            }
+            // The lease runs out and the job is sent again: at-least-once.
+            Err(error) => {
+                tracing::error!(error = %error, "cannot record the job result; it will be sent again")
+            }
+        }
+    }
+
+    /// Records a failed call that left at `sent_at`.
+    async fn record_error(
+        &self,
+        job: &Job,
+        now: Ts,
+        sent_at: std::time::Instant,
+        error: VodError,
+    ) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let failure = Failure {
+            code: error
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| error_kind(&error).to_owned()),
+            message: error.to_string(),
+            request_id: error.request_id().map(str::to_owned),
+        };
+        if error.is_credential_error() {
+            inner
+                .status
+                .set_credential_error(Some(failure.message.clone()));
+        }
+        let class = error.class();
+        let outage = match class {
+            // Never sent: VOD is not the problem, and the attempt is not counted.
+            _ if matches!(error, VodError::NoCredentials) => true,
+            ErrorClass::Throttled => {
+                inner.limiter.on_throttled(sent_at);
+                inner.status.note_throttled(now);
+                false
+            }
+            ErrorClass::Retryable => inner.limiter.on_unavailable(),
+            ErrorClass::Permanent | ErrorClass::QuotaExhausted => {
+                inner.limiter.on_answer();
+                false
+            }
+        };
+        if !matches!(error, VodError::NoCredentials) {
+            let outcome = match class {
+                ErrorClass::Throttled => "throttled",
+                ErrorClass::Retryable => "retryable",
+                ErrorClass::Permanent => "permanent",
+                ErrorClass::QuotaExhausted => "quota",
+            };
+            inner
+                .metrics
+                .vod_calls
+                .with_label_values(&[outcome, &failure.code])
+                .inc();
+        }
+        if class == ErrorClass::QuotaExhausted {
+            return self.hold(job, now, &failure).await;
+        }
+        if class == ErrorClass::Permanent {
+            tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
+            inner
+                .metrics
+                .jobs_finished
+                .with_label_values(&["failed"])
+                .inc();
+            return inner
+                .store
+                .record_failure(&job.id, job.attempts, now, &failure)
+                .await;
+        }
+        let jitter: f64 = rand::random();
+        match inner.config.retry.decide(
+            job.counted_attempts(),
+            job.budget_from,
+            now,
+            class == ErrorClass::Throttled,
+            outage,
+            jitter,
+        ) {
+            Decision::RetryAt(at) => {
+                tracing::warn!(code = %failure.code, error = %failure.message, retry_at = %at.to_rfc3339(), "job will be retried");
+                inner.metrics.retries.inc();
+                inner
+                    .store
+                    .record_retry(&job.id, job.attempts, now, at, &failure)
+                    .await
+            }
+            Decision::GiveUp => {
+                tracing::error!(code = %failure.code, error = %failure.message, "job failed after its last attempt");
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["failed"])
+                    .inc();
+                inner
+                    .store
+                    .record_failure(&job.id, job.attempts, now, &failure)
+                    .await
+            }
+        }
+    }
+
+    /// The call met a used-up daily quota: hold the job (no attempt spent) until its next probe,
+    /// or fail it once it has been held for `vod.max_hold`.
+    async fn hold(&self, job: &Job, now: Ts, failure: &Failure) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        match inner.config.hold.on_quota_answer(job.held_since, now) {
+            HoldDecision::HoldUntil(until) => {
+                // At once, so that a step stops claiming; and again once the hold is stored, so
+                // that a step reading the holds meanwhile cannot undo it.
+                inner.status.quota.set_held(job.task, true);
+                if job.held_since.is_none() {
+                    tracing::warn!(task = %job.task, code = %failure.code, until = %until.to_rfc3339(),
+                        "VOD's daily quota is used up: the task type is held, one job is tried again at the next probe");
+                } else {
+                    tracing::info!(task = %job.task, until = %until.to_rfc3339(), "the quota probe met the limit again");
+                }
+                inner
+                    .metrics
+                    .quota_holds
+                    .with_label_values(&[job.task.as_str()])
+                    .inc();
+                let recorded = inner
+                    .store
+                    .record_hold(&job.id, job.attempts, now, until, failure)
+                    .await;
+                inner.status.quota.set_held(job.task, true);
+                recorded
+            }
+            HoldDecision::Fail => {
+                tracing::error!(code = %failure.code, "job held on the quota for vod.max_hold: it fails");
+                inner
+                    .metrics
+                    .jobs_finished
+                    .with_label_values(&["failed"])
+                    .inc();
+                inner
+                    .store
+                    .record_failure(&job.id, job.attempts, now, failure)
+                    .await
+            }
+        }
+    }
+}
+
+/// VOD's code for a used-up quota of a task type.
+pub(super) fn quota_code(task: TaskType) -> &'static str {
+    match task {
+        TaskType::Refresh => "QuotaExceeded.Refresh",
+        TaskType::Preload => "QuotaExceeded.Preload",
+    }
+}
+
+/// A code for failures that have no VOD error code.
+pub(crate) fn error_kind(error: &VodError) -> &'static str {
+    match error {
+        VodError::Api { .. } => "ApiError",
+        VodError::Timeout => "Timeout",
+        VodError::Connection(_) => "ConnectionError",
+        VodError::Malformed { .. } => "MalformedResponse",
+        VodError::InvalidRequest(_) => "InvalidRequest",
+        VodError::Config(_) => "ClientConfig",
+        VodError::NoCredentials => "NoCredentials",
+    }
+}
