@@ -11,7 +11,7 @@
 #         pool workload)
 # Prints req/s, the ratios, and CPU per request for each.
 #
-# Environment: WORKLOADS ("new pool zipf"), POOL (100000), ZIPF_S (1.1), DURATION (10s), WARMUP
+# Environment: BIN (another vod-purge binary to measure, such as a baseline), WORKLOADS ("new pool zipf"), POOL (100000), ZIPF_S (1.1), DURATION (10s), WARMUP
 # (3s), CONNECTIONS (64), THREADS (2), ROUNDS (2), RUST_LOG for the service (its default, info,
 # unless set). Only 127.0.0.1 is used.
 set -euo pipefail
@@ -32,7 +32,7 @@ command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
 
 echo "== building (cargo build --release)" >&2
 cargo build --release --locked --bins --example bare_ingest >&2
-BIN=target/release/vod-purge
+BIN=${BIN:-target/release/vod-purge}
 BARE=target/release/examples/bare_ingest
 
 NAME=ingest

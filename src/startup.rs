@@ -22,6 +22,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -179,25 +180,48 @@ impl Application {
         } = self;
         let handle: ServerHandle = server.handle();
         let server_task = tokio::spawn(server);
-        let flusher_task = {
-            let flusher = flusher.clone();
-            let token = shutdown.token.clone();
-            tokio::spawn(async move { flusher.run(token).await })
-        };
-        let prune_task = tokio::spawn(prune_loop(store.clone(), shutdown.token.clone()));
+        // The background workers, started and stopped together: each ends when the shutdown
+        // token is cancelled, and one that ends before is reported.
+        let token = &shutdown.token;
+        let mut workers: JoinSet<&'static str> = JoinSet::new();
+        workers.spawn({
+            let (flusher, token) = (flusher.clone(), token.clone());
+            async move {
+                flusher.run(token).await;
+                "flusher"
+            }
+        });
+        workers.spawn({
+            let (store, token) = (store.clone(), token.clone());
+            async move {
+                prune_loop(store, token).await;
+                "prune"
+            }
+        });
         // On PostgreSQL, due times announced by the other replicas wake this one's flusher.
-        let relay_task = {
-            let (store, token) = (store.clone(), shutdown.token.clone());
-            tokio::spawn(async move { store.relay_wakes(token).await })
-        };
+        if store.is_shared() {
+            let (store, token) = (store.clone(), token.clone());
+            workers.spawn(async move {
+                store.relay_wakes(token).await;
+                "due-time relay"
+            });
+        }
         // Every replica renews: a follower may become the leader at any moment.
-        let renew_task = renewer.map(|r| tokio::spawn(r.run(shutdown.token.clone())));
-        let leader_task = tokio::spawn(leadership_loop(
-            store.clone(),
-            status.clone(),
-            shutdown.token.clone(),
-        ));
-
+        if let Some(renewer) = renewer {
+            let token = token.clone();
+            workers.spawn(async move {
+                renewer.run(token).await;
+                "credential renewal"
+            });
+        }
+        workers.spawn({
+            let (store, status, token) = (store.clone(), status.clone(), token.clone());
+            async move {
+                leadership_loop(store, status, token).await;
+                "leadership"
+            }
+        });
+        // The leader's other callers of VOD: the quota poll and the submission checks.
         if let Some(client) = &vod_client
             && !settings.vod.quota_poll_interval.is_zero()
         {
@@ -206,9 +230,12 @@ impl Application {
                 status.clone(),
                 metrics.clone(),
                 settings.vod.quota_poll_interval,
-                shutdown.token.clone(),
+                token.clone(),
             );
-            tokio::spawn(watch);
+            workers.spawn(async move {
+                watch.await;
+                "quota poll"
+            });
         }
         if let Some(client) = vod_client
             && !settings.vod.check_after.is_zero()
@@ -225,30 +252,36 @@ impl Application {
                     resubmit_after: settings.vod.retry_max,
                     hold: crate::flusher::hold::HoldPolicy::from_settings(&settings.vod),
                 },
-                shutdown.token.clone(),
+                token.clone(),
             );
-            tokio::spawn(checks);
+            workers.spawn(async move {
+                checks.await;
+                "submission checks"
+            });
         }
 
-        shutdown.token.cancelled().await;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                Some(ended) = workers.join_next() => match ended {
+                    Ok(worker) => tracing::error!(worker, "a background worker stopped before shutdown"),
+                    Err(error) => tracing::error!(error = %error, "a background worker panicked"),
+                },
+            }
+        }
         shutdown.draining.store(true, Ordering::SeqCst);
         tracing::info!(grace = ?settings.server.shutdown_grace, "shutting down: draining requests and calls in flight");
         let grace = settings.server.shutdown_grace;
         let drained = tokio::time::timeout(grace, async {
             handle.stop(true).await;
-            let _ = flusher_task.await;
+            while workers.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
                 "shutdown grace period ran out; unfinished calls will be sent again after their lease"
             );
-        }
-        prune_task.abort();
-        leader_task.abort();
-        let _ = relay_task.await;
-        if let Some(task) = renew_task {
-            let _ = task.await;
+            workers.shutdown().await;
         }
         status.set_active(false);
         let _ = server_task.await;

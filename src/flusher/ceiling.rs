@@ -1,8 +1,9 @@
 //! The hard ceiling on calls per second, as two pure schedules (the time is an argument).
 //!
 //! - [`Spacing`] hands out evenly spaced slots at the configured rate. A caller that comes late
-//!   for its slot (a database commit took a moment) may use up to [`CATCH_UP`] slots it missed,
-//!   so small delays in the flusher's loop do not cost throughput.
+//!   for its slot by up to [`CATCH_UP`] slots (a database commit took a moment) keeps its place,
+//!   so small delays in the flusher's loop do not cost throughput; after a longer pause the slots
+//!   start again, with no burst.
 //! - [`Window`] is checked right before a request leaves: at most `max` departures in any
 //!   [`WINDOW`] (one second and a margin for the jitter between this process and VOD). This is
 //!   what VOD counts, so the catch-up can never put more than `max` calls into one second.
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 /// Missed slots a late caller may still use.
 pub const CATCH_UP: u32 = 2;
 
-/// The width of the departure window: one second, and 0.5% for the network jitter between a
-/// call leaving and VOD counting it.
+/// The width of the departure window at 50 calls a second: one second, and 5 ms for the jitter
+/// between a call leaving and VOD counting it (see [`Window::width`]).
 pub const WINDOW: Duration = Duration::from_millis(1005);
 
 /// Evenly spaced slots.
@@ -42,12 +43,17 @@ impl Spacing {
         self.interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
     }
 
-    /// Takes the next slot for a caller asking at `now`: when it may go.
+    /// Takes the next slot for a caller asking at `now`: when it may go. A caller late by up to
+    /// `catch_up` slots keeps its place (the slots it missed go out at once, one after the
+    /// other); after a longer pause the slots start again from `now`, with no burst.
     pub fn take(&mut self, now: Instant) -> Instant {
         let earliest = now
             .checked_sub(self.interval * self.catch_up)
             .unwrap_or(now);
-        let slot = self.next.map_or(now, |next| next.max(earliest));
+        let slot = match self.next {
+            Some(next) if next >= earliest => next,
+            _ => now,
+        };
         self.next = Some(slot + self.interval);
         slot
     }
@@ -57,6 +63,7 @@ impl Spacing {
 #[derive(Debug, Clone)]
 pub struct Window {
     max: usize,
+    width: Duration,
     departures: VecDeque<Instant>,
 }
 
@@ -64,8 +71,18 @@ impl Window {
     pub fn new(max: u32) -> Window {
         Window {
             max: max.max(1) as usize,
+            width: Window::width(max),
             departures: VecDeque::new(),
         }
+    }
+
+    /// One second, and a margin for the jitter between a call leaving and VOD counting it: a
+    /// tenth of the interval between calls, at least 5 ms. At 50 calls a second that is 5 ms
+    /// (0.5% of the rate); at 5 a second, 20 ms, where a call is a larger share of the second and
+    /// the margin costs as little.
+    pub fn width(max: u32) -> Duration {
+        let interval = Duration::from_secs(1) / max.max(1);
+        Duration::from_secs(1) + (interval / 10).max(Duration::from_millis(5))
     }
 
     /// Records a departure at `now` and returns `None` when one is allowed then; otherwise the
@@ -74,7 +91,7 @@ impl Window {
         while self
             .departures
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= self.width)
         {
             self.departures.pop_front();
         }
@@ -82,7 +99,7 @@ impl Window {
             self.departures.push_back(now);
             return None;
         }
-        self.departures.front().map(|t| *t + WINDOW)
+        self.departures.front().map(|t| *t + self.width)
     }
 }
 
@@ -104,16 +121,15 @@ mod tests {
             (0, 20),
             (5, 40),
             (60, 60),
-            // 50 ms late for the slot at 80: it may use slots down to 110 - 40 = 70.
-            (130, 90),
-            (130, 110),
-            (130, 130),
-            (131, 150),
-            // Idle for a while: no burst of old slots, two at most.
-            (1000, 960),
-            (1000, 980),
+            // 30 ms late for the slot at 80 (within two slots): the missed slots go at once.
+            (110, 80),
+            (110, 100),
+            (110, 120),
+            (121, 140),
+            // Idle for a while: the slots start again from now, with no burst.
             (1000, 1000),
             (1000, 1020),
+            (1005, 1040),
         ];
         for (asked, want) in table {
             assert_eq!(s.take(t0 + ms(asked)), t0 + ms(want), "asked at {asked}");
@@ -121,9 +137,18 @@ mod tests {
     }
 
     #[test]
+    fn the_margin_is_a_tenth_of_an_interval_and_at_least_5_ms() {
+        assert_eq!(Window::width(50), WINDOW);
+        assert_eq!(Window::width(5), ms(1020));
+        assert_eq!(Window::width(1), ms(1100));
+        assert_eq!(Window::width(0), ms(1100));
+    }
+
+    #[test]
     fn no_more_than_max_departures_in_any_window() {
         let t0 = Instant::now();
-        let mut w = Window::new(3);
+        let mut w = Window::new(50);
+        w.max = 3;
         assert_eq!(w.depart(t0), None);
         assert_eq!(w.depart(t0 + ms(10)), None);
         assert_eq!(w.depart(t0 + ms(20)), None);
