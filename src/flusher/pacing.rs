@@ -10,9 +10,10 @@
 //! throttled before, and then probes above it ever faster, so that a limit that went back up is
 //! found within seconds.
 //!
-//! One throttling episode is one cut: answers to calls sent before the last cut say nothing new
-//! about the rate after it (TCP reduces once per window for the same reason). Without this, the
-//! calls already in flight when the limit was hit cut the rate several times over.
+//! One throttling episode is one cut: answers to calls sent before the last cut, or within a
+//! second after it, say nothing new about the rate after it (TCP reduces once per window for the
+//! same reason, and a per-second counter that is full refuses until its second is over). Without
+//! this, the calls already in flight when the limit was hit cut the rate several times over.
 
 /// The share of the rate kept on a cut.
 pub const BETA: f64 = 0.7;
@@ -20,6 +21,10 @@ pub const BETA: f64 = 0.7;
 pub const C: f64 = 0.4;
 /// The rate never goes below one call per second.
 const FLOOR: f64 = 1.0;
+/// After a cut, throttled answers to calls sent within this many seconds belong to the same
+/// episode: a per-second counter that is full keeps refusing until its second is over, whatever
+/// the new pace.
+const EPISODE: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cubic {
@@ -55,7 +60,7 @@ impl Cubic {
     /// A call sent at `sent_at` was throttled, seen at `now`, with `got_through` successful
     /// answers per second lately. Returns true when this cut the rate (a new episode).
     pub fn on_throttled(&mut self, now: f64, sent_at: f64, got_through: f64) -> bool {
-        if self.cut_at.is_some_and(|cut_at| sent_at < cut_at) {
+        if self.cut_at.is_some_and(|cut_at| sent_at < cut_at + EPISODE) {
             return false;
         }
         let current = self.rate(now);
@@ -132,8 +137,10 @@ mod tests {
             assert!(!c.on_throttled(5.01, sent_at, 30.0));
         }
         assert!(near(c.rate(5.0), 35.0));
-        // A call sent after the cut is throttled: a new episode, from the rate then.
-        assert!(c.on_throttled(6.0, 5.5, 0.0));
+        // Within a second of the cut: the same episode.
+        assert!(!c.on_throttled(5.9, 5.8, 0.0));
+        // A call sent a second after the cut is throttled: a new episode, from the rate then.
+        assert!(c.on_throttled(6.0, 6.0, 0.0));
         let at_six = Cubic {
             cut_at: Some(5.0),
             last_max: 50.0,

@@ -398,9 +398,18 @@ impl PgStore {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        let job = load_job(&mut tx, &claim.job_id).await?;
+        let job = rows::claimed_job(
+            claim,
+            &options,
+            priority,
+            media_ids
+                .into_iter()
+                .zip(first_seen)
+                .zip(events)
+                .map(|((m, f), e)| (m, f, e)),
+        )?;
         tx.commit().await?;
-        Ok(job)
+        Ok(Some(job))
     }
 
     /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.

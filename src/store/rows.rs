@@ -59,6 +59,50 @@ pub(crate) fn due_jobs_sql(p: fn(usize) -> String) -> String {
     )
 }
 
+/// The job a claim has just created, built from what the claim wrote rather than read back:
+/// in flight, first attempt, its items pending, in `items` order (media ID, first seen, events).
+pub(crate) fn claimed_job(
+    claim: &ClaimBatch,
+    options: &str,
+    priority: i64,
+    items: impl IntoIterator<Item = (String, i64, i64)>,
+) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: claim.job_id.clone(),
+        task: claim.task,
+        fingerprint: claim.fingerprint.clone(),
+        options: parse_options(options)?,
+        status: JobStatus::InFlight,
+        dry_run: claim.dry_run,
+        attempts: 1,
+        created_at: claim.now,
+        budget_from: claim.now,
+        updated_at: claim.now,
+        next_attempt_at: None,
+        lease_until: Some(claim.lease_until),
+        vod_job_id: None,
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        check_at: None,
+        resubmission_of: None,
+        held_since: None,
+        holds: 0,
+        priority: Priority::from_rank(priority),
+        items: items
+            .into_iter()
+            .map(|(media_id, first_seen, events)| JobItem {
+                media_id: MediaId::from_trusted(media_id),
+                outcome: ItemOutcome::Pending,
+                first_seen: Ts(first_seen),
+                events: events as u64,
+                error_code: None,
+                error_message: None,
+            })
+            .collect(),
+    })
+}
+
 /// A row of [`due_jobs_sql`].
 pub(crate) fn due_job_from_row(row: &impl StoreRow) -> Result<DueJob, StoreError> {
     Ok(DueJob {

@@ -67,6 +67,10 @@ async fn urgent_events_are_due_at_once_merged_and_claimed_first() {
         let ids: Vec<&str> = rest.items.iter().map(|i| i.media_id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(rest.priority, Priority::Normal);
+        // What a claim returns is what it stored.
+        for claimed in [&job, &rest] {
+            assert_eq!(store.get_job(&claimed.id).await.unwrap().as_ref(), Some(claimed));
+        }
     }
 }
 

@@ -218,9 +218,20 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let job = load_job(&mut tx, &claim.job_id).await?;
+        let job = rows::claimed_job(
+            claim,
+            &options,
+            priority,
+            rows.iter().map(|r| {
+                (
+                    r.get::<String, _>("media_id"),
+                    r.get::<i64, _>("first_seen"),
+                    r.get::<i64, _>("events"),
+                )
+            }),
+        )?;
         tx.commit().await?;
-        Ok(job)
+        Ok(Some(job))
     }
 
     /// The `max` oldest due normal items of a claim's group.
