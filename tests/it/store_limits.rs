@@ -69,7 +69,10 @@ async fn urgent_events_are_due_at_once_merged_and_claimed_first() {
         assert_eq!(rest.priority, Priority::Normal);
         // What a claim returns is what it stored.
         for claimed in [&job, &rest] {
-            assert_eq!(store.get_job(&claimed.id).await.unwrap().as_ref(), Some(claimed));
+            assert_eq!(
+                store.get_job(&claimed.id).await.unwrap().as_ref(),
+                Some(claimed)
+            );
         }
     }
 }

@@ -82,12 +82,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // The flusher's writes (claims, results, holds) commit without waiting for the disk:
-        // NORMAL in WAL mode survives a crash of the process, and the next ingest commit (FULL,
-        // in `writer.rs`) syncs the log with them. A power cut can lose the last of them, which
-        // at-least-once delivery already covers: items whose claim is lost are sent again, and
-        // a job whose result is lost is sent again after its lease. Not waiting for a sync
-        // takes about 5 ms off every claim, which is the latency an idle service adds.
+        // The writes on this connection (the flusher's claims, results and holds, the checks'
+        // results, operator retries, pruning) commit without waiting for the disk: NORMAL in WAL
+        // mode survives a crash of the process, and the next ingest commit (FULL, in `writer.rs`)
+        // or checkpoint syncs the log with them. A power cut can lose the last of them, which
+        // at-least-once delivery already covers: items whose claim is lost are sent again, a job
+        // whose result is lost is sent again after its lease, and an operator retry lost that
+        // way shows the job failed again. Not waiting for a sync takes the disk's sync time off
+        // every claim, which is the latency an idle service adds.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
