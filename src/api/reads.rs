@@ -473,7 +473,7 @@ fn quota_left(state: &AppState, now: Ts) -> Vec<QuotaLeftView> {
         .into_iter()
         .filter_map(|task| {
             let (polled, sent) = state.flusher.quota.last(task);
-            let polled = polled.filter(|p| policy.reset.next_after(p.at) > now)?;
+            let polled = polled.filter(|p| p.is_current(policy.reset, now))?;
             let allowance = allowance(Some(polled), sent, &policy, false, now);
             Some(QuotaLeftView {
                 task,

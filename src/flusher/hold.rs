@@ -261,6 +261,13 @@ pub struct Polled {
     pub remaining: u64,
 }
 
+impl Polled {
+    /// False once a reset has come since the reading: it says nothing about today.
+    pub fn is_current(&self, reset: QuotaReset, now: Ts) -> bool {
+        reset.next_after(self.at) > now
+    }
+}
+
 /// How many IDs a batch of `urgent` (or normal) items may carry at `now`, by the last poll and
 /// the IDs sent since (`None`: no limit is known, either no poll yet or a reset since it).
 pub fn allowance(
@@ -270,10 +277,7 @@ pub fn allowance(
     urgent: bool,
     now: Ts,
 ) -> Option<u64> {
-    let polled = polled?;
-    if policy.reset.next_after(polled.at) <= now {
-        return None;
-    }
+    let polled = polled.filter(|p| p.is_current(policy.reset, now))?;
     let left = polled.remaining.saturating_sub(sent_since_poll);
     Some(if urgent {
         left

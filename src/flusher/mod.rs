@@ -195,12 +195,12 @@ impl Flusher {
                 // The pause counts from the whole millisecond `now` fell in; the part of it
                 // already gone is taken off, so the flusher wakes on the due time, not up to a
                 // millisecond after it.
-                let now = Ts::now();
-                let into_the_ms = std::time::SystemTime::now()
+                let since_epoch = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(Duration::ZERO, |d| {
-                        Duration::from_nanos(u64::from(d.subsec_nanos() % 1_000_000))
-                    });
+                    .unwrap_or_default();
+                let now = Ts(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX));
+                let into_the_ms =
+                    Duration::from_nanos(u64::from(since_epoch.subsec_nanos() % 1_000_000));
                 batch::idle_pause(now, next_linger, next_work, poll).saturating_sub(into_the_ms)
             }
             Err(error) => {
@@ -392,15 +392,7 @@ impl Flusher {
             ),
             request_id: job.request_id.clone(),
         };
-        self.inner
-            .metrics
-            .jobs_finished
-            .with_label_values(&["failed"])
-            .inc();
-        self.inner
-            .store
-            .record_failure(&job.id, job.attempts, now, &failure)
-            .await?;
+        self.fail(job, now, &failure).await?;
         Ok(true)
     }
 

@@ -153,15 +153,7 @@ impl Flusher {
         }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
-            inner
-                .metrics
-                .jobs_finished
-                .with_label_values(&["failed"])
-                .inc();
-            return inner
-                .store
-                .record_failure(&job.id, job.attempts, now, &failure)
-                .await;
+            return self.fail(job, now, &failure).await;
         }
         let jitter: f64 = rand::random();
         match inner.config.retry.decide(
@@ -182,15 +174,7 @@ impl Flusher {
             }
             Decision::GiveUp => {
                 tracing::error!(code = %failure.code, error = %failure.message, "job failed after its last attempt");
-                inner
-                    .metrics
-                    .jobs_finished
-                    .with_label_values(&["failed"])
-                    .inc();
-                inner
-                    .store
-                    .record_failure(&job.id, job.attempts, now, &failure)
-                    .await
+                self.fail(job, now, &failure).await
             }
         }
     }
@@ -224,17 +208,27 @@ impl Flusher {
             }
             HoldDecision::Fail => {
                 tracing::error!(code = %failure.code, "job held on the quota for vod.max_hold: it fails");
-                inner
-                    .metrics
-                    .jobs_finished
-                    .with_label_values(&["failed"])
-                    .inc();
-                inner
-                    .store
-                    .record_failure(&job.id, job.attempts, now, failure)
-                    .await
+                self.fail(job, now, failure).await
             }
         }
+    }
+
+    /// Fails a job for good (counted in `jobs_finished_total{status="failed"}`).
+    pub(super) async fn fail(
+        &self,
+        job: &Job,
+        now: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .metrics
+            .jobs_finished
+            .with_label_values(&["failed"])
+            .inc();
+        self.inner
+            .store
+            .record_failure(&job.id, job.attempts, now, failure)
+            .await
     }
 }
 
