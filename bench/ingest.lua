@@ -24,6 +24,8 @@ function setup(thread)
 end
 
 function init(args)
+   -- A script argument (`wrk ... -- PREFIX`) overrides RUN: several wrk processes at once.
+   if args[1] then run = args[1] end
    wrk.method = "POST"
    wrk.path = "/webhooks/" .. source
    wrk.headers["Authorization"] = "Bearer " .. token

@@ -4,14 +4,23 @@
 #   sqlite: one process on SQLite, wrk -t2 -c48
 #   pg1:    one process on PostgreSQL, wrk -t2 -c48
 #   pg3:    three processes on one PostgreSQL database, one wrk -t1 -c16 each (figures summed)
+# With WORKLOAD=new|pool|zipf the requests are those of bench/ingest.sh instead (bench/ingest.lua:
+# two IDs a request, new on every request, or drawn from a pool of POOL IDs uniformly or with Zipf
+# skew), so the merge path is measured on PostgreSQL too.
 # Needs wrk, psql and PostgreSQL on 127.0.0.1:5432 (trust auth). Ports 18081-18083.
-# Usage: cargo build --release && bench/replicas.sh sqlite|pg1|pg3 [seconds]
+# Usage: cargo build --release && [WORKLOAD=pool] bench/replicas.sh sqlite|pg1|pg3 [seconds]
 set -euo pipefail
 mode=$1; secs=${2:-15}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN="${BIN:-$here/../target/release/vod-purge}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 LUA="$here/replicas.lua"
+per_request="5 IDs per request"
+if [ -n "${WORKLOAD:-}" ]; then
+  LUA="$here/ingest.lua"
+  per_request="2 IDs per request, workload $WORKLOAD"
+  export WORKLOAD TOKEN=bench-secret SOURCE=cms
+fi
 dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -66,7 +75,7 @@ for f in "$dir"/wrk*.txt; do
   rps=$(awk '/Requests\/sec/ {print $2}' "$f"); total=$(echo "$total + $rps" | bc)
   echo "$(basename "$f"): $rps req/s; $(grep -E '50%|99%' "$f" | tr -s ' ' | tr '\n' ' ') $(grep -E 'Non-2xx|errors' "$f" | tr '\n' ' ')"
 done
-echo "$mode total: $total req/s (5 IDs per request)"
+echo "$mode total: $total req/s ($per_request)"
 if [ "$mode" != sqlite ]; then
   echo "IDs stored: $(psql -At -h 127.0.0.1 -U postgres -d "$db" -c "select (select count(*) from items) + (select count(*) from job_items)"), delivery IDs stored: $(psql -At -h 127.0.0.1 -U postgres -d "$db" -c "select count(*) from deliveries")"
 fi

@@ -95,10 +95,50 @@ impl Pending {
         self.merge_event(now, debounce, Priority::Normal);
     }
 
-    /// Folds a later event of `priority` into this item ([`MERGE_DUE_AT`]): the item becomes
-    /// urgent if the event is, and an urgent item's due time never moves later.
+    /// Folds a later event of `priority` into this item (see [`Timing::merge`]).
     pub fn merge_event(&mut self, now: Ts, debounce: Debounce, priority: Priority) {
-        let quiet = debounce.for_priority(priority).quiet;
+        let mut timing = self.timing();
+        timing.merge(now, debounce.for_priority(priority).quiet, priority);
+        self.last_seen = timing.last_seen;
+        self.due_at = timing.due_at;
+        self.events = timing.events;
+        self.priority = timing.priority;
+    }
+
+    /// The part of this item that its events move.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            last_seen: self.last_seen,
+            deadline: self.deadline,
+            due_at: self.due_at,
+            events: self.events,
+            priority: self.priority,
+        }
+    }
+
+    pub fn is_due(&self, now: Ts) -> bool {
+        self.due_at <= now
+    }
+}
+
+/// What the events of a pending item decide: when it is due, and what it counts. The store folds
+/// logged merges into its rows with this rule ([`Timing::merge`]), so the rule has one home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub last_seen: Ts,
+    /// Set by the first event: no later event delays the item past it.
+    pub deadline: Ts,
+    pub due_at: Ts,
+    pub events: u64,
+    pub priority: Priority,
+}
+
+impl Timing {
+    /// Folds a later event into the item: it came at `now`, with its source's `quiet` delay
+    /// (none for an urgent event) and its `priority`. A normal item is due at the end of the new
+    /// quiet period, never past its deadline; once urgent, an item is due no later than it
+    /// already was. An event older than the latest one does not move `last_seen` back.
+    pub fn merge(&mut self, now: Ts, quiet: Duration, priority: Priority) {
         self.last_seen = self.last_seen.max(now);
         self.events += 1;
         self.priority = self.priority.max(priority);
@@ -106,10 +146,6 @@ impl Pending {
             Priority::Urgent => self.due_at.min(self.last_seen + quiet),
             Priority::Normal => (self.last_seen + quiet).min(self.deadline),
         };
-    }
-
-    pub fn is_due(&self, now: Ts) -> bool {
-        self.due_at <= now
     }
 }
 

@@ -93,7 +93,7 @@ impl Store {
             StoreLocation::Sqlite(path) => {
                 // The schema first (through sqlx), then the writer's own connection.
                 let store = SqliteStore::open(path).await?;
-                let writer = IngestWriter::open(path)?;
+                let writer = IngestWriter::open(path, store.merge_log())?;
                 let wake = wake.clone();
                 std::thread::Builder::new()
                     .name("sqlite-ingest".into())

@@ -32,6 +32,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Ts;
+use crate::queue::Pushed;
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
@@ -878,7 +879,13 @@ async fn ingest_in(conn: &mut PgConnection, group: &[Ingest]) -> Result<Vec<Rece
     let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
     for (i, (ingest, delivery)) in group.iter().zip(&deliveries).enumerate() {
         let receipt = match delivery {
-            Delivery::Fresh => rows::receipt_for(ingest, &events[i]),
+            Delivery::Fresh => {
+                let pushed: Vec<Pushed> = events[i]
+                    .iter()
+                    .map(|&n| if n == 1 { Pushed::New } else { Pushed::Merged })
+                    .collect();
+                rows::receipt_for(ingest, &pushed)
+            }
             Delivery::Answered(json) => rows::previous_receipt(json)?,
             Delivery::RepeatOf(first) => Receipt {
                 redelivery: true,

@@ -21,8 +21,7 @@ pub(crate) const JOB_ITEM_COLUMNS: &str =
     "media_id, outcome, first_seen, events, error_code, error_message";
 
 /// The columns [`pending_from_row`] reads.
-pub(crate) const PENDING_COLUMNS: &str =
-    "media_id, task, fingerprint, options, source, first_seen, last_seen, due_at, events, priority";
+pub(crate) const PENDING_COLUMNS: &str = "media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority";
 
 /// A Preload is held back while a Refresh of the same media ID is pending or being sent.
 /// Plain SQL that both dialects accept; `i` is the `items` row under consideration.
@@ -440,6 +439,7 @@ pub(crate) fn pending_from_row(row: &impl StoreRow) -> Result<PendingItem, Store
         source: row.text("source"),
         first_seen: Ts(row.int("first_seen")),
         last_seen: Ts(row.int("last_seen")),
+        deadline: Ts(row.int("deadline")),
         due_at: Ts(row.int("due_at")),
         events: row.int("events") as u64,
         priority: Priority::from_rank(row.int("priority")),
@@ -501,14 +501,14 @@ pub(crate) fn receipt_json(receipt: &Receipt) -> String {
 
 /// The receipt of a stored request, from the `events` count each of its upserts returned
 /// (1: the upsert created the item; more: it joined a pending one).
-pub(crate) fn receipt_for(ingest: &Ingest, events: &[i64]) -> Receipt {
+pub(crate) fn receipt_for(ingest: &Ingest, pushed: &[crate::queue::Pushed]) -> Receipt {
     use std::collections::HashSet;
     // Sets beside the lists keep this linear for requests of a thousand IDs.
     let (mut accepted, mut accepted_set) = (Vec::new(), HashSet::new());
     let (mut merged, mut merged_set) = (Vec::new(), HashSet::new());
-    for (item, &events) in ingest.items.iter().zip(events) {
+    for (item, &pushed) in ingest.items.iter().zip(pushed) {
         let id = item.media_id.as_str();
-        let (list, set) = if events == 1 {
+        let (list, set) = if pushed == crate::queue::Pushed::New {
             (&mut accepted, &mut accepted_set)
         } else {
             (&mut merged, &mut merged_set)

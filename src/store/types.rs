@@ -320,9 +320,31 @@ pub struct PendingItem {
     pub source: String,
     pub first_seen: Ts,
     pub last_seen: Ts,
+    /// No event delays the item past this.
+    pub deadline: Ts,
     pub due_at: Ts,
     pub events: u64,
     pub priority: Priority,
+}
+
+impl PendingItem {
+    /// The part of the item that its events move.
+    pub fn timing(&self) -> crate::queue::Timing {
+        crate::queue::Timing {
+            last_seen: self.last_seen,
+            deadline: self.deadline,
+            due_at: self.due_at,
+            events: self.events,
+            priority: self.priority,
+        }
+    }
+
+    pub fn set_timing(&mut self, timing: &crate::queue::Timing) {
+        self.last_seen = timing.last_seen;
+        self.due_at = timing.due_at;
+        self.events = timing.events;
+        self.priority = timing.priority;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -13,16 +13,20 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use crate::domain::{TaskType, Ts};
+use crate::domain::{Priority, TaskType, Ts};
+use crate::queue::Timing;
 use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS, PENDING_COLUMNS, PRELOAD_RULE};
 use crate::store::types::*;
+use merges::MergeLog;
 
+pub(crate) mod merges;
 pub(crate) mod writer;
 
 pub(crate) use writer::IngestWriter;
@@ -55,6 +59,11 @@ fn migrator() -> Migrator {
             "quota holds",
             include_str!("../../../migrations/sqlite/0005_quota_holds.sql"),
         ),
+        (
+            6,
+            "merge log",
+            include_str!("../../../migrations/sqlite/0006_merge_log.sql"),
+        ),
     ])
 }
 
@@ -62,10 +71,16 @@ fn migrator() -> Migrator {
 /// item of the group (see [`SqliteStore::claim_batch`]).
 const CLAIM_WINDOW: i64 = 1000;
 
+/// How many times a claim looks for more due items after logged merges made some of its
+/// candidates due later (each round folds those and writes their real due times).
+const CLAIM_ROUNDS: usize = 50;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The merge log in memory (see [`merges`]), shared with the ingest writer.
+    log: Arc<Mutex<MergeLog>>,
 }
 
 impl SqliteStore {
@@ -99,13 +114,22 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            log: Arc::default(),
+        })
     }
 
     /// A write transaction on the sqlx writer that holds the write lock from its first statement
     /// (see the module documentation for why).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The merge log in memory, for the ingest writer (which reads it back from the table).
+    pub(crate) fn merge_log(&self) -> Arc<Mutex<MergeLog>> {
+        self.log.clone()
     }
 
     /// The writer connection, for statements written once for both backends (`store/mod.rs`).
@@ -150,33 +174,82 @@ impl SqliteStore {
 
     /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
     /// oldest first, then (unless `urgent_only`) its oldest normal ones.
+    ///
+    /// Candidates are found by their stored due time, which is never later than the real one;
+    /// their logged merges are folded first, and an item they make due later is not claimed but
+    /// gets its real timing written (see [`merges`]).
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut taken = Taken {
+            log: &self.log,
+            events: Vec::new(),
+        };
+        let job = self.claim_in(claim, &mut taken).await?;
+        taken.events.clear();
+        Ok(job)
+    }
+
+    async fn claim_in(
+        &self,
+        claim: &ClaimBatch,
+        taken: &mut Taken<'_>,
+    ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // Urgent items first (a partial index holds only them), then the oldest normal ones.
-        let urgent = format!(
-            "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM items i INDEXED BY items_urgent
-             WHERE i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
-             ORDER BY i.first_seen, i.id LIMIT ?4"
-        );
-        let mut rows = sqlx::query(AssertSqlSafe(urgent))
-            .bind(claim.task.as_str())
-            .bind(&claim.fingerprint)
-            .bind(claim.now.0)
-            .bind(claim.max as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.len() < claim.max && !claim.urgent_only {
-            rows.extend(
-                self.claim_normal(&mut tx, claim, claim.max - rows.len())
-                    .await?,
-            );
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // Rounds: a candidate whose logged merges make it due later is left (with its real
+        // timing written, so the next round does not find it again) and another is looked for.
+        for _ in 0..CLAIM_ROUNDS {
+            let wanted = claim.max - candidates.len();
+            let found = self.candidates(&mut tx, claim, wanted).await?;
+            if found.is_empty() {
+                break;
+            }
+            let mut later = 0;
+            for mut candidate in found {
+                let events = writer::lock(&self.log).take(candidate.id);
+                if !events.is_empty() {
+                    candidate.timing = merges::fold(candidate.timing, &events);
+                    for event in &events {
+                        sqlx::query("DELETE FROM merges WHERE seq = ?")
+                            .bind(event.seq)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    taken.events.push((candidate.id, events));
+                }
+                if candidate.timing.due_at > claim.now {
+                    later += 1;
+                    let timing = &candidate.timing;
+                    sqlx::query(
+                        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ? WHERE id = ?",
+                    )
+                    .bind(timing.last_seen.0)
+                    .bind(timing.due_at.0)
+                    .bind(timing.events as i64)
+                    .bind(timing.priority.rank())
+                    .bind(candidate.id)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    // Claimed: gone from the pending items (a later round must not find it).
+                    sqlx::query("DELETE FROM items WHERE id = ?")
+                        .bind(candidate.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    candidates.push(candidate);
+                }
+            }
+            if later == 0 || candidates.len() == claim.max {
+                break;
+            }
         }
-        if rows.is_empty() {
+        if candidates.is_empty() {
+            // Folds alone are worth keeping: the items now show their real due times.
+            tx.commit().await?;
             return Ok(None);
         }
-        let priority = rows
+        let priority = candidates
             .iter()
-            .map(|r| r.get::<i64, _>("priority"))
+            .map(|c| c.timing.priority.rank())
             .max()
             .unwrap_or_default();
         let options: String =
@@ -204,36 +277,55 @@ impl SqliteStore {
         .bind(priority)
         .execute(&mut *tx)
         .await?;
-        for (position, row) in rows.iter().enumerate() {
+        for (position, candidate) in candidates.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events) VALUES (?, ?, ?, 'pending', ?, ?)",
             )
             .bind(&claim.job_id)
             .bind(position as i64)
-            .bind(row.get::<String, _>("media_id"))
-            .bind(row.get::<i64, _>("first_seen"))
-            .bind(row.get::<i64, _>("events"))
+            .bind(&candidate.media_id)
+            .bind(candidate.first_seen)
+            .bind(candidate.timing.events as i64)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM items WHERE id = ?")
-                .bind(row.get::<i64, _>("id"))
-                .execute(&mut *tx)
-                .await?;
         }
         let job = rows::claimed_job(
             claim,
             &options,
             priority,
-            rows.iter().map(|r| {
-                (
-                    r.get::<String, _>("media_id"),
-                    r.get::<i64, _>("first_seen"),
-                    r.get::<i64, _>("events"),
-                )
-            }),
+            candidates
+                .iter()
+                .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64)),
         )?;
         tx.commit().await?;
         Ok(Some(job))
+    }
+
+    /// Up to `max` due items of a claim's group by their stored due time: urgent ones first,
+    /// then (unless `urgent_only`) the oldest normal ones.
+    async fn candidates(
+        &self,
+        tx: &mut SqliteConnection,
+        claim: &ClaimBatch,
+        max: usize,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        // Urgent items first (a partial index holds only them), then the oldest normal ones.
+        let urgent = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_urgent
+             WHERE i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?4"
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(urgent))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(max as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.len() < max && !claim.urgent_only {
+            rows.extend(self.claim_normal(&mut *tx, claim, max - rows.len()).await?);
+        }
+        rows.iter().map(candidate_from_row).collect()
     }
 
     /// The `max` oldest due normal items of a claim's group.
@@ -248,7 +340,7 @@ impl SqliteStore {
         max: usize,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
         let window = format!(
-            "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM (
+            "SELECT {CANDIDATE_COLUMNS} FROM (
                  SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
                  ORDER BY first_seen, id LIMIT ?5) i
              WHERE i.due_at <= ?3 AND i.priority = 0 AND {PRELOAD_RULE}
@@ -273,7 +365,7 @@ impl SqliteStore {
             .await?;
             if group_size > CLAIM_WINDOW {
                 let all_due = format!(
-                    "SELECT i.id, i.media_id, i.first_seen, i.events, i.priority FROM items i INDEXED BY items_due
+                    "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
                      WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
                      ORDER BY i.first_seen, i.id LIMIT ?"
                 );
@@ -567,27 +659,70 @@ impl SqliteStore {
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
+            "SELECT id, {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
              WHERE media_id = ? ORDER BY first_seen"
         )))
         .bind(media_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(rows::pending_from_row).collect()
+        // Shown as they will be: with their logged merges folded in.
+        let log = writer::lock(&self.log);
+        rows.iter()
+            .map(|row| {
+                let mut item = rows::pending_from_row(row)?;
+                let events = log.peek(row.try_get("id")?);
+                if !events.is_empty() {
+                    let timing = merges::fold(item.timing(), events);
+                    item.set_timing(&timing);
+                }
+                Ok(item)
+            })
+            .collect()
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        // Index lookups rather than one pass over every pending item.
+        // Items with logged merges are counted by their real due time, the others by the stored
+        // one (index lookups rather than one pass over every pending item).
+        let logged = writer::lock(&self.log).snapshot();
+        let ids =
+            serde_json::to_string(&logged.keys().collect::<Vec<_>>()).expect("integers serialise");
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM items) AS pending,
-                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1) AS due,
+                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1
+                        AND id NOT IN (SELECT value FROM json_each(?2))) AS due,
                     (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
                     (SELECT MIN(first_seen) FROM items) AS oldest,
-                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_due",
+                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1
+                        AND id NOT IN (SELECT value FROM json_each(?2))) AS next_due",
         )
         .bind(now.0)
+        .bind(&ids)
         .fetch_one(&self.reader)
         .await?;
+        let (mut due, mut next_due) = (
+            row.get::<i64, _>("due") as u64,
+            row.get::<Option<i64>, _>("next_due").map(Ts),
+        );
+        if !logged.is_empty() {
+            let stored = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
+            )))
+            .bind(&ids)
+            .fetch_all(&self.reader)
+            .await?;
+            for row in &stored {
+                let item = candidate_from_row(row)?;
+                let Some(events) = logged.get(&item.id) else {
+                    continue;
+                };
+                let real = merges::fold(item.timing, events).due_at;
+                if real <= now {
+                    due += 1;
+                } else {
+                    next_due = Some(next_due.map_or(real, |n| n.min(real)));
+                }
+            }
+        }
         let jobs = sqlx::query(
             "SELECT COALESCE(SUM(status = 'in_flight'), 0) AS in_flight, COALESCE(SUM(status = 'retrying'), 0) AS retrying
              FROM jobs WHERE status IN ('in_flight', 'retrying')",
@@ -597,9 +732,9 @@ impl SqliteStore {
         Ok(QueueStats {
             pending: row.get::<i64, _>("pending") as u64,
             urgent: row.get::<i64, _>("urgent") as u64,
-            due: row.get::<i64, _>("due") as u64,
+            due,
             oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
-            next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
+            next_due_at: next_due,
             in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
             retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
             held: Vec::new(),
@@ -799,5 +934,51 @@ mod tests {
         let kept = store.get_job("job-1").await.unwrap().unwrap();
         assert_eq!(kept.options, rows::parse_options(PLAIN).unwrap());
         store.close().await;
+    }
+}
+
+/// The columns of a claim's candidate items.
+const CANDIDATE_COLUMNS: &str =
+    "i.id, i.media_id, i.first_seen, i.last_seen, i.deadline, i.due_at, i.events, i.priority";
+
+/// A pending item a claim looks at.
+struct Candidate {
+    id: i64,
+    media_id: String,
+    first_seen: i64,
+    timing: Timing,
+}
+
+fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candidate, StoreError> {
+    Ok(Candidate {
+        id: row.try_get("id")?,
+        media_id: row.try_get("media_id")?,
+        first_seen: row.try_get("first_seen")?,
+        timing: Timing {
+            last_seen: Ts(row.try_get("last_seen")?),
+            deadline: Ts(row.try_get("deadline")?),
+            due_at: Ts(row.try_get("due_at")?),
+            events: row.try_get::<i64, _>("events")? as u64,
+            priority: Priority::from_rank(row.try_get("priority")?),
+        },
+    })
+}
+
+/// Logged merges a claim took out of the log: put back when it does not commit (an error, or a
+/// claim cancelled half-way), since its transaction then leaves them in the table.
+struct Taken<'a> {
+    log: &'a Mutex<MergeLog>,
+    events: Vec<(i64, Vec<merges::Logged>)>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let mut log = writer::lock(self.log);
+        for (id, events) in self.events.drain(..) {
+            log.restore(id, events);
+        }
     }
 }

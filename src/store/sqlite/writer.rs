@@ -15,18 +15,24 @@
 //! write lock with `BEGIN IMMEDIATE` and wait for each other through the busy timeout.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
+use super::merges::{self, FOLD_AT, Logged, MergeLog};
+use crate::domain::{Priority, Ts};
+use crate::queue::{Pushed, Timing};
 use crate::store::rows;
 use crate::store::types::*;
 
 /// How long a commit waits for the write lock held by the other writer connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A new item. `OR IGNORE`: an item already pending under the same key is left for
-/// [`MERGE_ITEM`]. (Neither statement can abort half-way, so SQLite needs no statement journal
+/// A new item. `OR IGNORE`: an item already pending under the same key is merged into instead
+/// (see [`super::merges`]). (Neither statement can abort half-way, so SQLite needs no statement journal
 /// for them; an `ON CONFLICT DO UPDATE` upsert copied every page it touched into one.)
 const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority)
      VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8)";
@@ -36,16 +42,23 @@ const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerpr
 const INSERT_OPTION_SET: &str =
     "INSERT OR IGNORE INTO option_sets (fingerprint, options) VALUES (?1, ?2)";
 
-/// Folds an event into the pending item of its key: `?4` is the event's time, `?5` its quiet
-/// delay (at most max_wait) and `?6` its priority; see [`crate::queue::MERGE_DUE_AT`].
-const MERGE_ITEM: &str = "UPDATE OR IGNORE items SET
-         last_seen = MAX(last_seen, ?4),
-         events = events + 1,
-         priority = MAX(priority, ?6),
-         due_at = CASE WHEN MAX(priority, ?6) > 0 THEN MIN(due_at, MAX(last_seen, ?4) + ?5)
-                       ELSE MIN(MAX(last_seen, ?4) + ?5, deadline) END
-     WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3
-     RETURNING events";
+/// The pending item of a key, with its timing: its ID names it in the merge log.
+const FIND_ITEM: &str = "SELECT id, last_seen, deadline, due_at, events, priority FROM items
+     WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
+
+/// An item's timing by ID (for a bulk fold of the merge log).
+const ITEM_TIMING: &str =
+    "SELECT id, last_seen, deadline, due_at, events, priority FROM items WHERE id = ?1";
+
+/// Writes an item's timing after a fold.
+const SET_TIMING: &str =
+    "UPDATE items SET last_seen = ?2, due_at = ?3, events = ?4, priority = ?5 WHERE id = ?1";
+
+/// Appends an event to the merge log (see [`super::merges`]).
+const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
+
+/// Removes one folded event from the merge log.
+const FORGET_MERGE: &str = "DELETE FROM merges WHERE seq = ?1";
 
 const FIND_DELIVERY: &str =
     "SELECT receipt FROM deliveries WHERE source = ?1 AND delivery_id = ?2 AND expires_at > ?3";
@@ -57,10 +70,12 @@ const RECORD_DELIVERY: &str = "INSERT INTO deliveries (source, delivery_id, rece
 /// The writer connection. Opened after the migrations have run.
 pub(crate) struct IngestWriter {
     conn: Connection,
+    /// The merge log in memory, shared with the flusher's claims.
+    log: Arc<Mutex<MergeLog>>,
 }
 
 impl IngestWriter {
-    pub(crate) fn open(path: &str) -> Result<IngestWriter, StoreError> {
+    pub(crate) fn open(path: &str, log: Arc<Mutex<MergeLog>>) -> Result<IngestWriter, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -79,89 +94,212 @@ impl IngestWriter {
                 detail: format!("journal_mode is {mode}, expected wal"),
             });
         }
-        Ok(IngestWriter { conn })
+        *lock(&log) = read_log(&conn)?;
+        Ok(IngestWriter { conn, log })
     }
 
     /// Applies several ingest requests in one transaction and returns their receipts, in order.
     ///
     /// A request whose delivery ID was answered before (or earlier in the same group) gets that
-    /// answer again and stores nothing. Any error rolls the whole group back.
+    /// answer again and stores nothing. Any error rolls the whole group back (and the merge log
+    /// in memory is read back from the table, which the rollback restored).
     pub(crate) fn ingest_group(&mut self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
-        {
-            let mut insert = tx.prepare_cached(INSERT_ITEM)?;
-            let mut merge = tx.prepare_cached(MERGE_ITEM)?;
-            let mut insert_options = tx.prepare_cached(INSERT_OPTION_SET)?;
-            // Items usually share their options: each set is written once per group.
-            let mut option_sets: HashSet<&str> = HashSet::new();
-            for ingest in group {
-                // The requests go in one after the other, each recording its delivery ID, so a
-                // repeat later in the same group finds the first one's answer here too.
-                if let Some(delivery_id) = ingest.delivery_id.as_deref() {
-                    let previous: Option<String> = tx
-                        .prepare_cached(FIND_DELIVERY)?
-                        .query_row(params![ingest.source, delivery_id, ingest.now.0], |row| {
-                            row.get(0)
-                        })
-                        .optional()?;
-                    if let Some(previous) = previous {
-                        receipts.push(rows::previous_receipt(&previous)?);
-                        continue;
-                    }
-                }
-                let mut events = Vec::with_capacity(ingest.items.len());
-                for item in &ingest.items {
-                    if option_sets.insert(item.fingerprint.as_str()) {
-                        insert_options
-                            .execute(params![item.fingerprint, rows::options_json(item)])?;
-                    }
-                    let deadline = item.debounce.deadline(ingest.now);
-                    let due_at = item.debounce.due_at(ingest.now, deadline);
-                    let inserted = insert.execute(params![
-                        item.media_id.as_str(),
-                        item.task.as_str(),
-                        item.fingerprint,
-                        ingest.source,
-                        ingest.now.0,
-                        deadline.0,
-                        due_at.0,
-                        item.priority.rank(),
-                    ])?;
-                    let count: i64 = if inserted == 1 {
-                        1
-                    } else {
-                        merge.query_row(
-                            params![
-                                item.media_id.as_str(),
-                                item.task.as_str(),
-                                item.fingerprint,
-                                ingest.now.0,
-                                // The quiet delay, bounded by max_wait.
-                                due_at.0 - ingest.now.0,
-                                item.priority.rank(),
-                            ],
-                            |row| row.get(0),
-                        )?
-                    };
-                    events.push(count);
-                }
-                let receipt = rows::receipt_for(ingest, &events);
-                if let Some(delivery_id) = &ingest.delivery_id {
-                    tx.prepare_cached(RECORD_DELIVERY)?.execute(params![
-                        ingest.source,
-                        delivery_id,
-                        rows::receipt_json(&receipt),
-                        ingest.now.0,
-                        ingest.delivery_expires_at.0,
-                    ])?;
-                }
-                receipts.push(receipt);
+        let result = apply_group(&tx, &self.log, group).and_then(|receipts| {
+            tx.commit()?;
+            Ok(receipts)
+        });
+        if result.is_err() {
+            // The transaction is over (rolled back on drop); the table holds the truth.
+            *lock(&self.log) = read_log(&self.conn)?;
+        }
+        result
+    }
+}
+
+/// The merge log's rows, in order.
+pub(crate) fn read_log(conn: &Connection) -> Result<MergeLog, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT item_id, seq, seen, quiet FROM merges ORDER BY seq")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            Logged {
+                seq: row.get(1)?,
+                seen: Ts(row.get(2)?),
+                quiet_ms: row.get(3)?,
+            },
+        ))
+    })?;
+    Ok(MergeLog::from_rows(rows.collect::<Result<Vec<_>, _>>()?))
+}
+
+pub(crate) fn lock(log: &Mutex<MergeLog>) -> MutexGuard<'_, MergeLog> {
+    // A panic while holding the lock cannot leave the map half-changed in a way the table does
+    // not also show; go on with it.
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An item's row: its ID and timing.
+fn timing_from_row(row: &rusqlite::Row) -> rusqlite::Result<(i64, Timing)> {
+    Ok((
+        row.get(0)?,
+        Timing {
+            last_seen: Ts(row.get(1)?),
+            deadline: Ts(row.get(2)?),
+            due_at: Ts(row.get(3)?),
+            events: row.get::<_, i64>(4)? as u64,
+            priority: Priority::from_rank(row.get(5)?),
+        },
+    ))
+}
+
+fn apply_group(
+    tx: &Transaction,
+    log: &Mutex<MergeLog>,
+    group: &[Ingest],
+) -> Result<Vec<Receipt>, StoreError> {
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
+    let mut insert = tx.prepare_cached(INSERT_ITEM)?;
+    let mut insert_options = tx.prepare_cached(INSERT_OPTION_SET)?;
+    // Items usually share their options: each set is written once per group.
+    let mut option_sets: HashSet<&str> = HashSet::new();
+    for ingest in group {
+        // The requests go in one after the other, each recording its delivery ID, so a repeat
+        // later in the same group finds the first one's answer here too.
+        if let Some(delivery_id) = ingest.delivery_id.as_deref() {
+            let previous: Option<String> = tx
+                .prepare_cached(FIND_DELIVERY)?
+                .query_row(params![ingest.source, delivery_id, ingest.now.0], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if let Some(previous) = previous {
+                receipts.push(rows::previous_receipt(&previous)?);
+                continue;
             }
         }
-        tx.commit()?;
-        Ok(receipts)
+        let mut pushed = Vec::with_capacity(ingest.items.len());
+        for item in &ingest.items {
+            if option_sets.insert(item.fingerprint.as_str()) {
+                insert_options.execute(params![item.fingerprint, rows::options_json(item)])?;
+            }
+            let deadline = item.debounce.deadline(ingest.now);
+            let due_at = item.debounce.due_at(ingest.now, deadline);
+            let inserted = insert.execute(params![
+                item.media_id.as_str(),
+                item.task.as_str(),
+                item.fingerprint,
+                ingest.source,
+                ingest.now.0,
+                deadline.0,
+                due_at.0,
+                item.priority.rank(),
+            ])?;
+            if inserted == 1 {
+                pushed.push(Pushed::New);
+            } else {
+                merge(tx, log, item, ingest.now, due_at)?;
+                pushed.push(Pushed::Merged);
+            }
+        }
+        let receipt = rows::receipt_for(ingest, &pushed);
+        if let Some(delivery_id) = &ingest.delivery_id {
+            tx.prepare_cached(RECORD_DELIVERY)?.execute(params![
+                ingest.source,
+                delivery_id,
+                rows::receipt_json(&receipt),
+                ingest.now.0,
+                ingest.delivery_expires_at.0,
+            ])?;
+        }
+        receipts.push(receipt);
     }
+    if lock(log).len() >= FOLD_AT {
+        fold_all(tx, log)?;
+    }
+    Ok(receipts)
+}
+
+/// Merges an event (at `now`, due by itself at `due_at`) into the pending item of its key:
+/// logged, or folded at once when it brings the item's due time forward.
+fn merge(
+    tx: &Transaction,
+    log: &Mutex<MergeLog>,
+    item: &NewItem,
+    now: Ts,
+    due_at: Ts,
+) -> Result<(), StoreError> {
+    let (id, stored) = tx.prepare_cached(FIND_ITEM)?.query_row(
+        params![item.media_id.as_str(), item.task.as_str(), item.fingerprint],
+        timing_from_row,
+    )?;
+    // The quiet delay, bounded by max_wait.
+    let quiet_ms = due_at.0 - now.0;
+    if merges::folds_at_once(item.priority, due_at, stored.due_at) {
+        let logged = lock(log).take(id);
+        let mut timing = merges::fold(stored, &logged);
+        timing.merge(now, Duration::from_millis(quiet_ms as u64), item.priority);
+        write_fold(tx, id, &timing, &logged)?;
+    } else {
+        tx.prepare_cached(LOG_MERGE)?
+            .execute(params![id, now.0, quiet_ms])?;
+        let seq = tx.last_insert_rowid();
+        lock(log).push(
+            id,
+            Logged {
+                seq,
+                seen: now,
+                quiet_ms,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Folds the whole merge log into the items, by item ID.
+fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
+    let all = lock(log).take_all();
+    let mut read = tx.prepare_cached(ITEM_TIMING)?;
+    let mut write = tx.prepare_cached(SET_TIMING)?;
+    for (id, events) in &all {
+        // A claim takes an item's events with it, so a logged item is pending; should one not
+        // be, its events went with it.
+        let Some((_, stored)) = read.query_row(params![id], timing_from_row).optional()? else {
+            continue;
+        };
+        let timing = merges::fold(stored, events);
+        write.execute(params![
+            id,
+            timing.last_seen.0,
+            timing.due_at.0,
+            timing.events as i64,
+            timing.priority.rank()
+        ])?;
+    }
+    tx.execute("DELETE FROM merges", [])?;
+    Ok(())
+}
+
+/// Writes an item's folded timing and removes its folded events from the log.
+fn write_fold(
+    tx: &Transaction,
+    id: i64,
+    timing: &Timing,
+    logged: &[Logged],
+) -> Result<(), StoreError> {
+    tx.prepare_cached(SET_TIMING)?.execute(params![
+        id,
+        timing.last_seen.0,
+        timing.due_at.0,
+        timing.events as i64,
+        timing.priority.rank()
+    ])?;
+    let mut forget = tx.prepare_cached(FORGET_MERGE)?;
+    for event in logged {
+        forget.execute(params![event.seq])?;
+    }
+    Ok(())
 }

@@ -1,0 +1,225 @@
+//! The merge log: events for items already pending, appended instead of rewriting the item.
+//!
+//! Rewriting an item for each event (its row and its `items_due` entry, in the middle of two
+//! large B-trees) dirtied two random pages per event, so a group commit of repeated IDs wrote
+//! hundreds of pages where new IDs append to a few. Instead, the ingest writer appends a normal
+//! event for a pending item to the `merges` table (one page at the end of one B-tree) and keeps
+//! the same events here, in memory, by item. They are folded into the items later with the queue's
+//! rule ([`Timing::merge`]), many events per row:
+//!
+//! - by the flusher's claim, for the items it is about to send (so it decides on their real due
+//!   time, and the log never names an item that is gone);
+//! - by the ingest writer in bulk, when the log reaches [`FOLD_AT`] events;
+//! - by the ingest writer at once for an event that makes its item due sooner (an urgent one, or
+//!   one whose quiet delay ends before the item's stored due time).
+//!
+//! So an item's stored `due_at` is never later than its real due time: a merge left in the log
+//! only moves it later. The flusher looks for candidates by the stored due time and folds their
+//! logged events before it decides, which is what keeps debounce exact.
+//!
+//! The map is shared by the two write connections, and each touches it only while it holds
+//! SQLite's write lock, so it always equals the table's committed rows. After a restart it is
+//! read back from the table.
+
+use std::collections::HashMap;
+
+use crate::domain::{Priority, Ts};
+use crate::queue::Timing;
+
+/// Logged events at which the ingest writer folds the whole log in its next group commit.
+pub(crate) const FOLD_AT: usize = 16_384;
+
+/// One logged event: its row in `merges`, its time and its quiet delay (at most max_wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Logged {
+    pub seq: i64,
+    pub seen: Ts,
+    pub quiet_ms: i64,
+}
+
+/// The logged events of every pending item that has some, in log order per item.
+#[derive(Debug, Default)]
+pub(crate) struct MergeLog {
+    by_item: HashMap<i64, Vec<Logged>>,
+    events: usize,
+}
+
+impl MergeLog {
+    /// The log as read back from `(item_id, event)` rows in `seq` order.
+    pub fn from_rows(rows: impl IntoIterator<Item = (i64, Logged)>) -> MergeLog {
+        let mut log = MergeLog::default();
+        for (item, event) in rows {
+            log.push(item, event);
+        }
+        log
+    }
+
+    pub fn push(&mut self, item: i64, event: Logged) {
+        self.by_item.entry(item).or_default().push(event);
+        self.events += 1;
+    }
+
+    /// Takes an item's events out of the log (they are being folded).
+    pub fn take(&mut self, item: i64) -> Vec<Logged> {
+        let events = self.by_item.remove(&item).unwrap_or_default();
+        self.events -= events.len();
+        events
+    }
+
+    /// Puts back events taken by a fold whose transaction did not commit.
+    pub fn restore(&mut self, item: i64, events: Vec<Logged>) {
+        if events.is_empty() {
+            return;
+        }
+        self.events += events.len();
+        let slot = self.by_item.entry(item).or_default();
+        // Nothing else can be logged for the item meanwhile (the fold held the write lock), but
+        // keep log order regardless.
+        let mut merged = events;
+        merged.append(slot);
+        *slot = merged;
+    }
+
+    /// An item's events, left in the log (to show an item as it will be).
+    pub fn peek(&self, item: i64) -> &[Logged] {
+        self.by_item.get(&item).map_or(&[], Vec::as_slice)
+    }
+
+    /// A copy of every item's events (to show items as they will be).
+    pub fn snapshot(&self) -> HashMap<i64, Vec<Logged>> {
+        self.by_item.clone()
+    }
+
+    /// Takes every item's events, by item ID (rows near each other in the table together).
+    pub fn take_all(&mut self) -> Vec<(i64, Vec<Logged>)> {
+        let mut all: Vec<(i64, Vec<Logged>)> = self.by_item.drain().collect();
+        all.sort_unstable_by_key(|(item, _)| *item);
+        self.events = 0;
+        all
+    }
+
+    /// How many events are logged.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+}
+
+/// An item's timing after its logged events, in order (each a normal event: urgent ones are
+/// never logged).
+pub(crate) fn fold(mut timing: Timing, events: &[Logged]) -> Timing {
+    for event in events {
+        timing.merge(
+            event.seen,
+            std::time::Duration::from_millis(event.quiet_ms.max(0) as u64),
+            Priority::Normal,
+        );
+    }
+    timing
+}
+
+/// Whether an event must be folded into its item at once rather than logged: an urgent event,
+/// or one whose quiet period ends before the item's stored due time (logged, it would leave the
+/// item looking due later than it is).
+pub(crate) fn folds_at_once(priority: Priority, event_due: Ts, stored_due: Ts) -> bool {
+    priority == Priority::Urgent || event_due < stored_due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MediaIdRules, TaskType};
+    use crate::queue::{Debounce, ItemKey, Pending};
+    use std::time::Duration;
+
+    const S: i64 = 1000;
+
+    fn logged(seq: i64, seen_s: i64, quiet_s: i64) -> Logged {
+        Logged {
+            seq,
+            seen: Ts(seen_s * S),
+            quiet_ms: quiet_s * S,
+        }
+    }
+
+    #[test]
+    fn folding_logged_events_equals_merging_them_one_by_one() {
+        // (events at seconds, each with its quiet in seconds), max_wait 30 s: the logged fold
+        // gives the item the rule's answer, event by event.
+        let table: &[&[(i64, i64)]] = &[
+            &[(0, 2), (1, 2)],
+            &[(0, 2), (1, 2), (2, 2), (29, 2)],
+            &[(0, 10), (1, 2)],
+            &[(0, 2), (5, 10), (3, 2)],
+            &[(0, 2), (40, 2)],
+        ];
+        for events in table {
+            let key = ItemKey {
+                media_id: MediaIdRules::default().parse("a").unwrap(),
+                task: TaskType::Refresh,
+                fingerprint: "f".into(),
+            };
+            let debounce = |quiet: i64| Debounce {
+                quiet: Duration::from_secs(quiet as u64),
+                max_wait: Duration::from_secs(30),
+            };
+            let (t0, q0) = events[0];
+            let mut one_by_one = Pending::new(key, Ts(t0 * S), debounce(q0));
+            let start = one_by_one.timing();
+            let mut log = MergeLog::default();
+            for (seq, (t, q)) in events[1..].iter().enumerate() {
+                one_by_one.merge(Ts(t * S), debounce(*q));
+                log.push(7, logged(seq as i64, *t, *q));
+            }
+            assert_eq!(log.len(), events.len() - 1);
+            let folded = fold(start, &log.take(7));
+            assert_eq!(folded, one_by_one.timing(), "{events:?}");
+            assert_eq!(log.len(), 0);
+        }
+    }
+
+    #[test]
+    fn taken_events_come_back_in_log_order_and_the_count_follows() {
+        let mut log = MergeLog::from_rows([
+            (1, logged(1, 0, 2)),
+            (2, logged(2, 0, 2)),
+            (1, logged(3, 1, 2)),
+        ]);
+        assert_eq!(log.len(), 3);
+        let taken = log.take(1);
+        assert_eq!(taken.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!((log.len(), log.peek(1).len()), (1, 0));
+        log.restore(1, taken);
+        assert_eq!(
+            log.peek(1).iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        let all = log.take_all();
+        assert_eq!(
+            all.iter()
+                .map(|(item, events)| (*item, events.len()))
+                .collect::<Vec<_>>(),
+            [(1, 2), (2, 1)]
+        );
+        assert_eq!(log.len(), 0);
+    }
+
+    #[test]
+    fn only_events_that_bring_the_due_time_forward_fold_at_once() {
+        use Priority::{Normal as N, Urgent as U};
+        // (priority, the event's own due time, the item's stored due time) -> folded at once
+        let table = [
+            (N, 10, 10, false),
+            (N, 11, 10, false),
+            (N, 9, 10, true),
+            (U, 11, 10, true),
+            (U, 0, 10, true),
+        ];
+        for (priority, event_due, stored, want) in table {
+            assert_eq!(
+                folds_at_once(priority, Ts(event_due), Ts(stored)),
+                want,
+                "{priority:?} {event_due} {stored}"
+            );
+        }
+    }
+}

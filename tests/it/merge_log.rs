@@ -1,0 +1,176 @@
+//! The embedded store's merge log: events for pending items are appended and folded later, and
+//! nothing about the queue's answers may show it (the conformance suite in `store.rs` checks the
+//! answers on every backend; these check what only the log can get wrong).
+
+use vod_purge::config::StoreLocation;
+use vod_purge::domain::{Priority, TaskType, Ts};
+use vod_purge::store::*;
+
+use crate::store::{claim, ingest};
+
+async fn open(dir: &tempfile::TempDir) -> Store {
+    let path = dir.path().join("store.db");
+    Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
+        .await
+        .unwrap()
+}
+
+/// Rows in the merge log table, read with a connection of its own.
+fn logged_rows(dir: &tempfile::TempDir) -> i64 {
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM merges", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logged_merges_survive_a_restart_and_still_delay_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir).await;
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        for t in [1_000, 1_500] {
+            let receipt = store
+                .ingest(ingest(&["a"], TaskType::Refresh, t, None))
+                .await
+                .unwrap();
+            assert_eq!(receipt.merged, vec!["a"]);
+        }
+        assert_eq!(logged_rows(&dir), 2, "the merges are appended, not folded");
+        store.close().await;
+    }
+    let store = open(&dir).await;
+    // Stored due time 2 s (the first event's); the logged events move it to 3.5 s.
+    assert!(
+        store
+            .claim_batch(&claim(2_000, TaskType::Refresh))
+            .await
+            .unwrap()
+            .is_none(),
+        "the logged merges read back after the restart delay the item"
+    );
+    assert_eq!(logged_rows(&dir), 0, "the claim folded them into the item");
+    let a = store.pending_for_media("a").await.unwrap();
+    assert_eq!((a[0].due_at, a[0].events), (Ts(3_500), 3));
+    let job = store
+        .claim_batch(&claim(3_500, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("due at 3.5 s");
+    assert_eq!(job.items[0].events, 3, "every event counted");
+}
+
+#[tokio::test]
+async fn reads_show_items_with_their_logged_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store
+        .ingest(ingest(&["a", "b"], TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    store
+        .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
+        .await
+        .unwrap();
+    assert_eq!(logged_rows(&dir), 1);
+    let a = store.pending_for_media("a").await.unwrap();
+    assert_eq!(
+        (a[0].last_seen, a[0].due_at, a[0].events),
+        (Ts(1_000), Ts(3_000), 2)
+    );
+    // At 2.5 s only b is due (a's stored due time, 2 s, is not its real one); next due is a's 3 s.
+    let stats = store.queue_stats(Ts(2_500)).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.due, stats.next_due_at),
+        (2, 1, Some(Ts(3_000)))
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_brings_the_due_time_forward_is_folded_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store
+        .ingest(ingest(&["a", "b"], TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    // An urgent event, and one from a source with a shorter quiet period.
+    let mut urgent = ingest(&["a"], TaskType::Refresh, 500, None);
+    urgent.items[0].priority = Priority::Urgent;
+    urgent.items[0].debounce = urgent.items[0].debounce.for_priority(Priority::Urgent);
+    store.ingest(urgent).await.unwrap();
+    let mut short = ingest(&["b"], TaskType::Refresh, 500, None);
+    short.items[0].debounce.quiet = std::time::Duration::from_millis(100);
+    store.ingest(short).await.unwrap();
+    assert_eq!(logged_rows(&dir), 0, "neither is logged");
+    let job = store
+        .claim_batch(&claim(600, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("both due by 0.6 s");
+    let mut ids: Vec<_> = job.items.iter().map(|i| i.media_id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn a_claim_looks_past_candidates_that_their_merges_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    // 30 items first seen at 0, 25 of them merged again at 1 s: at 2.5 s only 5 are due, and they
+    // come after the 25 in claim order.
+    let ids: Vec<String> = (0..30).map(|i| format!("id{i:02}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    store
+        .ingest(ingest(&all[..25], TaskType::Refresh, 1_000, None))
+        .await
+        .unwrap();
+    let job = store
+        .claim_batch(&claim(2_500, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("five due items");
+    let claimed: Vec<_> = job.items.iter().map(|i| i.media_id.to_string()).collect();
+    assert_eq!(claimed, all[25..]);
+    assert_eq!(logged_rows(&dir), 0);
+    let stats = store.queue_stats(Ts(2_500)).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.due, stats.next_due_at),
+        (25, 0, Some(Ts(3_000)))
+    );
+}
+
+#[tokio::test]
+async fn a_long_log_is_folded_in_bulk_by_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ids: Vec<String> = (0..1_000).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    // 17 more events for each: more than the log keeps before the writer folds it.
+    for round in 1..=17 {
+        store
+            .ingest(ingest(&all, TaskType::Refresh, round * 10, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        logged_rows(&dir),
+        0,
+        "the writer folded the log once it was long"
+    );
+    let a = store.pending_for_media("id0000").await.unwrap();
+    assert_eq!(
+        (a[0].events, a[0].last_seen, a[0].due_at),
+        (18, Ts(170), Ts(2_170))
+    );
+}
