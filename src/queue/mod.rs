@@ -68,6 +68,8 @@ pub struct Pending {
     pub due_at: Ts,
     pub events: u64,
     pub priority: Priority,
+    /// The quiet delay of the latest event.
+    pub quiet: Duration,
 }
 
 impl Pending {
@@ -87,6 +89,7 @@ impl Pending {
             due_at: debounce.due_at(now, deadline),
             events: 1,
             priority,
+            quiet: debounce.quiet,
         }
     }
 
@@ -103,6 +106,7 @@ impl Pending {
         self.due_at = timing.due_at;
         self.events = timing.events;
         self.priority = timing.priority;
+        self.quiet = timing.quiet;
     }
 
     /// The part of this item that its events move.
@@ -113,6 +117,7 @@ impl Pending {
             due_at: self.due_at,
             events: self.events,
             priority: self.priority,
+            quiet: self.quiet,
         }
     }
 
@@ -131,6 +136,8 @@ pub struct Timing {
     pub due_at: Ts,
     pub events: u64,
     pub priority: Priority,
+    /// The quiet delay of the latest event (at most max_wait; none for an urgent one).
+    pub quiet: Duration,
 }
 
 impl Timing {
@@ -142,10 +149,17 @@ impl Timing {
         self.last_seen = self.last_seen.max(now);
         self.events += 1;
         self.priority = self.priority.max(priority);
+        self.quiet = quiet;
         self.due_at = match self.priority {
             Priority::Urgent => self.due_at.min(self.last_seen + quiet),
-            Priority::Normal => (self.last_seen + quiet).min(self.deadline),
+            Priority::Normal => self.quiet_end(),
         };
+    }
+
+    /// When a normal item is due: the end of its latest quiet period, never past its deadline.
+    /// (An item's latest event and its quiet delay say when it is due, whatever came before.)
+    pub fn quiet_end(&self) -> Ts {
+        (self.last_seen + self.quiet).min(self.deadline)
     }
 }
 

@@ -327,26 +327,6 @@ pub struct PendingItem {
     pub priority: Priority,
 }
 
-impl PendingItem {
-    /// The part of the item that its events move.
-    pub fn timing(&self) -> crate::queue::Timing {
-        crate::queue::Timing {
-            last_seen: self.last_seen,
-            deadline: self.deadline,
-            due_at: self.due_at,
-            events: self.events,
-            priority: self.priority,
-        }
-    }
-
-    pub fn set_timing(&mut self, timing: &crate::queue::Timing) {
-        self.last_seen = timing.last_seen;
-        self.due_at = timing.due_at;
-        self.events = timing.events;
-        self.priority = timing.priority;
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueStats {
     pub pending: u64,

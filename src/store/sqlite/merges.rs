@@ -104,6 +104,33 @@ impl MergeLog {
     }
 }
 
+/// An item's timing from its row. The row's `due_at` is the key the flusher finds candidates
+/// by: exact for an urgent item, and for a normal one never later than the real due time, which
+/// the latest event decides ([`Timing::quiet_end`]). So a fold that only moves the due time later
+/// need not write `due_at` and move its index entry: the flusher's claim does that for the few
+/// items it finds due by the stored time but not by the real one.
+pub(crate) fn stored_timing(
+    last_seen: Ts,
+    deadline: Ts,
+    stored_due: Ts,
+    events: u64,
+    priority: Priority,
+    quiet_ms: i64,
+) -> Timing {
+    let mut timing = Timing {
+        last_seen,
+        deadline,
+        due_at: stored_due,
+        events,
+        priority,
+        quiet: std::time::Duration::from_millis(quiet_ms.max(0) as u64),
+    };
+    if priority == Priority::Normal {
+        timing.due_at = timing.quiet_end();
+    }
+    timing
+}
+
 /// An item's timing after its logged events, in order (each a normal event: urgent ones are
 /// never logged).
 pub(crate) fn fold(mut timing: Timing, events: &[Logged]) -> Timing {
@@ -201,6 +228,33 @@ mod tests {
             [(1, 2), (2, 1)]
         );
         assert_eq!(log.len(), 0);
+    }
+
+    #[test]
+    fn the_real_due_time_of_a_row() {
+        use Priority::{Normal as N, Urgent as U};
+        // (last seen, deadline, stored due, priority, quiet) -> real due, in seconds
+        let table = [
+            (10, 30, 12, N, 2, 12),
+            (10, 30, 5, N, 2, 12),
+            (29, 30, 5, N, 2, 30),
+            (10, 30, 5, U, 2, 5),
+        ];
+        for (last_seen, deadline, stored, priority, quiet, want) in table {
+            let timing = stored_timing(
+                Ts(last_seen * S),
+                Ts(deadline * S),
+                Ts(stored * S),
+                1,
+                priority,
+                quiet * S,
+            );
+            assert_eq!(
+                timing.due_at,
+                Ts(want * S),
+                "{last_seen} {deadline} {stored} {priority:?}"
+            );
+        }
     }
 
     #[test]

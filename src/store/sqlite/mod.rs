@@ -220,12 +220,13 @@ impl SqliteStore {
                     later += 1;
                     let timing = &candidate.timing;
                     sqlx::query(
-                        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ? WHERE id = ?",
+                        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ?, quiet = ? WHERE id = ?",
                     )
                     .bind(timing.last_seen.0)
                     .bind(timing.due_at.0)
                     .bind(timing.events as i64)
                     .bind(timing.priority.rank())
+                    .bind(timing.quiet.as_millis() as i64)
                     .bind(candidate.id)
                     .execute(&mut *tx)
                     .await?;
@@ -659,50 +660,64 @@ impl SqliteStore {
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
+            "SELECT id, quiet, {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
              WHERE media_id = ? ORDER BY first_seen"
         )))
         .bind(media_id)
         .fetch_all(&self.reader)
         .await?;
-        // Shown as they will be: with their logged merges folded in.
+        // Shown as they are: their real due time, with their logged merges folded in.
         let log = writer::lock(&self.log);
         rows.iter()
             .map(|row| {
                 let mut item = rows::pending_from_row(row)?;
-                let events = log.peek(row.try_get("id")?);
-                if !events.is_empty() {
-                    let timing = merges::fold(item.timing(), events);
-                    item.set_timing(&timing);
-                }
+                let stored = merges::stored_timing(
+                    item.last_seen,
+                    item.deadline,
+                    item.due_at,
+                    item.events,
+                    item.priority,
+                    row.try_get("quiet")?,
+                );
+                let timing = merges::fold(stored, log.peek(row.try_get("id")?));
+                (item.last_seen, item.due_at, item.events) =
+                    (timing.last_seen, timing.due_at, timing.events);
                 Ok(item)
             })
             .collect()
     }
 
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        // Items with logged merges are counted by their real due time, the others by the stored
-        // one (index lookups rather than one pass over every pending item).
+        // Items are counted by their real due time (see `merges::stored_timing`): the stored
+        // one for urgent items; for normal ones the end of their latest quiet period, unless
+        // merges are still logged for them, which are folded here as the claim would.
         let logged = writer::lock(&self.log).snapshot();
         let ids =
             serde_json::to_string(&logged.keys().collect::<Vec<_>>()).expect("integers serialise");
-        let row = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT (SELECT COUNT(*) FROM items) AS pending,
-                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1
+                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1 AND {REAL_DUE} <= ?1
                         AND id NOT IN (SELECT value FROM json_each(?2))) AS due,
                     (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
                     (SELECT MIN(first_seen) FROM items) AS oldest,
-                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1
-                        AND id NOT IN (SELECT value FROM json_each(?2))) AS next_due",
-        )
+                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_stored,
+                    (SELECT MIN({REAL_DUE}) FROM items WHERE due_at <= ?1 AND {REAL_DUE} > ?1
+                        AND id NOT IN (SELECT value FROM json_each(?2))) AS next_late"
+        )))
         .bind(now.0)
         .bind(&ids)
         .fetch_one(&self.reader)
         .await?;
-        let (mut due, mut next_due) = (
-            row.get::<i64, _>("due") as u64,
-            row.get::<Option<i64>, _>("next_due").map(Ts),
-        );
+        let mut due = row.get::<i64, _>("due") as u64;
+        // The earliest time an item may be due: stored due times are never later than real ones.
+        let mut next_due = [
+            row.get::<Option<i64>, _>("next_stored"),
+            row.get("next_late"),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(Ts);
         if !logged.is_empty() {
             let stored = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CANDIDATE_COLUMNS} FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
@@ -718,7 +733,7 @@ impl SqliteStore {
                 let real = merges::fold(item.timing, events).due_at;
                 if real <= now {
                     due += 1;
-                } else {
+                } else if row.get::<i64, _>("due_at") <= now.0 {
                     next_due = Some(next_due.map_or(real, |n| n.min(real)));
                 }
             }
@@ -937,9 +952,12 @@ mod tests {
     }
 }
 
+/// An item's real due time in SQL (see `merges::stored_timing`).
+const REAL_DUE: &str =
+    "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
+
 /// The columns of a claim's candidate items.
-const CANDIDATE_COLUMNS: &str =
-    "i.id, i.media_id, i.first_seen, i.last_seen, i.deadline, i.due_at, i.events, i.priority";
+const CANDIDATE_COLUMNS: &str = "i.id, i.media_id, i.first_seen, i.last_seen, i.deadline, i.due_at, i.events, i.priority, i.quiet";
 
 /// A pending item a claim looks at.
 struct Candidate {
@@ -954,13 +972,14 @@ fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candidate, StoreE
         id: row.try_get("id")?,
         media_id: row.try_get("media_id")?,
         first_seen: row.try_get("first_seen")?,
-        timing: Timing {
-            last_seen: Ts(row.try_get("last_seen")?),
-            deadline: Ts(row.try_get("deadline")?),
-            due_at: Ts(row.try_get("due_at")?),
-            events: row.try_get::<i64, _>("events")? as u64,
-            priority: Priority::from_rank(row.try_get("priority")?),
-        },
+        timing: merges::stored_timing(
+            Ts(row.try_get("last_seen")?),
+            Ts(row.try_get("deadline")?),
+            Ts(row.try_get("due_at")?),
+            row.try_get::<i64, _>("events")? as u64,
+            Priority::from_rank(row.try_get("priority")?),
+            row.try_get("quiet")?,
+        ),
     })
 }
 

@@ -34,8 +34,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new item. `OR IGNORE`: an item already pending under the same key is merged into instead
 /// (see [`super::merges`]). (Neither statement can abort half-way, so SQLite needs no statement journal
 /// for them; an `ON CONFLICT DO UPDATE` upsert copied every page it touched into one.)
-const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8)";
+const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority, quiet)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8, ?9)";
 
 /// The options of a fingerprint, stored once (an option set seen before is left as it is: equal
 /// fingerprints mean equal options).
@@ -43,16 +43,21 @@ const INSERT_OPTION_SET: &str =
     "INSERT OR IGNORE INTO option_sets (fingerprint, options) VALUES (?1, ?2)";
 
 /// The pending item of a key, with its timing: its ID names it in the merge log.
-const FIND_ITEM: &str = "SELECT id, last_seen, deadline, due_at, events, priority FROM items
+const FIND_ITEM: &str = "SELECT id, last_seen, deadline, due_at, events, priority, quiet FROM items
      WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
 
 /// An item's timing by ID (for a bulk fold of the merge log).
 const ITEM_TIMING: &str =
-    "SELECT id, last_seen, deadline, due_at, events, priority FROM items WHERE id = ?1";
+    "SELECT id, last_seen, deadline, due_at, events, priority, quiet FROM items WHERE id = ?1";
 
-/// Writes an item's timing after a fold.
+/// Writes an item's timing after a fold that brought its due time forward.
 const SET_TIMING: &str =
-    "UPDATE items SET last_seen = ?2, due_at = ?3, events = ?4, priority = ?5 WHERE id = ?1";
+    "UPDATE items SET last_seen = ?2, due_at = ?3, events = ?4, priority = ?5, quiet = ?6
+     WHERE id = ?1";
+
+/// Writes what a bulk fold changes: the stored due time stays (never later than the real one,
+/// which these columns decide), and so does its index entry.
+const SET_LATEST: &str = "UPDATE items SET last_seen = ?2, events = ?3, quiet = ?4 WHERE id = ?1";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -142,17 +147,21 @@ pub(crate) fn lock(log: &Mutex<MergeLog>) -> MutexGuard<'_, MergeLog> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An item's row: its ID and timing.
-fn timing_from_row(row: &rusqlite::Row) -> rusqlite::Result<(i64, Timing)> {
+/// An item's row: its ID, its real timing and its stored due time (see
+/// [`merges::stored_timing`]).
+fn timing_from_row(row: &rusqlite::Row) -> rusqlite::Result<(i64, Timing, Ts)> {
+    let stored_due = Ts(row.get(3)?);
     Ok((
         row.get(0)?,
-        Timing {
-            last_seen: Ts(row.get(1)?),
-            deadline: Ts(row.get(2)?),
-            due_at: Ts(row.get(3)?),
-            events: row.get::<_, i64>(4)? as u64,
-            priority: Priority::from_rank(row.get(5)?),
-        },
+        merges::stored_timing(
+            Ts(row.get(1)?),
+            Ts(row.get(2)?),
+            stored_due,
+            row.get::<_, i64>(4)? as u64,
+            Priority::from_rank(row.get(5)?),
+            row.get(6)?,
+        ),
+        stored_due,
     ))
 }
 
@@ -197,6 +206,7 @@ fn apply_group(
                 deadline.0,
                 due_at.0,
                 item.priority.rank(),
+                due_at.0 - ingest.now.0,
             ])?;
             if inserted == 1 {
                 pushed.push(Pushed::New);
@@ -232,15 +242,15 @@ fn merge(
     now: Ts,
     due_at: Ts,
 ) -> Result<(), StoreError> {
-    let (id, stored) = tx.prepare_cached(FIND_ITEM)?.query_row(
+    let (id, timing, stored_due) = tx.prepare_cached(FIND_ITEM)?.query_row(
         params![item.media_id.as_str(), item.task.as_str(), item.fingerprint],
         timing_from_row,
     )?;
     // The quiet delay, bounded by max_wait.
     let quiet_ms = due_at.0 - now.0;
-    if merges::folds_at_once(item.priority, due_at, stored.due_at) {
+    if merges::folds_at_once(item.priority, due_at, stored_due) {
         let logged = lock(log).take(id);
-        let mut timing = merges::fold(stored, &logged);
+        let mut timing = merges::fold(timing, &logged);
         timing.merge(now, Duration::from_millis(quiet_ms as u64), item.priority);
         write_fold(tx, id, &timing, &logged)?;
     } else {
@@ -263,20 +273,20 @@ fn merge(
 fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
     let all = lock(log).take_all();
     let mut read = tx.prepare_cached(ITEM_TIMING)?;
-    let mut write = tx.prepare_cached(SET_TIMING)?;
+    let mut write = tx.prepare_cached(SET_LATEST)?;
     for (id, events) in &all {
         // A claim takes an item's events with it, so a logged item is pending; should one not
         // be, its events went with it.
-        let Some((_, stored)) = read.query_row(params![id], timing_from_row).optional()? else {
+        let Some((_, timing, _)) = read.query_row(params![id], timing_from_row).optional()? else {
             continue;
         };
-        let timing = merges::fold(stored, events);
+        // Logged events only move the due time later: the stored one stays a lower bound.
+        let timing = merges::fold(timing, events);
         write.execute(params![
             id,
             timing.last_seen.0,
-            timing.due_at.0,
             timing.events as i64,
-            timing.priority.rank()
+            timing.quiet.as_millis() as i64
         ])?;
     }
     tx.execute("DELETE FROM merges", [])?;
@@ -295,7 +305,8 @@ fn write_fold(
         timing.last_seen.0,
         timing.due_at.0,
         timing.events as i64,
-        timing.priority.rank()
+        timing.priority.rank(),
+        timing.quiet.as_millis() as i64
     ])?;
     let mut forget = tx.prepare_cached(FORGET_MERGE)?;
     for event in logged {
