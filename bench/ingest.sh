@@ -232,12 +232,16 @@ answered_new = (sum(x["requests"] - x["non2xx"] for x in results.get("new", []))
                 + warm_real["requests"] - warm_real["non2xx"] + 1)
 expected = 2 * answered_new
 pooled = [k for k in workloads if k != "new"]
-ceiling = expected + (pool if pooled else 0)
+# wrk counts the answers it read before its time ran out; the requests still open then (at most one
+# per connection and run) may have been stored as well.
+new_runs = 1 + (rounds if "new" in workloads else 0)
+ceiling = expected + (pool if pooled else 0) + 2 * int(conns) * new_runs
 pending = queue.get("pending")
 ok = pending is not None and expected <= pending <= ceiling
 print(f"store check    : {pending} items pending after the run; new-ID requests stored {expected} "
       f"(2 per answered request, including warm-up and probe)"
       + (f", and the pool at most {pool} more" if pooled else "")
+      + f" (and at most {2 * int(conns) * new_runs} of requests open when wrk stopped)"
       + f": {'ok' if ok else 'MISMATCH'}")
 bad = sum(x["non2xx"] + x["errors"] for k in results for x in results[k])
 if bad:

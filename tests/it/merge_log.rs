@@ -156,21 +156,49 @@ async fn a_long_log_is_folded_in_bulk_by_the_writer() {
         .ingest(ingest(&all, TaskType::Refresh, 0, None))
         .await
         .unwrap();
-    // 17 more events for each: more than the log keeps before the writer folds it.
-    for round in 1..=17 {
+    // 33 more events for each: the 33,000th logged event passes the length (32,768) at which the
+    // writer folds the log in the same commit.
+    for round in 1..=33 {
         store
             .ingest(ingest(&all, TaskType::Refresh, round * 10, None))
             .await
             .unwrap();
     }
-    assert_eq!(
-        logged_rows(&dir),
-        0,
-        "the writer folded the log once it was long"
-    );
+    assert_eq!(logged_rows(&dir), 0, "the writer folded the log");
     let a = store.pending_for_media("id0000").await.unwrap();
     assert_eq!(
         (a[0].events, a[0].last_seen, a[0].due_at),
-        (18, Ts(170), Ts(2_170))
+        (34, Ts(330), Ts(2_330))
     );
+    // The fold moved no index entry: the stored due time is still the first event's, and the
+    // claim, which finds the item by it, goes by the real one.
+    assert_eq!(stored_due(&dir, "id0000"), 2_000);
+    assert!(
+        store
+            .claim_batch(&claim(2_300, TaskType::Refresh))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        stored_due(&dir, "id0000"),
+        2_330,
+        "written once the claim looked"
+    );
+    let job = store
+        .claim_batch(&claim(2_330, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("due at 2.33 s");
+    assert_eq!((job.items.len(), job.items[0].events), (20, 34));
+}
+
+fn stored_due(dir: &tempfile::TempDir, media_id: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    conn.query_row(
+        "SELECT due_at FROM items WHERE media_id = ?1",
+        [media_id],
+        |row| row.get(0),
+    )
+    .unwrap()
 }

@@ -27,7 +27,7 @@ use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
 
 /// Logged events at which the ingest writer folds the whole log in its next group commit.
-pub(crate) const FOLD_AT: usize = 16_384;
+pub(crate) const FOLD_AT: usize = 32_768;
 
 /// One logged event: its row in `merges`, its time and its quiet delay (at most max_wait).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

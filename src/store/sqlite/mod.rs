@@ -67,6 +67,13 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// Pages the write-ahead log grows by before the connection that commits copies it into the
+/// database (SQLite's default is 1,000). A checkpoint writes each page it copies once, however
+/// many commits changed it, so checkpointing less often writes the pages that merges keep
+/// changing fewer times: the ingest benchmark's repeated IDs gain about a fifth. The log file
+/// grows to about 40 MiB between checkpoints.
+pub(crate) const WAL_AUTOCHECKPOINT: u32 = 10_000;
+
 /// How many of a group's oldest items a claim looks at before it falls back to reading every due
 /// item of the group (see [`SqliteStore::claim_batch`]).
 const CLAIM_WINDOW: i64 = 1000;
@@ -96,7 +103,8 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT.to_string());
         // The writes on this connection (the flusher's claims, results and holds, the checks'
         // results, operator retries, pruning) commit without waiting for the disk: NORMAL in WAL
         // mode survives a crash of the process, and the next ingest commit (FULL, in `writer.rs`)

@@ -46,18 +46,21 @@ const INSERT_OPTION_SET: &str =
 const FIND_ITEM: &str = "SELECT id, last_seen, deadline, due_at, events, priority, quiet FROM items
      WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
 
-/// An item's timing by ID (for a bulk fold of the merge log).
-const ITEM_TIMING: &str =
-    "SELECT id, last_seen, deadline, due_at, events, priority, quiet FROM items WHERE id = ?1";
+/// The ID of the pending item of a key: a lookup in the key's unique index alone.
+const FIND_ID: &str = "SELECT id FROM items WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
 
 /// Writes an item's timing after a fold that brought its due time forward.
 const SET_TIMING: &str =
     "UPDATE items SET last_seen = ?2, due_at = ?3, events = ?4, priority = ?5, quiet = ?6
      WHERE id = ?1";
 
-/// Writes what a bulk fold changes: the stored due time stays (never later than the real one,
-/// which these columns decide), and so does its index entry.
-const SET_LATEST: &str = "UPDATE items SET last_seen = ?2, events = ?3, quiet = ?4 WHERE id = ?1";
+/// Folds an item's logged events in bulk: the latest time, the count and the latest quiet delay
+/// ([`Timing::merge`] on what it changes for events that only delay the item). The stored due
+/// time stays (never later than the real one, which these columns decide), and so does its index
+/// entry; the row is not read first.
+const FOLD_LOGGED: &str =
+    "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
+     WHERE id = ?1";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -77,6 +80,9 @@ pub(crate) struct IngestWriter {
     conn: Connection,
     /// The merge log in memory, shared with the flusher's claims.
     log: Arc<Mutex<MergeLog>>,
+    /// No pending item has a longer quiet delay (milliseconds): an event with at least this one
+    /// cannot bring its item's due time forward, so it is logged without reading the item.
+    longest_quiet_ms: i64,
 }
 
 impl IngestWriter {
@@ -92,6 +98,7 @@ impl IngestWriter {
         // connection. FULL: a commit is on disk before any 202 goes out, even across a power cut.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT)?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt {
@@ -100,7 +107,15 @@ impl IngestWriter {
             });
         }
         *lock(&log) = read_log(&conn)?;
-        Ok(IngestWriter { conn, log })
+        let longest_quiet_ms =
+            conn.query_row("SELECT COALESCE(MAX(quiet), 0) FROM items", [], |row| {
+                row.get(0)
+            })?;
+        Ok(IngestWriter {
+            conn,
+            log,
+            longest_quiet_ms,
+        })
     }
 
     /// Applies several ingest requests in one transaction and returns their receipts, in order.
@@ -112,10 +127,11 @@ impl IngestWriter {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let result = apply_group(&tx, &self.log, group).and_then(|receipts| {
-            tx.commit()?;
-            Ok(receipts)
-        });
+        let result =
+            apply_group(&tx, &self.log, &mut self.longest_quiet_ms, group).and_then(|receipts| {
+                tx.commit()?;
+                Ok(receipts)
+            });
         if result.is_err() {
             // The transaction is over (rolled back on drop); the table holds the truth.
             *lock(&self.log) = read_log(&self.conn)?;
@@ -168,6 +184,7 @@ fn timing_from_row(row: &rusqlite::Row) -> rusqlite::Result<(i64, Timing, Ts)> {
 fn apply_group(
     tx: &Transaction,
     log: &Mutex<MergeLog>,
+    longest_quiet_ms: &mut i64,
     group: &[Ingest],
 ) -> Result<Vec<Receipt>, StoreError> {
     let mut receipts: Vec<Receipt> = Vec::with_capacity(group.len());
@@ -197,6 +214,11 @@ fn apply_group(
             }
             let deadline = item.debounce.deadline(ingest.now);
             let due_at = item.debounce.due_at(ingest.now, deadline);
+            // The quiet delay, bounded by max_wait.
+            let quiet_ms = due_at.0 - ingest.now.0;
+            // Longer than every pending item's, it can only delay the item it merges into.
+            let delays_only = item.priority == Priority::Normal && quiet_ms >= *longest_quiet_ms;
+            *longest_quiet_ms = (*longest_quiet_ms).max(quiet_ms);
             let inserted = insert.execute(params![
                 item.media_id.as_str(),
                 item.task.as_str(),
@@ -206,12 +228,12 @@ fn apply_group(
                 deadline.0,
                 due_at.0,
                 item.priority.rank(),
-                due_at.0 - ingest.now.0,
+                quiet_ms,
             ])?;
             if inserted == 1 {
                 pushed.push(Pushed::New);
             } else {
-                merge(tx, log, item, ingest.now, due_at)?;
+                merge(tx, log, item, ingest.now, due_at, delays_only)?;
                 pushed.push(Pushed::Merged);
             }
         }
@@ -234,60 +256,58 @@ fn apply_group(
 }
 
 /// Merges an event (at `now`, due by itself at `due_at`) into the pending item of its key:
-/// logged, or folded at once when it brings the item's due time forward.
+/// logged, or folded at once when it brings the item's due time forward. An event known to
+/// `delay_only` (see [`IngestWriter::longest_quiet_ms`]) is logged without reading the item.
 fn merge(
     tx: &Transaction,
     log: &Mutex<MergeLog>,
     item: &NewItem,
     now: Ts,
     due_at: Ts,
+    delays_only: bool,
 ) -> Result<(), StoreError> {
-    let (id, timing, stored_due) = tx.prepare_cached(FIND_ITEM)?.query_row(
-        params![item.media_id.as_str(), item.task.as_str(), item.fingerprint],
-        timing_from_row,
-    )?;
-    // The quiet delay, bounded by max_wait.
+    let key = params![item.media_id.as_str(), item.task.as_str(), item.fingerprint];
     let quiet_ms = due_at.0 - now.0;
-    if merges::folds_at_once(item.priority, due_at, stored_due) {
-        let logged = lock(log).take(id);
-        let mut timing = merges::fold(timing, &logged);
-        timing.merge(now, Duration::from_millis(quiet_ms as u64), item.priority);
-        write_fold(tx, id, &timing, &logged)?;
+    let id = if delays_only {
+        tx.prepare_cached(FIND_ID)?
+            .query_row(key, |row| row.get(0))?
     } else {
-        tx.prepare_cached(LOG_MERGE)?
-            .execute(params![id, now.0, quiet_ms])?;
-        let seq = tx.last_insert_rowid();
-        lock(log).push(
-            id,
-            Logged {
-                seq,
-                seen: now,
-                quiet_ms,
-            },
-        );
-    }
+        let (id, timing, stored_due) = tx
+            .prepare_cached(FIND_ITEM)?
+            .query_row(key, timing_from_row)?;
+        if merges::folds_at_once(item.priority, due_at, stored_due) {
+            let logged = lock(log).take(id);
+            let mut timing = merges::fold(timing, &logged);
+            timing.merge(now, Duration::from_millis(quiet_ms as u64), item.priority);
+            return write_fold(tx, id, &timing, &logged);
+        }
+        id
+    };
+    tx.prepare_cached(LOG_MERGE)?
+        .execute(params![id, now.0, quiet_ms])?;
+    let seq = tx.last_insert_rowid();
+    lock(log).push(
+        id,
+        Logged {
+            seq,
+            seen: now,
+            quiet_ms,
+        },
+    );
     Ok(())
 }
 
-/// Folds the whole merge log into the items, by item ID.
+/// Folds the whole merge log into the items, by item ID. (A claim takes an item's events with
+/// it, so every logged item is pending; one that were not would be left alone.)
 fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
     let all = lock(log).take_all();
-    let mut read = tx.prepare_cached(ITEM_TIMING)?;
-    let mut write = tx.prepare_cached(SET_LATEST)?;
+    let mut write = tx.prepare_cached(FOLD_LOGGED)?;
     for (id, events) in &all {
-        // A claim takes an item's events with it, so a logged item is pending; should one not
-        // be, its events went with it.
-        let Some((_, timing, _)) = read.query_row(params![id], timing_from_row).optional()? else {
+        let Some(latest) = events.last() else {
             continue;
         };
-        // Logged events only move the due time later: the stored one stays a lower bound.
-        let timing = merges::fold(timing, events);
-        write.execute(params![
-            id,
-            timing.last_seen.0,
-            timing.events as i64,
-            timing.quiet.as_millis() as i64
-        ])?;
+        let seen = events.iter().map(|e| e.seen).max().unwrap_or(latest.seen);
+        write.execute(params![id, seen.0, events.len() as i64, latest.quiet_ms])?;
     }
     tx.execute("DELETE FROM merges", [])?;
     Ok(())
