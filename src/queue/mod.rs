@@ -5,19 +5,18 @@
 //! deadline back, but never past `max_wait` after the first event. A new event for a pending item
 //! only moves `last_seen` and counts the event.
 //!
-//! The store backends implement the same rule in SQL (see `store`); [`Queue`] is the in-memory
-//! model used to test the rule and the batching without a database.
+//! [`Timing::merge`] is the rule; the embedded store folds its merge log with it, and the
+//! PostgreSQL store writes it in SQL ([`MERGE_DUE_AT`]). [`Queue`] is the in-memory model used to
+//! test the rule and the batching without a database.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::domain::{MediaId, Priority, TaskType, Ts};
 
-/// How a merge moves an item's due time, as the SQL of both backends writes it: the event's time
-/// is `now`, its quiet delay `quiet` (none for an urgent event) and the item's urgency after the
-/// merge `urgent`. A normal item is due at the end of the new quiet period, never past its
-/// deadline; an urgent one never later than it already was ([`Pending::merge`] is the same rule
-/// in Rust).
+/// How a merge moves an item's due time, as PostgreSQL's merge statement writes it ([`Timing::merge`]
+/// is the rule; SQLite folds its merge log with it): the event's time is `now`, its quiet delay
+/// `quiet` (none for an urgent event) and the item's urgency after the merge `urgent`.
 pub const MERGE_DUE_AT: &str = "urgent ? min(due_at, max(last_seen, now) + quiet) : min(max(last_seen, now) + quiet, deadline)";
 
 /// How long an item waits after its last event, and at most after its first.

@@ -1,0 +1,136 @@
+//! Claims: which items are due, and moving them into a job (`FOR UPDATE SKIP LOCKED`, so
+//! replicas that claim at once take disjoint batches).
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{PgStore, load_job};
+use crate::domain::Ts;
+use crate::store::rows::{self, PRELOAD_RULE};
+use crate::store::types::*;
+
+impl PgStore {
+    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        let sql = format!(
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, COUNT(*) FILTER (WHERE i.priority > 0) AS urgent,
+                    MIN(i.due_at) AS oldest FROM items i
+             WHERE i.due_at <= $1 AND {PRELOAD_RULE}
+             GROUP BY i.task, i.fingerprint
+             ORDER BY COUNT(*) FILTER (WHERE i.priority > 0) > 0 DESC, i.task DESC, oldest"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::due_group_from_row).collect()
+    }
+
+    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
+    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
+    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut rows = Vec::new();
+        for (urgent, wanted) in [(true, true), (false, !claim.urgent_only)] {
+            let max = claim.max - rows.len();
+            if !wanted || max == 0 {
+                continue;
+            }
+            let sql = format!(
+                "SELECT i.id, i.media_id, i.options, i.first_seen, i.events, i.priority FROM items i
+                 WHERE i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
+                 ORDER BY i.first_seen, i.id LIMIT $4
+                 FOR UPDATE OF i SKIP LOCKED",
+                if urgent { "i.priority > 0" } else { "i.priority = 0" }
+            );
+            rows.extend(
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(claim.task.as_str())
+                    .bind(&claim.fingerprint)
+                    .bind(claim.now.0)
+                    .bind(max as i64)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let options: String = rows[0].get("options");
+        let priority = rows
+            .iter()
+            .map(|r| r.get::<i64, _>("priority"))
+            .max()
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7, $8)",
+        )
+        .bind(&claim.job_id)
+        .bind(claim.task.as_str())
+        .bind(&claim.fingerprint)
+        .bind(&options)
+        .bind(claim.dry_run)
+        .bind(claim.now.0)
+        .bind(claim.lease_until.0)
+        .bind(priority)
+        .execute(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+        let media_ids: Vec<String> = rows.iter().map(|r| r.get("media_id")).collect();
+        let first_seen: Vec<i64> = rows.iter().map(|r| r.get("first_seen")).collect();
+        let events: Vec<i64> = rows.iter().map(|r| r.get("events")).collect();
+        sqlx::query(
+            "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events)
+             SELECT $1, t.ord - 1, t.media_id, 'pending', t.first_seen, t.events
+             FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+                  AS t(media_id, first_seen, events, ord)",
+        )
+        .bind(&claim.job_id)
+        .bind(&media_ids)
+        .bind(&first_seen)
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM items WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let job = rows::claimed_job(
+            claim,
+            &options,
+            priority,
+            media_ids
+                .into_iter()
+                .zip(first_seen)
+                .zip(events)
+                .map(|((m, f), e)| (m, f, e)),
+        )?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE id = (SELECT id FROM jobs WHERE id = $3 AND {} FOR UPDATE SKIP LOCKED)",
+            rows::claim_job_set(rows::pg_param),
+            rows::claimable(rows::pg_param)
+        )))
+        .bind(lease_until.0)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let job = load_job(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+}

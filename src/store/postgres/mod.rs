@@ -1,0 +1,308 @@
+//! The PostgreSQL backend, for several replicas sharing one database.
+//!
+//! The same behaviour as the SQLite backend (the conformance suite checks both; SQLite alone keeps
+//! a merge log, see `sqlite/merges.rs`);
+//! what differs is how concurrent processes are kept apart:
+//!
+//! - **Ingest** runs on every replica, each with its own group committer. Upserts on the same
+//!   item serialise on its unique key (`INSERT ... ON CONFLICT DO UPDATE` either inserts or
+//!   updates, even against a concurrent claim that deletes the row). A delivery ID is guarded by
+//!   a transaction-scoped advisory lock on its hash, so two replicas receiving the same redelivery
+//!   cannot both store it. A group that deadlocks with another replica's is retried.
+//! - **Claims** select their rows `FOR UPDATE SKIP LOCKED`: a second claimer skips rows another
+//!   transaction is moving into a job instead of waiting for them, and never claims them twice.
+//!   Jobs carry a lease and an attempt counter that fences off a flusher whose lease ran out.
+//! - **Leadership**: exactly one replica flushes. It holds a session-level advisory lock on a
+//!   connection of its own, outside the pool. A lock rather than a lease row because PostgreSQL
+//!   releases it the moment the holder's session ends (process killed, connection terminated),
+//!   with no clock and no expiry to tune, and a waiting replica gets it on its next poll. The
+//!   holder proves it still has the lock by a round trip on that connection on every poll; a
+//!   failed or slow round trip drops the connection (and with it the lock) and the leadership.
+
+mod claims;
+mod ingest;
+mod jobs;
+mod reads;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::sync::Mutex;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Ts;
+use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS};
+use crate::store::types::*;
+use crate::store::wake::{self, Wake};
+
+/// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
+fn migrator() -> Migrator {
+    rows::migrator(&[
+        (
+            1,
+            "initial",
+            include_str!("../../../migrations/postgres/0001_initial.sql"),
+        ),
+        (
+            2,
+            "queue indexes",
+            include_str!("../../../migrations/postgres/0002_queue_indexes.sql"),
+        ),
+        (
+            3,
+            "submission checks",
+            include_str!("../../../migrations/postgres/0003_submission_checks.sql"),
+        ),
+        (
+            4,
+            "quota holds",
+            include_str!("../../../migrations/postgres/0004_quota_holds.sql"),
+        ),
+    ])
+}
+
+/// The flusher lock: the two-key form of `pg_try_advisory_lock`, whose key space is apart from
+/// the one-key locks taken on delivery-ID hashes. One lock per database.
+const LEADER_LOCK: (i32, i32) = (0x7670_7572, 1); // "vpur"
+
+/// The start of the leadership session's `application_name`, followed by the host name.
+const LEADER_NAME_PREFIX: &str = "vod-purge flusher ";
+
+/// How long a leadership check or a readiness ping may take before the database counts as gone.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last due time a committer announced to the other replicas.
+#[derive(Debug, Default)]
+pub(crate) struct Announced(Option<Ts>);
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    leader: Arc<Leadership>,
+}
+
+#[derive(Debug)]
+struct Leadership {
+    options: PgConnectOptions,
+    /// The connection holding the lock (or trying to get it); `None` after it failed.
+    conn: Mutex<Option<PgConnection>>,
+    held: AtomicBool,
+}
+
+fn timed_out(what: &str) -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took longer than {CHECK_TIMEOUT:?}"),
+    )))
+}
+
+impl PgStore {
+    /// Connects and applies the migrations (sqlx serialises concurrent migrators with a lock).
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("vod-purge");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&pool).await?;
+        // The leadership session carries this replica's name, so any replica can tell which one
+        // holds the flusher lock (see `flusher_replica`).
+        let leader_name = format!("{LEADER_NAME_PREFIX}{}", crate::telemetry::host_name());
+        let leader_name: String = leader_name.chars().take(63).collect();
+        let options = options.application_name(&leader_name);
+        Ok(PgStore {
+            pool,
+            leader: Arc::new(Leadership {
+                options,
+                conn: Mutex::new(None),
+                held: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The pool, for statements written once for both backends (`store/mod.rs`).
+    pub(crate) fn write_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| timed_out("a ping"))??;
+        Ok(())
+    }
+
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied as usize >= migrator().iter().count())
+    }
+
+    /// Closes the pool and the leadership connection, which hands the flusher lock over at once.
+    pub async fn close(&self) {
+        if let Some(conn) = self.leader.conn.lock().await.take() {
+            self.leader.held.store(false, Ordering::SeqCst);
+            let _ = conn.close().await;
+        }
+        self.pool.close().await;
+    }
+
+    /// The host name of the replica whose session holds the flusher lock.
+    /// Tells the other replicas that something is due at `due` (`NOTIFY`), unless an earlier
+    /// announcement still covers it: one that is due no later and has not come yet. So a
+    /// replica under steady traffic notifies about once per quiet period, not once per commit.
+    pub(crate) async fn announce_due(&self, announced: &mut Announced, due: Ts) {
+        let now = Ts::now();
+        if announced.0.is_some_and(|at| at <= due && at > now) {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(wake::CHANNEL)
+            .bind(due.0.to_string())
+            .execute(&self.pool)
+            .await;
+        match sent {
+            Ok(_) => announced.0 = Some(due),
+            Err(error) => {
+                tracing::debug!(error = %error, "cannot announce a due time; the leader's poll finds it")
+            }
+        }
+    }
+
+    /// Listens for the due times replicas announce and hands them to `wake`, until `token` is
+    /// cancelled; reconnects after a failure, a second later.
+    pub async fn relay_wakes(&self, wake: &Wake, token: CancellationToken) {
+        while !token.is_cancelled() {
+            let listened = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+                listener.listen(wake::CHANNEL).await?;
+                loop {
+                    let notification = listener.recv().await?;
+                    match notification.payload().parse::<i64>() {
+                        Ok(ms) => wake.announce(Ts(ms)),
+                        Err(_) => tracing::debug!(
+                            payload = notification.payload(),
+                            "ignoring a malformed due-time announcement"
+                        ),
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                _ = token.cancelled() => return,
+                result = listened => {
+                    if let Err(error) = result {
+                        tracing::debug!(error = %error, "the due-time listener stopped; reconnecting");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             LIMIT 1",
+        )
+        .bind(i64::from(LEADER_LOCK.0))
+        .bind(i64::from(LEADER_LOCK.1))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(name.map(|n| n.strip_prefix(LEADER_NAME_PREFIX).unwrap_or(&n).to_owned()))
+    }
+
+    /// Takes the flusher lock if it is free, or confirms this process still holds it.
+    pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
+        let leader = &self.leader;
+        let mut slot = leader.conn.lock().await;
+        let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
+            if slot.is_none() {
+                *slot = Some(PgConnection::connect_with(&leader.options).await?);
+            }
+            let conn = slot.as_mut().expect("connected above");
+            if leader.held.load(Ordering::SeqCst) {
+                // The lock lives exactly as long as this session: a round trip proves both.
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                Ok(true)
+            } else {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                    .bind(LEADER_LOCK.0)
+                    .bind(LEADER_LOCK.1)
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        match checked {
+            Ok(held) => {
+                leader.held.store(held, Ordering::SeqCst);
+                Ok(held)
+            }
+            Err(error) => {
+                // Dropping the connection ends the session, so no lock outlives our belief in it.
+                leader.held.store(false, Ordering::SeqCst);
+                *slot = None;
+                Err(match error {
+                    sqlx::Error::PoolTimedOut => timed_out("the leadership check"),
+                    other => other.into(),
+                })
+            }
+        }
+    }
+
+    /// Whether the last leadership check found this process holding the flusher lock.
+    pub fn is_leader(&self) -> bool {
+        self.leader.held.load(Ordering::SeqCst)
+    }
+
+    /// Applies several ingest requests in one transaction (group commit).
+    /// Forgets delivery IDs past their retention.
+    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+pub(super) async fn load_job(conn: &mut PgConnection, id: &str) -> Result<Option<Job>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut job = rows::job_from_row(&row)?;
+    job.items = load_items(conn, id).await?;
+    Ok(Some(job))
+}
+
+async fn load_items(conn: &mut PgConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {JOB_ITEM_COLUMNS} FROM job_items WHERE job_id = $1 ORDER BY position"
+    )))
+    .bind(job_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(rows::job_item_from_row).collect()
+}

@@ -1,0 +1,320 @@
+//! Claims: which items are due, and moving them into a job (folding their logged merges first).
+
+use std::sync::Mutex;
+
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+
+use super::{SqliteStore, load_job, merges, writer};
+use crate::domain::{Priority, Ts};
+use crate::queue::Timing;
+use crate::store::rows::{self, PRELOAD_RULE};
+use crate::store::types::*;
+use merges::MergeLog;
+
+/// How many of a group's oldest items a claim looks at before it falls back to reading every due
+/// item of the group (see [`SqliteStore::claim_batch`]).
+const CLAIM_WINDOW: i64 = 1000;
+
+/// How many times a claim looks for more due items after logged merges made some of its
+/// candidates due later (each round folds those and writes their real due times).
+const CLAIM_ROUNDS: usize = 50;
+
+impl SqliteStore {
+    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
+        // walks a whole group index to avoid sorting, which reads every pending item each poll.
+        let sql = format!(
+            "SELECT i.task, i.fingerprint, COUNT(*) AS n, SUM(i.priority > 0) AS urgent, MIN(i.due_at) AS oldest
+             FROM items i INDEXED BY items_due
+             WHERE i.due_at <= ? AND {PRELOAD_RULE}
+             GROUP BY i.task, i.fingerprint ORDER BY urgent > 0 DESC, i.task DESC, oldest"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now.0)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(rows::due_group_from_row).collect()
+    }
+
+    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
+    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
+    ///
+    /// Candidates are found by their stored due time, which is never later than the real one;
+    /// their logged merges are folded first, and an item they make due later is not claimed but
+    /// gets its real timing written (see [`merges`]).
+    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut taken = Taken {
+            log: &self.log,
+            events: Vec::new(),
+        };
+        let job = self.claim_in(claim, &mut taken).await?;
+        taken.events.clear();
+        Ok(job)
+    }
+
+    async fn claim_in(
+        &self,
+        claim: &ClaimBatch,
+        taken: &mut Taken<'_>,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // Rounds: a candidate whose logged merges make it due later is left (with its real
+        // timing written, so the next round does not find it again) and another is looked for.
+        for _ in 0..CLAIM_ROUNDS {
+            let wanted = claim.max - candidates.len();
+            let found = self.candidates(&mut tx, claim, wanted).await?;
+            if found.is_empty() {
+                break;
+            }
+            let mut later = 0;
+            for mut candidate in found {
+                let events = writer::lock(&self.log).take(candidate.id);
+                if !events.is_empty() {
+                    candidate.timing = merges::fold(candidate.timing, &events);
+                    for event in &events {
+                        sqlx::query("DELETE FROM merges WHERE seq = ?")
+                            .bind(event.seq)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    taken.events.push((candidate.id, events));
+                }
+                if candidate.timing.due_at > claim.now {
+                    later += 1;
+                    let timing = &candidate.timing;
+                    sqlx::query(
+                        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ?, quiet = ? WHERE id = ?",
+                    )
+                    .bind(timing.last_seen.0)
+                    .bind(timing.due_at.0)
+                    .bind(timing.events as i64)
+                    .bind(timing.priority.rank())
+                    .bind(timing.quiet.as_millis() as i64)
+                    .bind(candidate.id)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    // Claimed: gone from the pending items (a later round must not find it).
+                    sqlx::query("DELETE FROM items WHERE id = ?")
+                        .bind(candidate.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    candidates.push(candidate);
+                }
+            }
+            if later == 0 || candidates.len() == claim.max {
+                break;
+            }
+        }
+        if candidates.is_empty() {
+            // Folds alone are worth keeping: the items now show their real due times.
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let priority = candidates
+            .iter()
+            .map(|c| c.timing.priority.rank())
+            .max()
+            .unwrap_or_default();
+        let options: String =
+            sqlx::query_scalar("SELECT options FROM option_sets WHERE fingerprint = ?")
+                .bind(&claim.fingerprint)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "option_sets",
+                    detail: format!("no options for fingerprint {}", claim.fingerprint),
+                })?;
+        sqlx::query(
+            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
+             VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?, ?)",
+        )
+        .bind(&claim.job_id)
+        .bind(claim.task.as_str())
+        .bind(&claim.fingerprint)
+        .bind(&options)
+        .bind(claim.dry_run)
+        .bind(claim.now.0)
+        .bind(claim.now.0)
+        .bind(claim.now.0)
+        .bind(claim.lease_until.0)
+        .bind(priority)
+        .execute(&mut *tx)
+        .await?;
+        for (position, candidate) in candidates.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events) VALUES (?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(&claim.job_id)
+            .bind(position as i64)
+            .bind(&candidate.media_id)
+            .bind(candidate.first_seen)
+            .bind(candidate.timing.events as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let job = rows::claimed_job(
+            claim,
+            &options,
+            priority,
+            candidates
+                .iter()
+                .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64)),
+        )?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Up to `max` due items of a claim's group by their stored due time: urgent ones first,
+    /// then (unless `urgent_only`) the oldest normal ones.
+    async fn candidates(
+        &self,
+        tx: &mut SqliteConnection,
+        claim: &ClaimBatch,
+        max: usize,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        // Urgent items first (a partial index holds only them), then the oldest normal ones.
+        let urgent = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_urgent
+             WHERE i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?4"
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(urgent))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(max as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.len() < max && !claim.urgent_only {
+            rows.extend(self.claim_normal(&mut *tx, claim, max - rows.len()).await?);
+        }
+        rows.iter().map(candidate_from_row).collect()
+    }
+
+    /// The `max` oldest due normal items of a claim's group.
+    ///
+    /// They are looked for among the group's `CLAIM_WINDOW` oldest items first (an index walk, no
+    /// sort); only when that finds fewer than `max` in a larger group are all the group's due
+    /// items read and sorted.
+    async fn claim_normal(
+        &self,
+        tx: &mut SqliteConnection,
+        claim: &ClaimBatch,
+        max: usize,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let window = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM (
+                 SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
+                 ORDER BY first_seen, id LIMIT ?5) i
+             WHERE i.due_at <= ?3 AND i.priority = 0 AND {PRELOAD_RULE}
+             ORDER BY i.first_seen, i.id LIMIT ?4"
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(window))
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(claim.now.0)
+            .bind(max as i64)
+            .bind(CLAIM_WINDOW)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.len() < max {
+            let group_size: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE task = ? AND fingerprint = ? LIMIT ?)",
+            )
+            .bind(claim.task.as_str())
+            .bind(&claim.fingerprint)
+            .bind(CLAIM_WINDOW + 1)
+            .fetch_one(&mut *tx)
+            .await?;
+            if group_size > CLAIM_WINDOW {
+                let all_due = format!(
+                    "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
+                     WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
+                     ORDER BY i.first_seen, i.id LIMIT ?"
+                );
+                rows = sqlx::query(AssertSqlSafe(all_due))
+                    .bind(claim.now.0)
+                    .bind(claim.task.as_str())
+                    .bind(&claim.fingerprint)
+                    .bind(max as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Starts a new attempt of a job that is due (see [`SqliteStore::due_jobs`]).
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE id = ?3 AND {}",
+            rows::claim_job_set(rows::sqlite_param),
+            rows::claimable(rows::sqlite_param)
+        )))
+        .bind(lease_until.0)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let job = load_job(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+}
+
+/// The columns of a claim's candidate items.
+pub(super) const CANDIDATE_COLUMNS: &str = "i.id, i.media_id, i.first_seen, i.last_seen, i.deadline, i.due_at, i.events, i.priority, i.quiet";
+
+/// A pending item a claim looks at.
+pub(super) struct Candidate {
+    pub id: i64,
+    media_id: String,
+    first_seen: i64,
+    pub timing: Timing,
+}
+
+pub(super) fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candidate, StoreError> {
+    Ok(Candidate {
+        id: row.try_get("id")?,
+        media_id: row.try_get("media_id")?,
+        first_seen: row.try_get("first_seen")?,
+        timing: merges::stored_timing(
+            Ts(row.try_get("last_seen")?),
+            Ts(row.try_get("deadline")?),
+            Ts(row.try_get("due_at")?),
+            row.try_get::<i64, _>("events")? as u64,
+            Priority::from_rank(row.try_get("priority")?),
+            row.try_get("quiet")?,
+        ),
+    })
+}
+
+/// Logged merges a claim took out of the log: put back when it does not commit (an error, or a
+/// claim cancelled half-way), since its transaction then leaves them in the table.
+struct Taken<'a> {
+    log: &'a Mutex<MergeLog>,
+    events: Vec<(i64, Vec<merges::Logged>)>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let mut log = writer::lock(self.log);
+        for (id, events) in self.events.drain(..) {
+            log.restore(id, events);
+        }
+    }
+}
