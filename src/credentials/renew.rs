@@ -69,14 +69,17 @@ impl Renewer {
         }
     }
 
-    /// Renews until `stop` is cancelled, or until the credential no longer expires.
+    /// Renews until `stop` is cancelled (a credential that does not expire is never renewed).
     pub async fn run(self, stop: CancellationToken) {
         let provider = self.source.provider();
         let label = provider.as_str();
         let (mut failures, mut last_failure) = (0u32, Ts(0));
         loop {
             let Some(at) = next_renewal(&self.source.current(), failures, last_failure) else {
+                // Nothing to renew, but a worker that ends before shutdown is reported as a
+                // failure (`startup::run_until_stopped`): it waits for the stop like the others.
                 tracing::debug!(%provider, "the credential does not expire; no renewal");
+                stop.cancelled().await;
                 return;
             };
             let pause = at.since(Ts::now());

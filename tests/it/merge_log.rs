@@ -202,3 +202,29 @@ fn stored_due(dir: &tempfile::TempDir, media_id: &str) -> i64 {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn the_flusher_decides_on_what_is_really_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ids: Vec<String> = (0..30).map(|i| format!("id{i:02}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    store
+        .ingest(ingest(&all[..25], TaskType::Refresh, 1_000, None))
+        .await
+        .unwrap();
+    // By their stored due times all 30 are due at 2.5 s; really only the 5 not merged again, so a
+    // group that lingers for a full batch keeps lingering.
+    let groups = store.due_groups(Ts(2_500)).await.unwrap();
+    assert_eq!(
+        (groups.len(), groups[0].due_count, groups[0].oldest_due_at),
+        (1, 5, Ts(2_000))
+    );
+    assert_eq!(logged_rows(&dir), 0, "their merges were folded");
+    let groups = store.due_groups(Ts(3_000)).await.unwrap();
+    assert_eq!(groups[0].due_count, 30);
+}

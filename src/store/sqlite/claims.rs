@@ -21,6 +21,7 @@ const CLAIM_ROUNDS: usize = 50;
 
 impl SqliteStore {
     pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+        self.settle_due(now).await?;
         // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
         // walks a whole group index to avoid sorting, which reads every pending item each poll.
         let sql = format!(
@@ -34,6 +35,48 @@ impl SqliteStore {
             .fetch_all(&self.writer)
             .await?;
         rows.iter().map(rows::due_group_from_row).collect()
+    }
+
+    /// Makes the stored due times exact for the items they say are due: folds their logged
+    /// merges, and writes the real due time of those not really due yet. So the flusher decides
+    /// what is ready (a full batch, or a group that lingered long enough) on what is really due.
+    /// A read finds them first; most polls find none and take no write lock.
+    async fn settle_due(&self, now: Ts) -> Result<(), StoreError> {
+        let ids = writer::lock(&self.log).ids_json();
+        let sql = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
+             WHERE i.due_at <= ?1 AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
+        );
+        let found = sqlx::query(AssertSqlSafe(sql.clone()))
+            .bind(now.0)
+            .bind(&ids)
+            .fetch_all(&self.reader)
+            .await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut taken = Taken {
+            log: &self.log,
+            events: Vec::new(),
+        };
+        let mut tx = self.begin_write().await?;
+        // Again under the write lock, with the log as it is now.
+        let ids = writer::lock(&self.log).ids_json();
+        let found = sqlx::query(AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &found {
+            let mut candidate = candidate_from_row(row)?;
+            if !settle(&mut tx, &self.log, &mut candidate, &mut taken, now).await? {
+                // Really due: its folded events are written, its due time stays.
+                write_timing(&mut tx, &candidate).await?;
+            }
+        }
+        tx.commit().await?;
+        taken.events.clear();
+        Ok(())
     }
 
     /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
@@ -69,31 +112,8 @@ impl SqliteStore {
             }
             let mut later = 0;
             for mut candidate in found {
-                let events = writer::lock(&self.log).take(candidate.id);
-                if !events.is_empty() {
-                    candidate.timing = merges::fold(candidate.timing, &events);
-                    for event in &events {
-                        sqlx::query("DELETE FROM merges WHERE seq = ?")
-                            .bind(event.seq)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    taken.events.push((candidate.id, events));
-                }
-                if candidate.timing.due_at > claim.now {
+                if settle(&mut tx, &self.log, &mut candidate, taken, claim.now).await? {
                     later += 1;
-                    let timing = &candidate.timing;
-                    sqlx::query(
-                        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ?, quiet = ? WHERE id = ?",
-                    )
-                    .bind(timing.last_seen.0)
-                    .bind(timing.due_at.0)
-                    .bind(timing.events as i64)
-                    .bind(timing.priority.rank())
-                    .bind(timing.quiet.as_millis() as i64)
-                    .bind(candidate.id)
-                    .execute(&mut *tx)
-                    .await?;
                 } else {
                     // Claimed: gone from the pending items (a later round must not find it).
                     sqlx::query("DELETE FROM items WHERE id = ?")
@@ -317,4 +337,52 @@ impl Drop for Taken<'_> {
             log.restore(id, events);
         }
     }
+}
+
+/// An item's real due time in SQL (see `merges::stored_timing`).
+pub(super) const REAL_DUE: &str =
+    "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
+
+/// Folds a candidate's logged merges (taken out of the log, their rows deleted) and, when that
+/// makes it due after `now`, writes its real timing. Returns whether it is due later.
+async fn settle(
+    tx: &mut SqliteConnection,
+    log: &Mutex<MergeLog>,
+    candidate: &mut Candidate,
+    taken: &mut Taken<'_>,
+    now: Ts,
+) -> Result<bool, StoreError> {
+    let events = writer::lock(log).take(candidate.id);
+    if !events.is_empty() {
+        candidate.timing = merges::fold(candidate.timing, &events);
+        for event in &events {
+            sqlx::query("DELETE FROM merges WHERE seq = ?")
+                .bind(event.seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        taken.events.push((candidate.id, events));
+    }
+    let later = candidate.timing.due_at > now;
+    if later {
+        write_timing(tx, candidate).await?;
+    }
+    Ok(later)
+}
+
+/// Writes a candidate's timing, its real due time included.
+async fn write_timing(tx: &mut SqliteConnection, candidate: &Candidate) -> Result<(), StoreError> {
+    let timing = &candidate.timing;
+    sqlx::query(
+        "UPDATE items SET last_seen = ?, due_at = ?, events = ?, priority = ?, quiet = ? WHERE id = ?",
+    )
+    .bind(timing.last_seen.0)
+    .bind(timing.due_at.0)
+    .bind(timing.events as i64)
+    .bind(timing.priority.rank())
+    .bind(timing.quiet.as_millis() as i64)
+    .bind(candidate.id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

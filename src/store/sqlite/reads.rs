@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::claims::{CANDIDATE_COLUMNS, candidate_from_row};
+use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row};
 use super::{SqliteStore, load_job, merges, writer};
 use crate::domain::Ts;
 use crate::store::rows::{self, JOB_ITEM_COLUMNS, PENDING_COLUMNS};
@@ -154,7 +154,3 @@ impl SqliteStore {
         })
     }
 }
-
-/// An item's real due time in SQL (see `merges::stored_timing`).
-const REAL_DUE: &str =
-    "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
