@@ -121,16 +121,7 @@ async fn a_claim_looks_past_candidates_that_their_merges_delay() {
     let store = open(&dir).await;
     // 30 items first seen at 0, 25 of them merged again at 1 s: at 2.5 s only 5 are due, and they
     // come after the 25 in claim order.
-    let ids: Vec<String> = (0..30).map(|i| format!("id{i:02}")).collect();
-    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
-    store
-        .ingest(ingest(&all, TaskType::Refresh, 0, None))
-        .await
-        .unwrap();
-    store
-        .ingest(ingest(&all[..25], TaskType::Refresh, 1_000, None))
-        .await
-        .unwrap();
+    let all = thirty_items_and_twenty_five_merged(&store).await;
     let job = store
         .claim_batch(&claim(2_500, TaskType::Refresh))
         .await
@@ -207,16 +198,7 @@ fn stored_due(dir: &tempfile::TempDir, media_id: &str) -> i64 {
 async fn the_flusher_decides_on_what_is_really_due() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    let ids: Vec<String> = (0..30).map(|i| format!("id{i:02}")).collect();
-    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
-    store
-        .ingest(ingest(&all, TaskType::Refresh, 0, None))
-        .await
-        .unwrap();
-    store
-        .ingest(ingest(&all[..25], TaskType::Refresh, 1_000, None))
-        .await
-        .unwrap();
+    thirty_items_and_twenty_five_merged(&store).await;
     // By their stored due times all 30 are due at 2.5 s; really only the 5 not merged again, so a
     // group that lingers for a full batch keeps lingering.
     let groups = store.due_groups(Ts(2_500)).await.unwrap();
@@ -227,4 +209,20 @@ async fn the_flusher_decides_on_what_is_really_due() {
     assert_eq!(logged_rows(&dir), 0, "their merges were folded");
     let groups = store.due_groups(Ts(3_000)).await.unwrap();
     assert_eq!(groups[0].due_count, 30);
+}
+
+/// Items `id00`..`id29` first seen at 0, and `id00`..`id24` merged again at 1 s (quiet 2 s): at
+/// 2.5 s only the last five are due. Returns their IDs in order.
+async fn thirty_items_and_twenty_five_merged(store: &Store) -> Vec<String> {
+    let ids: Vec<String> = (0..30).map(|i| format!("id{i:02}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    store
+        .ingest(ingest(&all[..25], TaskType::Refresh, 1_000, None))
+        .await
+        .unwrap();
+    ids
 }
