@@ -120,7 +120,10 @@ async fn metrics_count_deliveries_calls_and_queue() {
     .await;
     wait_until(Duration::from_secs(5), "metrics", || async {
         let text = app.metrics().await;
-        text.contains(r#"vod_purge_vod_calls_total{code="",outcome="success"} 1"#)
+        crate::support::has_sample(
+            &text,
+            r#"vod_purge_vod_calls_total{code="",outcome="success"} 1"#,
+        )
     })
     .await;
     // No token needed for metrics.
@@ -138,7 +141,10 @@ async fn metrics_count_deliveries_calls_and_queue() {
         "vod_purge_vod_call_duration_seconds_bucket",
         "vod_purge_rate_limiter_wait_seconds_total",
     ] {
-        assert!(text.contains(line), "missing {line:?} in\n{text}");
+        assert!(
+            crate::support::has_sample(&text, line),
+            "missing {line:?} in\n{text}"
+        );
     }
     app.stop().await;
 }
@@ -483,9 +489,15 @@ async fn the_daily_quota_is_published_as_metrics() {
         "the quota after the purge",
         || async {
             let text = app.metrics().await;
-            text.contains(r#"vod_purge_vod_quota_daily{kind="refresh"} 2000"#)
-                && text.contains(r#"vod_purge_vod_quota_remaining{kind="refresh"} 1997"#)
-                && text.contains(r#"vod_purge_vod_quota_remaining{kind="preload"} 500"#)
+            crate::support::has_sample(&text, r#"vod_purge_vod_quota_daily{kind="refresh"} 2000"#)
+                && crate::support::has_sample(
+                    &text,
+                    r#"vod_purge_vod_quota_remaining{kind="refresh"} 1997"#,
+                )
+                && crate::support::has_sample(
+                    &text,
+                    r#"vod_purge_vod_quota_remaining{kind="preload"} 500"#,
+                )
         },
     )
     .await;

@@ -320,6 +320,19 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Whether a `/metrics` text has `sample`: with a value (`name{labels} 1`), a line exactly so (a
+/// substring would take `… 12` for `… 1`); without one, a series of that name.
+pub fn has_sample(metrics: &str, sample: &str) -> bool {
+    if sample.contains(' ') {
+        metrics.lines().any(|line| line == sample)
+    } else {
+        metrics.lines().any(|line| {
+            line.strip_prefix(sample)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) || sample.ends_with('}'))
+        })
+    }
+}
+
 /// What `vod-purge check-config --config FILE` printed, run with exactly the variables `env`.
 pub struct CheckConfig {
     pub success: bool,
