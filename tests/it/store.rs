@@ -19,22 +19,55 @@ pub(super) enum Backing {
     Postgres(TestDb),
 }
 
-/// A fresh store of every backend: SQLite, and PostgreSQL unless it is unreachable outside CI.
-pub(super) async fn stores(test: &str) -> Vec<(Store, Backing)> {
+/// A fresh embedded store.
+pub(super) async fn sqlite_store() -> (Store, Backing) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let sqlite = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
         .await
         .unwrap();
-    let mut stores = vec![(sqlite, Backing::Sqlite(dir))];
-    if let Some(db) = fresh_database(test).await {
-        let pg = Store::open(&StoreLocation::Postgres(db.url.clone()))
-            .await
-            .expect("the PostgreSQL store opens");
-        stores.push((pg, Backing::Postgres(db)));
-    }
-    stores
+    (sqlite, Backing::Sqlite(dir))
 }
+
+/// A fresh PostgreSQL store, or `None` when no server is reachable outside CI (which
+/// `fresh_database` reports; in CI it fails the test).
+pub(super) async fn postgres_store(test: &str) -> Option<(Store, Backing)> {
+    let db = fresh_database(test).await?;
+    let pg = Store::open(&StoreLocation::Postgres(db.url.clone()))
+        .await
+        .expect("the PostgreSQL store opens");
+    Some((pg, Backing::Postgres(db)))
+}
+
+/// A conformance test, once per backend: `async fn name(store: Store) { … }` becomes the tests
+/// `name::sqlite` and `name::postgres`, so a failure names its backend and the two run in
+/// parallel. Without a reachable server outside CI the PostgreSQL one says so and does nothing.
+macro_rules! each_backend {
+    ($(#[$meta:meta])* async fn $name:ident($store:ident: Store) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($store: Store) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, _backing) = crate::store::sqlite_store().await;
+                run(store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!(module_path!(), "::postgres");
+                if let Some((store, _backing)) = crate::store::postgres_store(test).await {
+                    run(store).await;
+                }
+            }
+        }
+    };
+}
+pub(crate) use each_backend;
 
 pub(super) fn item(id: &str, task: TaskType) -> NewItem {
     let options = PurgeOptions::default();
@@ -85,9 +118,8 @@ pub(super) async fn claimed(store: &Store, store_now: i64, task: TaskType) -> Jo
         .expect("due items to claim")
 }
 
-#[tokio::test]
-async fn dedup_and_debounce() {
-    for (store, _backing) in stores("dedup_and_debounce").await {
+each_backend! {
+    async fn dedup_and_debounce(store: Store) {
         let first = store
             .ingest(ingest(&["a", "b"], TaskType::Refresh, 1_000, None))
             .await
@@ -133,9 +165,8 @@ async fn dedup_and_debounce() {
     }
 }
 
-#[tokio::test]
-async fn claims_are_oldest_first_and_at_most_twenty() {
-    for (store, _backing) in stores("claims_are_oldest_first_and_at_most_twenty").await {
+each_backend! {
+    async fn claims_are_oldest_first_and_at_most_twenty(store: Store) {
         for i in 0..45 {
             store
                 .ingest(ingest(
@@ -176,9 +207,8 @@ async fn claims_are_oldest_first_and_at_most_twenty() {
     }
 }
 
-#[tokio::test]
-async fn event_for_an_in_flight_id_creates_a_new_item() {
-    for (store, _backing) in stores("event_for_an_in_flight_id_creates_a_new_item").await {
+each_backend! {
+    async fn event_for_an_in_flight_id_creates_a_new_item(store: Store) {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
             .await
@@ -198,9 +228,8 @@ async fn event_for_an_in_flight_id_creates_a_new_item() {
     }
 }
 
-#[tokio::test]
-async fn preload_waits_until_the_refresh_is_done() {
-    for (store, _backing) in stores("preload_waits_until_the_refresh_is_done").await {
+each_backend! {
+    async fn preload_waits_until_the_refresh_is_done(store: Store) {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
             .await
@@ -248,9 +277,8 @@ async fn preload_waits_until_the_refresh_is_done() {
     }
 }
 
-#[tokio::test]
-async fn leases_expire_and_fence_the_old_attempt() {
-    for (store, _backing) in stores("leases_expire_and_fence_the_old_attempt").await {
+each_backend! {
+    async fn leases_expire_and_fence_the_old_attempt(store: Store) {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
             .await
@@ -296,9 +324,8 @@ async fn leases_expire_and_fence_the_old_attempt() {
     }
 }
 
-#[tokio::test]
-async fn job_history_outcomes_filters_and_retry() {
-    for (store, _backing) in stores("job_history_outcomes_filters_and_retry").await {
+each_backend! {
+    async fn job_history_outcomes_filters_and_retry(store: Store) {
         store
             .ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 0, None))
             .await
@@ -437,9 +464,8 @@ async fn job_history_outcomes_filters_and_retry() {
     }
 }
 
-#[tokio::test]
-async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_rest() {
-    for (store, _backing) in stores("submission_checks").await {
+each_backend! {
+    async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_rest(store: Store) {
         store
             .ingest(ingest(
                 &["ok", "bad", "late", "gone"],
@@ -607,10 +633,8 @@ async fn submission_checks_record_what_vod_reports_and_are_asked_again_for_the_r
     }
 }
 
-#[tokio::test]
-async fn redelivery_returns_the_first_answer_and_stores_nothing() {
-    for (store, _backing) in stores("redelivery_returns_the_first_answer_and_stores_nothing").await
-    {
+each_backend! {
+    async fn redelivery_returns_the_first_answer_and_stores_nothing(store: Store) {
         let first = store
             .ingest(ingest(&["a"], TaskType::Refresh, 0, Some("msg_1")))
             .await
@@ -636,9 +660,8 @@ async fn redelivery_returns_the_first_answer_and_stores_nothing() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_ingests_are_group_committed_and_all_stored() {
-    for (store, _backing) in stores("concurrent_ingests_are_group_committed_and_all_stored").await {
+each_backend! {
+    async fn concurrent_ingests_are_group_committed_and_all_stored(store: Store) {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let store = store.clone();
@@ -672,9 +695,8 @@ async fn concurrent_ingests_are_group_committed_and_all_stored() {
     }
 }
 
-#[tokio::test]
-async fn repeats_inside_one_commit_are_told_apart() {
-    for (store, _backing) in stores("repeats_inside_one_commit_are_told_apart").await {
+each_backend! {
+    async fn repeats_inside_one_commit_are_told_apart(store: Store) {
         // The same ID twice in one request: one item, two events, reported as accepted once.
         let receipt = store
             .ingest(ingest(&["twice", "twice"], TaskType::Refresh, 1_000, None))
@@ -748,11 +770,10 @@ async fn repeats_inside_one_commit_are_told_apart() {
     }
 }
 
-/// A page of many jobs (more job IDs than one statement carries on PostgreSQL) has every job's
-/// items.
-#[tokio::test]
-async fn a_page_of_many_jobs_has_every_jobs_items() {
-    for (store, _backing) in stores("a_page_of_many_jobs_has_every_jobs_items").await {
+each_backend! {
+    /// A page of many jobs (more job IDs than one statement carries on PostgreSQL) has every
+    /// job's items.
+    async fn a_page_of_many_jobs_has_every_jobs_items(store: Store) {
         let ids: Vec<String> = (0..250).map(|i| format!("many{i:03}")).collect();
         let names: Vec<&str> = ids.iter().map(String::as_str).collect();
         store

@@ -3,7 +3,7 @@
 use vod_purge::domain::{Priority, TaskType, Ts};
 use vod_purge::store::*;
 
-use crate::store::{claim, claimed, ingest, stores};
+use crate::store::{claim, claimed, each_backend, ingest};
 
 /// An event for `ids` at `now`, urgent: no quiet period.
 fn urgent(ids: &[&str], now: i64) -> Ingest {
@@ -15,10 +15,8 @@ fn urgent(ids: &[&str], now: i64) -> Ingest {
     ingest
 }
 
-#[tokio::test]
-async fn urgent_events_are_due_at_once_merged_and_claimed_first() {
-    for (store, _backing) in stores("urgent_events_are_due_at_once_merged_and_claimed_first").await
-    {
+each_backend! {
+    async fn urgent_events_are_due_at_once_merged_and_claimed_first(store: Store) {
         store
             .ingest(ingest(&["a", "b", "c"], TaskType::Refresh, 1_000, None))
             .await
@@ -85,9 +83,8 @@ fn quota_failure() -> Failure {
     }
 }
 
-#[tokio::test]
-async fn a_held_job_is_probed_released_and_keeps_its_budget() {
-    for (store, _backing) in stores("a_held_job_is_probed_released_and_keeps_its_budget").await {
+each_backend! {
+    async fn a_held_job_is_probed_released_and_keeps_its_budget(store: Store) {
         store
             .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
             .await
