@@ -1,0 +1,162 @@
+//! Claims: oldest first, at most twenty, the in-flight rule, Refresh before Preload, leases.
+
+use super::*;
+
+each_backend! {
+    async fn claims_are_oldest_first_and_at_most_twenty(store: Store) {
+        for i in 0..45 {
+            store
+                .ingest(ingest(
+                    &[&format!("id{i:02}")],
+                    TaskType::Refresh,
+                    i * 10,
+                    None,
+                ))
+                .await
+                .unwrap();
+        }
+        let groups = store.due_groups(Ts(10_000)).await.unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            (groups[0].due_count, groups[0].oldest_due_at),
+            (45, Ts(2_000))
+        );
+
+        let mut sizes = vec![];
+        let mut order = vec![];
+        while let Some(job) = store
+            .claim_batch(&claim(10_000, TaskType::Refresh))
+            .await
+            .unwrap()
+        {
+            sizes.push(job.items.len());
+            order.extend(job.items.iter().map(|i| i.media_id.to_string()));
+            assert_eq!(job.status, JobStatus::InFlight);
+            assert_eq!(job.attempts, 1);
+        }
+        assert_eq!(sizes, vec![20, 20, 5]);
+        let want: Vec<String> = (0..45).map(|i| format!("id{i:02}")).collect();
+        assert_eq!(order, want);
+        assert_eq!(
+            store.queue_stats(Ts(10_000)).await.unwrap().in_flight_jobs,
+            3
+        );
+    }
+}
+
+each_backend! {
+    async fn event_for_an_in_flight_id_creates_a_new_item(store: Store) {
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        let job = claimed(&store, 5_000, TaskType::Refresh).await;
+        let receipt = store
+            .ingest(ingest(&["a"], TaskType::Refresh, 5_100, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            receipt.accepted,
+            vec!["a"],
+            "a new item, not merged into the in-flight one"
+        );
+        assert_eq!(store.pending_for_media("a").await.unwrap().len(), 1);
+        assert_eq!(job.items.len(), 1);
+    }
+}
+
+each_backend! {
+    async fn preload_waits_until_the_refresh_is_done(store: Store) {
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
+            .await
+            .unwrap();
+        store
+            .ingest(ingest(&["a", "b"], TaskType::Preload, 0, None))
+            .await
+            .unwrap();
+        let groups = store.due_groups(Ts(10_000)).await.unwrap();
+        let preload = groups.iter().find(|g| g.task == TaskType::Preload).unwrap();
+        assert_eq!(
+            preload.due_count, 1,
+            "only b: a's preload waits for its refresh"
+        );
+        assert_eq!(
+            groups[0].task,
+            TaskType::Refresh,
+            "refresh groups come first"
+        );
+
+        let refresh = claimed(&store, 10_000, TaskType::Refresh).await;
+        let pre = claimed(&store, 10_000, TaskType::Preload).await;
+        assert_eq!(
+            pre.items
+                .iter()
+                .map(|i| i.media_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["b"]
+        );
+        assert!(
+            store
+                .claim_batch(&claim(10_000, TaskType::Preload))
+                .await
+                .unwrap()
+                .is_none(),
+            "a still waits"
+        );
+
+        store
+            .record_success(&refresh.id, 1, Ts(10_100), &Success::default())
+            .await
+            .unwrap();
+        let pre = claimed(&store, 10_200, TaskType::Preload).await;
+        assert_eq!(pre.items[0].media_id.as_str(), "a");
+    }
+}
+
+each_backend! {
+    async fn leases_expire_and_fence_the_old_attempt(store: Store) {
+        store
+            .ingest(ingest(&["a"], TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        let mut c = claim(5_000, TaskType::Refresh);
+        c.lease_until = Ts(6_000);
+        let job = store.claim_batch(&c).await.unwrap().unwrap();
+        assert!(
+            store.due_jobs(Ts(5_999), 10).await.unwrap().is_empty(),
+            "lease still held"
+        );
+        assert_eq!(due_ids(&store, Ts(6_000)).await, vec![job.id.clone()]);
+
+        let again = store
+            .claim_job(&job.id, Ts(6_000), Ts(70_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.attempts, 2);
+        assert!(
+            store
+                .claim_job(&job.id, Ts(6_001), Ts(70_000))
+                .await
+                .unwrap()
+                .is_none(),
+            "claimed once"
+        );
+        let stale = store
+            .record_success(&job.id, 1, Ts(6_500), &Success::default())
+            .await
+            .unwrap();
+        assert!(!stale, "the first attempt lost its lease and cannot record");
+        assert!(
+            store
+                .record_success(&job.id, 2, Ts(6_500), &Success::default())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_job(&job.id).await.unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
+    }
+}
