@@ -499,8 +499,8 @@ pub(crate) fn receipt_json(receipt: &Receipt) -> String {
     serde_json::to_string(receipt).expect("receipt serialises")
 }
 
-/// The receipt of a stored request, from the `events` count each of its upserts returned
-/// (1: the upsert created the item; more: it joined a pending one).
+/// The receipt of a stored request, from what each of its items did (created a pending item, or
+/// joined one).
 pub(crate) fn receipt_for(ingest: &Ingest, pushed: &[crate::queue::Pushed]) -> Receipt {
     use std::collections::HashSet;
     // Sets beside the lists keep this linear for requests of a thousand IDs.

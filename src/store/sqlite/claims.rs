@@ -42,17 +42,10 @@ impl SqliteStore {
     /// what is ready (a full batch, or a group that lingered long enough) on what is really due.
     /// A read finds them first; most polls find none and take no write lock.
     async fn settle_due(&self, now: Ts) -> Result<(), StoreError> {
-        let ids = writer::lock(&self.log).ids_json();
-        let sql = format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
-             WHERE i.due_at <= ?1 AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
-        );
-        let found = sqlx::query(AssertSqlSafe(sql.clone()))
-            .bind(now.0)
-            .bind(&ids)
-            .fetch_all(&self.reader)
-            .await?;
-        if found.is_empty() {
+        if unsettled(&mut *self.reader.acquire().await?, &self.log, now)
+            .await?
+            .is_empty()
+        {
             return Ok(());
         }
         let mut taken = Taken {
@@ -61,13 +54,7 @@ impl SqliteStore {
         };
         let mut tx = self.begin_write().await?;
         // Again under the write lock, with the log as it is now.
-        let ids = writer::lock(&self.log).ids_json();
-        let found = sqlx::query(AssertSqlSafe(sql))
-            .bind(now.0)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in &found {
+        for row in &unsettled(&mut tx, &self.log, now).await? {
             let mut candidate = candidate_from_row(row)?;
             if !settle(&mut tx, &self.log, &mut candidate, &mut taken, now).await? {
                 // Really due: its folded events are written, its due time stays.
@@ -342,6 +329,60 @@ impl Drop for Taken<'_> {
 /// An item's real due time in SQL (see `merges::stored_timing`).
 pub(super) const REAL_DUE: &str =
     "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
+
+/// The items due by their stored time whose real timing differs: a later due time, or logged
+/// merges (see [`logged_among_due`]).
+async fn unsettled(
+    conn: &mut SqliteConnection,
+    log: &Mutex<MergeLog>,
+    now: Ts,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    let Some(logged) = logged_among_due(&mut *conn, log, now).await? else {
+        return Ok(Vec::new());
+    };
+    let sql = format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
+         WHERE i.due_at <= ?1 AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
+    );
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(now.0)
+        .bind(logged)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// `None` when no item is due by its stored time (the common case: one index probe); otherwise
+/// the IDs, as a JSON array, of the logged items among those due, or of every logged item, which
+/// ever list is shorter to find: the due range of `items_due` is read only while it is no longer
+/// than the log.
+pub(super) async fn logged_among_due(
+    conn: &mut SqliteConnection,
+    log: &Mutex<MergeLog>,
+    now: Ts,
+) -> Result<Option<String>, StoreError> {
+    let limit = writer::lock(log).len() + 1;
+    let due: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.id FROM items i INDEXED BY items_due WHERE i.due_at <= ? LIMIT ?",
+    )
+    .bind(now.0)
+    .bind(limit as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    if due.is_empty() {
+        return Ok(None);
+    }
+    let log = writer::lock(log);
+    let logged: Vec<i64> = if due.len() < limit {
+        due.into_iter()
+            .filter(|id| !log.peek(*id).is_empty())
+            .collect()
+    } else {
+        log.items()
+    };
+    Ok(Some(
+        serde_json::to_string(&logged).expect("integers serialise"),
+    ))
+}
 
 /// Folds a candidate's logged merges (taken out of the log, their rows deleted) and, when that
 /// makes it due after `now`, writes its real timing. Returns whether it is due later.

@@ -85,14 +85,9 @@ impl MergeLog {
         self.by_item.get(&item).map_or(&[], Vec::as_slice)
     }
 
-    /// The IDs of the items with logged events, as a JSON array (for `json_each`).
-    pub fn ids_json(&self) -> String {
-        serde_json::to_string(&self.by_item.keys().collect::<Vec<_>>()).expect("integers serialise")
-    }
-
-    /// A copy of every item's events (to show items as they will be).
-    pub fn snapshot(&self) -> HashMap<i64, Vec<Logged>> {
-        self.by_item.clone()
+    /// The IDs of the items with logged events.
+    pub fn items(&self) -> Vec<i64> {
+        self.by_item.keys().copied().collect()
     }
 
     /// Takes every item's events, by item ID (rows near each other in the table together).

@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row};
+use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row, logged_among_due};
 use super::{SqliteStore, load_job, merges, writer};
 use crate::domain::Ts;
 use crate::store::rows::{self, JOB_ITEM_COLUMNS, PENDING_COLUMNS};
@@ -89,9 +89,10 @@ impl SqliteStore {
         // Items are counted by their real due time (see `merges::stored_timing`): the stored
         // one for urgent items; for normal ones the end of their latest quiet period, unless
         // merges are still logged for them, which are folded here as the claim would.
-        let logged = writer::lock(&self.log).snapshot();
-        let ids =
-            serde_json::to_string(&logged.keys().collect::<Vec<_>>()).expect("integers serialise");
+        let mut conn = self.reader.acquire().await?;
+        let ids = logged_among_due(&mut conn, &self.log, now)
+            .await?
+            .unwrap_or_else(|| "[]".to_owned());
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT (SELECT COUNT(*) FROM items) AS pending,
                     (SELECT COUNT(*) FROM items WHERE due_at <= ?1 AND {REAL_DUE} <= ?1
@@ -104,7 +105,7 @@ impl SqliteStore {
         )))
         .bind(now.0)
         .bind(&ids)
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *conn)
         .await?;
         let mut due = row.get::<i64, _>("due") as u64;
         // The earliest time an item may be due: stored due times are never later than real ones.
@@ -116,19 +117,17 @@ impl SqliteStore {
         .flatten()
         .min()
         .map(Ts);
-        if !logged.is_empty() {
+        if ids != "[]" {
             let stored = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CANDIDATE_COLUMNS} FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
             )))
             .bind(&ids)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *conn)
             .await?;
+            let log = writer::lock(&self.log);
             for row in &stored {
                 let item = candidate_from_row(row)?;
-                let Some(events) = logged.get(&item.id) else {
-                    continue;
-                };
-                let real = merges::fold(item.timing, events).due_at;
+                let real = merges::fold(item.timing, log.peek(item.id)).due_at;
                 if real <= now {
                     due += 1;
                 } else if row.get::<i64, _>("due_at") <= now.0 {

@@ -328,7 +328,7 @@ pub fn has_sample(metrics: &str, sample: &str) -> bool {
     } else {
         metrics.lines().any(|line| {
             line.strip_prefix(sample)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']) || sample.ends_with('}'))
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
         })
     }
 }
