@@ -18,19 +18,19 @@
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod sql;
 pub mod types;
 pub mod wake;
 
 use std::sync::Arc;
 
-use sqlx::AssertSqlSafe;
 use tokio::sync::{mpsc, oneshot};
 use wake::Wake;
 
 pub use types::*;
 
 use crate::config::StoreLocation;
-use crate::domain::{TaskType, Ts};
+use crate::domain::Ts;
 use postgres::PgStore;
 use sqlite::{IngestWriter, SqliteStore};
 
@@ -43,7 +43,8 @@ enum Backend {
     Postgres(PgStore),
 }
 
-/// Calls the same method on whichever backend is configured.
+/// Calls the same method on whichever backend is configured (an operation each backend does
+/// its own way; see [`Backend`]).
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match &$self.backend {
@@ -53,22 +54,63 @@ macro_rules! dispatch {
     };
 }
 
-/// Runs `$body` once per backend with `$pool` its writing pool and `$param` its placeholder
-/// function: for statements that are the same in both dialects (see `rows.rs`), written once.
-macro_rules! on_pool {
-    ($self:ident, $pool:ident, $param:ident => $body:expr) => {
+/// Runs `$body` once per backend, with `$b` the backend's store and `$sql` its
+/// [`Dialect`](sql::Dialect): an operation written once for both (`jobs.rs`, `checks.rs`,
+/// `holds.rs`, `reads.rs`). The body reaches the database through `$b.reads()`, `$b.writes()`
+/// and `$b.begin_write()`, which both backends have.
+macro_rules! with_backend {
+    ($self:ident, $b:ident, $sql:ident => $body:expr) => {
         match &$self.backend {
-            Backend::Sqlite(s) => {
-                let ($pool, $param) = (s.write_pool(), rows::sqlite_param as fn(usize) -> String);
+            $crate::store::Backend::Sqlite($b) => {
+                let $sql = $crate::store::sql::Dialect::Sqlite;
                 $body
             }
-            Backend::Postgres(s) => {
-                let ($pool, $param) = (s.write_pool(), rows::pg_param as fn(usize) -> String);
+            $crate::store::Backend::Postgres($b) => {
+                let $sql = $crate::store::sql::Dialect::Postgres;
                 $body
             }
         }
     };
 }
+
+/// A job with its items, read on `$conn` (a `&mut` connection, in a transaction or not) in
+/// dialect `$sql`: `Result<Option<Job>, StoreError>`.
+macro_rules! load_job {
+    ($conn:expr, $sql:expr, $id:expr) => {
+        async {
+            let conn = $conn;
+            let row = sqlx::query($sql.sql(&format!(
+                "SELECT {} FROM jobs WHERE id = $1",
+                $crate::store::rows::JOB_COLUMNS
+            )))
+            .bind($id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let mut job = $crate::store::rows::job_from_row(&row)?;
+            let items = sqlx::query($sql.sql(&format!(
+                "SELECT {} FROM job_items WHERE job_id = $1 ORDER BY position",
+                $crate::store::rows::JOB_ITEM_COLUMNS
+            )))
+            .bind($id)
+            .fetch_all(&mut *conn)
+            .await?;
+            job.items = items
+                .iter()
+                .map($crate::store::rows::job_item_from_row)
+                .collect::<Result<_, _>>()?;
+            Ok::<_, StoreError>(Some(job))
+        }
+        .await
+    };
+}
+
+mod checks;
+mod holds;
+mod jobs;
+mod reads;
 
 type Reply = oneshot::Sender<Result<Receipt, StoreError>>;
 type Waiting = (Ingest, Reply);
@@ -186,148 +228,6 @@ impl Store {
 
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         dispatch!(self, s => s.claim_batch(claim).await)
-    }
-
-    /// Jobs whose next attempt is due, oldest first (see [`rows::due_jobs_sql`]).
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        on_pool!(self, pool, param => {
-            let rows = sqlx::query(AssertSqlSafe(rows::due_jobs_sql(param)))
-                .bind(now.0)
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(rows::due_job_from_row).collect()
-        })
-    }
-
-    /// Holds a job on the daily quota until its next probe at `until`; `attempt` fences off a
-    /// flusher whose lease was taken over.
-    pub async fn record_hold(
-        &self,
-        id: &str,
-        attempt: u32,
-        now: Ts,
-        until: Ts,
-        failure: &Failure,
-    ) -> Result<bool, StoreError> {
-        on_pool!(self, pool, param => {
-            let done = sqlx::query(AssertSqlSafe(rows::record_hold_sql(param)))
-                .bind(until.0)
-                .bind(now.0)
-                .bind(&failure.code)
-                .bind(&failure.message)
-                .bind(&failure.request_id)
-                .bind(id)
-                .bind(attempt as i64)
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected() > 0)
-        })
-    }
-
-    /// Ends the quota hold of a task type: its held jobs are due now, as retries; returns how
-    /// many.
-    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
-        on_pool!(self, pool, param => {
-            let done = sqlx::query(AssertSqlSafe(rows::release_held_sql(param)))
-                .bind(now.0)
-                .bind(task.as_str())
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
-        })
-    }
-
-    /// Moves the next probe of a task type's held jobs to `until` (one probe at a time).
-    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
-        on_pool!(self, pool, param => {
-            let done = sqlx::query(AssertSqlSafe(rows::defer_held_sql(param)))
-                .bind(until.0)
-                .bind(task.as_str())
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
-        })
-    }
-
-    /// The task types held on the daily quota.
-    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
-        on_pool!(self, pool, _param => {
-            let rows = sqlx::query(rows::HELD_TASKS_SQL).fetch_all(pool).await?;
-            rows.iter().map(rows::held_task_from_row).collect()
-        })
-    }
-
-    pub async fn claim_job(
-        &self,
-        id: &str,
-        now: Ts,
-        lease_until: Ts,
-    ) -> Result<Option<Job>, StoreError> {
-        dispatch!(self, s => s.claim_job(id, now, lease_until).await)
-    }
-
-    pub async fn record_success(
-        &self,
-        id: &str,
-        attempt: u32,
-        now: Ts,
-        success: &Success,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.record_success(id, attempt, now, success).await)
-    }
-
-    /// Successful jobs whose submissions are due to be checked, the longest waiting first.
-    pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
-        dispatch!(self, s => s.due_checks(now, limit).await)
-    }
-
-    pub async fn record_check(&self, id: &str, result: &CheckResult) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_check(id, result).await)
-    }
-
-    pub async fn record_retry(
-        &self,
-        id: &str,
-        attempt: u32,
-        now: Ts,
-        next_attempt_at: Ts,
-        failure: &Failure,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.record_retry(id, attempt, now, next_attempt_at, failure).await)
-    }
-
-    pub async fn record_failure(
-        &self,
-        id: &str,
-        attempt: u32,
-        now: Ts,
-        failure: &Failure,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.record_failure(id, attempt, now, failure).await)
-    }
-
-    pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
-        dispatch!(self, s => s.retry_job(id, now).await)
-    }
-
-    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        dispatch!(self, s => s.get_job(id).await)
-    }
-
-    /// The next instant after `now` at which an item becomes due or a retry is due (when the
-    /// idle flusher wakes).
-    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
-        dispatch!(self, s => s.next_work(now).await)
-    }
-
-    /// Jobs sent and their media IDs per minute since `since` (the status page's chart).
-    pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
-        dispatch!(self, s => s.drain_history(since).await)
-    }
-
-    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        dispatch!(self, s => s.list_jobs(filter).await)
     }
 
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {

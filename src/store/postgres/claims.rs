@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{PgStore, load_job};
+use super::PgStore;
 use crate::domain::Ts;
 use crate::store::rows::{self, PRELOAD_RULE};
 use crate::store::types::*;
@@ -108,29 +108,4 @@ impl PgStore {
         Ok(Some(job))
     }
 
-    /// Starts a new attempt of a job that is due; a job another transaction is claiming is skipped.
-    pub async fn claim_job(
-        &self,
-        id: &str,
-        now: Ts,
-        lease_until: Ts,
-    ) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(AssertSqlSafe(format!(
-            "{} WHERE id = (SELECT id FROM jobs WHERE id = $3 AND {} FOR UPDATE SKIP LOCKED)",
-            rows::claim_job_set(rows::pg_param),
-            rows::claimable(rows::pg_param)
-        )))
-        .bind(lease_until.0)
-        .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let job = load_job(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(job)
-    }
 }

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, Row};
 use super::PgStore;
 use crate::queue::Pushed;
 use crate::store::rows;
+use crate::store::sql::by_size;
 use crate::store::types::*;
 
 /// How often a group that deadlocked with another replica's is tried again.
@@ -130,7 +131,7 @@ async fn deliveries_of(
 }
 
 /// Records the answers of the group's fresh deliveries (in statements under
-/// [`MAX_STATEMENT_BYTES`]).
+/// [`MAX_STATEMENT_BYTES`](crate::store::sql::MAX_STATEMENT_BYTES)).
 async fn record_deliveries(
     conn: &mut PgConnection,
     group: &[Ingest],
@@ -274,33 +275,6 @@ fn key(item: &NewItem) -> (&str, &str, &str) {
 /// of each of its nine array elements.
 const ROW_OVERHEAD: usize = 7 + 4 * 8 + 9 * 4;
 
-/// Most bytes of parameters sent in one statement.
-///
-/// sqlx 0.9.0 leaves Nagle's algorithm on (transact-rs/sqlx#4335): a message larger than the
-/// socket's send buffer (16 KiB when a connection starts) goes out in two writes, and the
-/// second waits for the server's delayed ACK, 40 ms. A group's upsert of 240 rows measured
-/// 520 req/s instead of 5,300 on one replica. Statements are cut below that size instead.
-const MAX_STATEMENT_BYTES: usize = 8 * 1024;
-
-/// Cuts `slots` into consecutive parts of at most [`MAX_STATEMENT_BYTES`] (a part holds at least
-/// one slot, however large).
-pub(super) fn by_size<T>(slots: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut parts = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, slot) in slots.iter().enumerate() {
-        let n = size(slot);
-        if i > start && bytes + n > MAX_STATEMENT_BYTES {
-            parts.push(&slots[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += n;
-    }
-    if start < slots.len() {
-        parts.push(&slots[start..]);
-    }
-    parts
-}
-
 /// One upsert statement: the rows of `part` (slots of one round, in key order); their event
 /// counts go into `events`.
 async fn upsert_part<'g, F>(
@@ -374,36 +348,4 @@ where
         })?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_are_cut_below_the_size_limit_and_keep_every_row_in_order() {
-        let half = MAX_STATEMENT_BYTES / 2;
-        let cases: [(&[usize], &[usize]); 6] = [
-            // sizes of the rows -> lengths of the parts
-            (&[], &[]),
-            (&[10, 20, 30], &[3]),
-            (&[half, half], &[2]),
-            (&[half, half, 1], &[2, 1]),
-            // A row larger than the limit goes alone.
-            (&[1, MAX_STATEMENT_BYTES * 2, 1], &[1, 1, 1]),
-            (&[MAX_STATEMENT_BYTES, 1, MAX_STATEMENT_BYTES - 1], &[1, 2]),
-        ];
-        for (sizes, expected) in cases {
-            let parts = by_size(sizes, |&n| n);
-            let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-            assert_eq!(lengths, expected, "{sizes:?}");
-            assert_eq!(parts.concat(), sizes, "{sizes:?}");
-            for part in parts.iter().filter(|p| p.len() > 1) {
-                assert!(
-                    part.iter().sum::<usize>() <= MAX_STATEMENT_BYTES,
-                    "{sizes:?}"
-                );
-            }
-        }
-    }
 }

@@ -21,7 +21,6 @@
 
 mod claims;
 mod ingest;
-mod jobs;
 mod reads;
 
 use std::str::FromStr;
@@ -31,19 +30,18 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Ts;
-use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
 
 /// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
 fn migrator() -> Migrator {
-    rows::migrator(&[
+    crate::store::sql::migrator(&[
         (
             1,
             "initial",
@@ -127,9 +125,21 @@ impl PgStore {
         })
     }
 
-    /// The pool, for statements written once for both backends (`store/mod.rs`).
-    pub(crate) fn write_pool(&self) -> &PgPool {
+    /// The pool, for the operations written once for both backends (see `store/sql.rs`).
+    pub(crate) fn writes(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool: reads and writes share it.
+    pub(crate) fn reads(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A write transaction: PostgreSQL locks rows, not the database, so it begins as any other.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -284,25 +294,3 @@ impl PgStore {
     }
 }
 
-pub(super) async fn load_job(conn: &mut PgConnection, id: &str) -> Result<Option<Job>, StoreError> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut job = rows::job_from_row(&row)?;
-    job.items = load_items(conn, id).await?;
-    Ok(Some(job))
-}
-
-async fn load_items(conn: &mut PgConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {JOB_ITEM_COLUMNS} FROM job_items WHERE job_id = $1 ORDER BY position"
-    )))
-    .bind(job_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(rows::job_item_from_row).collect()
-}

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
-use super::{SqliteStore, load_job, merges, writer};
+use super::{SqliteStore, merges, writer};
 use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
 use crate::store::rows::{self, PRELOAD_RULE};
@@ -253,31 +253,6 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    /// Starts a new attempt of a job that is due (see [`SqliteStore::due_jobs`]).
-    pub async fn claim_job(
-        &self,
-        id: &str,
-        now: Ts,
-        lease_until: Ts,
-    ) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(AssertSqlSafe(format!(
-            "{} WHERE id = ?3 AND {}",
-            rows::claim_job_set(rows::sqlite_param),
-            rows::claimable(rows::sqlite_param)
-        )))
-        .bind(lease_until.0)
-        .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let job = load_job(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(job)
-    }
 }
 
 /// The columns of a claim's candidate items.

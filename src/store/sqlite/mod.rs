@@ -18,15 +18,13 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, SqlitePool};
 
 use crate::domain::{TaskType, Ts};
-use crate::store::rows::{self, JOB_COLUMNS, JOB_ITEM_COLUMNS};
 use crate::store::types::*;
 use merges::MergeLog;
 
 mod claims;
-mod jobs;
 pub(crate) mod merges;
 mod reads;
 pub(crate) mod writer;
@@ -35,7 +33,7 @@ pub(crate) use writer::IngestWriter;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
-    rows::migrator(&[
+    crate::store::sql::migrator(&[
         (
             1,
             "initial",
@@ -125,7 +123,9 @@ impl SqliteStore {
 
     /// A write transaction on the sqlx writer that holds the write lock from its first statement
     /// (see the module documentation for why).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -134,9 +134,15 @@ impl SqliteStore {
         self.log.clone()
     }
 
-    /// The writer connection, for statements written once for both backends (`store/mod.rs`).
-    pub(crate) fn write_pool(&self) -> &SqlitePool {
+    /// The sqlx writer connection (the flusher's), for the operations written once for both
+    /// backends (see `store/sql.rs`).
+    pub(crate) fn writes(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// The readers, which run beside the writers (WAL).
+    pub(crate) fn reads(&self) -> &SqlitePool {
+        &self.reader
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -189,32 +195,10 @@ impl SqliteStore {
     }
 }
 
-async fn load_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<Job>, StoreError> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut job = rows::job_from_row(&row)?;
-    job.items = load_items(conn, id).await?;
-    Ok(Some(job))
-}
-
-async fn load_items(conn: &mut SqliteConnection, job_id: &str) -> Result<Vec<JobItem>, StoreError> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {JOB_ITEM_COLUMNS} FROM job_items WHERE job_id = ? ORDER BY position"
-    )))
-    .bind(job_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(rows::job_item_from_row).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::rows;
 
     /// The default options, as an item row stored them.
     const PLAIN: &str = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
@@ -348,8 +332,11 @@ mod tests {
         assert_eq!(store.prune_option_sets().await.unwrap(), 1);
         assert_eq!(sets().await, ["f-preload"]);
         // The job kept its own copy of the options.
-        let kept = store.get_job("job-1").await.unwrap().unwrap();
-        assert_eq!(kept.options, rows::parse_options(PLAIN).unwrap());
+        let kept: String = sqlx::query_scalar("SELECT options FROM jobs WHERE id = 'job-1'")
+            .fetch_one(store.reads())
+            .await
+            .unwrap();
+        assert_eq!(rows::parse_options(&kept).unwrap(), rows::parse_options(PLAIN).unwrap());
         store.close().await;
     }
 }

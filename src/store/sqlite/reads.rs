@@ -4,58 +4,12 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row, logged_among_due};
-use super::{SqliteStore, load_job, merges, writer};
+use super::{SqliteStore, merges, writer};
 use crate::domain::Ts;
-use crate::store::rows::{self, JOB_ITEM_COLUMNS, PENDING_COLUMNS};
+use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
 impl SqliteStore {
-    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        let mut conn = self.reader.acquire().await?;
-        load_job(&mut conn, id).await
-    }
-
-    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
-        let sql = rows::next_work_sql("?1", "?1");
-        let next: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(now.0)
-            .fetch_one(&self.writer)
-            .await?;
-        Ok(next.map(Ts))
-    }
-
-    pub async fn drain_history(&self, since: Ts) -> Result<Vec<DrainMinute>, StoreError> {
-        let sql = rows::drain_history_sql("?");
-        let mut conn = self.reader.acquire().await?;
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(since.0)
-            .fetch_all(&mut *conn)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(rows::drain_minute_from_row)
-            .collect::<Result<_, _>>()?)
-    }
-
-    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let query = rows::list_jobs_query(filter, |_| "?".to_owned());
-        let mut conn = self.reader.acquire().await?;
-        let job_rows = query.fetch_all(&mut *conn).await?;
-        if job_rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The items of the whole page in one query, not one per job.
-        let ids: Vec<String> = job_rows.iter().map(|r| r.get("id")).collect();
-        let item_rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT job_id, {JOB_ITEM_COLUMNS} FROM job_items
-             WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, position"
-        )))
-        .bind(serde_json::to_string(&ids).expect("strings serialise"))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows::jobs_with_items(&job_rows, &item_rows)
-    }
-
     pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, quiet, {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)

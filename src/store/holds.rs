@@ -1,0 +1,68 @@
+//! Quota holds: the task types held on the daily quota, and the end of a hold. One body for
+//! both backends (see [`sql`](super::sql)); a job is put on hold by
+//! [`Store::record_hold`](super::Store::record_hold).
+
+use super::Store;
+use super::jobs::HELD_OR_PROBING;
+use super::rows::{self, StoreRow};
+use super::types::*;
+use crate::domain::{TaskType, Ts};
+
+impl Store {
+    /// Ends the quota hold of a task type ($1 now, $2 task): its held jobs are due now, as
+    /// retries, with their time on hold added to their retry budget; returns how many.
+    pub async fn release_held(&self, task: TaskType, now: Ts) -> Result<u64, StoreError> {
+        with_backend!(self, b, sql => {
+            let done = sqlx::query(sql.sql(
+                "UPDATE jobs SET status = 'retrying', next_attempt_at = $1, held_since = NULL,
+                        budget_from = budget_from + ($1 - updated_at), updated_at = $1
+                 WHERE status = 'held' AND task = $2",
+            ))
+            .bind(now.0)
+            .bind(task.as_str())
+            .execute(b.writes())
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Moves the next probe of a task type's held jobs to `until` (one probe at a time).
+    pub async fn defer_held(&self, task: TaskType, until: Ts) -> Result<u64, StoreError> {
+        with_backend!(self, b, sql => {
+            let done = sqlx::query(sql.sql(
+                "UPDATE jobs SET next_attempt_at = $1
+                 WHERE status = 'held' AND task = $2 AND next_attempt_at < $1",
+            ))
+            .bind(until.0)
+            .bind(task.as_str())
+            .execute(b.writes())
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// The task types held on the daily quota, with their held jobs.
+    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows = sqlx::query(sql.sql(&format!(
+                "SELECT task, COUNT(*) AS jobs, MIN(held_since) AS since,
+                        MIN(CASE WHEN status = 'held' THEN next_attempt_at END) AS until, MAX(error_code) AS code
+                 FROM jobs WHERE {HELD_OR_PROBING} GROUP BY task ORDER BY task"
+            )))
+            .fetch_all(b.writes())
+            .await?;
+            rows.iter().map(held_task_from_row).collect()
+        })
+    }
+}
+
+/// A row of [`Store::held_tasks`].
+fn held_task_from_row(row: &impl StoreRow) -> Result<HeldTask, StoreError> {
+    Ok(HeldTask {
+        task: rows::parse_task(&row.text("task"))?,
+        jobs: row.int("jobs") as u64,
+        since: Ts(row.opt_int("since").unwrap_or_default()),
+        until: row.opt_int("until").map(Ts),
+        code: row.opt_text("code").unwrap_or_default(),
+    })
+}

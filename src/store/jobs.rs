@@ -1,0 +1,276 @@
+//! Jobs: claiming the next attempt of a due job, recording an attempt's result, and operator
+//! retries. One body for both backends (see [`sql`](super::sql)).
+//!
+//! Every update of an attempt is fenced by its number (`status = 'in_flight' AND attempts = ?`),
+//! so a flusher whose lease was taken over cannot overwrite the newer attempt.
+
+use super::rows::{self, StoreRow};
+use super::sql::Dialect;
+use super::types::*;
+use super::Store;
+use crate::domain::Ts;
+
+/// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight.
+pub(super) const HELD_OR_PROBING: &str =
+    "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
+
+/// Jobs whose next attempt is due ($1 now, $2 limit), oldest first: retries and expired leases,
+/// except those of a task type held on the quota, and the probes of holds.
+fn due_jobs_sql() -> String {
+    format!(
+        "SELECT id, task, status, held_since FROM jobs
+         WHERE (status = 'held' AND next_attempt_at <= $1)
+            OR (((status = 'retrying' AND next_attempt_at <= $1) OR (status = 'in_flight' AND lease_until <= $1))
+                AND task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING}))
+         ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT $2"
+    )
+}
+
+/// Starts the next attempt of a due job ($1 lease_until, $2 now, $3 id). A held job's time on
+/// hold is added to its retry budget, so that `max_age` does not run while it is held.
+fn claim_job_sql(sql: Dialect) -> String {
+    format!(
+        "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
+                attempts = attempts + 1, updated_at = $2,
+                budget_from = CASE WHEN status = 'held' THEN budget_from + ($2 - updated_at) ELSE budget_from END
+         WHERE id = (SELECT id FROM jobs WHERE id = $3
+                       AND ((status IN ('retrying', 'held') AND next_attempt_at <= $2)
+                            OR (status = 'in_flight' AND lease_until <= $2))
+                     {})",
+        sql.for_update_skip_locked()
+    )
+}
+
+/// The end of an attempt that did not succeed: the job's status and next attempt ($1), when
+/// ($2), VOD's answer ($3 code, $4 message, $5 request ID), fenced by id ($6) and attempt ($7).
+const RECORD_RETRY: &str = "UPDATE jobs SET status = 'retrying', lease_until = NULL, held_since = NULL, next_attempt_at = $1,
+        updated_at = $2, error_code = $3, error_message = $4, request_id = $5
+     WHERE id = $6 AND status = 'in_flight' AND attempts = $7";
+
+/// As [`RECORD_RETRY`] for a job that failed for good ($1 is null).
+const RECORD_FAILURE: &str = "UPDATE jobs SET status = 'failed', lease_until = NULL, next_attempt_at = $1, held_since = NULL,
+        updated_at = $2, error_code = $3, error_message = $4, request_id = $5
+     WHERE id = $6 AND status = 'in_flight' AND attempts = $7";
+
+/// As [`RECORD_RETRY`] for a job held on the quota until its next probe ($1).
+const RECORD_HOLD: &str = "UPDATE jobs SET status = 'held', lease_until = NULL, next_attempt_at = $1, updated_at = $2,
+        error_code = $3, error_message = $4, request_id = $5, held_since = COALESCE(held_since, $2), holds = holds + 1
+     WHERE id = $6 AND status = 'in_flight' AND attempts = $7";
+
+/// A successful attempt ($1 when, $2 VOD's job ID, $3 request ID, $4 when to check it), fenced
+/// by id ($5) and attempt ($6).
+const RECORD_SUCCESS: &str = "UPDATE jobs SET status = 'succeeded', lease_until = NULL, updated_at = $1, vod_job_id = $2,
+        request_id = $3, held_since = NULL, error_code = NULL, error_message = NULL, check_at = $4, checks = 0
+     WHERE id = $5 AND status = 'in_flight' AND attempts = $6";
+
+/// Runs one of the `RECORD_*` statements on `$conn`: `Ok(false)` when the attempt was taken
+/// over.
+macro_rules! end_attempt {
+    ($conn:expr, $sql:expr, $statement:expr, $id:expr, $attempt:expr, $now:expr, $next:expr, $failure:expr) => {
+        sqlx::query($sql.sql($statement))
+            .bind($next.map(|t: Ts| t.0))
+            .bind($now.0)
+            .bind($failure.code.as_str())
+            .bind($failure.message.as_str())
+            .bind($failure.request_id.as_deref())
+            .bind($id)
+            .bind($attempt as i64)
+            .execute($conn)
+            .await
+            .map(|done| done.rows_affected() > 0)
+    };
+}
+
+impl Store {
+    /// Jobs whose next attempt is due, oldest first (see [`due_jobs_sql`]).
+    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows = sqlx::query(sql.sql(&due_jobs_sql()))
+                .bind(now.0)
+                .bind(limit as i64)
+                .fetch_all(b.writes())
+                .await?;
+            rows.iter().map(due_job_from_row).collect()
+        })
+    }
+
+    /// Starts a new attempt of a job that is due; on PostgreSQL a job another transaction is
+    /// claiming is passed over.
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
+        with_backend!(self, b, sql => {
+            let mut tx = b.begin_write().await?;
+            let updated = sqlx::query(sql.sql(&claim_job_sql(sql)))
+                .bind(lease_until.0)
+                .bind(now.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let job = load_job!(&mut *tx, sql, id)?;
+            tx.commit().await?;
+            Ok(job)
+        })
+    }
+
+    /// Records a successful attempt: its items are `sent`, but for those VOD reported as not
+    /// existing or forbidden. `attempt` fences off a flusher whose lease was taken over.
+    pub async fn record_success(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        success: &Success,
+    ) -> Result<bool, StoreError> {
+        with_backend!(self, b, sql => {
+            let mut tx = b.begin_write().await?;
+            let updated = sqlx::query(sql.sql(RECORD_SUCCESS))
+                .bind(now.0)
+                .bind(&success.vod_job_id)
+                .bind(&success.request_id)
+                .bind(success.check_at.map(|t| t.0))
+                .bind(id)
+                .bind(attempt as i64)
+                .execute(&mut *tx)
+                .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
+            sqlx::query(sql.sql("UPDATE job_items SET outcome = 'sent' WHERE job_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for (list, outcome) in [
+                (&success.non_existent, "non_existent"),
+                (&success.forbidden, "forbidden"),
+            ] {
+                for media_id in list {
+                    sqlx::query(sql.sql(
+                        "UPDATE job_items SET outcome = $1 WHERE job_id = $2 AND media_id = $3",
+                    ))
+                    .bind(outcome)
+                    .bind(id)
+                    .bind(media_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Puts a job back to be sent again at `next_attempt_at`.
+    pub async fn record_retry(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next_attempt_at: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        self.end_attempt(RECORD_RETRY, id, attempt, now, Some(next_attempt_at), failure)
+            .await
+    }
+
+    /// Holds a job on the daily quota until its next probe at `until`.
+    pub async fn record_hold(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        until: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        self.end_attempt(RECORD_HOLD, id, attempt, now, Some(until), failure)
+            .await
+    }
+
+    /// Fails a job for good: it and its items are `failed`.
+    pub async fn record_failure(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        with_backend!(self, b, sql => {
+            let mut tx = b.begin_write().await?;
+            if !end_attempt!(&mut *tx, sql, RECORD_FAILURE, id, attempt, now, None::<Ts>, failure)? {
+                return Ok(false);
+            }
+            sqlx::query(sql.sql("UPDATE job_items SET outcome = 'failed' WHERE job_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// One fenced update of an attempt's end (`statement` is one of the `RECORD_*` above).
+    async fn end_attempt(
+        &self,
+        statement: &str,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next: Option<Ts>,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        with_backend!(self, b, sql => {
+            Ok(end_attempt!(b.writes(), sql, statement, id, attempt, now, next, failure)?)
+        })
+    }
+
+    /// Schedules a failed job to be sent again now, with a fresh attempt budget.
+    pub async fn retry_job(&self, id: &str, now: Ts) -> Result<RetryOutcome, StoreError> {
+        with_backend!(self, b, sql => {
+            let mut tx = b.begin_write().await?;
+            let status: Option<String> = sqlx::query_scalar(sql.sql(&format!(
+                "SELECT status FROM jobs WHERE id = $1 {}",
+                sql.for_update()
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(status) = status else {
+                return Ok(RetryOutcome::NotFound);
+            };
+            let status = rows::parse_status(&status)?;
+            if status != JobStatus::Failed {
+                return Ok(RetryOutcome::NotFailed(status));
+            }
+            sqlx::query(sql.sql(
+                "UPDATE jobs SET status = 'retrying', next_attempt_at = $1, attempts = 0, budget_from = $1, updated_at = $1
+                 WHERE id = $2",
+            ))
+            .bind(now.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(sql.sql("UPDATE job_items SET outcome = 'pending' WHERE job_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(RetryOutcome::Scheduled)
+        })
+    }
+}
+
+/// A row of [`due_jobs_sql`].
+fn due_job_from_row(row: &impl StoreRow) -> Result<DueJob, StoreError> {
+    Ok(DueJob {
+        id: row.text("id"),
+        task: rows::parse_task(&row.text("task"))?,
+        status: rows::parse_status(&row.text("status"))?,
+        held_since: row.opt_int("held_since").map(Ts),
+    })
+}
