@@ -4,10 +4,10 @@
 //! Every update of an attempt is fenced by its number (`status = 'in_flight' AND attempts = ?`),
 //! so a flusher whose lease was taken over cannot overwrite the newer attempt.
 
+use super::Store;
 use super::rows::{self, StoreRow};
 use super::sql::Dialect;
 use super::types::*;
-use super::Store;
 use crate::domain::Ts;
 
 /// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight.
@@ -175,8 +175,15 @@ impl Store {
         next_attempt_at: Ts,
         failure: &Failure,
     ) -> Result<bool, StoreError> {
-        self.end_attempt(RECORD_RETRY, id, attempt, now, Some(next_attempt_at), failure)
-            .await
+        self.end_attempt(
+            RECORD_RETRY,
+            id,
+            attempt,
+            now,
+            Some(next_attempt_at),
+            failure,
+        )
+        .await
     }
 
     /// Holds a job on the daily quota until its next probe at `until`.

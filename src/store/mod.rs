@@ -1,24 +1,36 @@
 //! The durable store: pending items, jobs with per-ID results, and delivery IDs.
 //!
-//! [`Store`] is the one contract the rest of the application uses. It dispatches to a backend
-//! chosen from `store.url` (embedded SQLite, or PostgreSQL for several replicas) and owns the
-//! group committer: ingest requests are queued on a channel, and the committer applies everything
-//! waiting in one transaction before answering each request. Under load that turns N disk syncs
-//! into one, without ever answering before the data is durable. Every replica has its own. On
-//! SQLite the committer is a thread with its own synchronous connection ([`sqlite::writer`]); on
-//! PostgreSQL it is a task on the runtime.
+//! [`Store`] is the one contract the rest of the application uses, on a backend chosen from
+//! `store.url` (embedded SQLite, or PostgreSQL for several replicas). Its files are cut by
+//! concern:
+//!
+//! - written once for both backends, over the [`Dialect`](sql::Dialect) (`sql.rs`, the macros
+//!   in `macros.rs`): `jobs.rs` (claiming a due job, recording an attempt, operator retries),
+//!   `checks.rs` (submission checks), `holds.rs` (quota holds), `reads.rs` (jobs as the API
+//!   reads them); `rows.rs` reads rows back into domain types;
+//! - done by each backend its own way, behind the traits of `backend.rs`: claims of due items,
+//!   reads of pending items, housekeeping, leadership, in `sqlite/` and `postgres/`;
+//! - ingest: the group committer (`commit.rs`), which answers a request only once it is durable.
 //!
 //! Leadership: exactly one process per store may flush. SQLite has one process by construction,
 //! so it is always the leader; PostgreSQL replicas compete for an advisory lock (see
 //! [`postgres`]). [`Store::try_acquire_leadership`] is polled by the application; the flusher
 //! only runs while it says yes.
 //!
-//! Every backend must pass the conformance suite in `tests/it/store.rs`.
+//! Every backend must pass the conformance suite in `tests/it/store/`.
 
+#[macro_use]
+mod macros;
+pub mod backend;
+mod checks;
+mod commit;
+mod holds;
+mod jobs;
 pub mod postgres;
+mod reads;
 mod rows;
-pub mod sqlite;
 mod sql;
+pub mod sqlite;
 pub mod types;
 pub mod wake;
 
@@ -31,94 +43,24 @@ pub use types::*;
 
 use crate::config::StoreLocation;
 use crate::domain::Ts;
+use backend::{Claims, Housekeeping, Leadership, PendingReads};
+use commit::{Waiting, postgres_committer, sqlite_committer};
 use postgres::PgStore;
 use sqlite::{IngestWriter, SqliteStore};
 
-/// Most requests folded into one transaction.
-pub(crate) const MAX_GROUP: usize = 256;
+pub(crate) use commit::MAX_GROUP;
 
+/// The backend `store.url` chose.
 #[derive(Debug, Clone)]
-enum Backend {
+enum Engine {
     Sqlite(SqliteStore),
     Postgres(PgStore),
 }
 
-/// Calls the same method on whichever backend is configured (an operation each backend does
-/// its own way; see [`Backend`]).
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $call:expr) => {
-        match &$self.backend {
-            Backend::Sqlite($s) => $call,
-            Backend::Postgres($s) => $call,
-        }
-    };
-}
-
-/// Runs `$body` once per backend, with `$b` the backend's store and `$sql` its
-/// [`Dialect`](sql::Dialect): an operation written once for both (`jobs.rs`, `checks.rs`,
-/// `holds.rs`, `reads.rs`). The body reaches the database through `$b.reads()`, `$b.writes()`
-/// and `$b.begin_write()`, which both backends have.
-macro_rules! with_backend {
-    ($self:ident, $b:ident, $sql:ident => $body:expr) => {
-        match &$self.backend {
-            $crate::store::Backend::Sqlite($b) => {
-                let $sql = $crate::store::sql::Dialect::Sqlite;
-                $body
-            }
-            $crate::store::Backend::Postgres($b) => {
-                let $sql = $crate::store::sql::Dialect::Postgres;
-                $body
-            }
-        }
-    };
-}
-
-/// A job with its items, read on `$conn` (a `&mut` connection, in a transaction or not) in
-/// dialect `$sql`: `Result<Option<Job>, StoreError>`.
-macro_rules! load_job {
-    ($conn:expr, $sql:expr, $id:expr) => {
-        async {
-            let conn = $conn;
-            let row = sqlx::query($sql.sql(&format!(
-                "SELECT {} FROM jobs WHERE id = $1",
-                $crate::store::rows::JOB_COLUMNS
-            )))
-            .bind($id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let mut job = $crate::store::rows::job_from_row(&row)?;
-            let items = sqlx::query($sql.sql(&format!(
-                "SELECT {} FROM job_items WHERE job_id = $1 ORDER BY position",
-                $crate::store::rows::JOB_ITEM_COLUMNS
-            )))
-            .bind($id)
-            .fetch_all(&mut *conn)
-            .await?;
-            job.items = items
-                .iter()
-                .map($crate::store::rows::job_item_from_row)
-                .collect::<Result<_, _>>()?;
-            Ok::<_, StoreError>(Some(job))
-        }
-        .await
-    };
-}
-
-mod checks;
-mod holds;
-mod jobs;
-mod reads;
-
-type Reply = oneshot::Sender<Result<Receipt, StoreError>>;
-type Waiting = (Ingest, Reply);
-
 /// The store handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    engine: Engine,
     /// Requests waiting for the group committer.
     ingest_tx: mpsc::Sender<Waiting>,
     /// Wakes the idle flusher when a commit adds something due sooner.
@@ -131,7 +73,7 @@ impl Store {
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
         let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP);
         let wake = Arc::new(Wake::default());
-        let backend = match location {
+        let engine = match location {
             StoreLocation::Sqlite(path) => {
                 // The schema first (through sqlx), then the writer's own connection.
                 let store = SqliteStore::open(path).await?;
@@ -141,16 +83,16 @@ impl Store {
                     .name("sqlite-ingest".into())
                     .spawn(move || sqlite_committer(writer, ingest_rx, &wake))
                     .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-                Backend::Sqlite(store)
+                Engine::Sqlite(store)
             }
             StoreLocation::Postgres(url) => {
                 let store = PgStore::open(url).await?;
                 tokio::spawn(postgres_committer(store.clone(), ingest_rx, wake.clone()));
-                Backend::Postgres(store)
+                Engine::Postgres(store)
             }
         };
         Ok(Store {
-            backend,
+            engine,
             ingest_tx,
             wake,
         })
@@ -164,7 +106,7 @@ impl Store {
     /// On PostgreSQL, relays the due times other replicas announce to [`Store::wake`] until
     /// `token` is cancelled (reconnecting after a failure); on SQLite there are none.
     pub async fn relay_wakes(&self, token: tokio_util::sync::CancellationToken) {
-        if let Backend::Postgres(store) = &self.backend {
+        if let Engine::Postgres(store) = &self.engine {
             store.relay_wakes(&self.wake, token).await;
         }
     }
@@ -181,33 +123,24 @@ impl Store {
 
     /// True when other processes may share this store, so that leadership can change hands.
     pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
+        matches!(self.engine, Engine::Postgres(_))
     }
 
     /// The host name of the process that flushes this store: this one on SQLite, on PostgreSQL
     /// the replica whose session holds the flusher lock (`None` when no replica does).
     pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(Some(crate::telemetry::host_name().to_owned())),
-            Backend::Postgres(s) => s.flusher_replica().await,
-        }
+        dispatch!(self, s => s.flusher_replica().await)
     }
 
     /// Becomes the one flusher of this store if no live process is, or confirms this process
-    /// still is. An error means the database is unreachable; this process is then not the leader.
+    /// still is (see [`Leadership`]). SQLite has one process by construction.
     pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(true),
-            Backend::Postgres(s) => s.try_acquire_leadership().await,
-        }
+        dispatch!(self, s => s.try_acquire_leadership().await)
     }
 
     /// The answer of the last [`Store::try_acquire_leadership`]; no I/O.
     pub fn is_leader(&self) -> bool {
-        match &self.backend {
-            Backend::Sqlite(_) => true,
-            Backend::Postgres(s) => s.is_leader(),
-        }
+        dispatch!(self, s => s.is_leader())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -234,113 +167,38 @@ impl Store {
         dispatch!(self, s => s.pending_for_media(media_id).await)
     }
 
+    /// The queue's figures: pending items (each backend's own), jobs in flight or waiting to
+    /// be retried, and the task types held on the quota.
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        let mut stats = dispatch!(self, s => s.queue_stats(now).await)?;
+        let mut stats = dispatch!(self, s => s.item_stats(now).await)?;
+        with_backend!(self, b, sql => {
+            let counts: (i64, i64) = sqlx::query_as(sql.sql(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END), 0),
+                        COALESCE(SUM(CASE WHEN status = 'retrying' THEN 1 ELSE 0 END), 0)
+                 FROM jobs WHERE status IN ('in_flight', 'retrying')",
+            ))
+            .fetch_one(b.reads())
+            .await?;
+            (stats.in_flight_jobs, stats.retrying_jobs) = (counts.0 as u64, counts.1 as u64);
+        });
         stats.held = self.held_tasks().await?;
         Ok(stats)
     }
 
+    /// Forgets delivery IDs past their retention.
     pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.prune_deliveries(now).await)
+        with_backend!(self, b, sql => {
+            let done = sqlx::query(sql.sql("DELETE FROM deliveries WHERE expires_at <= $1"))
+                .bind(now.0)
+                .execute(b.writes())
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Forgets option sets that no pending item names (SQLite keeps each set once; PostgreSQL
     /// keeps the options in the item rows and has nothing to prune).
     pub async fn prune_option_sets(&self) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.prune_option_sets().await,
-            Backend::Postgres(_) => Ok(0),
-        }
-    }
-}
-
-/// The requests of one group commit: the first one to arrive and every one waiting behind it,
-/// up to [`MAX_GROUP`].
-struct Group {
-    ingests: Vec<Ingest>,
-    replies: Vec<Reply>,
-}
-
-impl Group {
-    fn gather(first: Waiting, rx: &mut mpsc::Receiver<Waiting>) -> Group {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let (ingests, replies) = group.into_iter().unzip();
-        Group { ingests, replies }
-    }
-
-    /// Answers every request with the group's receipts. When the group failed and holds more
-    /// than one request, nobody is answered and the group comes back: one bad request must not
-    /// fail the others, so the caller commits them one by one.
-    fn answer(self, result: Result<Vec<Receipt>, StoreError>) -> Option<Group> {
-        match result {
-            Ok(receipts) => {
-                for (reply, receipt) in self.replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(receipt));
-                }
-                None
-            }
-            Err(error) if self.ingests.len() > 1 => {
-                tracing::warn!(error = %error, size = self.ingests.len(), "group commit failed; committing one by one");
-                Some(self)
-            }
-            Err(error) => {
-                if let Some(reply) = self.replies.into_iter().next() {
-                    let _ = reply.send(Err(error));
-                }
-                None
-            }
-        }
-    }
-
-    /// The requests one by one, each with its reply.
-    fn singles(self) -> impl Iterator<Item = (Ingest, Reply)> {
-        self.ingests.into_iter().zip(self.replies)
-    }
-}
-
-fn first_receipt(result: Result<Vec<Receipt>, StoreError>) -> Result<Receipt, StoreError> {
-    result.and_then(|receipts| receipts.into_iter().next().ok_or(StoreError::Closed))
-}
-
-/// The SQLite group committer: runs until every [`Store`] handle is gone.
-fn sqlite_committer(mut writer: IngestWriter, mut rx: mpsc::Receiver<Waiting>, wake: &Wake) {
-    while let Some(first) = rx.blocking_recv() {
-        let group = Group::gather(first, &mut rx);
-        let result = writer.ingest_group(&group.ingests);
-        if let (Ok(_), Some(due)) = (&result, wake::soonest_due(&group.ingests)) {
-            wake.announce(due);
-        }
-        if let Some(group) = group.answer(result) {
-            for (ingest, reply) in group.singles() {
-                let _ = reply.send(first_receipt(writer.ingest_group(&[ingest])));
-            }
-        }
-    }
-}
-
-/// The PostgreSQL group committer: runs until every [`Store`] handle is gone. After answering a
-/// group it announces the group's soonest due time, here and to the other replicas.
-async fn postgres_committer(store: PgStore, mut rx: mpsc::Receiver<Waiting>, wake: Arc<Wake>) {
-    let mut announced = postgres::Announced::default();
-    while let Some(first) = rx.recv().await {
-        let group = Group::gather(first, &mut rx);
-        let due = wake::soonest_due(&group.ingests);
-        let result = store.ingest_group(&group.ingests).await;
-        let stored = result.is_ok();
-        if let Some(group) = group.answer(result) {
-            for (ingest, reply) in group.singles() {
-                let _ = reply.send(first_receipt(store.ingest_group(&[ingest]).await));
-            }
-        }
-        if let (true, Some(due)) = (stored, due) {
-            wake.announce(due);
-            store.announce_due(&mut announced, due).await;
-        }
+        dispatch!(self, s => s.prune_option_sets().await)
     }
 }

@@ -8,8 +8,8 @@
 //! `sqlite/` and `postgres/`.
 
 use sqlx::AssertSqlSafe;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// The dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,13 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::PgStore;
 use crate::domain::Ts;
+use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
+use crate::store::sql::Dialect;
 use crate::store::types::*;
 
-impl PgStore {
-    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+impl Claims for PgStore {
+    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
         let sql = format!(
             "SELECT i.task, i.fingerprint, COUNT(*) AS n, COUNT(*) FILTER (WHERE i.priority > 0) AS urgent,
                     MIN(i.due_at) AS oldest FROM items i
@@ -26,7 +28,7 @@ impl PgStore {
 
     /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
     /// oldest first, then (unless `urgent_only`) its oldest normal ones.
-    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+    async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut rows = Vec::new();
         for (urgent, wanted) in [(true, true), (false, !claim.urgent_only)] {
@@ -60,20 +62,7 @@ impl PgStore {
             .map(|r| r.get::<i64, _>("priority"))
             .max()
             .unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7, $8)",
-        )
-        .bind(&claim.job_id)
-        .bind(claim.task.as_str())
-        .bind(&claim.fingerprint)
-        .bind(&options)
-        .bind(claim.dry_run)
-        .bind(claim.now.0)
-        .bind(claim.lease_until.0)
-        .bind(priority)
-        .execute(&mut *tx)
-        .await?;
+        insert_claimed_job!(&mut *tx, Dialect::Postgres, claim, &options, priority)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
         let media_ids: Vec<String> = rows.iter().map(|r| r.get("media_id")).collect();
         let first_seen: Vec<i64> = rows.iter().map(|r| r.get("first_seen")).collect();
@@ -107,5 +96,4 @@ impl PgStore {
         tx.commit().await?;
         Ok(Some(job))
     }
-
 }

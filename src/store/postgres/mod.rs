@@ -36,6 +36,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Ts;
+use crate::store::backend::{Housekeeping, Leadership};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
 
@@ -82,11 +83,11 @@ pub(crate) struct Announced(Option<Ts>);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    leader: Arc<Leadership>,
+    leader: Arc<LeaderLock>,
 }
 
 #[derive(Debug)]
-struct Leadership {
+struct LeaderLock {
     options: PgConnectOptions,
     /// The connection holding the lock (or trying to get it); `None` after it failed.
     conn: Mutex<Option<PgConnection>>,
@@ -98,6 +99,99 @@ fn timed_out(what: &str) -> StoreError {
         std::io::ErrorKind::TimedOut,
         format!("{what} took longer than {CHECK_TIMEOUT:?}"),
     )))
+}
+
+impl Leadership for PgStore {
+    async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             LIMIT 1",
+        )
+        .bind(i64::from(LEADER_LOCK.0))
+        .bind(i64::from(LEADER_LOCK.1))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(name.map(|n| n.strip_prefix(LEADER_NAME_PREFIX).unwrap_or(&n).to_owned()))
+    }
+
+    /// Takes the flusher lock if it is free, or confirms this process still holds it.
+    async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
+        let leader = &self.leader;
+        let mut slot = leader.conn.lock().await;
+        let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
+            if slot.is_none() {
+                *slot = Some(PgConnection::connect_with(&leader.options).await?);
+            }
+            let conn = slot.as_mut().expect("connected above");
+            if leader.held.load(Ordering::SeqCst) {
+                // The lock lives exactly as long as this session: a round trip proves both.
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                Ok(true)
+            } else {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                    .bind(LEADER_LOCK.0)
+                    .bind(LEADER_LOCK.1)
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        match checked {
+            Ok(held) => {
+                leader.held.store(held, Ordering::SeqCst);
+                Ok(held)
+            }
+            Err(error) => {
+                // Dropping the connection ends the session, so no lock outlives our belief in it.
+                leader.held.store(false, Ordering::SeqCst);
+                *slot = None;
+                Err(match error {
+                    sqlx::Error::PoolTimedOut => timed_out("the leadership check"),
+                    other => other.into(),
+                })
+            }
+        }
+    }
+
+    /// Whether the last leadership check found this process holding the flusher lock.
+    fn is_leader(&self) -> bool {
+        self.leader.held.load(Ordering::SeqCst)
+    }
+}
+
+impl Housekeeping for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| timed_out("a ping"))??;
+        Ok(())
+    }
+
+    async fn migrated(&self) -> Result<bool, StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied as usize >= migrator().iter().count())
+    }
+
+    /// Closes the pool and the leadership connection, which hands the flusher lock over at once.
+    async fn close(&self) {
+        if let Some(conn) = self.leader.conn.lock().await.take() {
+            self.leader.held.store(false, Ordering::SeqCst);
+            let _ = conn.close().await;
+        }
+        self.pool.close().await;
+    }
+
+    /// The options live in the item rows: there is nothing to prune.
+    async fn prune_option_sets(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 impl PgStore {
@@ -117,7 +211,7 @@ impl PgStore {
         let options = options.application_name(&leader_name);
         Ok(PgStore {
             pool,
-            leader: Arc::new(Leadership {
+            leader: Arc::new(LeaderLock {
                 options,
                 conn: Mutex::new(None),
                 held: AtomicBool::new(false),
@@ -140,30 +234,6 @@ impl PgStore {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
-            .await
-            .map_err(|_| timed_out("a ping"))??;
-        Ok(())
-    }
-
-    pub async fn migrated(&self) -> Result<bool, StoreError> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(applied as usize >= migrator().iter().count())
-    }
-
-    /// Closes the pool and the leadership connection, which hands the flusher lock over at once.
-    pub async fn close(&self) {
-        if let Some(conn) = self.leader.conn.lock().await.take() {
-            self.leader.held.store(false, Ordering::SeqCst);
-            let _ = conn.close().await;
-        }
-        self.pool.close().await;
     }
 
     /// The host name of the replica whose session holds the flusher lock.
@@ -222,75 +292,4 @@ impl PgStore {
             }
         }
     }
-
-    pub async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
-        let name: Option<String> = sqlx::query_scalar(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-               AND l.classid::bigint = $1 AND l.objid::bigint = $2
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             LIMIT 1",
-        )
-        .bind(i64::from(LEADER_LOCK.0))
-        .bind(i64::from(LEADER_LOCK.1))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(name.map(|n| n.strip_prefix(LEADER_NAME_PREFIX).unwrap_or(&n).to_owned()))
-    }
-
-    /// Takes the flusher lock if it is free, or confirms this process still holds it.
-    pub async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
-        let leader = &self.leader;
-        let mut slot = leader.conn.lock().await;
-        let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
-            if slot.is_none() {
-                *slot = Some(PgConnection::connect_with(&leader.options).await?);
-            }
-            let conn = slot.as_mut().expect("connected above");
-            if leader.held.load(Ordering::SeqCst) {
-                // The lock lives exactly as long as this session: a round trip proves both.
-                sqlx::query("SELECT 1").execute(&mut *conn).await?;
-                Ok(true)
-            } else {
-                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                    .bind(LEADER_LOCK.0)
-                    .bind(LEADER_LOCK.1)
-                    .fetch_one(&mut *conn)
-                    .await
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
-        match checked {
-            Ok(held) => {
-                leader.held.store(held, Ordering::SeqCst);
-                Ok(held)
-            }
-            Err(error) => {
-                // Dropping the connection ends the session, so no lock outlives our belief in it.
-                leader.held.store(false, Ordering::SeqCst);
-                *slot = None;
-                Err(match error {
-                    sqlx::Error::PoolTimedOut => timed_out("the leadership check"),
-                    other => other.into(),
-                })
-            }
-        }
-    }
-
-    /// Whether the last leadership check found this process holding the flusher lock.
-    pub fn is_leader(&self) -> bool {
-        self.leader.held.load(Ordering::SeqCst)
-    }
-
-    /// Applies several ingest requests in one transaction (group commit).
-    /// Forgets delivery IDs past their retention.
-    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= $1")
-            .bind(now.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
-

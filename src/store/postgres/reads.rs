@@ -4,11 +4,12 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::PgStore;
 use crate::domain::Ts;
+use crate::store::backend::PendingReads;
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
-impl PgStore {
-    pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
+impl PendingReads for PgStore {
+    async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {PENDING_COLUMNS} FROM items WHERE media_id = $1 ORDER BY first_seen"
         )))
@@ -18,7 +19,7 @@ impl PgStore {
         rows.iter().map(rows::pending_from_row).collect()
     }
 
-    pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS pending, COUNT(*) FILTER (WHERE due_at <= $1) AS due,
                     COUNT(*) FILTER (WHERE priority > 0) AS urgent,

@@ -7,7 +7,9 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use super::{SqliteStore, merges, writer};
 use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
+use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
+use crate::store::sql::Dialect;
 use crate::store::types::*;
 use merges::MergeLog;
 
@@ -19,8 +21,8 @@ const CLAIM_WINDOW: i64 = 1000;
 /// candidates due later (each round folds those and writes their real due times).
 const CLAIM_ROUNDS: usize = 50;
 
-impl SqliteStore {
-    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+impl Claims for SqliteStore {
+    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
         self.settle_due(now).await?;
         // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
         // walks a whole group index to avoid sorting, which reads every pending item each poll.
@@ -37,6 +39,24 @@ impl SqliteStore {
         rows.iter().map(rows::due_group_from_row).collect()
     }
 
+    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
+    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
+    ///
+    /// Candidates are found by their stored due time, which is never later than the real one;
+    /// their logged merges are folded first, and an item they make due later is not claimed but
+    /// gets its real timing written (see [`merges`]).
+    async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut taken = Taken {
+            log: &self.log,
+            events: Vec::new(),
+        };
+        let job = self.claim_in(claim, &mut taken).await?;
+        taken.events.clear();
+        Ok(job)
+    }
+}
+
+impl SqliteStore {
     /// Makes the stored due times exact for the items they say are due: folds their logged
     /// merges, and writes the real due time of those not really due yet. So the flusher decides
     /// what is ready (a full batch, or a group that lingered long enough) on what is really due.
@@ -64,22 +84,6 @@ impl SqliteStore {
         tx.commit().await?;
         taken.events.clear();
         Ok(())
-    }
-
-    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
-    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
-    ///
-    /// Candidates are found by their stored due time, which is never later than the real one;
-    /// their logged merges are folded first, and an item they make due later is not claimed but
-    /// gets its real timing written (see [`merges`]).
-    pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
-        let mut taken = Taken {
-            log: &self.log,
-            events: Vec::new(),
-        };
-        let job = self.claim_in(claim, &mut taken).await?;
-        taken.events.clear();
-        Ok(job)
     }
 
     async fn claim_in(
@@ -133,22 +137,7 @@ impl SqliteStore {
                     table: "option_sets",
                     detail: format!("no options for fingerprint {}", claim.fingerprint),
                 })?;
-        sqlx::query(
-            "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, lease_until, priority)
-             VALUES (?, ?, ?, ?, 'in_flight', ?, 1, ?, ?, ?, ?, ?)",
-        )
-        .bind(&claim.job_id)
-        .bind(claim.task.as_str())
-        .bind(&claim.fingerprint)
-        .bind(&options)
-        .bind(claim.dry_run)
-        .bind(claim.now.0)
-        .bind(claim.now.0)
-        .bind(claim.now.0)
-        .bind(claim.lease_until.0)
-        .bind(priority)
-        .execute(&mut *tx)
-        .await?;
+        insert_claimed_job!(&mut *tx, Dialect::Sqlite, claim, &options, priority)?;
         for (position, candidate) in candidates.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events) VALUES (?, ?, ?, 'pending', ?, ?)",
@@ -252,7 +241,6 @@ impl SqliteStore {
         }
         Ok(rows)
     }
-
 }
 
 /// The columns of a claim's candidate items.

@@ -20,7 +20,8 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlitePool};
 
-use crate::domain::{TaskType, Ts};
+use crate::domain::TaskType;
+use crate::store::backend::{Housekeeping, Leadership};
 use crate::store::types::*;
 use merges::MergeLog;
 
@@ -80,6 +81,63 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The merge log in memory (see [`merges`]), shared with the ingest writer.
     log: Arc<Mutex<MergeLog>>,
+}
+
+impl Housekeeping for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// True when every migration this binary knows has been applied.
+    async fn migrated(&self) -> Result<bool, StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(applied as usize >= migrator().iter().count())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Forgets the option sets that no pending item names any more (a job keeps its own copy).
+    /// Each set costs two seeks of `items_group_order`, one per task.
+    async fn prune_option_sets(&self) -> Result<u64, StoreError> {
+        let unused = |task: TaskType| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM items INDEXED BY items_group_order
+                             WHERE task = '{}' AND fingerprint = option_sets.fingerprint)",
+                task.as_str()
+            )
+        };
+        let sql = format!(
+            "DELETE FROM option_sets WHERE {} AND {}",
+            unused(TaskType::Refresh),
+            unused(TaskType::Preload)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// SQLite has one process by construction: it is always the leader.
+impl Leadership for SqliteStore {
+    async fn try_acquire_leadership(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn is_leader(&self) -> bool {
+        true
+    }
+
+    async fn flusher_replica(&self) -> Result<Option<String>, StoreError> {
+        Ok(Some(crate::telemetry::host_name().to_owned()))
+    }
 }
 
 impl SqliteStore {
@@ -144,60 +202,13 @@ impl SqliteStore {
     pub(crate) fn reads(&self) -> &SqlitePool {
         &self.reader
     }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    /// True when every migration this binary knows has been applied.
-    pub async fn migrated(&self) -> Result<bool, StoreError> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
-                .fetch_one(&self.reader)
-                .await?;
-        Ok(applied as usize >= migrator().iter().count())
-    }
-
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-    }
-
-    /// Forgets delivery IDs past their retention.
-    pub async fn prune_deliveries(&self, now: Ts) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM deliveries WHERE expires_at <= ?")
-            .bind(now.0)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Forgets the option sets that no pending item names any more (a job keeps its own copy).
-    /// Each set costs two seeks of `items_group_order`, one per task.
-    pub async fn prune_option_sets(&self) -> Result<u64, StoreError> {
-        let unused = |task: TaskType| {
-            format!(
-                "NOT EXISTS (SELECT 1 FROM items INDEXED BY items_group_order
-                             WHERE task = '{}' AND fingerprint = option_sets.fingerprint)",
-                task.as_str()
-            )
-        };
-        let sql = format!(
-            "DELETE FROM option_sets WHERE {} AND {}",
-            unused(TaskType::Refresh),
-            unused(TaskType::Preload)
-        );
-        let done = sqlx::query(AssertSqlSafe(sql))
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Ts;
+    use crate::store::backend::{Claims, PendingReads};
     use crate::store::rows;
 
     /// The default options, as an item row stored them.
@@ -284,7 +295,7 @@ mod tests {
         assert_eq!(job.options, rows::parse_options(slow).unwrap());
         let ids: Vec<&str> = job.items.iter().map(|i| i.media_id.as_str()).collect();
         assert_eq!(ids, ["m1", "m2"]);
-        assert_eq!(store.queue_stats(Ts(500)).await.unwrap().pending, 1);
+        assert_eq!(store.item_stats(Ts(500)).await.unwrap().pending, 1);
         store.close().await;
     }
 
@@ -336,7 +347,10 @@ mod tests {
             .fetch_one(store.reads())
             .await
             .unwrap();
-        assert_eq!(rows::parse_options(&kept).unwrap(), rows::parse_options(PLAIN).unwrap());
+        assert_eq!(
+            rows::parse_options(&kept).unwrap(),
+            rows::parse_options(PLAIN).unwrap()
+        );
         store.close().await;
     }
 }

@@ -6,11 +6,12 @@ use sqlx::{AssertSqlSafe, Row};
 use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row, logged_among_due};
 use super::{SqliteStore, merges, writer};
 use crate::domain::Ts;
+use crate::store::backend::PendingReads;
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
-impl SqliteStore {
-    pub async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
+impl PendingReads for SqliteStore {
+    async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, quiet, {PENDING_COLUMNS} FROM items JOIN option_sets USING (fingerprint)
              WHERE media_id = ? ORDER BY first_seen"
@@ -39,7 +40,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
         // Items are counted by their real due time (see `merges::stored_timing`): the stored
         // one for urgent items; for normal ones the end of their latest quiet period, unless
         // merges are still logged for them, which are folded here as the claim would.

@@ -195,6 +195,7 @@ async fn a_postgres_group_is_stored_as_its_requests_one_by_one() {
     else {
         return;
     };
+    use vod_purge::store::backend::{Housekeeping, PendingReads};
     let store = vod_purge::store::postgres::PgStore::open(&db.url)
         .await
         .unwrap();

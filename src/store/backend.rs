@@ -1,0 +1,62 @@
+//! What each backend does its own way, by concern: one trait each, implemented by
+//! [`SqliteStore`](super::sqlite::SqliteStore) and [`PgStore`](super::postgres::PgStore) in the
+//! file of that concern (`claims.rs`, `reads.rs`, `mod.rs`).
+//!
+//! The rest of the store is one body for both backends (`jobs.rs`, `checks.rs`, `holds.rs`,
+//! `reads.rs` beside this file, over the [`Dialect`](super::sql::Dialect)); ingest belongs to the
+//! group committer (`commit.rs`), a thread with a synchronous connection on SQLite and a task on
+//! PostgreSQL, so it is not a method of a common trait.
+
+//! The traits are public so that tests can drive a backend directly; they are called on the
+//! concrete backend types only (never as `dyn` or through a generic bound), so their futures keep
+//! their `Send`-ness.
+#![allow(async_fn_in_trait)]
+
+use super::types::*;
+use crate::domain::Ts;
+
+/// Which items are due, and taking them into a job. SQLite folds its merge log in first.
+pub trait Claims {
+    /// The groups (task type, option set) that have due items, with their count, urgent count
+    /// and the earliest due time.
+    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError>;
+
+    /// Takes up to `claim.limit` due items of one group, urgent and oldest first, into a new
+    /// job in flight, in one transaction; `None` when none is due any more.
+    async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError>;
+}
+
+/// Pending items as the read API shows them (SQLite folds in the logged merges).
+pub trait PendingReads {
+    async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError>;
+
+    /// The queue's figures about pending items (the job figures are read by `Store`).
+    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError>;
+}
+
+/// Health, the schema, closing, and pruning what each backend keeps on the side.
+pub trait Housekeeping {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// True when every migration this binary knows has been applied.
+    async fn migrated(&self) -> Result<bool, StoreError>;
+
+    async fn close(&self);
+
+    /// Forgets option sets that no pending item names any more.
+    async fn prune_option_sets(&self) -> Result<u64, StoreError>;
+}
+
+/// Which process may flush: exactly one per store.
+pub trait Leadership {
+    /// Becomes the one flusher of this store if no live process is, or confirms this process
+    /// still is. An error means the database is unreachable; this process is then not the
+    /// leader.
+    async fn try_acquire_leadership(&self) -> Result<bool, StoreError>;
+
+    /// The answer of the last [`Leadership::try_acquire_leadership`]; no I/O.
+    fn is_leader(&self) -> bool;
+
+    /// The host name of the process that flushes this store (`None` when none does).
+    async fn flusher_replica(&self) -> Result<Option<String>, StoreError>;
+}
