@@ -31,7 +31,17 @@ pub trait PendingReads {
     async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError>;
 
     /// The queue's figures about pending items (the job figures are read by `Store`).
-    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError>;
+    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError>;
+}
+
+/// The queue's figures about pending items, by their real due times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemStats {
+    pub pending: u64,
+    pub urgent: u64,
+    pub due: u64,
+    pub oldest_first_seen: Option<Ts>,
+    pub next_due_at: Option<Ts>,
 }
 
 /// Health, the schema, closing, and pruning what each backend keeps on the side.

@@ -170,19 +170,26 @@ impl Store {
     /// The queue's figures: pending items (each backend's own), jobs in flight or waiting to
     /// be retried, and the task types held on the quota.
     pub async fn queue_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
-        let mut stats = dispatch!(self, s => s.item_stats(now).await)?;
-        with_backend!(self, b, sql => {
-            let counts: (i64, i64) = sqlx::query_as(sql.sql(
+        let items = dispatch!(self, s => s.item_stats(now).await)?;
+        let (in_flight, retrying): (i64, i64) = with_backend!(self, b, sql => {
+            sqlx::query_as(sql.sql(
                 "SELECT COALESCE(SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END), 0),
                         COALESCE(SUM(CASE WHEN status = 'retrying' THEN 1 ELSE 0 END), 0)
                  FROM jobs WHERE status IN ('in_flight', 'retrying')",
             ))
             .fetch_one(b.reads())
-            .await?;
-            (stats.in_flight_jobs, stats.retrying_jobs) = (counts.0 as u64, counts.1 as u64);
+            .await?
         });
-        stats.held = self.held_tasks().await?;
-        Ok(stats)
+        Ok(QueueStats {
+            pending: items.pending,
+            urgent: items.urgent,
+            due: items.due,
+            oldest_first_seen: items.oldest_first_seen,
+            next_due_at: items.next_due_at,
+            in_flight_jobs: in_flight as u64,
+            retrying_jobs: retrying as u64,
+            held: self.held_tasks().await?,
+        })
     }
 
     /// Forgets delivery IDs past their retention.

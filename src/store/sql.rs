@@ -62,6 +62,22 @@ impl Dialect {
     }
 }
 
+/// The groups (task type, option set) with due items ($1 now): their count, urgent count and
+/// earliest due time, groups with urgent items first. On SQLite a range of `items_due` (which
+/// covers every column read here): without `INDEXED BY` it walks a whole group index to avoid
+/// sorting, which reads every pending item each poll.
+pub(crate) fn due_groups_sql(sql: Dialect) -> AssertSqlSafe<String> {
+    const URGENT: &str = "SUM(CASE WHEN i.priority > 0 THEN 1 ELSE 0 END)";
+    sql.sql(&format!(
+        "SELECT i.task, i.fingerprint, COUNT(*) AS n, {URGENT} AS urgent, MIN(i.due_at) AS oldest
+         FROM items i {}
+         WHERE i.due_at <= $1 AND {}
+         GROUP BY i.task, i.fingerprint ORDER BY {URGENT} > 0 DESC, i.task DESC, oldest",
+        sql.indexed_by("items_due"),
+        super::rows::PRELOAD_RULE
+    ))
+}
+
 /// A list of strings bound as one parameter: a JSON array (see [`Dialect::json_strings`]).
 pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).expect("strings serialise")

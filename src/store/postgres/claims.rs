@@ -7,19 +7,12 @@ use super::PgStore;
 use crate::domain::Ts;
 use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
-use crate::store::sql::Dialect;
+use crate::store::sql::{Dialect, due_groups_sql};
 use crate::store::types::*;
 
 impl Claims for PgStore {
     async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
-        let sql = format!(
-            "SELECT i.task, i.fingerprint, COUNT(*) AS n, COUNT(*) FILTER (WHERE i.priority > 0) AS urgent,
-                    MIN(i.due_at) AS oldest FROM items i
-             WHERE i.due_at <= $1 AND {PRELOAD_RULE}
-             GROUP BY i.task, i.fingerprint
-             ORDER BY COUNT(*) FILTER (WHERE i.priority > 0) > 0 DESC, i.task DESC, oldest"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query(due_groups_sql(Dialect::Postgres))
             .bind(now.0)
             .fetch_all(&self.pool)
             .await?;

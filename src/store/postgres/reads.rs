@@ -4,7 +4,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::PgStore;
 use crate::domain::Ts;
-use crate::store::backend::PendingReads;
+use crate::store::backend::{ItemStats, PendingReads};
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
@@ -19,7 +19,7 @@ impl PendingReads for PgStore {
         rows.iter().map(rows::pending_from_row).collect()
     }
 
-    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS pending, COUNT(*) FILTER (WHERE due_at <= $1) AS due,
                     COUNT(*) FILTER (WHERE priority > 0) AS urgent,
@@ -29,22 +29,12 @@ impl PendingReads for PgStore {
         .bind(now.0)
         .fetch_one(&self.pool)
         .await?;
-        let jobs = sqlx::query(
-            "SELECT COUNT(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-                    COUNT(*) FILTER (WHERE status = 'retrying') AS retrying
-             FROM jobs WHERE status IN ('in_flight', 'retrying')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(QueueStats {
+        Ok(ItemStats {
             pending: row.get::<i64, _>("pending") as u64,
             urgent: row.get::<i64, _>("urgent") as u64,
             due: row.get::<i64, _>("due") as u64,
             oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
             next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
-            in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
-            retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
-            held: Vec::new(),
         })
     }
 }

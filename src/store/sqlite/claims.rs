@@ -9,7 +9,7 @@ use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
 use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
-use crate::store::sql::Dialect;
+use crate::store::sql::{Dialect, due_groups_sql};
 use crate::store::types::*;
 use merges::MergeLog;
 
@@ -24,15 +24,7 @@ const CLAIM_ROUNDS: usize = 50;
 impl Claims for SqliteStore {
     async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
         self.settle_due(now).await?;
-        // A range of items_due (which covers every column read here): without INDEXED BY, SQLite
-        // walks a whole group index to avoid sorting, which reads every pending item each poll.
-        let sql = format!(
-            "SELECT i.task, i.fingerprint, COUNT(*) AS n, SUM(i.priority > 0) AS urgent, MIN(i.due_at) AS oldest
-             FROM items i INDEXED BY items_due
-             WHERE i.due_at <= ? AND {PRELOAD_RULE}
-             GROUP BY i.task, i.fingerprint ORDER BY urgent > 0 DESC, i.task DESC, oldest"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query(due_groups_sql(Dialect::Sqlite))
             .bind(now.0)
             .fetch_all(&self.writer)
             .await?;

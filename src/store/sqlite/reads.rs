@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row, logged_among_due};
 use super::{SqliteStore, merges, writer};
 use crate::domain::Ts;
-use crate::store::backend::PendingReads;
+use crate::store::backend::{ItemStats, PendingReads};
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
@@ -40,7 +40,7 @@ impl PendingReads for SqliteStore {
             .collect()
     }
 
-    async fn item_stats(&self, now: Ts) -> Result<QueueStats, StoreError> {
+    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError> {
         // Items are counted by their real due time (see `merges::stored_timing`): the stored
         // one for urgent items; for normal ones the end of their latest quiet period, unless
         // merges are still logged for them, which are folded here as the claim would.
@@ -90,21 +90,12 @@ impl PendingReads for SqliteStore {
                 }
             }
         }
-        let jobs = sqlx::query(
-            "SELECT COALESCE(SUM(status = 'in_flight'), 0) AS in_flight, COALESCE(SUM(status = 'retrying'), 0) AS retrying
-             FROM jobs WHERE status IN ('in_flight', 'retrying')",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(QueueStats {
+        Ok(ItemStats {
             pending: row.get::<i64, _>("pending") as u64,
             urgent: row.get::<i64, _>("urgent") as u64,
             due,
             oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
             next_due_at: next_due,
-            in_flight_jobs: jobs.get::<i64, _>("in_flight") as u64,
-            retrying_jobs: jobs.get::<i64, _>("retrying") as u64,
-            held: Vec::new(),
         })
     }
 }
