@@ -3,13 +3,16 @@
 //! Handlers parse at the edge, call the store, and map every failure through [`error::ApiError`].
 //! They never call VOD: that is the flusher's job.
 
+mod body;
 pub mod error;
 pub mod guard;
 pub mod health;
 pub mod ingest;
+pub mod jobs;
 pub mod openapi;
-pub mod reads;
+pub mod queue;
 pub mod ui;
+pub mod views;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -213,12 +216,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     cfg.service(ingest::purge)
         .service(ingest::receive_webhook)
-        .service(reads::list_jobs)
-        .service(reads::get_job)
-        .service(reads::retry_job)
-        .service(reads::resubmit_job)
-        .service(reads::media)
-        .service(reads::queue)
+        .service(jobs::list_jobs)
+        .service(jobs::get_job)
+        .service(jobs::retry_job)
+        .service(jobs::resubmit_job)
+        .service(queue::media)
+        .service(queue::queue)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{error, health, ingest, reads, ui};
+use crate::api::{error, health, ingest, jobs, queue, ui};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,12 +15,12 @@ use crate::api::{error, health, ingest, reads, ui};
     paths(
         ingest::purge,
         ingest::receive_webhook,
-        reads::list_jobs,
-        reads::get_job,
-        reads::retry_job,
-        reads::resubmit_job,
-        reads::media,
-        reads::queue,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::retry_job,
+        jobs::resubmit_job,
+        queue::media,
+        queue::queue,
         health::healthz,
         health::readyz,
         health::metrics,

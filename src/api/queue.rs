@@ -1,0 +1,89 @@
+//! `/media/{id}` and `/queue`: what is pending, for one media ID and for the whole queue.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+
+use crate::api::AppState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::views::*;
+use crate::domain::{TaskType, Ts};
+use crate::flusher::hold::allowance;
+use crate::store::JobFilter;
+
+/// Pending state and recent jobs of one media ID.
+#[utoipa::path(
+    params(("id" = String, Path)),
+    responses((status = 200, body = MediaView), (status = 401, body = ErrorBody))
+)]
+#[get("/media/{id}")]
+pub async fn media(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let id = id.into_inner();
+    let pending = state.store.pending_for_media(&id).await?;
+    let filter = JobFilter {
+        media_id: Some(id.clone()),
+        limit: 20,
+        ..JobFilter::default()
+    };
+    let jobs = state.store.list_jobs(&filter).await?;
+    Ok(HttpResponse::Ok().json(MediaView {
+        media_id: id,
+        pending: pending.into_iter().map(PendingView::from).collect(),
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+    }))
+}
+
+/// Queue depth and timing.
+#[utoipa::path(responses((status = 200, body = QueueView), (status = 401, body = ErrorBody)))]
+#[get("/queue")]
+pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let now = Ts::now();
+    let stats = state.store.queue_stats(now).await?;
+    Ok(HttpResponse::Ok().json(QueueView {
+        pending: stats.pending,
+        urgent: stats.urgent,
+        due: stats.due,
+        oldest_age_seconds: stats.oldest_first_seen.map(|t| now.since(t).as_secs_f64()),
+        next_due_at: stats.next_due_at.map(Ts::to_rfc3339),
+        in_flight_batches: stats.in_flight_jobs,
+        retrying_batches: stats.retrying_jobs,
+        held: stats
+            .held
+            .into_iter()
+            .map(|h| HeldView {
+                task: h.task,
+                jobs: h.jobs,
+                reason: h.code,
+                since: h.since.to_rfc3339(),
+                until: h.until.map(Ts::to_rfc3339),
+            })
+            .collect(),
+        quota: quota_left(&state, now),
+    }))
+}
+
+/// The last poll of the daily quota, as the active flusher sees it.
+fn quota_left(state: &AppState, now: Ts) -> Vec<QuotaLeftView> {
+    let policy = state.hold;
+    [TaskType::Refresh, TaskType::Preload]
+        .into_iter()
+        .filter_map(|task| {
+            let (polled, sent) = state.flusher.quota.last(task);
+            let polled = polled.filter(|p| p.is_current(policy.reset, now))?;
+            let allowance = allowance(Some(polled), sent, &policy, false, now);
+            Some(QuotaLeftView {
+                task,
+                daily: polled.total,
+                remaining: polled.remaining.saturating_sub(sent),
+                reserve: policy.reserve.of(polled.total),
+                polled_at: polled.at.to_rfc3339(),
+                normal_held_until: (allowance == Some(0))
+                    .then(|| policy.reset.next_after(now).to_rfc3339()),
+            })
+        })
+        .collect()
+}
