@@ -80,7 +80,7 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
-        let location = settings.store_location()?;
+        let location = settings.store.url.clone();
         let store = Store::open(&location)
             .await
             .with_context(|| format!("cannot open the store {}", settings.store.url))?;

@@ -101,8 +101,7 @@ impl AppState {
                 },
             );
         }
-        let id_rules =
-            MediaIdRules::new(&settings.queue.media_id_pattern).map_err(|e| e.to_string())?;
+        let id_rules = settings.queue.media_id_pattern.clone();
         let debounce = Debounce {
             quiet: settings.queue.quiet,
             max_wait: settings.queue.max_wait,
@@ -111,7 +110,7 @@ impl AppState {
         let server = &settings.server;
         let peers =
             guard::PeerGuard::new(server.peer_failures_per_second, server.peer_failure_burst);
-        let trusted_proxies = settings.trusted_proxies().map_err(|e| e.to_string())?;
+        let trusted_proxies = settings.server.trusted_proxies.nets().to_vec();
         Ok(AppState {
             peers,
             trusted_proxies,

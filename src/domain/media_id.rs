@@ -47,8 +47,9 @@ pub enum InvalidMediaId {
     Pattern(String),
 }
 
-/// The configured validation rule.
-#[derive(Debug, Clone)]
+/// The configured validation rule (`queue.media_id_pattern`, compiled when the settings load).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct MediaIdRules {
     pattern: Regex,
 }
@@ -71,6 +72,20 @@ impl MediaIdRules {
             return Err(InvalidMediaId::Pattern(self.pattern.as_str().to_owned()));
         }
         Ok(MediaId(raw.to_owned()))
+    }
+}
+
+impl TryFrom<String> for MediaIdRules {
+    type Error = String;
+
+    fn try_from(pattern: String) -> Result<MediaIdRules, String> {
+        MediaIdRules::new(&pattern).map_err(|e| format!("not a regular expression: {e}"))
+    }
+}
+
+impl From<MediaIdRules> for String {
+    fn from(rules: MediaIdRules) -> String {
+        rules.pattern.as_str().to_owned()
     }
 }
 

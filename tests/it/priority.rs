@@ -237,7 +237,7 @@ async fn an_unknown_priority_is_refused_and_nothing_is_stored() {
 
 #[test]
 fn bad_quota_and_priority_settings_stop_the_start_with_the_key_named() {
-    let base = "[store]\nurl = \"sqlite::memory:\"\n";
+    let base = "[store]\nurl = \"sqlite://unused.db\"\n";
     for (extra, key, why) in [
         (
             "[vod]\nquota_reset = \"midnight\"",

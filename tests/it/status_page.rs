@@ -2,6 +2,7 @@
 //! PostgreSQL, and its protections over plain HTTP.
 
 use std::time::Duration;
+use vod_purge::config::StoreLocation;
 
 use serde_json::{Value, json};
 use vod_purge::sim::{self, Faults, SimConfig};
@@ -24,7 +25,7 @@ async fn app_with_jobs(store_url: Option<&str>) -> (TestApp, tempfile::TempDir) 
         "[vod]\nquota_poll_interval = \"1s\"\ncheck_after = \"300ms\"\n",
     );
     if let Some(url) = store_url {
-        settings.store.url = url.to_owned();
+        settings.store.url = StoreLocation::Postgres(url.to_owned());
     }
     let app = spawn_with_settings(settings, sim).await;
     // The error code carries no slash: `Code/Status` is how the simulator reads a status.

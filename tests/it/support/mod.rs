@@ -7,7 +7,7 @@ pub mod postgres;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use vod_purge::config::Settings;
+use vod_purge::config::{Settings, StoreLocation};
 use vod_purge::sim::{self, RecordedCall, SimConfig, SimHandle};
 use vod_purge::startup::{Application, ShutdownHandle};
 
@@ -44,7 +44,7 @@ impl Default for Spawn {
 }
 
 pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
-    let mut text = format!(
+    let text = format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
@@ -73,45 +73,8 @@ pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
         format = "native"
         "#
     );
-    // Later tables override earlier keys: merge `extra` by replacing whole sections.
-    for section in ["[server]", "[store]", "[vod]", "[queue]"] {
-        if let Some(start) = extra.find(section) {
-            let body_end = extra[start + section.len()..]
-                .find("\n[")
-                .map_or(extra.len(), |e| start + section.len() + e);
-            let body = &extra[start + section.len()..body_end];
-            let body = body.split("[[sources]]").next().unwrap_or_default();
-            text = text.replacen(section, &format!("{section}\n{body}"), 1);
-        }
-    }
-    // Extra sources are appended as they are.
-    if let Some(start) = extra.find("[[sources]]") {
-        text.push('\n');
-        text.push_str(&extra[start..]);
-    }
-    Settings::from_toml(&dedupe_keys(&text)).expect("test settings are valid")
-}
-
-/// Keeps the first occurrence of each key within a table, so `extra` keys win.
-fn dedupe_keys(text: &str) -> String {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut table = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            table = trimmed.to_owned();
-            if trimmed.starts_with("[[") {
-                seen.retain(|(t, _): &(String, String)| t != &table);
-            }
-        } else if let Some((key, _)) = trimmed.split_once('=')
-            && !seen.insert((table.clone(), key.trim().to_owned()))
-        {
-            continue;
-        }
-        out.push(line);
-    }
-    out.join("\n")
+    // `extra`'s keys win; its sources are added to "cms".
+    Settings::from_layers(&[&text, extra]).expect("test settings are valid")
 }
 
 pub async fn spawn_app(spawn: Spawn) -> TestApp {
@@ -156,12 +119,10 @@ pub async fn spawn_on(db_path: &str, sim: SimHandle, extra: &str) -> TestApp {
 
 /// Starts the application with `settings` as they are (their store and simulator).
 pub async fn spawn_with_settings(settings: Settings, sim: SimHandle) -> TestApp {
-    let db_path = settings
-        .store
-        .url
-        .strip_prefix("sqlite://")
-        .unwrap_or_default()
-        .to_owned();
+    let db_path = match &settings.store.url {
+        StoreLocation::Sqlite(path) => path.clone(),
+        StoreLocation::Postgres(_) => String::new(),
+    };
     let app = Application::build(settings)
         .await
         .expect("application builds");

@@ -1,0 +1,134 @@
+//! The tables of the settings tree, each key in the type it is used as: durations, URLs and
+//! patterns are parsed when the settings load, so nothing downstream parses a setting again.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{StoreLocation, TrustedProxies};
+use crate::credentials::Choice;
+use crate::domain::MediaIdRules;
+use crate::flusher::hold::{QuotaReset, Reserve};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub admin_token: Secret,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    pub unauthenticated_reads: usize,
+    pub peer_failures_per_second: u32,
+    pub peer_failure_burst: u32,
+    pub trusted_proxies: TrustedProxies,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Where the store lives, from the scheme of the URL.
+    pub url: StoreLocation,
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VodSettings {
+    pub region: String,
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub security_token: Secret,
+    pub credentials: Choice,
+    pub sts_endpoint: String,
+    pub metadata_endpoint: String,
+    pub max_requests_per_second: u32,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    pub dry_run: bool,
+    #[serde(with = "humantime_serde")]
+    pub quota_poll_interval: Duration,
+    /// When the daily quota comes back (see [`crate::flusher::hold`]).
+    pub quota_reset: QuotaReset,
+    #[serde(with = "humantime_serde")]
+    pub quota_probe_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_hold: Duration,
+    pub urgent_quota_reserve: Reserve,
+    #[serde(with = "humantime_serde")]
+    pub check_after: Duration,
+    pub checks_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    #[serde(with = "humantime_serde")]
+    pub quiet: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Media IDs must match it (compiled at load).
+    pub media_id_pattern: MediaIdRules,
+    pub max_ids_per_request: usize,
+}
+
+/// A string that never shows in `Debug` output or in `check-config`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}

@@ -1,0 +1,185 @@
+//! The range and cross-field checks of the settings, run once at load. Each failure names its
+//! key.
+
+use super::{ConfigError, Settings, VOD_MAX_QPS};
+use crate::credentials::ProviderName;
+use crate::webhook::Source;
+
+impl Settings {
+    /// Cross-field and range checks, and each source compiled as `serve` compiles it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError::invalid(key, why));
+        let vod = &self.vod;
+        // VOD limits each operation to VOD_MAX_QPS calls per second per account.
+        for (key, value, action) in [
+            (
+                "vod.max_requests_per_second",
+                vod.max_requests_per_second,
+                "RefreshMediaPlayUrls",
+            ),
+            (
+                "vod.checks_per_second",
+                vod.checks_per_second,
+                "GetMediaRefreshJobs",
+            ),
+        ] {
+            if value == 0 || value > VOD_MAX_QPS {
+                return fail(
+                    key,
+                    format!(
+                        "{value} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} {action} calls per second per account"
+                    ),
+                );
+            }
+        }
+        if vod.burst == 0 || vod.burst > vod.max_requests_per_second {
+            return fail(
+                "vod.burst",
+                format!(
+                    "{} must be between 1 and max_requests_per_second",
+                    vod.burst
+                ),
+            );
+        }
+        if vod.quota_probe_interval.is_zero() {
+            return fail("vod.quota_probe_interval", "must be more than zero".into());
+        }
+        if vod.max_hold.is_zero() {
+            return fail(
+                "vod.max_hold",
+                "must be more than zero (a job held on the quota fails after it)".into(),
+            );
+        }
+        if vod.max_in_flight == 0 {
+            return fail("vod.max_in_flight", "must be at least 1".into());
+        }
+        if vod.max_attempts == 0 {
+            return fail("vod.max_attempts", "must be at least 1".into());
+        }
+        if vod.timeout.is_zero() {
+            return fail("vod.timeout", "must be more than zero".into());
+        }
+        if vod.retry_base.is_zero() || vod.retry_base > vod.retry_max {
+            return fail(
+                "vod.retry_base",
+                "must be more than zero and at most vod.retry_max".into(),
+            );
+        }
+        let is_url = vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://");
+        if !vod.endpoint.is_empty() && !is_url {
+            return fail(
+                "vod.endpoint",
+                format!("{:?} is not an http:// or https:// URL", vod.endpoint),
+            );
+        }
+        if vod.endpoint.is_empty()
+            && !vod
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return fail(
+                "vod.region",
+                format!("{:?} is not a region ID such as cn-shanghai", vod.region),
+            );
+        }
+        if vod.access_key_id.is_empty() != vod.access_key_secret.is_empty() {
+            return fail(
+                "vod.access_key_id",
+                "vod.access_key_id and vod.access_key_secret go together: set both or neither"
+                    .into(),
+            );
+        }
+        if !vod.security_token.is_empty() && vod.access_key_id.is_empty() {
+            return fail(
+                "vod.security_token",
+                "an STS token needs vod.access_key_id and vod.access_key_secret".into(),
+            );
+        }
+        if vod.credentials.pinned() == Some(ProviderName::Config) && self.config_keys().is_none() {
+            return fail(
+                "vod.credentials",
+                "\"config\" pins the configuration's keys, but vod.access_key_id is empty".into(),
+            );
+        }
+        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !is_http(&vod.metadata_endpoint) {
+            return fail(
+                "vod.metadata_endpoint",
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    vod.metadata_endpoint
+                ),
+            );
+        }
+        if vod.sts_endpoint.contains(char::is_whitespace) {
+            return fail(
+                "vod.sts_endpoint",
+                format!("{:?} is not a URL or host name", vod.sts_endpoint),
+            );
+        }
+        let queue = &self.queue;
+        if queue.max_wait.is_zero() {
+            return fail("queue.max_wait", "must be more than zero".into());
+        }
+        if queue.quiet > queue.max_wait {
+            return fail(
+                "queue.quiet",
+                format!(
+                    "{:?} is longer than queue.max_wait {:?}",
+                    queue.quiet, queue.max_wait
+                ),
+            );
+        }
+        if queue.lease < vod.timeout.saturating_mul(2) {
+            return fail(
+                "queue.lease",
+                "must be at least twice vod.timeout, or a slow call would be sent twice".into(),
+            );
+        }
+        if queue.poll_interval.is_zero() {
+            return fail("queue.poll_interval", "must be more than zero".into());
+        }
+        if queue.max_ids_per_request == 0 {
+            return fail("queue.max_ids_per_request", "must be at least 1".into());
+        }
+        let server = &self.server;
+        if server.max_body_bytes < 64 {
+            return fail("server.max_body_bytes", "must be at least 64".into());
+        }
+        if server.body_timeout.is_zero() {
+            return fail("server.body_timeout", "must be more than zero".into());
+        }
+        for (key, value) in [
+            (
+                "server.unauthenticated_reads",
+                server.unauthenticated_reads as u64,
+            ),
+            (
+                "server.peer_failures_per_second",
+                u64::from(server.peer_failures_per_second),
+            ),
+            (
+                "server.peer_failure_burst",
+                u64::from(server.peer_failure_burst),
+            ),
+        ] {
+            if value == 0 {
+                return fail(key, "must be at least 1".into());
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            if !names.insert(source.name.as_str()) {
+                return fail(
+                    &format!("sources[{i}].name"),
+                    format!("{:?} is used by two sources", source.name),
+                );
+            }
+            Source::new(source).map_err(|why| {
+                ConfigError::invalid(format!("sources[{i}] ({})", source.name), why)
+            })?;
+        }
+        Ok(())
+    }
+}

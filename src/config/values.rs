@@ -1,0 +1,173 @@
+//! Settings whose text is parsed into a type at load: the store's location and the trusted
+//! proxies. A bad value fails the load with the key's name, in `check-config` as in `serve`.
+
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Where the store lives, decided by the scheme of `store.url`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StoreLocation {
+    /// The path of the embedded database file (`sqlite://<path>`).
+    Sqlite(String),
+    /// The whole `postgres://` URL.
+    Postgres(String),
+}
+
+impl TryFrom<String> for StoreLocation {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<StoreLocation, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            Ok(StoreLocation::Sqlite(path.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(url))
+        } else {
+            Err(format!("{url:?} must start with sqlite:// or postgres://"))
+        }
+    }
+}
+
+/// The URL again, its password (if any) redacted: what `check-config` prints.
+impl From<StoreLocation> for String {
+    fn from(location: StoreLocation) -> String {
+        location.to_string()
+    }
+}
+
+impl StoreLocation {
+    /// The URL with a password in it replaced by `<redacted>`.
+    fn redacted(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite://{path}"),
+            StoreLocation::Postgres(url) => {
+                let Some((scheme, rest)) = url.split_once("://") else {
+                    return url.clone();
+                };
+                let Some((user_info, host)) = rest.rsplit_once('@') else {
+                    return url.clone();
+                };
+                match user_info.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
+                    None => url.clone(),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreLocation({:?})", self.redacted())
+    }
+}
+
+/// `server.trusted_proxies`: the addresses and ranges whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<String>> for TrustedProxies {
+    type Error = String;
+
+    fn try_from(entries: Vec<String>) -> Result<TrustedProxies, String> {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                crate::api::guard::parse_proxy(entry).map_err(|why| format!("[{i}]: {why}"))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+}
+
+impl From<TrustedProxies> for Vec<String> {
+    fn from(proxies: TrustedProxies) -> Vec<String> {
+        proxies.0.iter().map(IpNet::to_string).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_by_scheme() {
+        let table: [(&str, Result<StoreLocation, &str>); 6] = [
+            (
+                "sqlite://data/x.db",
+                Ok(StoreLocation::Sqlite("data/x.db".into())),
+            ),
+            ("sqlite://", Err("needs a file path")),
+            (
+                "postgres://u@h/db",
+                Ok(StoreLocation::Postgres("postgres://u@h/db".into())),
+            ),
+            (
+                "postgresql://h/db",
+                Ok(StoreLocation::Postgres("postgresql://h/db".into())),
+            ),
+            (
+                "mysql://h/db",
+                Err("must start with sqlite:// or postgres://"),
+            ),
+            ("", Err("must start with")),
+        ];
+        for (url, expected) in table {
+            let got = StoreLocation::try_from(url.to_owned());
+            match expected {
+                Ok(location) => assert_eq!(got, Ok(location), "{url}"),
+                Err(why) => assert!(got.unwrap_err().contains(why), "{url}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_store_url_is_never_shown() {
+        let location =
+            StoreLocation::try_from("postgres://app:s3cret@db:5432/purge".to_owned()).unwrap();
+        let shown = [
+            location.to_string(),
+            format!("{location:?}"),
+            String::from(location.clone()),
+        ];
+        for text in shown {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("app:<redacted>@db:5432/purge"), "{text}");
+        }
+        // The connection still gets the whole URL.
+        assert_eq!(
+            location,
+            StoreLocation::Postgres("postgres://app:s3cret@db:5432/purge".into())
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_name_the_bad_entry() {
+        let parsed = TrustedProxies::try_from(vec!["10.0.0.0/8".into(), "192.0.2.7".into()]);
+        assert_eq!(
+            Vec::<String>::from(parsed.unwrap()),
+            ["10.0.0.0/8", "192.0.2.7/32"]
+        );
+        let err = TrustedProxies::try_from(vec!["10.0.0.0/8".into(), "lb.local".into()]);
+        assert!(err.unwrap_err().starts_with("[1]: "));
+    }
+}
