@@ -19,14 +19,12 @@
 //! - [`quota`]: polls VOD's daily refresh quota into metrics.
 
 pub mod api;
-pub mod checks;
 pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod flusher;
 pub mod metrics;
 pub mod queue;
-pub mod quota;
 pub mod sim;
 pub mod startup;
 pub mod store;

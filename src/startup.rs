@@ -225,7 +225,7 @@ impl Application {
         if let Some(client) = &vod_client
             && !settings.vod.quota_poll_interval.is_zero()
         {
-            let watch = crate::quota::watch(
+            let watch = crate::flusher::quota_poll::watch(
                 client.clone(),
                 status.clone(),
                 metrics.clone(),
@@ -240,12 +240,12 @@ impl Application {
         if let Some(client) = vod_client
             && !settings.vod.check_after.is_zero()
         {
-            let checks = crate::checks::watch(
+            let checks = crate::flusher::checks::watch(
                 client,
                 store.clone(),
                 status.clone(),
                 metrics,
-                crate::checks::CheckConfig {
+                crate::flusher::checks::CheckConfig {
                     check_after: settings.vod.check_after,
                     per_second: settings.vod.checks_per_second,
                     max_age: settings.vod.max_age,

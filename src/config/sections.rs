@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::values::{StoreLocation, TrustedProxies};
 use crate::credentials::Choice;
 use crate::domain::MediaIdRules;
-use crate::flusher::hold::{QuotaReset, Reserve};
+use crate::flusher::quota_terms::{QuotaReset, Reserve};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -17,9 +17,12 @@
 pub mod backoff;
 pub mod batch;
 pub mod ceiling;
+pub mod checks;
 pub mod hold;
 pub mod limiter;
 pub mod pacing;
+pub mod quota_poll;
+pub mod quota_terms;
 mod send;
 mod status;
 
