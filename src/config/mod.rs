@@ -162,9 +162,9 @@ impl Settings {
         })
     }
 
-    /// Where the STS calls of the chain go (see [`crate::credentials::chain::sts_endpoint`]).
+    /// Where the STS calls of the chain go (see [`crate::credentials::settings::sts_endpoint`]).
     pub fn sts_endpoint(&self) -> String {
-        crate::credentials::chain::sts_endpoint(&self.vod.sts_endpoint, &self.environment)
+        crate::credentials::settings::sts_endpoint(&self.vod.sts_endpoint, &self.environment)
     }
 
     /// The VOD base URL: the explicit endpoint, or the region's.

@@ -9,56 +9,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::fetch::Fetcher;
 use super::profiles::{self, check_session_name, default_session_name};
 use super::{
-    CredentialError, Credentials, EcsRole, Environment, Issued, OidcRole, Plan, ProviderName,
+    Choice, CredentialError, Credentials, EcsRole, Environment, Issued, OidcRole, Plan,
+    ProviderName,
 };
-
-/// `vod.credentials`: `"auto"` (the chain), or the name of one provider, which pins it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Choice(Option<ProviderName>);
-
-impl Choice {
-    pub fn pin(provider: ProviderName) -> Choice {
-        Choice(Some(provider))
-    }
-
-    /// The pinned provider; `None` for the chain.
-    pub fn pinned(self) -> Option<ProviderName> {
-        self.0
-    }
-}
-
-impl TryFrom<String> for Choice {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Choice, String> {
-        if name == "auto" {
-            return Ok(Choice(None));
-        }
-        ProviderName::ALL
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .map(Choice::pin)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ProviderName::ALL.iter().map(|p| p.as_str()).collect();
-                format!(
-                    "{name:?} is neither \"auto\" nor a provider ({})",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl From<Choice> for String {
-    fn from(choice: Choice) -> String {
-        choice.0.map_or("auto", ProviderName::as_str).to_owned()
-    }
-}
 
 /// What the chain reads besides the network.
 #[derive(Debug, Clone)]
@@ -121,32 +77,6 @@ impl fmt::Display for ChainError {
 }
 
 impl std::error::Error for ChainError {}
-
-/// Where `AssumeRole` and `AssumeRoleWithOIDC` go: `vod.sts_endpoint` when set, else
-/// `ALIBABA_CLOUD_STS_ENDPOINT`, else the region's (`ALIBABA_CLOUD_STS_REGION`, VPC with
-/// `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`), else `https://sts.aliyuncs.com`.
-pub fn sts_endpoint(setting: &str, env: &Environment) -> String {
-    let with_scheme = |host: &str| {
-        if host.starts_with("http://") || host.starts_with("https://") {
-            host.trim_end_matches('/').to_owned()
-        } else {
-            format!("https://{}", host.trim_end_matches('/'))
-        }
-    };
-    if !setting.trim().is_empty() {
-        return with_scheme(setting.trim());
-    }
-    if let Some(endpoint) = env.get("ALIBABA_CLOUD_STS_ENDPOINT") {
-        return with_scheme(endpoint.trim());
-    }
-    match env.get("ALIBABA_CLOUD_STS_REGION") {
-        Some(region) if env.flag("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED") => {
-            format!("https://sts-vpc.{}.aliyuncs.com", region.trim())
-        }
-        Some(region) => format!("https://sts.{}.aliyuncs.com", region.trim()),
-        None => "https://sts.aliyuncs.com".to_owned(),
-    }
-}
 
 /// Whether `provider` is configured by `inputs`, and what it would do.
 pub fn find(provider: ProviderName, inputs: &Inputs<'_>) -> Result<Found, CredentialError> {
@@ -343,44 +273,6 @@ pub async fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sts_endpoints() {
-        let env =
-            |pairs: &[(&'static str, &'static str)]| Environment::from_pairs(pairs.iter().copied());
-        let table = [
-            ("", env(&[]), "https://sts.aliyuncs.com"),
-            (
-                "",
-                env(&[("ALIBABA_CLOUD_STS_REGION", "cn-hangzhou")]),
-                "https://sts.cn-hangzhou.aliyuncs.com",
-            ),
-            (
-                "",
-                env(&[
-                    ("ALIBABA_CLOUD_STS_REGION", "cn-hangzhou"),
-                    ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
-                ]),
-                "https://sts-vpc.cn-hangzhou.aliyuncs.com",
-            ),
-            (
-                "",
-                env(&[
-                    ("ALIBABA_CLOUD_STS_ENDPOINT", "sts.cn-beijing.aliyuncs.com"),
-                    ("ALIBABA_CLOUD_STS_REGION", "x"),
-                ]),
-                "https://sts.cn-beijing.aliyuncs.com",
-            ),
-            (
-                "http://127.0.0.1:9000/sts/",
-                env(&[("ALIBABA_CLOUD_STS_ENDPOINT", "y")]),
-                "http://127.0.0.1:9000/sts",
-            ),
-        ];
-        for (setting, env, want) in table {
-            assert_eq!(sts_endpoint(setting, &env), want, "{setting:?} {env:?}");
-        }
-    }
 
     fn found(provider: ProviderName, env: &Environment) -> Result<Found, String> {
         let inputs = Inputs {

@@ -22,15 +22,17 @@ pub mod fetch;
 mod keys;
 mod profiles;
 pub mod renew;
+pub mod settings;
 mod source;
 
 use std::fmt;
 use std::path::PathBuf;
 
-pub use chain::{Choice, Resolved};
+pub use chain::Resolved;
 pub use env::Environment;
 pub use keys::Credentials;
 pub use renew::Renewer;
+pub use settings::Choice;
 pub use source::{CredentialSource, Issued};
 
 /// Walks the chain as `settings` say (`vod.credentials`, the captured environment, the STS and

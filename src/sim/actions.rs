@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::ledger::JobItem;
 use super::reply::ApiError;
-use super::state::{JobItem, SimState, lock};
+use super::state::{SimState, lock};
 
 const FORMATS: [&str; 6] = ["mp4", "m3u8", "mp3", "flv", "webm", "ts"];
 const STREAM_TYPES: [&str; 2] = ["video", "audio"];

@@ -35,6 +35,7 @@ mod clock;
 mod config;
 mod faults;
 mod gateway;
+mod ledger;
 mod reply;
 mod server;
 mod state;
@@ -51,8 +52,9 @@ use faults::parse_error_code;
 
 pub use config::{Account, ImdsMode, SimConfig};
 pub use faults::Faults;
+pub use ledger::{QuotaChange, QuotaView};
 pub use server::{SimHandle, start, start_with_listener};
-pub use state::{QuotaChange, QuotaView, RecordedCall};
+pub use state::RecordedCall;
 
 /// Command-line arguments of `vod-purge sim`.
 #[derive(Debug, clap::Args)]

@@ -15,8 +15,9 @@ use super::actions::split_media_ids;
 use super::config::SimConfig;
 use super::faults::Faults;
 use super::gateway::{self, Incoming};
+use super::ledger::{QuotaChange, QuotaView};
 use super::reply::{ApiError, error_body, json_response, new_request_id};
-use super::state::{QuotaChange, QuotaView, RecordedCall, SimState, lock};
+use super::state::{RecordedCall, SimState, lock};
 use super::sts;
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call

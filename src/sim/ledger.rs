@@ -1,0 +1,209 @@
+//! What VOD keeps for an account, as the simulator plays it: the refresh jobs it created (what
+//! `GetMediaRefreshJobs` reads) and the daily quota (what `RefreshMediaPlayUrls` uses up and
+//! `DescribeVodRefreshQuota` reports).
+
+use std::collections::{HashMap, VecDeque};
+
+/// One media ID of a job, serialised as `GetMediaRefreshJobs` returns it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobItem {
+    pub media_refresh_job_id: String,
+    pub media_id: String,
+    pub task_type: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub filter_policy: String,
+    pub success_play_urls: String,
+    pub task_ids: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    pub gmt_create: String,
+    pub gmt_modified: String,
+}
+
+/// Jobs created by `RefreshMediaPlayUrls`, the oldest dropped beyond `max`.
+#[derive(Debug)]
+pub struct JobStore {
+    jobs: HashMap<String, (String, Vec<JobItem>)>,
+    order: VecDeque<String>,
+    max: usize,
+}
+
+impl JobStore {
+    pub(super) fn new(max: usize) -> JobStore {
+        JobStore {
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    pub fn insert(&mut self, job_id: String, owner: String, items: Vec<JobItem>) {
+        while self.order.len() >= self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.jobs.remove(&old);
+            }
+        }
+        self.order.push_back(job_id.clone());
+        self.jobs.insert(job_id, (owner, items));
+    }
+
+    /// The items of a job the caller created; empty for unknown jobs and other callers' jobs.
+    pub fn items(&self, job_id: &str, owner: &str, media_id: Option<&str>) -> Vec<JobItem> {
+        match self.jobs.get(job_id) {
+            Some((job_owner, items)) if job_owner == owner => items
+                .iter()
+                .filter(|i| media_id.is_none_or(|m| i.media_id == m))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The daily quota, counted in media IDs; it resets at midnight China time (UTC+8), which is
+/// when the real quota is believed to reset (`vod-api.md` §7).
+#[derive(Debug)]
+pub struct QuotaState {
+    pub refresh_quota: u64,
+    pub preload_quota: u64,
+    day: i64,
+    refresh_used: u64,
+    preload_used: u64,
+}
+
+impl QuotaState {
+    pub(super) fn new(refresh_quota: u64, preload_quota: u64) -> QuotaState {
+        QuotaState {
+            refresh_quota,
+            preload_quota,
+            day: i64::MIN,
+            refresh_used: 0,
+            preload_used: 0,
+        }
+    }
+
+    fn roll_over(&mut self, now_secs: i64) {
+        let day = (now_secs + 8 * 3600).div_euclid(86_400);
+        if day != self.day {
+            self.day = day;
+            self.refresh_used = 0;
+            self.preload_used = 0;
+        }
+    }
+
+    /// Remaining (refresh, preload) units today.
+    pub fn remaining(&mut self, now_secs: i64) -> (u64, u64) {
+        self.roll_over(now_secs);
+        (
+            self.refresh_quota.saturating_sub(self.refresh_used),
+            self.preload_quota.saturating_sub(self.preload_used),
+        )
+    }
+
+    /// What `GET /_sim/quota` shows.
+    pub fn view(&mut self, now_secs: i64) -> QuotaView {
+        let (refresh_remaining, preload_remaining) = self.remaining(now_secs);
+        QuotaView {
+            refresh_quota: self.refresh_quota,
+            refresh_remaining,
+            preload_quota: self.preload_quota,
+            preload_remaining,
+        }
+    }
+
+    /// Sets what is left of today's quotas (`PUT /_sim/quota`): a used-up quota, or one reset
+    /// before midnight, as if the day had rolled over. A figure above the daily quota is capped.
+    pub fn set_remaining(&mut self, change: &QuotaChange, now_secs: i64) {
+        self.roll_over(now_secs);
+        if let Some(left) = change.refresh_remaining {
+            self.refresh_used = self.refresh_quota.saturating_sub(left);
+        }
+        if let Some(left) = change.preload_remaining {
+            self.preload_used = self.preload_quota.saturating_sub(left);
+        }
+    }
+
+    /// Takes `units` of the refresh (or preload) quota; `false`, taking nothing, if too few remain.
+    pub fn take(&mut self, preload: bool, units: u64, now_secs: i64) -> bool {
+        let (refresh_left, preload_left) = self.remaining(now_secs);
+        let (left, used) = if preload {
+            (preload_left, &mut self.preload_used)
+        } else {
+            (refresh_left, &mut self.refresh_used)
+        };
+        if units > left {
+            return false;
+        }
+        *used += units;
+        true
+    }
+}
+
+/// Today's quotas and what is left of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaView {
+    pub refresh_quota: u64,
+    pub refresh_remaining: u64,
+    pub preload_quota: u64,
+    pub preload_remaining: u64,
+}
+
+/// A change of what is left today; an absent figure stays as it is.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaChange {
+    pub refresh_remaining: Option<u64>,
+    pub preload_remaining: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_resets_daily_in_china_time() {
+        let mut q = QuotaState::new(3, 1);
+        let day1 = 1_736_899_200; // 2025-01-15T00:00:00Z = 08:00 in UTC+8
+        assert!(q.take(false, 2, day1));
+        assert!(!q.take(false, 2, day1));
+        assert!(q.take(true, 1, day1));
+        assert_eq!(q.remaining(day1), (1, 0));
+        assert_eq!(
+            q.remaining(day1 + 15 * 3600 + 59),
+            (1, 0),
+            "still the same day in UTC+8"
+        );
+        assert_eq!(q.remaining(day1 + 16 * 3600), (3, 1), "midnight in UTC+8");
+    }
+
+    #[test]
+    fn jobs_are_bounded_and_private() {
+        let mut jobs = JobStore::new(2);
+        let item = |id: &str| JobItem {
+            media_refresh_job_id: id.to_owned(),
+            media_id: "m".to_owned(),
+            task_type: "Refresh".to_owned(),
+            status: "success".to_owned(),
+            error_code: None,
+            error_message: None,
+            filter_policy: "{}".to_owned(),
+            success_play_urls: String::new(),
+            task_ids: String::new(),
+            user_data: None,
+            gmt_create: String::new(),
+            gmt_modified: String::new(),
+        };
+        for id in ["j1", "j2", "j3"] {
+            jobs.insert(id.to_owned(), "ak".to_owned(), vec![item(id)]);
+        }
+        assert!(jobs.items("j1", "ak", None).is_empty());
+        assert_eq!(jobs.items("j3", "ak", None).len(), 1);
+        assert!(jobs.items("j3", "other", None).is_empty());
+        assert!(jobs.items("j3", "ak", Some("x")).is_empty());
+    }
+}
