@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzing drill: runs the proptest fuzz targets (tests/it/fuzz_props.rs: configuration parsing,
+# Fuzzing drill: runs the proptest fuzz targets (tests/it/fuzz_props/: configuration parsing,
 # the simulator's gateway over HTTP; tests/it/webhook_props.rs: webhook verification and
 # parsing) with many cases each, and reports executions and crashes (must be 0).
 #

@@ -1,0 +1,99 @@
+//! What the repository ships: the Kubernetes configuration and the README's quick start.
+
+use super::*;
+
+#[test]
+fn the_kubernetes_configmaps_are_valid_configurations() {
+    let dir = tempfile::tempdir().unwrap();
+    for variant in ["sqlite", "postgres"] {
+        let path = dir.path().join(format!("{variant}.toml"));
+        std::fs::write(&path, configmap_config(variant)).unwrap();
+        let out = binary()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env_clear()
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+            .env(
+                "CMS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .env("VOD_PURGE_STORE__URL", "postgres://vod@db/vod")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{variant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The README's quick start: `vod-purge demo`, a webhook with the demo token, then the job.
+#[tokio::test]
+async fn the_readme_quick_start_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, sim_port) = (free_port(), free_port());
+    let mut child = binary()
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sim-listen",
+            &format!("127.0.0.1:{sim_port}"),
+        ])
+        .args(["--db", &dir.path().join("demo.db").to_string_lossy()])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(10), "the demo", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let id = "d0b7d0ff0d3f71f0bfd2e7f4b6a40101";
+    let response = http
+        .post(format!("{base}/webhooks/cms"))
+        .bearer_auth("demo-secret")
+        .json(&json!({"media_ids": [id], "task": "Refresh"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let media = || async {
+        http.get(format!("{base}/media/{id}"))
+            .bearer_auth("demo-token")
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(10), "the job", || async {
+        media().await["jobs"][0]["status"] == "succeeded"
+    })
+    .await;
+    // As the README says: about ten seconds after the call, VOD's answer about the submission.
+    wait_until(Duration::from_secs(20), "the submission check", || async {
+        media().await["jobs"][0]["items"][0]["outcome"] == "submitted"
+    })
+    .await;
+    let calls: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{sim_port}/_sim/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls[0]["media_ids"], json!([id]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
