@@ -1,7 +1,34 @@
 //! What VOD is asked to do with a media ID.
 
-use std::fmt;
-use std::str::FromStr;
+/// `as_str`, `Display` and `FromStr` for an enum whose variants each have one name; an unknown
+/// name is refused with `$unknown(name)`.
+macro_rules! named_enum {
+    ($ty:ident, $unknown:ident { $($variant:path => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $unknown;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($variant),)+
+                    other => Err($unknown(other.to_owned())),
+                }
+            }
+        }
+    };
+}
 
 /// The `TaskType` of one `RefreshMediaPlayUrls` call.
 #[derive(
@@ -49,31 +76,16 @@ pub enum RequestedTask {
 #[error("unknown task {0:?}: expected Refresh, Preload or RefreshThenPreload")]
 pub struct UnknownTask(pub String);
 
-impl TaskType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskType::Refresh => "Refresh",
-            TaskType::Preload => "Preload",
-        }
-    }
-}
+named_enum!(TaskType, UnknownTask {
+    TaskType::Refresh => "Refresh",
+    TaskType::Preload => "Preload",
+});
 
-impl fmt::Display for TaskType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskType {
-    type Err = UnknownTask;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Refresh" => Ok(TaskType::Refresh),
-            "Preload" => Ok(TaskType::Preload),
-            other => Err(UnknownTask(other.to_owned())),
-        }
-    }
-}
+named_enum!(RequestedTask, UnknownTask {
+    RequestedTask::Refresh => "Refresh",
+    RequestedTask::Preload => "Preload",
+    RequestedTask::RefreshThenPreload => "RefreshThenPreload",
+});
 
 impl RequestedTask {
     /// The tasks to enqueue, in the order VOD must see them.
@@ -82,18 +94,6 @@ impl RequestedTask {
             RequestedTask::Refresh => &[TaskType::Refresh],
             RequestedTask::Preload => &[TaskType::Preload],
             RequestedTask::RefreshThenPreload => &[TaskType::Refresh, TaskType::Preload],
-        }
-    }
-}
-
-impl FromStr for RequestedTask {
-    type Err = UnknownTask;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Refresh" => Ok(RequestedTask::Refresh),
-            "Preload" => Ok(RequestedTask::Preload),
-            "RefreshThenPreload" => Ok(RequestedTask::RefreshThenPreload),
-            other => Err(UnknownTask(other.to_owned())),
         }
     }
 }
@@ -150,14 +150,12 @@ pub enum Priority {
 #[error("unknown priority {0:?}: expected \"normal\" or \"urgent\"")]
 pub struct UnknownPriority(pub String);
 
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Normal => "normal",
-            Priority::Urgent => "urgent",
-        }
-    }
+named_enum!(Priority, UnknownPriority {
+    Priority::Normal => "normal",
+    Priority::Urgent => "urgent",
+});
 
+impl Priority {
     /// The value of the `priority` column.
     pub fn rank(self) -> i64 {
         match self {
@@ -171,23 +169,6 @@ impl Priority {
             Priority::Urgent
         } else {
             Priority::Normal
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Priority {
-    type Err = UnknownPriority;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "normal" => Ok(Priority::Normal),
-            "urgent" => Ok(Priority::Urgent),
-            other => Err(UnknownPriority(other.to_owned())),
         }
     }
 }

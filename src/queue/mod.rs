@@ -62,13 +62,8 @@ pub struct ItemKey {
 pub struct Pending {
     pub key: ItemKey,
     pub first_seen: Ts,
-    pub last_seen: Ts,
-    pub deadline: Ts,
-    pub due_at: Ts,
-    pub events: u64,
-    pub priority: Priority,
-    /// The quiet delay of the latest event.
-    pub quiet: Duration,
+    /// What its events decide: when it is due, and what it counts.
+    pub timing: Timing,
 }
 
 impl Pending {
@@ -83,12 +78,14 @@ impl Pending {
         Pending {
             key,
             first_seen: now,
-            last_seen: now,
-            deadline,
-            due_at: debounce.due_at(now, deadline),
-            events: 1,
-            priority,
-            quiet: debounce.quiet,
+            timing: Timing {
+                last_seen: now,
+                deadline,
+                due_at: debounce.due_at(now, deadline),
+                events: 1,
+                priority,
+                quiet: debounce.quiet,
+            },
         }
     }
 
@@ -99,29 +96,12 @@ impl Pending {
 
     /// Folds a later event of `priority` into this item (see [`Timing::merge`]).
     pub fn merge_event(&mut self, now: Ts, debounce: Debounce, priority: Priority) {
-        let mut timing = self.timing();
-        timing.merge(now, debounce.for_priority(priority).quiet, priority);
-        self.last_seen = timing.last_seen;
-        self.due_at = timing.due_at;
-        self.events = timing.events;
-        self.priority = timing.priority;
-        self.quiet = timing.quiet;
-    }
-
-    /// The part of this item that its events move.
-    pub fn timing(&self) -> Timing {
-        Timing {
-            last_seen: self.last_seen,
-            deadline: self.deadline,
-            due_at: self.due_at,
-            events: self.events,
-            priority: self.priority,
-            quiet: self.quiet,
-        }
+        let quiet = debounce.for_priority(priority).quiet;
+        self.timing.merge(now, quiet, priority);
     }
 
     pub fn is_due(&self, now: Ts) -> bool {
-        self.due_at <= now
+        self.timing.due_at <= now
     }
 }
 
@@ -277,7 +257,7 @@ mod tests {
                 item.merge_event(Ts(t * S), d, *p);
             }
             assert_eq!(
-                (item.due_at, item.priority, item.events),
+                (item.timing.due_at, item.timing.priority, item.timing.events),
                 (Ts(due * S), *priority, events.len() as u64),
                 "{events:?}"
             );
@@ -302,11 +282,11 @@ mod tests {
                 item.merge(Ts(t * S), d);
             }
             assert_eq!(
-                item.due_at,
+                item.timing.due_at,
                 Ts(want * S),
                 "{events:?} quiet={quiet} max_wait={max_wait}"
             );
-            assert_eq!(item.events, events.len() as u64);
+            assert_eq!(item.timing.events, events.len() as u64);
         }
     }
 

@@ -17,9 +17,12 @@ use crate::domain::Ts;
 
 /// Which items are due, and taking them into a job. SQLite folds its merge log in first.
 pub trait Claims {
-    /// The groups (task type, option set) that have due items, with their count, urgent count
-    /// and the earliest due time.
-    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError>;
+    /// Makes the stored due times of the items due by them exact, before the flusher reads
+    /// which groups are due (`sql::due_groups_sql`). SQLite folds its merge log; PostgreSQL's
+    /// stored due times are always exact.
+    async fn settle_due(&self, _now: Ts) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Takes up to `claim.limit` due items of one group, urgent and oldest first, into a new
     /// job in flight, in one transaction; `None` when none is due any more.

@@ -155,8 +155,17 @@ impl Store {
         dispatch!(self, s => s.close().await)
     }
 
+    /// The groups (task type, option set) that have due items, with their count, urgent count
+    /// and the earliest due time, groups with urgent items first.
     pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
-        dispatch!(self, s => s.due_groups(now).await)
+        dispatch!(self, s => s.settle_due(now).await)?;
+        with_backend!(self, b, sql => {
+            let rows = sqlx::query(sql::due_groups_sql(sql))
+                .bind(now.0)
+                .fetch_all(b.writes())
+                .await?;
+            rows.iter().map(rows::due_group_from_row).collect()
+        })
     }
 
     pub async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {

@@ -133,49 +133,27 @@ fn string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 
 /// The answer to `RefreshMediaPlayUrls`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
 pub struct RefreshResponse {
-    #[serde(
-        rename(deserialize = "RequestId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub request_id: String,
-    #[serde(
-        rename(deserialize = "MediaRefreshJobId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub media_refresh_job_id: String,
     /// IDs VOD does not know; they were not purged and retrying will not help.
-    #[serde(
-        rename(deserialize = "NonExistMediaIds"),
-        default,
-        deserialize_with = "comma_list"
-    )]
+    #[serde(deserialize_with = "comma_list")]
     pub non_exist_media_ids: Vec<String>,
     /// IDs the credentials may not operate on.
-    #[serde(
-        rename(deserialize = "ForbiddenMediaIds"),
-        default,
-        deserialize_with = "comma_list"
-    )]
+    #[serde(deserialize_with = "comma_list")]
     pub forbidden_media_ids: Vec<String>,
 }
 
 /// The answer to `GetMediaRefreshJobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
 pub struct GetMediaRefreshJobsResponse {
-    #[serde(
-        rename(deserialize = "RequestId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub request_id: String,
-    #[serde(
-        rename(deserialize = "MediaRefreshJobs"),
-        default,
-        deserialize_with = "jobs_or_empty"
-    )]
+    #[serde(deserialize_with = "jobs_or_empty")]
     pub media_refresh_jobs: Vec<MediaRefreshJob>,
 }
 
@@ -185,110 +163,50 @@ fn jobs_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MediaRefreshJob>
 
 /// VOD's submission status of one media ID of a refresh job.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
 pub struct MediaRefreshJob {
-    #[serde(
-        rename(deserialize = "MediaRefreshJobId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub media_refresh_job_id: String,
-    #[serde(
-        rename(deserialize = "MediaId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub media_id: String,
     /// `Refresh` or `Preload`.
-    #[serde(
-        rename(deserialize = "TaskType"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub task_type: String,
     /// `success` or `fail`: whether the per-URL CDN tasks were submitted, not whether they finished.
-    #[serde(
-        rename(deserialize = "Status"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub status: String,
-    #[serde(rename(deserialize = "ErrorCode"), default)]
     pub error_code: Option<String>,
-    #[serde(rename(deserialize = "ErrorMessage"), default)]
     pub error_message: Option<String>,
-    #[serde(
-        rename(deserialize = "SuccessPlayUrls"),
-        default,
-        deserialize_with = "comma_list"
-    )]
+    #[serde(deserialize_with = "comma_list")]
     pub success_play_urls: Vec<String>,
-    #[serde(
-        rename(deserialize = "TaskIds"),
-        default,
-        deserialize_with = "comma_list"
-    )]
+    #[serde(deserialize_with = "comma_list")]
     pub task_ids: Vec<String>,
-    #[serde(rename(deserialize = "UserData"), default)]
     pub user_data: Option<String>,
-    #[serde(rename(deserialize = "GmtCreate"), default)]
     pub gmt_create: Option<String>,
-    #[serde(rename(deserialize = "GmtModified"), default)]
     pub gmt_modified: Option<String>,
     /// JSON text echoing the filter parameters.
-    #[serde(rename(deserialize = "FilterPolicy"), default)]
     pub filter_policy: Option<String>,
 }
 
 /// The account's daily purge and prefetch quota (`DescribeVodRefreshQuota`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
 pub struct RefreshQuota {
-    #[serde(
-        rename(deserialize = "RequestId"),
-        default,
-        deserialize_with = "string_or_empty"
-    )]
+    #[serde(deserialize_with = "string_or_empty")]
     pub request_id: String,
-    #[serde(
-        rename(deserialize = "UrlQuota"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub url_quota: u64,
-    #[serde(
-        rename(deserialize = "UrlRemain"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub url_remain: u64,
-    #[serde(
-        rename(deserialize = "DirQuota"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub dir_quota: u64,
-    #[serde(
-        rename(deserialize = "DirRemain"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub dir_remain: u64,
-    #[serde(
-        rename(deserialize = "PreloadQuota"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub preload_quota: u64,
-    #[serde(
-        rename(deserialize = "PreloadRemain"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub preload_remain: u64,
-    #[serde(
-        rename(deserialize = "BlockQuota"),
-        default,
-        deserialize_with = "quoted_u64"
-    )]
+    #[serde(deserialize_with = "quoted_u64")]
     pub block_quota: u64,
     /// Lower-case `blockRemain` on the wire (sic).
     #[serde(

@@ -4,23 +4,12 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::PgStore;
-use crate::domain::Ts;
 use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
-use crate::store::sql::{Dialect, due_groups_sql};
+use crate::store::sql::Dialect;
 use crate::store::types::*;
 
 impl Claims for PgStore {
-    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
-        let rows = sqlx::query(due_groups_sql(Dialect::Postgres))
-            .bind(now.0)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(rows::due_group_from_row).collect()
-    }
-
-    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
-    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
     async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut rows = Vec::new();
@@ -76,16 +65,9 @@ impl Claims for PgStore {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        let job = rows::claimed_job(
-            claim,
-            &options,
-            priority,
-            media_ids
-                .into_iter()
-                .zip(first_seen)
-                .zip(events)
-                .map(|((m, f), e)| (m, f, e)),
-        )?;
+        let items = media_ids.into_iter().zip(first_seen).zip(events);
+        let items = items.map(|((media_id, first_seen), events)| (media_id, first_seen, events));
+        let job = rows::claimed_job(claim, &options, priority, items)?;
         tx.commit().await?;
         Ok(Some(job))
     }

@@ -9,7 +9,7 @@ use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
 use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
-use crate::store::sql::{Dialect, due_groups_sql};
+use crate::store::sql::Dialect;
 use crate::store::types::*;
 use merges::MergeLog;
 
@@ -22,33 +22,6 @@ const CLAIM_WINDOW: i64 = 1000;
 const CLAIM_ROUNDS: usize = 50;
 
 impl Claims for SqliteStore {
-    async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
-        self.settle_due(now).await?;
-        let rows = sqlx::query(due_groups_sql(Dialect::Sqlite))
-            .bind(now.0)
-            .fetch_all(&self.writer)
-            .await?;
-        rows.iter().map(rows::due_group_from_row).collect()
-    }
-
-    /// Moves up to `max` due items of one group into a new in-flight job: its urgent items,
-    /// oldest first, then (unless `urgent_only`) its oldest normal ones.
-    ///
-    /// Candidates are found by their stored due time, which is never later than the real one;
-    /// their logged merges are folded first, and an item they make due later is not claimed but
-    /// gets its real timing written (see [`merges`]).
-    async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
-        let mut taken = Taken {
-            log: &self.log,
-            events: Vec::new(),
-        };
-        let job = self.claim_in(claim, &mut taken).await?;
-        taken.events.clear();
-        Ok(job)
-    }
-}
-
-impl SqliteStore {
     /// Makes the stored due times exact for the items they say are due: folds their logged
     /// merges, and writes the real due time of those not really due yet. So the flusher decides
     /// what is ready (a full batch, or a group that lingered long enough) on what is really due.
@@ -78,6 +51,21 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Candidates are found by their stored due time, which is never later than the real one;
+    /// their logged merges are folded first, and an item they make due later is not claimed but
+    /// gets its real timing written (see [`merges`]).
+    async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        let mut taken = Taken {
+            log: &self.log,
+            events: Vec::new(),
+        };
+        let job = self.claim_in(claim, &mut taken).await?;
+        taken.events.clear();
+        Ok(job)
+    }
+}
+
+impl SqliteStore {
     async fn claim_in(
         &self,
         claim: &ClaimBatch,
@@ -142,14 +130,10 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let job = rows::claimed_job(
-            claim,
-            &options,
-            priority,
-            candidates
-                .iter()
-                .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64)),
-        )?;
+        let items = candidates
+            .iter()
+            .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64));
+        let job = rows::claimed_job(claim, &options, priority, items)?;
         tx.commit().await?;
         Ok(Some(job))
     }

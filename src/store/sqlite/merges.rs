@@ -191,7 +191,7 @@ mod tests {
             };
             let (t0, q0) = events[0];
             let mut one_by_one = Pending::new(key, Ts(t0 * S), debounce(q0));
-            let start = one_by_one.timing();
+            let start = one_by_one.timing;
             let mut log = MergeLog::default();
             for (seq, (t, q)) in events[1..].iter().enumerate() {
                 one_by_one.merge(Ts(t * S), debounce(*q));
@@ -199,7 +199,7 @@ mod tests {
             }
             assert_eq!(log.len(), events.len() - 1);
             let folded = fold(start, &log.take(7));
-            assert_eq!(folded, one_by_one.timing(), "{events:?}");
+            assert_eq!(folded, one_by_one.timing, "{events:?}");
             assert_eq!(log.len(), 0);
         }
     }

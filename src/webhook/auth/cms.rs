@@ -23,6 +23,19 @@ fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|(k, v)| (k.trim(), v.trim()))
 }
 
+/// The value of the first `key=` item of `header`, or a malformed-header error saying `missing`.
+fn field<'h>(
+    header: &'h str,
+    key: &str,
+    name: &'static str,
+    missing: &'static str,
+) -> Result<&'h str, AuthError> {
+    pairs(header)
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .ok_or_else(|| AuthError::malformed(name, missing))
+}
+
 const SANITY: &str = "sanity-webhook-signature";
 
 /// Sanity GROQ webhooks (`sanity-io/webhook-toolkit`, published as `@sanity/webhook`, `src/signature.ts`):
@@ -35,10 +48,7 @@ pub(crate) struct Sanity {
 impl Sanity {
     pub(crate) fn verify(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
         let header = required(req.headers, SANITY)?;
-        let raw_ts = pairs(header)
-            .find(|(k, _)| *k == "t")
-            .map(|(_, v)| v)
-            .ok_or_else(|| AuthError::malformed(SANITY, "no t= timestamp"))?;
+        let raw_ts = field(header, "t", SANITY, "no t= timestamp")?;
         let signatures: Vec<&str> = pairs(header)
             .filter(|(k, _)| *k == "v1")
             .map(|(_, v)| v)
@@ -76,10 +86,7 @@ impl Ghost {
             .find(|(k, _)| k.eq_ignore_ascii_case("sha256"))
             .map(|(_, v)| v)
             .ok_or_else(|| AuthError::malformed(GHOST, "no sha256= signature"))?;
-        let raw_ts = pairs(header)
-            .find(|(k, _)| *k == "t")
-            .map(|(_, v)| v)
-            .ok_or_else(|| AuthError::malformed(GHOST, "no t= timestamp"))?;
+        let raw_ts = field(header, "t", GHOST, "no t= timestamp")?;
         let tag =
             hex::decode(sig).map_err(|_| AuthError::malformed(GHOST, "signature is not hex"))?;
         check_tolerance(parse_timestamp(GHOST, raw_ts, 1)?, now, self.tolerance)?;
