@@ -75,13 +75,15 @@ async fn an_outage_is_probed_slowly_and_fails_no_job() {
     // Three failures in a row declare the outage; then probes 1 s and 2 s apart (and whatever
     // was already in flight). At the full rate it would be 6 batches, each tried until it failed.
     assert!(during <= 6, "{during} calls during a 4 s outage");
+    // ... and the outage was tried: the three failures that declare it, and at least one probe.
+    assert!(during >= 4, "{during} calls during a 4 s outage");
     let failed = app.get_json("/jobs?status=failed").await;
     assert_eq!(failed["jobs"].as_array().unwrap().len(), 0, "{failed}");
     app.stop().await;
 }
 
 mod store_at_scale {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use vod_purge::config::StoreLocation;
     use vod_purge::domain::{MediaIdRules, PurgeOptions, TaskType, Ts};
@@ -177,7 +179,7 @@ mod store_at_scale {
     /// figures of /queue and /metrics read every item (tens of milliseconds per 100,000 items,
     /// every 50 ms for the poll). They are index lookups now.
     #[tokio::test]
-    async fn polls_and_queue_figures_do_not_read_every_pending_item() {
+    async fn polls_and_queue_figures_are_right_on_a_large_store() {
         const N: i64 = 300_000;
         let (store, _dir, path) = open().await;
         let hour = Duration::from_secs(3600);
@@ -199,24 +201,13 @@ mod store_at_scale {
         .unwrap();
         pool.close().await;
 
+        // The figures are right on a large store; that the polls read ranges of indexes, not
+        // every pending item, the query plans check (`store::sqlite` unit tests).
         let now = Ts(2_000);
-        let mut poll = Duration::MAX;
-        let mut stats_time = Duration::MAX;
-        for _ in 0..5 {
-            let t = Instant::now();
-            assert!(store.due_groups(now).await.unwrap().is_empty());
-            poll = poll.min(t.elapsed());
-            let t = Instant::now();
-            let stats = store.queue_stats(now).await.unwrap();
-            stats_time = stats_time.min(t.elapsed());
-            assert_eq!((stats.pending, stats.due), (N as u64 + 1, 0));
-        }
-        // Reading 300,000 items takes 25 ms or more on any machine; an index lookup well under 1.
-        assert!(poll < Duration::from_millis(10), "due_groups took {poll:?}");
-        assert!(
-            stats_time < Duration::from_millis(10),
-            "queue_stats took {stats_time:?}"
-        );
+        assert!(store.due_groups(now).await.unwrap().is_empty());
+        let stats = store.queue_stats(now).await.unwrap();
+        assert_eq!((stats.pending, stats.due), (N as u64 + 1, 0));
+        assert_eq!(stats.next_due_at, Some(Ts(1_000 + 3_600_000)));
     }
 }
 

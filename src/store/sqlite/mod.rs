@@ -210,6 +210,7 @@ mod tests {
     use crate::domain::Ts;
     use crate::store::backend::{Claims, PendingReads};
     use crate::store::rows;
+    use crate::store::sql::Dialect;
 
     /// The default options, as an item row stored them.
     const PLAIN: &str = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
@@ -351,6 +352,56 @@ mod tests {
             rows::parse_options(&kept).unwrap(),
             rows::parse_options(PLAIN).unwrap()
         );
+        store.close().await;
+    }
+
+    /// The plan of each statement a poll runs (the flusher's `due_groups`, the queue figures of
+    /// `/metrics` and `/queue`): what they read must not grow with the pending items that are
+    /// not due. A full scan of `items` (or of an index over all of them, but for the count of
+    /// all items) fails; `due_groups` must take a range of `items_due`.
+    #[tokio::test]
+    async fn polls_read_ranges_of_indexes_not_every_pending_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let plan = |sql: String| {
+            let store = store.clone();
+            async move {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                        .bind(0_i64)
+                        .bind("[]")
+                        .fetch_all(store.reads())
+                        .await
+                        .unwrap();
+                rows.into_iter().map(|r| r.3).collect::<Vec<String>>()
+            }
+        };
+        let due_groups = plan(crate::store::sql::due_groups_sql(Dialect::Sqlite).0).await;
+        assert!(
+            due_groups
+                .iter()
+                .any(|l| l.contains("USING INDEX items_due (due_at<?)")),
+            "{due_groups:#?}"
+        );
+        let stats = plan(reads::item_stats_sql()).await;
+        // A scan reads every row of what it scans: only these are allowed, the first being the
+        // count of all pending items (an index's pages, no table row) and the second a partial
+        // index that holds only the urgent ones.
+        let allowed = [
+            "SCAN items USING COVERING INDEX items_first_seen",
+            "SCAN items USING INDEX items_urgent",
+        ];
+        for (name, lines) in [("due_groups", &due_groups), ("item_stats", &stats)] {
+            for line in lines.iter().filter(|l| l.starts_with("SCAN ")) {
+                let harmless = line.contains("json_each") || line == "SCAN CONSTANT ROW";
+                assert!(
+                    harmless || (name == "item_stats" && allowed.contains(&line.as_str())),
+                    "{name} scans: {line} in {lines:#?}"
+                );
+            }
+        }
         store.close().await;
     }
 }

@@ -48,20 +48,11 @@ impl PendingReads for SqliteStore {
         let ids = logged_among_due(&mut conn, &self.log, now)
             .await?
             .unwrap_or_else(|| "[]".to_owned());
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT (SELECT COUNT(*) FROM items) AS pending,
-                    (SELECT COUNT(*) FROM items WHERE due_at <= ?1 AND {REAL_DUE} <= ?1
-                        AND id NOT IN (SELECT value FROM json_each(?2))) AS due,
-                    (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
-                    (SELECT MIN(first_seen) FROM items) AS oldest,
-                    (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_stored,
-                    (SELECT MIN({REAL_DUE}) FROM items WHERE due_at <= ?1 AND {REAL_DUE} > ?1
-                        AND id NOT IN (SELECT value FROM json_each(?2))) AS next_late"
-        )))
-        .bind(now.0)
-        .bind(&ids)
-        .fetch_one(&mut *conn)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(item_stats_sql()))
+            .bind(now.0)
+            .bind(&ids)
+            .fetch_one(&mut *conn)
+            .await?;
         let mut due = row.get::<i64, _>("due") as u64;
         // The earliest time an item may be due: stored due times are never later than real ones.
         let mut next_due = [
@@ -98,4 +89,20 @@ impl PendingReads for SqliteStore {
             next_due_at: next_due,
         })
     }
+}
+
+/// The queue's figures over `items` ($1 now, $2 the JSON list of logged items among the due,
+/// which the caller folds itself): index seeks and partial-index scans only, so a poll of the
+/// figures costs the same however many items are pending.
+pub(super) fn item_stats_sql() -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM items) AS pending,
+                (SELECT COUNT(*) FROM items WHERE due_at <= ?1 AND {REAL_DUE} <= ?1
+                    AND id NOT IN (SELECT value FROM json_each(?2))) AS due,
+                (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
+                (SELECT MIN(first_seen) FROM items) AS oldest,
+                (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_stored,
+                (SELECT MIN({REAL_DUE}) FROM items WHERE due_at <= ?1 AND {REAL_DUE} > ?1
+                    AND id NOT IN (SELECT value FROM json_each(?2))) AS next_late"
+    )
 }

@@ -216,3 +216,88 @@ async fn reads_need_the_admin_token_when_one_is_set() {
     assert_eq!(bad.status(), 400);
     app.stop().await;
 }
+
+/// What `/webhooks/{source}` cannot use, as `/purge` refuses it: the wrong content type (415), a
+/// body over `server.max_body_bytes` whether it declares its length or streams without one
+/// (413), and no usable ID (422). Nothing is stored.
+#[tokio::test]
+async fn webhooks_refuse_what_they_cannot_use_and_store_nothing() {
+    let app = spawn_app(Spawn::default()).await;
+    let ids = |ids: Vec<String>| json!({ "media_ids": ids }).to_string();
+    let big = ids(vec!["x".repeat(70_000)]);
+    let many = ids((0..1001).map(|i| format!("v{i}")).collect());
+    let cases: [(&str, String, u16, &str); 5] = [
+        (
+            "text/plain",
+            ids(vec!["a".into()]),
+            415,
+            "unsupported_media_type",
+        ),
+        ("application/json", big.clone(), 413, "body_too_large"),
+        ("application/json", ids(vec![]), 422, "no_usable_ids"),
+        (
+            "application/json",
+            ids(vec!["a,b".into(), "c d".into()]),
+            422,
+            "no_usable_ids",
+        ),
+        ("application/json", many, 422, "too_many_ids"),
+    ];
+    for (content_type, body, status, code) in cases {
+        let response = app
+            .http
+            .post(format!("{}/webhooks/cms", app.address))
+            .bearer_auth(crate::support::SOURCE_TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{code}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{error}");
+    }
+    // The same large body, streamed in chunks with no Content-Length: cut off as it passes the
+    // limit.
+    let port = app
+        .address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let answer = tokio::task::spawn_blocking(move || chunked_post(port, "/webhooks/cms", &big))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["pending"], 0, "nothing was stored");
+    app.stop().await;
+}
+
+/// Posts `body` in 4 KiB chunks (`Transfer-Encoding: chunked`, no `Content-Length`) with the
+/// source's token, and returns the whole answer as text.
+fn chunked_post(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        crate::support::SOURCE_TOKEN
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for chunk in body.as_bytes().chunks(4096) {
+        let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+        frame.extend_from_slice(chunk);
+        frame.extend_from_slice(b"\r\n");
+        // The service may answer and close as soon as the body passes the limit.
+        if stream.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -70,7 +70,14 @@ async fn the_embedded_store_is_always_the_leader() {
     let store = Store::open(&StoreLocation::Sqlite(path.to_string_lossy().into_owned()))
         .await
         .unwrap();
-    assert!(store.is_leader());
-    assert!(store.try_acquire_leadership().await.unwrap());
+    // One process by construction: it flushes, names itself as the flusher, and no other
+    // replica can share the file.
     assert!(!store.is_shared());
+    assert!(store.try_acquire_leadership().await.unwrap());
+    assert!(store.is_leader());
+    assert_eq!(
+        store.flusher_replica().await.unwrap().as_deref(),
+        Some(vod_purge::telemetry::host_name())
+    );
+    store.close().await;
 }

@@ -129,3 +129,5 @@ mod claims;
 mod ingest;
 mod jobs;
 mod leadership;
+mod race;
+mod restart;
