@@ -18,7 +18,10 @@
 //! rate during an outage, and burn its attempts.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, which tests can pause and advance; the pure parts take it as `std` instants.
+use tokio::time::Instant;
 
 use super::ceiling::{Spacing, Window};
 use super::pacing::Cubic;
@@ -112,7 +115,7 @@ impl Limiter {
             match wait {
                 Some(until) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = tokio::time::sleep_until(until) => {}
                         _ = outage_over => {}
                     }
                 }
@@ -127,9 +130,9 @@ impl Limiter {
             state.pacing.settle(t);
             let rate = state.pacing.rate(t);
             state.spacing.set_rate(rate);
-            state.spacing.take(now)
+            Instant::from_std(state.spacing.take(now.into_std()))
         };
-        tokio::time::sleep_until(slot.into()).await;
+        tokio::time::sleep_until(slot).await;
         started.elapsed()
     }
 
@@ -140,10 +143,10 @@ impl Limiter {
                 .departures
                 .lock()
                 .expect("limiter lock")
-                .depart(Instant::now());
+                .depart(Instant::now().into_std());
             match wait {
                 None => return,
-                Some(until) => tokio::time::sleep_until(until.into()).await,
+                Some(until) => tokio::time::sleep_until(Instant::from_std(until)).await,
             }
         }
     }
@@ -250,7 +253,8 @@ mod tests {
         assert_eq!(limiter.current_rps(), 28);
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the waits are exact, whatever the machine is doing.
+    #[tokio::test(start_paused = true)]
     async fn an_outage_lets_one_probe_through_per_pause() {
         let ms = Duration::from_millis;
         let limiter = Limiter::with_outage_pauses(50, 50, ms(100), ms(300));
@@ -263,13 +267,10 @@ mod tests {
         let started = Instant::now();
         limiter.acquire().await;
         let first = started.elapsed();
-        assert!(
-            first >= ms(95),
-            "the first probe waits one pause: {first:?}"
-        );
+        assert_eq!(first, ms(100), "the first probe waits one pause");
         limiter.acquire().await;
         let second = started.elapsed();
-        assert!(second >= ms(195), "one call per pause: {second:?}");
+        assert_eq!(second, ms(200), "one call per pause");
         // Failed probes double the pause up to the cap.
         assert!(limiter.on_unavailable());
         assert!(limiter.on_unavailable());
@@ -277,7 +278,7 @@ mod tests {
         let before = Instant::now();
         limiter.acquire().await;
         let capped = before.elapsed();
-        assert!(capped >= ms(295) && capped < ms(1000), "{capped:?}");
+        assert_eq!(capped, ms(300), "the pause doubled up to its cap");
         // Any answer ends the outage: calls go at the full rate again.
         limiter.on_answer();
         assert!(!limiter.in_outage());
@@ -285,7 +286,7 @@ mod tests {
         for _ in 0..10 {
             limiter.acquire().await;
         }
-        assert!(before.elapsed() < ms(90), "{:?}", before.elapsed());
+        assert_eq!(before.elapsed(), ms(0), "the burst goes at once");
         // A caller waiting for the next probe slot goes as soon as the outage ends.
         let slow = std::sync::Arc::new(Limiter::with_outage_pauses(50, 50, ms(600), ms(600)));
         for _ in 0..3 {
@@ -303,7 +304,7 @@ mod tests {
         tokio::time::sleep(ms(800)).await;
         slow.on_answer();
         let waited = waiting.await.unwrap();
-        assert!(waited < ms(450), "woken when the outage ended: {waited:?}");
+        assert_eq!(waited, ms(200), "woken when the outage ended, 800 ms in");
         // Failures that are not in a row do not make an outage.
         limiter.on_unavailable();
         limiter.on_unavailable();

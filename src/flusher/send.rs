@@ -14,7 +14,7 @@ impl Flusher {
         let inner = &self.inner;
         let ids: Vec<String> = job.items.iter().map(|i| i.media_id.to_string()).collect();
         inner.metrics.batch_size.observe(ids.len() as f64);
-        let mut started = std::time::Instant::now();
+        let mut started = tokio::time::Instant::now();
         let result = match &inner.sender {
             Sender::DryRun => {
                 tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
@@ -23,7 +23,7 @@ impl Flusher {
             Sender::Vod(client) => {
                 let request = RefreshRequest::from_options(ids, job.task, &job.options);
                 inner.limiter.depart().await;
-                started = std::time::Instant::now();
+                started = tokio::time::Instant::now();
                 client
                     .refresh_media_play_urls(&request)
                     .await
@@ -103,7 +103,7 @@ impl Flusher {
         &self,
         job: &Job,
         now: Ts,
-        sent_at: std::time::Instant,
+        sent_at: tokio::time::Instant,
         error: VodError,
     ) -> Result<bool, StoreError> {
         let inner = &self.inner;
