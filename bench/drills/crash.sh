@@ -24,15 +24,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-ensure_bin
-machine_info
-SIM_PORT=$(free_port)
-APP_PORT=$(free_port)
-APP_URL="http://127.0.0.1:$APP_PORT"
 # 100 ms of latency per call, so that kills often land while a batch is in flight.
-start_sim "$SIM_PORT" --calls-log "$WORK/calls.jsonl" --latency-ms 100
 # A short lease so that batches in flight when the process died are sent again soon.
-write_config "$WORK/config.toml" "$APP_PORT" "$WORK/drill.db" "$SIM_URL" '#vod
+start_drill drill.db '#vod
 timeout = "1s"
 #end
 #queue
@@ -41,9 +35,7 @@ max_wait = "2s"
 linger = "50ms"
 lease = "3s"
 poll_interval = "20ms"
-#end'
-start_service "$WORK/config.toml"
-wait_http "$APP_URL/readyz" 30
+#end' --latency-ms 100
 log "service on $APP_URL, simulator on $SIM_URL; $KILLS kills, $THREADS client threads at $RATE requests/s x $IDS_PER_REQUEST IDs (pool: ${POOL:-none})"
 
 python3 "$DRILLS_DIR/drill.py" load --url "$APP_URL" --token "$SOURCE_TOKEN" --threads "$THREADS" \

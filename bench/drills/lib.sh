@@ -110,6 +110,23 @@ start_service() {
     track "$SVC_PID"
 }
 
+# start_drill DB EXTRA_TOML [SIM_ARGS...]: the binary, the machine's description, a simulator
+# recording its calls to $WORK/calls.jsonl, and the service on $WORK/DB with EXTRA_TOML (see
+# write_config), ready. Sets SIM_PORT, SIM_URL, APP_PORT, APP_URL and SVC_PID.
+start_drill() {
+    local db=$1 extra=$2
+    shift 2
+    ensure_bin
+    machine_info
+    SIM_PORT=$(free_port)
+    APP_PORT=$(free_port)
+    APP_URL="http://127.0.0.1:$APP_PORT"
+    start_sim "$SIM_PORT" --calls-log "$WORK/calls.jsonl" "$@"
+    write_config "$WORK/config.toml" "$APP_PORT" "$WORK/$db" "$SIM_URL" "$extra"
+    start_service "$WORK/config.toml"
+    wait_http "$APP_URL/readyz" 30
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

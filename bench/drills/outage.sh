@@ -23,19 +23,11 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-ensure_bin
-machine_info
-SIM_PORT=$(free_port)
-APP_PORT=$(free_port)
-APP_URL="http://127.0.0.1:$APP_PORT"
-start_sim "$SIM_PORT" --calls-log "$WORK/calls.jsonl"
 # The retry settings are the defaults of config/default.toml.
-write_config "$WORK/config.toml" "$APP_PORT" "$WORK/drill.db" "$SIM_URL" '#queue
+start_drill drill.db '#queue
 quiet = "200ms"
 max_wait = "2s"
 #end'
-start_service "$WORK/config.toml"
-wait_http "$APP_URL/readyz" 30
 DURATION=$((BEFORE + OUTAGE + AFTER))
 log "steady load: $RATE requests/s x 4 IDs for $DURATION s; outage of $OUTAGE s from t=$BEFORE s"
 

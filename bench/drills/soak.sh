@@ -20,18 +20,10 @@ while [[ $# -gt 0 ]]; do
 done
 SECONDS_TOTAL=$(python3 -c "print(int(float('$MINUTES') * 60))")
 
-ensure_bin
-machine_info
-SIM_PORT=$(free_port)
-APP_PORT=$(free_port)
-APP_URL="http://127.0.0.1:$APP_PORT"
-start_sim "$SIM_PORT" --calls-log "$WORK/calls.jsonl"
-write_config "$WORK/config.toml" "$APP_PORT" "$WORK/soak.db" "$SIM_URL" '#queue
+start_drill soak.db '#queue
 quiet = "500ms"
 max_wait = "5s"
 #end'
-start_service "$WORK/config.toml"
-wait_http "$APP_URL/readyz" 30
 log "soak for $SECONDS_TOTAL s: $RATE webhook requests/s x 4 IDs, 2 readers at 10 reads/s, operator retries every 5 s"
 
 python3 "$DRILLS_DIR/drill.py" mixed --url "$APP_URL" --token "$SOURCE_TOKEN" --admin-token "$ADMIN_TOKEN" \

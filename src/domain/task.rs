@@ -1,5 +1,8 @@
 //! What VOD is asked to do with a media ID.
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
 /// `as_str`, `Display` and `FromStr` for an enum whose variants each have one name; an unknown
 /// name is refused with `$unknown(name)`.
 macro_rules! named_enum {
@@ -32,17 +35,7 @@ macro_rules! named_enum {
 
 /// The `TaskType` of one `RefreshMediaPlayUrls` call.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 pub enum TaskType {
     /// Purge the cached playback URLs.
@@ -52,18 +45,7 @@ pub enum TaskType {
 }
 
 /// What a caller may ask for: one task, or a purge followed by a prefetch.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
 pub enum RequestedTask {
     #[default]
     Refresh,
@@ -135,9 +117,9 @@ mod tests {
     Ord,
     Hash,
     Default,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {

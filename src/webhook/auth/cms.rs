@@ -36,17 +36,37 @@ fn field<'h>(
         .ok_or_else(|| AuthError::malformed(name, missing))
 }
 
-const SANITY: &str = "sanity-webhook-signature";
+/// The schemes of this file: each signs a timestamp and the body with an HMAC-SHA256 key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmsScheme {
+    Sanity,
+    Ghost,
+    Contentful,
+}
 
-/// Sanity GROQ webhooks (`sanity-io/webhook-toolkit`, published as `@sanity/webhook`, `src/signature.ts`):
-/// `sanity-webhook-signature: t=<ms>,v1=<base64url(HMAC-SHA256(secret, "<t>.<body>"))>`.
-pub(crate) struct Sanity {
+/// A CMS scheme with its keys (several while rotating) and the tolerance on its timestamps.
+pub(crate) struct Cms {
+    pub(crate) scheme: CmsScheme,
     pub(crate) secrets: Vec<Vec<u8>>,
     pub(crate) tolerance: Duration,
 }
 
-impl Sanity {
+impl Cms {
     pub(crate) fn verify(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
+        match self.scheme {
+            CmsScheme::Sanity => self.sanity(req, now),
+            CmsScheme::Ghost => self.ghost(req, now),
+            CmsScheme::Contentful => self.contentful(req, now),
+        }
+    }
+}
+
+const SANITY: &str = "sanity-webhook-signature";
+
+impl Cms {
+    /// Sanity GROQ webhooks (`sanity-io/webhook-toolkit`, published as `@sanity/webhook`, `src/signature.ts`):
+    /// `sanity-webhook-signature: t=<ms>,v1=<base64url(HMAC-SHA256(secret, "<t>.<body>"))>`.
+    fn sanity(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
         let header = required(req.headers, SANITY)?;
         let raw_ts = field(header, "t", SANITY, "no t= timestamp")?;
         let signatures: Vec<&str> = pairs(header)
@@ -71,16 +91,11 @@ impl Sanity {
 
 const GHOST: &str = "x-ghost-signature";
 
-/// Ghost custom-integration webhooks (Ghost `ghost/core/core/server/services/webhooks/WebhookTrigger.js`):
-/// `X-Ghost-Signature: sha256=<hex(HMAC-SHA256(secret, body + t))>, t=<ms>`. Note that the
-/// timestamp is appended to the body with no separator.
-pub(crate) struct Ghost {
-    pub(crate) secrets: Vec<Vec<u8>>,
-    pub(crate) tolerance: Duration,
-}
-
-impl Ghost {
-    pub(crate) fn verify(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
+impl Cms {
+    /// Ghost custom-integration webhooks (Ghost `ghost/core/core/server/services/webhooks/WebhookTrigger.js`):
+    /// `X-Ghost-Signature: sha256=<hex(HMAC-SHA256(secret, body + t))>, t=<ms>`. Note that the
+    /// timestamp is appended to the body with no separator.
+    fn ghost(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
         let header = required(req.headers, GHOST)?;
         let sig = pairs(header)
             .find(|(k, _)| k.eq_ignore_ascii_case("sha256"))
@@ -102,32 +117,27 @@ const CF_SIGNATURE: &str = "x-contentful-signature";
 const CF_SIGNED_HEADERS: &str = "x-contentful-signed-headers";
 const CF_TIMESTAMP: &str = "x-contentful-timestamp";
 
-/// Contentful request verification.
-///
-/// The canonical request follows Contentful's reference implementation,
-/// `contentful/node-apps-toolkit` `src/requests/sign-request.ts` (`hash`,
-/// `getSortedAndSignedHeaders`) with `verify-request.ts` and `utils.ts`
-/// (`getNormalizedEncodedURI`, `normalizeHeaders`, `pickHeaders`); the Python example in
-/// `contentful-labs/request-verification-examples` builds the same string, and
-/// `contentful/webhook-request-verification-demo` verifies webhooks with that toolkit:
-///
-/// ```text
-/// METHOD \n normalized path \n name:value;name:value;... \n body
-/// ```
-///
-/// hex HMAC-SHA256 with the signing secret as key. The headers are those listed in
-/// `x-contentful-signed-headers` that the request carries, names lower-cased, values trimmed,
-/// always including `x-contentful-signed-headers` and `x-contentful-timestamp` themselves, sorted
-/// by name; the value of `x-contentful-signed-headers` is the sorted, comma-joined list of those
-/// names and the timestamp is the integer as parsed. The toolkit refuses only timestamps older
-/// than its TTL; we refuse both directions, like the other schemes.
-pub(crate) struct Contentful {
-    pub(crate) secrets: Vec<Vec<u8>>,
-    pub(crate) tolerance: Duration,
-}
-
-impl Contentful {
-    pub(crate) fn verify(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
+impl Cms {
+    /// Contentful request verification.
+    ///
+    /// The canonical request follows Contentful's reference implementation,
+    /// `contentful/node-apps-toolkit` `src/requests/sign-request.ts` (`hash`,
+    /// `getSortedAndSignedHeaders`) with `verify-request.ts` and `utils.ts`
+    /// (`getNormalizedEncodedURI`, `normalizeHeaders`, `pickHeaders`); the Python example in
+    /// `contentful-labs/request-verification-examples` builds the same string, and
+    /// `contentful/webhook-request-verification-demo` verifies webhooks with that toolkit:
+    ///
+    /// ```text
+    /// METHOD \n normalized path \n name:value;name:value;... \n body
+    /// ```
+    ///
+    /// hex HMAC-SHA256 with the signing secret as key. The headers are those listed in
+    /// `x-contentful-signed-headers` that the request carries, names lower-cased, values trimmed,
+    /// always including `x-contentful-signed-headers` and `x-contentful-timestamp` themselves, sorted
+    /// by name; the value of `x-contentful-signed-headers` is the sorted, comma-joined list of those
+    /// names and the timestamp is the integer as parsed. The toolkit refuses only timestamps older
+    /// than its TTL; we refuse both directions, like the other schemes.
+    fn contentful(&self, req: &Request<'_>, now: Ts) -> Result<(), AuthError> {
         let sig = required(req.headers, CF_SIGNATURE)?;
         let signed_list = required(req.headers, CF_SIGNED_HEADERS)?;
         let raw_ts = required(req.headers, CF_TIMESTAMP)?;

@@ -26,9 +26,7 @@ pub(crate) enum Verifier {
     StandardWebhooks(standard::StandardWebhooks),
     Hmac(simple::HmacBody),
     Bearer(simple::Bearer),
-    Sanity(cms::Sanity),
-    Ghost(cms::Ghost),
-    Contentful(cms::Contentful),
+    Cms(cms::Cms),
     VodCallback(vod::VodCallback),
     None,
 }
@@ -49,15 +47,12 @@ impl Verifier {
             AuthKind::Bearer => {
                 Verifier::Bearer(simple::Bearer::new(cfg.header.as_deref(), &cfg.secrets))
             }
-            AuthKind::Sanity => Verifier::Sanity(cms::Sanity {
-                secrets: secrets(),
-                tolerance: cfg.tolerance,
-            }),
-            AuthKind::Ghost => Verifier::Ghost(cms::Ghost {
-                secrets: secrets(),
-                tolerance: cfg.tolerance,
-            }),
-            AuthKind::Contentful => Verifier::Contentful(cms::Contentful {
+            AuthKind::Sanity | AuthKind::Ghost | AuthKind::Contentful => Verifier::Cms(cms::Cms {
+                scheme: match cfg.auth {
+                    AuthKind::Sanity => cms::CmsScheme::Sanity,
+                    AuthKind::Ghost => cms::CmsScheme::Ghost,
+                    _ => cms::CmsScheme::Contentful,
+                },
                 secrets: secrets(),
                 tolerance: cfg.tolerance,
             }),
@@ -75,9 +70,7 @@ impl Verifier {
             Verifier::StandardWebhooks(v) => v.verify(req, now),
             Verifier::Hmac(v) => v.verify(req),
             Verifier::Bearer(v) => v.verify(req.headers),
-            Verifier::Sanity(v) => v.verify(req, now),
-            Verifier::Ghost(v) => v.verify(req, now),
-            Verifier::Contentful(v) => v.verify(req, now),
+            Verifier::Cms(v) => v.verify(req, now),
             Verifier::VodCallback(v) => v.verify(req, now),
             Verifier::None => Ok(()),
         }
