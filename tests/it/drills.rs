@@ -1,6 +1,6 @@
 //! Regression tests for what the drills of `bench/drills/` found.
 
-use crate::support::binary;
+use crate::support::{binary, stdout_of};
 
 /// `VOD_PURGE_CONFIG` is how `serve --config` reads its file from the environment (and
 /// `VOD_PURGE_ADMIN_TOKEN` the `purge` subcommand's token); the settings loader must not take
@@ -14,19 +14,13 @@ fn the_config_flag_can_come_from_the_environment() {
         "[server]\nlisten = \"127.0.0.1:18089\"\n[vod]\ndry_run = true\n",
     )
     .unwrap();
-    let out = binary()
-        .arg("check-config")
-        .env_clear()
-        .env("VOD_PURGE_CONFIG", &path)
-        .env("VOD_PURGE_ADMIN_TOKEN", "token-for-the-purge-subcommand")
-        .env("VOD_PURGE_QUEUE__QUIET", "7s")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of(
+        binary()
+            .arg("check-config")
+            .env_clear()
+            .env("VOD_PURGE_CONFIG", &path)
+            .env("VOD_PURGE_ADMIN_TOKEN", "token-for-the-purge-subcommand")
+            .env("VOD_PURGE_QUEUE__QUIET", "7s"),
     );
     assert!(stdout.contains("127.0.0.1:18089"), "{stdout}");
     assert!(stdout.contains("quiet = \"7s\""), "{stdout}");

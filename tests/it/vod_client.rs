@@ -17,11 +17,19 @@ fn client_for(endpoint: &str, credentials: Credentials, timeout: Duration) -> Cl
 }
 
 fn client(sim: &SimHandle) -> Client {
-    client_for(
-        &sim.base_url(),
-        Credentials::new("testid", "testsecret", None),
-        Duration::from_secs(5),
-    )
+    client_with(sim, Credentials::new("testid", "testsecret", None))
+}
+
+/// A client of `sim` with `credentials` (5 s timeout).
+fn client_with(sim: &SimHandle, credentials: Credentials) -> Client {
+    client_for(&sim.base_url(), credentials, Duration::from_secs(5))
+}
+
+/// The error of a purge of `a1` by `vod`.
+async fn refresh_error(vod: &Client) -> VodError {
+    vod.refresh_media_play_urls(&refresh(&["a1"]))
+        .await
+        .unwrap_err()
 }
 
 fn refresh(ids: &[&str]) -> RefreshRequest {
@@ -142,24 +150,16 @@ async fn sts_credentials_send_the_security_token() {
         ..SimConfig::default()
     };
     let sim = sim::start(cfg).await.unwrap();
-    let vod = client_for(
-        &sim.base_url(),
+    let vod = client_with(
+        &sim,
         Credentials::new("STS.key", "sec", Some(token.clone())),
-        Duration::from_secs(5),
     );
     vod.refresh_media_play_urls(&refresh(&["a1"]))
         .await
         .unwrap();
     assert_eq!(sim.calls()[0].params["SecurityToken"], token);
-    let without = client_for(
-        &sim.base_url(),
-        Credentials::new("STS.key", "sec", None),
-        Duration::from_secs(5),
-    );
-    let err = without
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let without = client_with(&sim, Credentials::new("STS.key", "sec", None));
+    let err = refresh_error(&without).await;
     assert_eq!(err.code(), Some("MissingSecurityToken"));
     assert!(err.is_credential_error());
     sim.stop().await;
@@ -179,10 +179,7 @@ async fn injected_failures_are_classified() {
     ];
     for (code, status, class) in cases {
         sim.set_faults(fail_next(1, code));
-        let err = vod
-            .refresh_media_play_urls(&refresh(&["a1"]))
-            .await
-            .unwrap_err();
+        let err = refresh_error(&vod).await;
         assert_eq!(
             (err.status(), err.class()),
             (Some(status), class),
@@ -210,10 +207,7 @@ async fn real_throttling_is_classified_throttled() {
     vod.refresh_media_play_urls(&refresh(&["a1"]))
         .await
         .unwrap();
-    let err = vod
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let err = refresh_error(&vod).await;
     assert_eq!(
         (err.code(), err.class()),
         (Some("Throttling"), ErrorClass::Throttled)
@@ -238,10 +232,7 @@ async fn a_used_nonce_is_re_signed_exactly_once() {
 
     sim.clear_calls();
     sim.set_faults(fail_next(3, "SignatureNonceUsed"));
-    let err = vod
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let err = refresh_error(&vod).await;
     assert_eq!(
         (err.code(), err.class()),
         (Some("SignatureNonceUsed"), ErrorClass::Retryable)
@@ -253,15 +244,8 @@ async fn a_used_nonce_is_re_signed_exactly_once() {
 #[tokio::test]
 async fn permanent_failures() {
     let sim = sim::start(SimConfig::default()).await.unwrap();
-    let wrong = client_for(
-        &sim.base_url(),
-        Credentials::new("testid", "wrong", None),
-        Duration::from_secs(5),
-    );
-    let err = wrong
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let wrong = client_with(&sim, Credentials::new("testid", "wrong", None));
+    let err = refresh_error(&wrong).await;
     assert_eq!(
         (err.code(), err.class()),
         (Some("SignatureDoesNotMatch"), ErrorClass::Permanent)
@@ -308,10 +292,7 @@ async fn a_slow_answer_is_a_retryable_timeout() {
         Credentials::new("testid", "testsecret", None),
         Duration::from_millis(200),
     );
-    let err = vod
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let err = refresh_error(&vod).await;
     assert!(matches!(err, VodError::Timeout), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Retryable);
     // The simulator processed it anyway, as the real service may have.
@@ -366,10 +347,7 @@ async fn broken_answers_become_errors() {
             Credentials::new("testid", "testsecret", None),
             Duration::from_secs(5),
         );
-        let err = vod
-            .refresh_media_play_urls(&refresh(&["a1"]))
-            .await
-            .unwrap_err();
+        let err = refresh_error(&vod).await;
         assert!(matches!(err, VodError::Malformed { .. }), "{err:?}");
         assert_eq!(
             (err.status(), err.class()),
@@ -384,10 +362,7 @@ async fn broken_answers_become_errors() {
         Credentials::new("testid", "testsecret", None),
         Duration::from_secs(5),
     );
-    let err = vod
-        .refresh_media_play_urls(&refresh(&["a1"]))
-        .await
-        .unwrap_err();
+    let err = refresh_error(&vod).await;
     assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
 }
 

@@ -1,6 +1,7 @@
 //! The smaller findings of the hostile-input review, each as a regression test.
 
 use super::*;
+use crate::support::SendJson;
 
 #[tokio::test]
 async fn the_smaller_findings() {
@@ -88,15 +89,7 @@ async fn the_smaller_findings() {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        async move {
-            request
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
+        request.send_json::<serde_json::Value>()
     };
     wait_until(Duration::from_secs(10), "the credential error", || async {
         readyz(None).await["vod_credentials_refused"] == true

@@ -63,17 +63,11 @@ fn check_config_names_the_wrong_key_and_redacts_secrets() {
         "[vod]\naccess_key_id = \"id\"\naccess_key_secret = \"hunter2\"\n[[sources]]\nname = \"cms\"\nauth = \"bearer\"\nsecrets = [\"tok3n\"]\nformat = \"native\"\n",
     )
     .unwrap();
-    let out = binary()
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .env_clear()
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of(
+        binary()
+            .args(["check-config", "--config"])
+            .arg(&good)
+            .env_clear(),
     );
     assert!(stdout.contains("max_requests_per_second = 50"), "{stdout}");
     assert!(

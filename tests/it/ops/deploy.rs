@@ -34,29 +34,17 @@ fn the_kubernetes_configmaps_are_valid_configurations() {
 async fn the_readme_quick_start_works() {
     let dir = tempfile::tempdir().unwrap();
     let (port, sim_port) = (free_port(), free_port());
-    let mut child = binary()
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--sim-listen",
-            &format!("127.0.0.1:{sim_port}"),
-        ])
-        .args(["--db", &dir.path().join("demo.db").to_string_lossy()])
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = http_client();
     let base = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(10), "the demo", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    let mut child = start_serving(
+        binary()
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--sim-listen", &format!("127.0.0.1:{sim_port}")])
+            .args(["--db", &dir.path().join("demo.db").to_string_lossy()])
+            .env_clear(),
+        &format!("{base}/healthz"),
+    )
     .await;
+    let http = http_client();
     let id = "d0b7d0ff0d3f71f0bfd2e7f4b6a40101";
     let response = http
         .post(format!("{base}/webhooks/cms"))

@@ -1,7 +1,7 @@
 //! What an operator relies on: the OpenAPI document, metrics, configuration checks, and a
 //! graceful shutdown of the real binary.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -9,7 +9,10 @@ use vod_purge::config::StoreLocation;
 use vod_purge::sim::{Faults, SimConfig};
 use vod_purge::store::{JobFilter, Store};
 
-use crate::support::{ADMIN_TOKEN, Spawn, binary, free_port, http_client, spawn_app, wait_until};
+use crate::support::{
+    ADMIN_TOKEN, Spawn, binary, free_port, http_client, spawn_app, start_serving, stdout_of,
+    wait_until,
+};
 
 /// The `config.toml` embedded in each variant's ConfigMap, as the pod would load it.
 pub fn configmap_config(variant: &str) -> String {

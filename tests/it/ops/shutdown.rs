@@ -28,23 +28,16 @@ async fn sigterm_drains_the_call_in_flight_and_loses_nothing() {
         ),
     )
     .unwrap();
-    let mut child = binary()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = http_client();
     let base = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(10), "the service", || async {
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    let mut child = start_serving(
+        binary()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_clear(),
+        &format!("{base}/readyz"),
+    )
     .await;
+    let http = http_client();
     let ids: Vec<String> = (0..25).map(|i| format!("term{i:02}")).collect();
     let first = http
         .post(format!("{base}/purge"))

@@ -1,7 +1,8 @@
 //! The account's limits: per-second throttling, the daily quota, a rate shared at runtime.
 
-#[allow(unused_imports)]
 use super::*;
+#[allow(unused_imports)]
+use crate::support::SendJson;
 
 #[tokio::test]
 async fn fifty_one_calls_of_one_action_within_one_second_are_throttled() {
@@ -144,12 +145,8 @@ async fn the_quota_left_can_be_read_and_set() {
     let quota: serde_json::Value = http()
         .put(format!("{}/_sim/quota", sim.base_url()))
         .json(&serde_json::json!({"refresh_remaining": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(quota["refresh_remaining"], 1);
     assert_eq!(quota["refresh_quota"], 40);
     let two = send(&sim, "POST", &refresh_params(&["a", "b"], T0)).await;

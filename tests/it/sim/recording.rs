@@ -1,7 +1,8 @@
 //! What the simulator records, and the faults it is told to inject.
 
-#[allow(unused_imports)]
 use super::*;
+#[allow(unused_imports)]
+use crate::support::SendJson;
 
 #[tokio::test]
 async fn calls_and_faults_over_http() {
@@ -10,12 +11,8 @@ async fn calls_and_faults_over_http() {
     assert_eq!(answer.status, 200);
     let calls: Vec<RecordedCall> = http()
         .get(format!("{}/_sim/calls", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
     assert_eq!(

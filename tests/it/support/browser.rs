@@ -4,6 +4,7 @@
 //! Without the two binaries the browser tests are skipped with a note, unless `CI` is set (CI
 //! installs them), where a missing browser is a failure.
 
+use crate::support::SendJson;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -121,12 +122,8 @@ impl Browser {
                 .http
                 .post(format!("{}/element", self.base))
                 .json(&json!({"using": "css selector", "value": css}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .send_json()
+                .await;
             if let Some(id) = answer["value"][ELEMENT].as_str() {
                 return id.to_owned();
             }

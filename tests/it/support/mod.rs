@@ -231,6 +231,19 @@ impl TestApp {
     }
 }
 
+/// Sends a request and reads its JSON answer, failing the test on a transport error or an
+/// answer that is not JSON.
+pub trait SendJson {
+    async fn send_json<T: serde::de::DeserializeOwned>(self) -> T;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json<T: serde::de::DeserializeOwned>(self) -> T {
+        let answer = self.send().await.expect("an answer");
+        answer.json().await.expect("a JSON answer")
+    }
+}
+
 /// A reqwest client (with the TLS provider the crate's reqwest build needs).
 pub fn http_client() -> reqwest::Client {
     vod_purge::vod::install_tls_provider();
@@ -249,6 +262,31 @@ pub fn free_port() -> u16 {
 /// The `vod-purge` binary built for these tests.
 pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_vod-purge"))
+}
+
+/// Runs `command` (a `vod-purge` subcommand) to its end; it must succeed. Returns its output.
+pub fn stdout_of(command: &mut std::process::Command) -> String {
+    let out = command.output().expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `command` (a `vod-purge` that serves), its output discarded, and waits until `url`
+/// answers 200 (at most 10 s).
+pub async fn start_serving(command: &mut std::process::Command, url: &str) -> std::process::Child {
+    use std::process::Stdio;
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let http = http_client();
+    wait_until(Duration::from_secs(10), url, || async {
+        http.get(url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    child
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
