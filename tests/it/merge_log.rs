@@ -81,11 +81,7 @@ async fn reads_show_items_with_their_logged_merges() {
         (Ts(1_000), Ts(3_000), 2)
     );
     // At 2.5 s only b is due (a's stored due time, 2 s, is not its real one); next due is a's 3 s.
-    let stats = store.queue_stats(Ts(2_500)).await.unwrap();
-    assert_eq!(
-        (stats.pending, stats.due, stats.next_due_at),
-        (2, 1, Some(Ts(3_000)))
-    );
+    assert_eq!(figures(&store, Ts(2_500)).await, (2, 1, Some(Ts(3_000))));
 }
 
 #[tokio::test]
@@ -130,11 +126,7 @@ async fn a_claim_looks_past_candidates_that_their_merges_delay() {
     let claimed: Vec<_> = job.items.iter().map(|i| i.media_id.to_string()).collect();
     assert_eq!(claimed, all[25..]);
     assert_eq!(logged_rows(&dir), 0);
-    let stats = store.queue_stats(Ts(2_500)).await.unwrap();
-    assert_eq!(
-        (stats.pending, stats.due, stats.next_due_at),
-        (25, 0, Some(Ts(3_000)))
-    );
+    assert_eq!(figures(&store, Ts(2_500)).await, (25, 0, Some(Ts(3_000))));
 }
 
 #[tokio::test]
@@ -225,4 +217,10 @@ async fn thirty_items_and_twenty_five_merged(store: &Store) -> Vec<String> {
         .await
         .unwrap();
     ids
+}
+
+/// The queue's figures at `now`: pending, due, and the next due time.
+async fn figures(store: &Store, now: Ts) -> (u64, u64, Option<Ts>) {
+    let stats = store.queue_stats(now).await.unwrap();
+    (stats.pending, stats.due, stats.next_due_at)
 }

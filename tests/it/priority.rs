@@ -72,14 +72,7 @@ async fn urgent_items_go_before_a_backlog_and_skip_the_quiet_period() {
     .await;
     let urgent = ids('u', 3);
     let posted = vod_purge::domain::Ts::now();
-    let response = app
-        .webhook(json!({ "media_ids": urgent, "priority": "urgent" }))
-        .await;
-    assert_eq!(response.status(), 202);
-    wait_until(Duration::from_secs(5), "the urgent IDs", || async {
-        all_sent(&app, &urgent)
-    })
-    .await;
+    send_urgent(&app, &urgent).await;
     let calls = app.successful_calls();
     let urgent_call = &calls[sent_positions(&app, &urgent)[0]];
     assert!(
@@ -188,14 +181,7 @@ async fn urgent_items_use_the_reserve_while_normal_ones_wait() {
     assert_eq!(queue["quota"][0]["reserve"], 50, "{queue}");
 
     let urgent = ids('u', 10);
-    let response = app
-        .webhook(json!({ "media_ids": urgent, "priority": "urgent" }))
-        .await;
-    assert_eq!(response.status(), 202);
-    wait_until(Duration::from_secs(5), "the urgent IDs", || async {
-        all_sent(&app, &urgent)
-    })
-    .await;
+    send_urgent(&app, &urgent).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let total: usize = app
         .successful_calls()
@@ -280,4 +266,16 @@ fn bad_quota_and_priority_settings_stop_the_start_with_the_key_named() {
             "{extra}: {error}"
         );
     }
+}
+
+/// Posts `ids` as urgent and waits until every one of them has been sent.
+async fn send_urgent(app: &TestApp, ids: &[String]) {
+    let response = app
+        .webhook(json!({ "media_ids": ids, "priority": "urgent" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    wait_until(Duration::from_secs(5), "the urgent IDs", || async {
+        all_sent(app, ids)
+    })
+    .await;
 }

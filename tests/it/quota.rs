@@ -144,6 +144,15 @@ async fn a_used_up_quota_holds_the_jobs_and_a_probe_each_interval_resumes_them()
     app.stop().await;
 }
 
+/// Every `DescribeVodRefreshQuota` fails from now on.
+fn fail_the_quota_poll(app: &TestApp) {
+    app.sim.set_faults(Faults {
+        error_rate: 1.0,
+        fail_action: Some("DescribeVodRefreshQuota".into()),
+        ..Faults::default()
+    });
+}
+
 #[tokio::test]
 async fn the_quota_poll_ends_a_hold_without_a_probe() {
     let app = spawn(|s| {
@@ -152,11 +161,7 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
     })
     .await;
     // The poll fails while the quota runs out, so the batches are not bounded by it.
-    app.sim.set_faults(Faults {
-        error_rate: 1.0,
-        fail_action: Some("DescribeVodRefreshQuota".into()),
-        ..Faults::default()
-    });
+    fail_the_quota_poll(&app);
     drain_into_a_used_up_quota(&app).await;
     wait_for_the_hold(&app).await;
     let answered = quota_answers(&app).len();
@@ -202,11 +207,7 @@ async fn the_daily_reset_ends_a_hold_when_the_poll_is_unavailable() {
         s.vod.quota_reset = reset.parse().unwrap();
     })
     .await;
-    app.sim.set_faults(Faults {
-        error_rate: 1.0,
-        fail_action: Some("DescribeVodRefreshQuota".into()),
-        ..Faults::default()
-    });
+    fail_the_quota_poll(&app);
     drain_into_a_used_up_quota(&app).await;
     wait_for_the_hold(&app).await;
     let held = jobs_with(&app, "held").await;

@@ -94,31 +94,11 @@ each_backend! {
             .await
             .unwrap();
         let job = claimed(&store, 3_000, TaskType::Refresh).await;
-        assert!(
-            store
-                .record_hold(
-                    &job.id,
-                    job.attempts,
-                    Ts(4_000),
-                    Ts(9_000),
-                    &quota_failure()
-                )
-                .await
-                .unwrap()
-        );
+        let failure = quota_failure();
+        let hold = || store.record_hold(&job.id, job.attempts, Ts(4_000), Ts(9_000), &failure);
+        assert!(hold().await.unwrap());
         // A stale attempt cannot hold it again.
-        assert!(
-            !store
-                .record_hold(
-                    &job.id,
-                    job.attempts,
-                    Ts(4_000),
-                    Ts(9_000),
-                    &quota_failure()
-                )
-                .await
-                .unwrap()
-        );
+        assert!(!hold().await.unwrap());
         let held = store.held_tasks().await.unwrap();
         assert_eq!(
             held,

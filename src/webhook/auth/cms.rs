@@ -184,30 +184,8 @@ fn canonical_request(req: &Request<'_>, signed_list: &str, signed_at: Ts) -> Str
     )
 }
 
-/// JavaScript's `encodeURI` leaves these (besides ASCII letters and digits) alone.
-const ENCODE_URI: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b';')
-    .remove(b',')
-    .remove(b'/')
-    .remove(b'?')
-    .remove(b':')
-    .remove(b'@')
-    .remove(b'&')
-    .remove(b'=')
-    .remove(b'+')
-    .remove(b'$')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'#');
-
-/// Node's `querystring.escape` (like `encodeURIComponent`) leaves these alone.
+/// Node's `querystring.escape` (like `encodeURIComponent`) leaves these (besides ASCII letters
+/// and digits) alone.
 const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
@@ -218,6 +196,21 @@ const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'\'')
     .remove(b'(')
     .remove(b')');
+
+/// JavaScript's `encodeURI` leaves alone what `encodeURIComponent` does, and the URI's reserved
+/// characters and `#`.
+const ENCODE_URI: &AsciiSet = &QUERY_ESCAPE
+    .remove(b';')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b'?')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'&')
+    .remove(b'=')
+    .remove(b'+')
+    .remove(b'$')
+    .remove(b'#');
 
 /// The toolkit's `getNormalizedEncodedURI`: the query (text between the first and a possible
 /// second `?`) is escaped, then the whole is passed through `encodeURI`. The double encoding of
