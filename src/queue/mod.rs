@@ -150,7 +150,9 @@ pub enum Pushed {
 }
 
 /// The in-memory model of the queue: pending items only. Claimed items are gone from it, which
-/// is what makes an event for an in-flight item create a new one.
+/// is what makes an event for an in-flight item create a new one. It is the oracle the store's
+/// backends are checked against (`tests/it/store/model.rs`: random events and claims replayed
+/// through both).
 #[derive(Debug, Default)]
 pub struct Queue {
     items: HashMap<ItemKey, Pending>,
@@ -158,17 +160,33 @@ pub struct Queue {
 
 impl Queue {
     pub fn push(&mut self, key: ItemKey, now: Ts, debounce: Debounce) -> Pushed {
+        self.push_event(key, now, debounce, Priority::Normal)
+    }
+
+    /// An event of `priority`: a new item, or merged into the pending one (see [`Timing::merge`]).
+    pub fn push_event(
+        &mut self,
+        key: ItemKey,
+        now: Ts,
+        debounce: Debounce,
+        priority: Priority,
+    ) -> Pushed {
         match self.items.get_mut(&key) {
             Some(item) => {
-                item.merge(now, debounce);
+                item.merge_event(now, debounce, priority);
                 Pushed::Merged
             }
             None => {
-                self.items
-                    .insert(key.clone(), Pending::new(key, now, debounce));
+                let item = Pending::with_priority(key.clone(), now, debounce, priority);
+                self.items.insert(key, item);
                 Pushed::New
             }
         }
+    }
+
+    /// The pending items, in no order.
+    pub fn items(&self) -> impl Iterator<Item = &Pending> {
+        self.items.values()
     }
 
     pub fn len(&self) -> usize {

@@ -129,5 +129,6 @@ mod claims;
 mod ingest;
 mod jobs;
 mod leadership;
+mod model;
 mod race;
 mod restart;
