@@ -15,6 +15,14 @@ async fn open(dir: &tempfile::TempDir) -> Store {
         .unwrap()
 }
 
+/// A store with two normal items, `a` and `b`, first seen at 0 (due at 2 s).
+async fn with_a_and_b(dir: &tempfile::TempDir) -> Store {
+    let store = open(dir).await;
+    let request = ingest(&["a", "b"], TaskType::Refresh, 0, None);
+    store.ingest(request).await.unwrap();
+    store
+}
+
 /// Rows in the merge log table, read with a connection of its own.
 fn logged_rows(dir: &tempfile::TempDir) -> i64 {
     let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
@@ -65,11 +73,7 @@ async fn logged_merges_survive_a_restart_and_still_delay_the_item() {
 #[tokio::test]
 async fn reads_show_items_with_their_logged_merges() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
-    store
-        .ingest(ingest(&["a", "b"], TaskType::Refresh, 0, None))
-        .await
-        .unwrap();
+    let store = with_a_and_b(&dir).await;
     store
         .ingest(ingest(&["a"], TaskType::Refresh, 1_000, None))
         .await
@@ -87,11 +91,7 @@ async fn reads_show_items_with_their_logged_merges() {
 #[tokio::test]
 async fn an_event_that_brings_the_due_time_forward_is_folded_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
-    store
-        .ingest(ingest(&["a", "b"], TaskType::Refresh, 0, None))
-        .await
-        .unwrap();
+    let store = with_a_and_b(&dir).await;
     // An urgent event, and one from a source with a shorter quiet period.
     let mut urgent = ingest(&["a"], TaskType::Refresh, 500, None);
     urgent.items[0].priority = Priority::Urgent;

@@ -62,6 +62,18 @@ impl Case {
         pairs: &[(String, String)],
         now: Ts,
     ) -> Result<(), &'static str> {
+        self.with_request(body, pairs, |req| {
+            self.source(secrets).verify(req, now).map_err(|e| e.code())
+        })
+    }
+
+    /// Calls `f` with the case's request made of `body` and the header `pairs`.
+    fn with_request<R>(
+        &self,
+        body: &[u8],
+        pairs: &[(String, String)],
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
         let headers = headers(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let req = Request {
             method: &self.method,
@@ -69,7 +81,12 @@ impl Case {
             headers: &headers,
             body,
         };
-        self.source(secrets).verify(&req, now).map_err(|e| e.code())
+        f(&req)
+    }
+
+    /// Calls `f` with the case's request as it was signed.
+    fn as_signed<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        self.with_request(&self.body(), &self.pairs(), f)
     }
 }
 
