@@ -31,3 +31,4 @@ pub mod store;
 pub mod telemetry;
 pub mod vod;
 pub mod webhook;
+mod workers;
