@@ -20,7 +20,8 @@
 # Environment: BIN (a vod-purge binary to measure instead of building this checkout), SIM_BIN (the
 # binary whose simulator to run, default BIN: a baseline binary with this checkout's simulator), SCENARIO
 # (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
-# seconds to wait for the drain), RUST_LOG for the service. Only 127.0.0.1 is used.
+# seconds to wait for the drain), STORE_URL (the store, default a fresh SQLite file; a
+# postgres:// URL must name an empty database), RUST_LOG for the service. Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -60,7 +61,7 @@ listen = "127.0.0.1:$PORT"
 admin_token = "$ADMIN"
 
 [store]
-url = "sqlite://$WORK/store/vod-purge.db"
+url = "${STORE_URL:-sqlite://$WORK/store/vod-purge.db}"
 
 [vod]
 endpoint = "http://127.0.0.1:$SIM_PORT"
