@@ -39,40 +39,31 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts every task; each ends when `token` is cancelled and then answers its name.
     pub(crate) fn spawn(self, token: &CancellationToken) -> JoinSet<&'static str> {
-        let Workers {
-            vod_client,
-            renewer,
-            metrics,
-            store,
-            flusher,
-            status,
-            settings,
-        } = self;
         let mut workers: JoinSet<&'static str> = JoinSet::new();
         workers.spawn({
-            let (flusher, token) = (flusher.clone(), token.clone());
+            let (flusher, token) = (self.flusher.clone(), token.clone());
             async move {
                 flusher.run(token).await;
                 "flusher"
             }
         });
         workers.spawn({
-            let (store, token) = (store.clone(), token.clone());
+            let (store, token) = (self.store.clone(), token.clone());
             async move {
                 prune_loop(store, token).await;
                 "prune"
             }
         });
         // On PostgreSQL, due times announced by the other replicas wake this one's flusher.
-        if store.is_shared() {
-            let (store, token) = (store.clone(), token.clone());
+        if self.store.is_shared() {
+            let (store, token) = (self.store.clone(), token.clone());
             workers.spawn(async move {
                 store.relay_wakes(token).await;
                 "due-time relay"
             });
         }
         // Every replica renews: a follower may become the leader at any moment.
-        if let Some(renewer) = renewer {
+        if let Some(renewer) = self.renewer {
             let token = token.clone();
             workers.spawn(async move {
                 renewer.run(token).await;
@@ -80,21 +71,22 @@ impl Workers {
             });
         }
         workers.spawn({
-            let (store, status, token) = (store.clone(), status.clone(), token.clone());
+            let (store, status, token) = (self.store.clone(), self.status.clone(), token.clone());
             async move {
                 leadership_loop(store, status, token).await;
                 "leadership"
             }
         });
         // The leader's other callers of VOD: the quota poll and the submission checks.
-        if let Some(client) = &vod_client
-            && !settings.vod.quota_poll_interval.is_zero()
+        let vod = &self.settings.vod;
+        if let Some(client) = &self.vod_client
+            && !vod.quota_poll_interval.is_zero()
         {
             let watch = crate::flusher::quota_poll::watch(
                 client.clone(),
-                status.clone(),
-                metrics.clone(),
-                settings.vod.quota_poll_interval,
+                self.status.clone(),
+                self.metrics.clone(),
+                vod.quota_poll_interval,
                 token.clone(),
             );
             workers.spawn(async move {
@@ -102,20 +94,20 @@ impl Workers {
                 "quota poll"
             });
         }
-        if let Some(client) = vod_client
-            && !settings.vod.check_after.is_zero()
+        if let Some(client) = &self.vod_client
+            && !vod.check_after.is_zero()
         {
             let checks = crate::flusher::checks::watch(
-                client,
-                store.clone(),
-                status.clone(),
-                metrics,
+                client.clone(),
+                self.store.clone(),
+                self.status.clone(),
+                self.metrics.clone(),
                 crate::flusher::checks::CheckConfig {
-                    check_after: settings.vod.check_after,
-                    per_second: settings.vod.checks_per_second,
-                    max_age: settings.vod.max_age,
-                    resubmit_after: settings.vod.retry_max,
-                    hold: crate::flusher::hold::HoldPolicy::from_settings(&settings.vod),
+                    check_after: vod.check_after,
+                    per_second: vod.checks_per_second,
+                    max_age: vod.max_age,
+                    resubmit_after: vod.retry_max,
+                    hold: crate::flusher::hold::HoldPolicy::from_settings(vod),
                 },
                 token.clone(),
             );

@@ -14,7 +14,7 @@ use crate::store::types::*;
 use merges::MergeLog;
 
 /// How many of a group's oldest items a claim looks at before it falls back to reading every due
-/// item of the group (see [`SqliteStore::claim_batch`]).
+/// item of the group (see `claim_normal`).
 const CLAIM_WINDOW: i64 = 1000;
 
 /// How many times a claim looks for more due items after logged merges made some of its
@@ -33,10 +33,7 @@ impl Claims for SqliteStore {
         {
             return Ok(());
         }
-        let mut taken = Taken {
-            log: &self.log,
-            events: Vec::new(),
-        };
+        let mut taken = Taken::new(&self.log);
         let mut tx = self.begin_write().await?;
         // Again under the write lock, with the log as it is now.
         for row in &unsettled(&mut tx, &self.log, now).await? {
@@ -47,7 +44,7 @@ impl Claims for SqliteStore {
             }
         }
         tx.commit().await?;
-        taken.events.clear();
+        taken.committed();
         Ok(())
     }
 
@@ -55,12 +52,9 @@ impl Claims for SqliteStore {
     /// their logged merges are folded first, and an item they make due later is not claimed but
     /// gets its real timing written (see [`merges`]).
     async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
-        let mut taken = Taken {
-            log: &self.log,
-            events: Vec::new(),
-        };
+        let mut taken = Taken::new(&self.log);
         let job = self.claim_in(claim, &mut taken).await?;
-        taken.events.clear();
+        taken.committed();
         Ok(job)
     }
 }
@@ -251,6 +245,20 @@ pub(super) fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candid
 struct Taken<'a> {
     log: &'a Mutex<MergeLog>,
     events: Vec<(i64, Vec<merges::Logged>)>,
+}
+
+impl<'a> Taken<'a> {
+    fn new(log: &'a Mutex<MergeLog>) -> Taken<'a> {
+        Taken {
+            log,
+            events: Vec::new(),
+        }
+    }
+
+    /// The transaction that deleted the taken events' rows committed: they stay out of the log.
+    fn committed(mut self) {
+        self.events.clear();
+    }
 }
 
 impl Drop for Taken<'_> {
