@@ -375,3 +375,45 @@ async fn a_check_that_reports_a_used_up_quota_resubmits_the_id_held() {
     assert_eq!(sent, 2, "sent in the first call and once more");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reading_taken_before_the_hold_began_does_not_end_it() {
+    let app = spawn(|s| {
+        s.vod.quota_poll_interval = Duration::from_millis(100);
+        s.vod.quota_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // Each reading reaches the service 1.5 s after VOD read the quota: the first, taken at the
+    // start with 100 IDs left, arrives after the hold began.
+    app.sim.set_faults(Faults {
+        latency_ms: 1_500,
+        latency_action: Some("DescribeVodRefreshQuota".into()),
+        ..Faults::default()
+    });
+    drain_into_a_used_up_quota(&app).await;
+    wait_for_the_hold(&app).await;
+    no_call_in_flight(&app).await;
+    let hold = app.get_json("/queue").await["held"][0].clone();
+    let answered = quota_answers(&app).len();
+    // The stale reading arrives (100 left), then a fresh one (none left).
+    for remaining in [LEFT, 0] {
+        wait_until(Duration::from_secs(10), "a reading", || async {
+            support::has_sample(
+                &app.metrics().await,
+                &format!(r#"vod_purge_vod_quota_remaining{{kind="refresh"}} {remaining}"#),
+            )
+        })
+        .await;
+    }
+    let now = app.get_json("/queue").await["held"][0].clone();
+    assert_eq!(
+        now["since"], hold["since"],
+        "the hold goes on: {hold} then {now}"
+    );
+    assert_eq!(
+        quota_answers(&app).len(),
+        answered,
+        "no release, no new quota answer"
+    );
+    app.stop().await;
+}
