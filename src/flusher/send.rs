@@ -228,11 +228,7 @@ impl Flusher {
                 tracing::warn!(task = %job.task, code = %answer.code, until = %until.to_rfc3339(),
                     "the quota probe got no answer about the quota: the hold goes on");
                 let failure = Failure {
-                    code: job
-                        .error_code
-                        .clone()
-                        .filter(|code| code.starts_with("QuotaExceeded"))
-                        .unwrap_or_else(|| quota_code(job.task).to_owned()),
+                    code: hold_code(job),
                     message: format!(
                         "held on the daily quota; the last probe got {}: {}",
                         answer.code, answer.message
@@ -288,17 +284,21 @@ fn answer_ends_hold(error: &VodError) -> bool {
 /// naming the setting.
 pub(super) fn max_hold_failure(job: &Job, since: Ts) -> Failure {
     Failure {
-        code: job
-            .error_code
-            .clone()
-            .filter(|code| code.starts_with("QuotaExceeded"))
-            .unwrap_or_else(|| quota_code(job.task).to_owned()),
+        code: hold_code(job),
         message: format!(
             "held on the daily quota since {} and given up: vod.max_hold has passed",
             since.to_rfc3339()
         ),
         request_id: job.request_id.clone(),
     }
+}
+
+/// The quota code a held job was held with (its task type's, if none is stored).
+fn hold_code(job: &Job) -> String {
+    job.error_code
+        .clone()
+        .filter(|code| code.starts_with("QuotaExceeded"))
+        .unwrap_or_else(|| quota_code(job.task).to_owned())
 }
 
 /// VOD's code for a used-up quota of a task type.
