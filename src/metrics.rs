@@ -43,6 +43,7 @@ pub struct Metrics {
     pub vod_quota_remaining: prometheus::IntGaugeVec,
     /// Calls answered "quota used up" that held their job, by task type.
     pub quota_holds: IntCounterVec,
+    pub quota_hold_ends: IntCounterVec,
     /// Jobs held on the daily quota, by task type; set at each scrape.
     pub quota_held_jobs: prometheus::IntGaugeVec,
     /// When the next probe of a held task type goes out (Unix seconds; 0: not held).
@@ -233,6 +234,12 @@ impl Metrics {
                 "quota_holds_total",
                 "Calls answered with a used-up daily quota, holding their job",
                 &["task"],
+            ),
+            quota_hold_ends: counter_vec(
+                &r,
+                "quota_hold_ends_total",
+                "Quota holds ended, by what ended them: a probe's answer or the quota poll",
+                &["task", "by"],
             ),
             quota_held_jobs: gauge_vec(
                 &r,

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::quota_terms::{QuotaReset, Reserve};
 use crate::domain::{TaskType, Ts};
-use crate::store::RetryGate;
+use crate::store::RetryRoom;
 
 /// The quota settings.
 #[derive(Debug, Clone, Copy)]
@@ -110,39 +110,52 @@ pub fn allowance(
     })
 }
 
-/// Whether the last poll ends a hold that began at `since`: a reading whose request left after
-/// the hold began (an earlier one says nothing about it) shows enough quota left, after the IDs
-/// sent since, for the probe's batch (`probe_ids`). Less than that, and the released jobs would
-/// only meet the quota again and start a new hold.
+/// Whether the last poll ends a hold that began at `since`:
+/// - the reading's request left after the hold began (an earlier one says nothing about it);
+/// - it shows enough left, after the IDs sent since, for the probe's batch (`probe_ids`): less,
+///   and the released jobs would only meet the quota again;
+/// - and, when the reading in force as the hold began is known (`at_hold`), more is left than
+///   then. What is left is counted in URLs and a media ID may cost several, so only quota that
+///   came back (a reset, a raised quota) is worth a release; the same figure again would release
+///   jobs that meet the quota again and start a new hold at every poll.
 pub fn poll_ends_hold(
     polled: Option<Polled>,
     sent_since_poll: u64,
     since: Ts,
     probe_ids: u64,
+    at_hold: Option<u64>,
 ) -> bool {
     polled.is_some_and(|p| {
-        p.at > since && p.remaining.saturating_sub(sent_since_poll) >= probe_ids.max(1)
+        p.at > since
+            && p.remaining.saturating_sub(sent_since_poll) >= probe_ids.max(1)
+            && at_hold.is_none_or(|before| p.remaining > before)
     })
 }
 
-/// Which retries of a task type the allowance lets go (see [`allowance`]): retries spend quota
-/// as new batches do, so they meet the same bound and leave the reserve to urgent ones.
-pub fn retry_gate(normal: Option<u64>, urgent: Option<u64>) -> RetryGate {
-    match (normal, urgent) {
-        (Some(0), Some(0)) => RetryGate::Closed,
-        (Some(0), _) => RetryGate::UrgentOnly,
-        _ => RetryGate::All,
-    }
+/// How many IDs a retry of a task type may carry (see [`allowance`]): retries spend quota as
+/// new batches do, so they meet the same bound and leave the reserve to urgent ones.
+pub fn retry_room(normal: Option<u64>, urgent: Option<u64>) -> RetryRoom {
+    RetryRoom { normal, urgent }
+}
+
+/// What the quota poller last read for a task type, and what the flusher knows of it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    polled: Option<Polled>,
+    /// IDs sent since the request of `polled` left.
+    sent: u64,
+    /// Held on the quota, as this flusher last knew: a quota answer sets it at once, so that a
+    /// step claiming a backlog stops before its next claim.
+    held: bool,
+    /// What was left by the reading in force when `held` was set (see [`poll_ends_hold`]).
+    at_hold: Option<u64>,
 }
 
 /// What the quota poller last read, per task type, and the IDs sent since; shared by the poller,
 /// the flusher and `/queue`.
 #[derive(Debug, Default)]
 pub struct QuotaBook {
-    entries: Mutex<[(Option<Polled>, u64); 2]>,
-    /// Task types held on the quota, as this flusher last knew: a quota answer sets it at once,
-    /// so that a step claiming a backlog stops before its next claim.
-    held: Mutex<[bool; 2]>,
+    entries: Mutex<[Entry; 2]>,
 }
 
 fn slot(task: TaskType) -> usize {
@@ -153,31 +166,60 @@ fn slot(task: TaskType) -> usize {
 }
 
 impl QuotaBook {
-    /// A new reading; the IDs counted since the last one are forgotten.
-    pub fn polled(&self, task: TaskType, polled: Polled) {
-        self.entries.lock().expect("quota lock")[slot(task)] = (Some(polled), 0);
+    fn with<T>(&self, task: TaskType, f: impl FnOnce(&mut Entry) -> T) -> T {
+        f(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner())[slot(task)])
+    }
+
+    /// The IDs counted so far, taken as a poll's request leaves: the reading it brings back
+    /// already counts them.
+    pub fn mark(&self, task: TaskType) -> u64 {
+        self.with(task, |e| e.sent)
+    }
+
+    /// A new reading, whose request left when the count stood at `mark`: only the IDs sent
+    /// since stay counted.
+    pub fn polled(&self, task: TaskType, polled: Polled, mark: u64) {
+        self.with(task, |e| {
+            e.polled = Some(polled);
+            e.sent = e.sent.saturating_sub(mark);
+        });
     }
 
     /// `ids` more IDs are on their way to VOD.
     pub fn sent(&self, task: TaskType, ids: u64) {
-        self.entries.lock().expect("quota lock")[slot(task)].1 += ids;
+        self.with(task, |e| e.sent += ids);
     }
 
     pub fn last(&self, task: TaskType) -> (Option<Polled>, u64) {
-        self.entries.lock().expect("quota lock")[slot(task)]
+        self.with(task, |e| (e.polled, e.sent))
     }
 
+    /// Marks a task type held (remembering what the reading in force says is left) or not.
     pub fn set_held(&self, task: TaskType, held: bool) {
-        self.held.lock().expect("quota lock")[slot(task)] = held;
+        self.with(task, |e| {
+            if held && !e.held {
+                e.at_hold = e.polled.map(|p| p.remaining);
+            }
+            if !held {
+                e.at_hold = None;
+            }
+            e.held = held;
+        });
     }
 
     pub fn is_held(&self, task: TaskType) -> bool {
-        self.held.lock().expect("quota lock")[slot(task)]
+        self.with(task, |e| e.held)
     }
 
-    /// See [`retry_gate`].
-    pub fn retry_gate(&self, task: TaskType, policy: &HoldPolicy, now: Ts) -> RetryGate {
-        retry_gate(
+    /// See [`poll_ends_hold`].
+    pub fn poll_ends_hold(&self, task: TaskType, since: Ts, probe_ids: u64) -> bool {
+        let e = self.with(task, |e| *e);
+        poll_ends_hold(e.polled, e.sent, since, probe_ids, e.at_hold)
+    }
+
+    /// See [`retry_room`].
+    pub fn retry_room(&self, task: TaskType, policy: &HoldPolicy, now: Ts) -> RetryRoom {
+        retry_room(
             self.allowance(task, policy, false, now),
             self.allowance(task, policy, true, now),
         )
@@ -307,46 +349,85 @@ mod tests {
 
     #[test]
     fn retries_meet_the_allowance_of_new_batches() {
-        let table = [
-            // (normal allowance, urgent allowance, gate)
-            (None, None, RetryGate::All),
-            (Some(40), Some(240), RetryGate::All),
-            (Some(0), Some(150), RetryGate::UrgentOnly),
-            (Some(0), Some(0), RetryGate::Closed),
-        ];
-        for (normal, urgent, gate) in table {
-            assert_eq!(retry_gate(normal, urgent), gate, "{normal:?} {urgent:?}");
-        }
         // 150 left of a 2,000 quota whose reserve is 200: the normal backlog may not spend it.
         let p = policy();
         let book = QuotaBook::default();
         let polled_at = at("2026-11-30T04:00:00Z");
-        book.polled(
-            TaskType::Refresh,
-            Polled {
-                at: polled_at,
-                total: 2000,
-                remaining: 150,
-            },
-        );
+        let reading = Polled {
+            at: polled_at,
+            total: 2000,
+            remaining: 150,
+        };
+        book.polled(TaskType::Refresh, reading, 0);
         let now = polled_at + Duration::from_secs(1);
+        let room = |normal, urgent| RetryRoom { normal, urgent };
         assert_eq!(
-            book.retry_gate(TaskType::Refresh, &p, now),
-            RetryGate::UrgentOnly
+            book.retry_room(TaskType::Refresh, &p, now),
+            room(Some(0), Some(150))
         );
         assert!(!book.admits(TaskType::Refresh, &p, false, 20, now));
         assert!(book.admits(TaskType::Refresh, &p, true, 20, now));
         book.sent(TaskType::Refresh, 140);
+        assert_eq!(
+            book.retry_room(TaskType::Refresh, &p, now),
+            room(Some(0), Some(10))
+        );
         assert!(
             !book.admits(TaskType::Refresh, &p, true, 20, now),
             "10 left"
         );
         assert!(book.admits(TaskType::Refresh, &p, true, 10, now));
         assert_eq!(
-            book.retry_gate(TaskType::Preload, &p, now),
-            RetryGate::All,
+            book.retry_room(TaskType::Preload, &p, now),
+            RetryRoom::OPEN,
             "no reading"
         );
+        // A reading whose request left after 100 of those 140 were counted keeps the other 40.
+        let mark = 100;
+        book.polled(
+            TaskType::Refresh,
+            Polled {
+                remaining: 1000,
+                ..reading
+            },
+            mark,
+        );
+        assert_eq!(book.last(TaskType::Refresh).1, 40);
+    }
+
+    #[test]
+    fn a_hold_remembers_what_was_left_when_it_began() {
+        let since = at("2026-11-30T04:00:00Z");
+        let book = QuotaBook::default();
+        let reading = |secs: u64, remaining| Polled {
+            at: since + Duration::from_secs(secs),
+            total: 2000,
+            remaining,
+        };
+        book.polled(
+            TaskType::Refresh,
+            Polled {
+                at: Ts(since.0 - 1_000),
+                total: 2000,
+                remaining: 30,
+            },
+            0,
+        );
+        book.set_held(TaskType::Refresh, true);
+        // The same 30 URLs, read after the hold began: a 20-ID probe may cost more than that.
+        book.polled(TaskType::Refresh, reading(60, 30), 0);
+        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
+        // Held again (the flag is kept): the figure it began with is kept too.
+        book.set_held(TaskType::Refresh, true);
+        book.polled(TaskType::Refresh, reading(120, 30), 0);
+        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
+        // The quota came back.
+        book.polled(TaskType::Refresh, reading(180, 2000), 0);
+        assert!(book.poll_ends_hold(TaskType::Refresh, since, 20));
+        // Once the hold is over, the next one starts from the reading in force then.
+        book.set_held(TaskType::Refresh, false);
+        book.set_held(TaskType::Refresh, true);
+        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
     }
 
     #[test]
@@ -389,10 +470,14 @@ mod tests {
         ];
         for (polled, sent, probe, ends) in table {
             assert_eq!(
-                poll_ends_hold(polled, sent, since, probe),
+                poll_ends_hold(polled, sent, since, probe, None),
                 ends,
                 "{polled:?} sent {sent} probe {probe}"
             );
         }
+        // Known what was left when the hold began: only more than that ends it.
+        assert!(!poll_ends_hold(reading(1, 2000), 0, since, 20, Some(2000)));
+        assert!(!poll_ends_hold(reading(1, 40), 0, since, 20, Some(60)));
+        assert!(poll_ends_hold(reading(1, 61), 0, since, 20, Some(60)));
     }
 }

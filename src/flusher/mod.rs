@@ -321,17 +321,22 @@ impl Flusher {
         }
         let mut held = Vec::new();
         for hold in inner.store.held_tasks().await? {
-            let (polled, sent) = quota.last(hold.task);
-            // The probe's size is read only when a reading could end the hold at all.
-            let back = hold::poll_ends_hold(polled, sent, hold.since, 1)
-                && hold::poll_ends_hold(
-                    polled,
-                    sent,
+            // A probe in flight answers for itself; the probe's size is read only when a
+            // reading could end the hold at all.
+            let back = hold.probes == 0
+                && quota.poll_ends_hold(hold.task, hold.since, 1)
+                && quota.poll_ends_hold(
+                    hold.task,
                     hold.since,
                     inner.store.probe_size(hold.task).await?,
                 );
             if back {
                 let released = inner.store.release_held(hold.task, Ts::now()).await?;
+                inner
+                    .metrics
+                    .quota_hold_ends
+                    .with_label_values(&[hold.task.as_str(), "poll"])
+                    .inc();
                 tracing::info!(task = %hold.task, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
             } else {
                 held.push(hold.task);
@@ -353,7 +358,7 @@ impl Flusher {
         let now = Ts::now();
         let due_jobs = inner
             .store
-            .due_jobs_gated(now, 64, |task| quota.retry_gate(task, policy, now))
+            .due_jobs_within(now, 64, |task| quota.retry_room(task, policy, now))
             .await?;
         for due in due_jobs {
             let probe = due.is_probe();
@@ -369,22 +374,42 @@ impl Flusher {
             {
                 continue;
             }
+            // A job held for vod.max_hold fails without a call: no permit, and no probe spent.
+            if probe
+                && due
+                    .held_since
+                    .is_some_and(|since| policy.expired(since, Ts::now()))
+            {
+                let now = Ts::now();
+                let lease = now + inner.config.lease;
+                if let Some(job) = inner
+                    .store
+                    .claim_probe(&due.id, due.task, now, lease)
+                    .await?
+                {
+                    self.end_expired_hold(&due, &job, now).await?;
+                }
+                continue;
+            }
             let Some(permit) = self.permit(shutdown).await else {
                 break;
             };
             let now = Ts::now();
-            let Some(job) = inner
-                .store
-                .claim_job(&due.id, now, now + inner.config.lease)
-                .await?
-            else {
+            let lease = now + inner.config.lease;
+            let claimed = if probe {
+                // Marked before the claim: a claim that fails does not let another probe in.
+                probed.push(due.task);
+                inner
+                    .store
+                    .claim_probe(&due.id, due.task, now, lease)
+                    .await?
+            } else {
+                inner.store.claim_job(&due.id, now, lease).await?
+            };
+            let Some(job) = claimed else {
                 continue;
             };
             if probe {
-                probed.push(due.task);
-                if self.end_expired_hold(&due, &job, now).await? {
-                    continue;
-                }
                 // One probe at a time: the task type's other held jobs wait for its answer.
                 let since = due.held_since.unwrap_or(now);
                 let next = inner.config.hold.next_probe(since, now);

@@ -37,20 +37,26 @@ pub async fn watch(
             // A reading is as old as its request: stamped when the answer came, a reading taken
             // before a hold began could end it.
             let at = Ts::now();
+            let marks = [
+                status.quota.mark(TaskType::Refresh),
+                status.quota.mark(TaskType::Preload),
+            ];
             match client.describe_vod_refresh_quota().await {
                 Ok(quota) => {
-                    for (task, kind, total, remain) in [
+                    for (task, kind, total, remain, mark) in [
                         (
                             TaskType::Refresh,
                             "refresh",
                             quota.url_quota,
                             quota.url_remain,
+                            marks[0],
                         ),
                         (
                             TaskType::Preload,
                             "preload",
                             quota.preload_quota,
                             quota.preload_remain,
+                            marks[1],
                         ),
                     ] {
                         status.quota.polled(
@@ -60,6 +66,7 @@ pub async fn watch(
                                 total,
                                 remaining: remain,
                             },
+                            mark,
                         );
                         metrics
                             .vod_quota_daily

@@ -77,8 +77,14 @@ impl Flusher {
         }
         if ends_hold {
             match inner.store.release_held(job.task, now).await {
+                // The in-memory flag is left to the next step's reading of the store: another
+                // call's quota answer may have just held the task type again.
                 Ok(jobs) => {
-                    inner.status.quota.set_held(job.task, false);
+                    inner
+                        .metrics
+                        .quota_hold_ends
+                        .with_label_values(&[job.task.as_str(), "probe"])
+                        .inc();
                     tracing::info!(task = %job.task, jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
                 }
                 Err(error) => {
@@ -275,9 +281,16 @@ pub(super) fn ends_hold<T>(result: &Result<T, VodError>) -> bool {
     result.as_ref().err().is_none_or(answer_ends_hold)
 }
 
-/// See [`ends_hold`].
+/// See [`ends_hold`]. A refused credential or permission (`SignatureDoesNotMatch`,
+/// `InvalidSecurityToken.*`, `Forbidden.RAM`, an account in arrears) is definite but says
+/// nothing about the quota either, and would fail every released job on the same error: the
+/// held jobs keep waiting for the operator to mend it (within `vod.max_hold`).
 fn answer_ends_hold(error: &VodError) -> bool {
-    matches!(error, VodError::Api { .. }) && error.class() == ErrorClass::Permanent
+    let refused = error.is_credential_error()
+        || error
+            .code()
+            .is_some_and(|c| c.starts_with("Forbidden") || c.starts_with("OperationDenied"));
+    matches!(error, VodError::Api { .. }) && error.class() == ErrorClass::Permanent && !refused
 }
 
 /// How a job held for `vod.max_hold` since `since` fails: with the quota's code, and a message
@@ -341,7 +354,11 @@ mod tests {
         let table = [
             (Ok(()), true),
             (Err(api(400, "InvalidParameter")), true),
-            (Err(api(403, "Forbidden.RAM")), true),
+            (Err(api(403, "Forbidden.RAM")), false),
+            (Err(api(400, "SignatureDoesNotMatch")), false),
+            (Err(api(400, "InvalidSecurityToken.Expired")), false),
+            (Err(api(403, "OperationDenied.Suspended")), false),
+            (Err(api(400, "InvalidParameter.MediaIds")), true),
             (Err(api(400, "QuotaExceeded.Refresh")), false),
             (Err(api(503, "Throttling")), false),
             (Err(api(400, "Throttling.User")), false),

@@ -62,7 +62,8 @@ impl Store {
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&format!(
                 "SELECT task, COUNT(*) AS jobs, MIN(held_since) AS since,
-                        MIN(CASE WHEN status = 'held' THEN next_attempt_at END) AS until, MAX(error_code) AS code
+                        MIN(CASE WHEN status = 'held' THEN next_attempt_at END) AS until, MAX(error_code) AS code,
+                        SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END) AS probes
                  FROM jobs WHERE {HELD_OR_PROBING} GROUP BY task ORDER BY task"
             )))
             .fetch_all(b.writes())
@@ -80,5 +81,6 @@ fn held_task_from_row(row: &impl StoreRow) -> Result<HeldTask, StoreError> {
         since: Ts(row.opt_int("since").unwrap_or_default()),
         until: row.opt_int("until").map(Ts),
         code: row.opt_text("code").unwrap_or_default(),
+        probes: u64::try_from(row.int("probes")).unwrap_or(0),
     })
 }

@@ -15,50 +15,59 @@ use crate::domain::{Priority, TaskType, Ts};
 pub(super) const HELD_OR_PROBING: &str =
     "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
 
-/// Jobs whose next attempt is due ($1 now, $2 limit), oldest first, with their priority and
-/// size (what the quota's allowance needs):
-/// - the probes of holds: a held job whose probe time has come, or a probe whose lease ran out
-///   (its process died mid-call, or could not record the answer), unless a live probe of the
-///   same task type is in flight: one probe at a time;
-/// - retries and expired leases of jobs that are not held, except those of a task type held on
-///   the quota (held, or probing), and those the quota's allowance keeps back ($3 and $4: the
-///   lowest priority rank a retry of Refresh and of Preload must have, see [`RetryGate`]);
-///   urgent ones first.
-///
-/// A probe whose lease ran out comes first, then urgent jobs, then the oldest.
+/// The number of IDs of the job `j`.
+const JOB_IDS: &str = "(SELECT COUNT(*) FROM job_items i WHERE i.job_id = j.id)";
+
+/// Jobs whose next attempt is due ($1 now, $2 limit), with their priority and size:
+/// - first the probes of holds: a probe whose lease ran out (its process died mid-call, or
+///   could not record the answer), then held jobs whose probe time has come, unless a live
+///   probe of the same task type is in flight (one probe at a time);
+/// - then retries and expired leases of jobs that are not held, except those of a task type
+///   held on the quota (held, or probing), and those larger than the quota's allowance leaves
+///   room for ($3/$4: the most IDs a normal/urgent Refresh retry may carry, $5/$6 Preload's; see
+///   [`RetryRoom`]), so that retries that cannot go never fill the limit; urgent ones first,
+///   then the oldest.
 ///
 /// No job with a lease or a hold is left out for good: a lease runs out, a probe whose lease
 /// ran out is the probe again, and a task type is held only while a held or probing job is.
 fn due_jobs_sql() -> String {
     format!(
-        "SELECT j.id, j.task, j.status, j.held_since, j.priority,
-                (SELECT COUNT(*) FROM job_items i WHERE i.job_id = j.id) AS ids
+        "SELECT j.id, j.task, j.status, j.held_since, j.priority, {JOB_IDS} AS ids
          FROM jobs j
          WHERE (j.held_since IS NOT NULL
                 AND ((j.status = 'held' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
-                AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.task = j.task AND p.status = 'in_flight'
-                                AND p.held_since IS NOT NULL AND p.lease_until > $1))
+                AND NOT EXISTS ({LIVE_PROBE} AND p.task = j.task))
             OR (j.held_since IS NULL
                 AND ((j.status = 'retrying' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
                 AND j.task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING})
-                AND j.priority >= CASE j.task WHEN 'Refresh' THEN $3 ELSE $4 END)
-         ORDER BY CASE WHEN j.status = 'in_flight' AND j.held_since IS NOT NULL THEN 0 ELSE 1 END,
+                AND {JOB_IDS} <= CASE WHEN j.priority > 0
+                                    THEN CASE j.task WHEN 'Refresh' THEN $4 ELSE $6 END
+                                    ELSE CASE j.task WHEN 'Refresh' THEN $3 ELSE $5 END END)
+         ORDER BY CASE WHEN j.held_since IS NULL THEN 2 WHEN j.status = 'in_flight' THEN 0 ELSE 1 END,
                   j.priority DESC, COALESCE(j.next_attempt_at, j.lease_until), j.id LIMIT $2"
     )
 }
 
+/// A probe in flight whose lease has not run out ($1 now), as `p`: add the task's condition.
+const LIVE_PROBE: &str = "SELECT 1 FROM jobs p WHERE p.status = 'in_flight' AND p.held_since IS NOT NULL AND p.lease_until > $1";
+
 /// Starts the next attempt of a due job ($1 lease_until, $2 now, $3 id). A held job's time on
-/// hold is added to its retry budget, so that `max_age` does not run while it is held.
+/// hold is added to its retry budget, so that `max_age` does not run while it is held; a held
+/// job (or a probe whose lease ran out) is not claimed while another live probe of its task type
+/// is in flight.
 fn claim_job_sql(sql: Dialect) -> String {
     format!(
         "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
                 attempts = attempts + 1, updated_at = $2,
                 budget_from = CASE WHEN held_since IS NOT NULL THEN budget_from + ($2 - updated_at) ELSE budget_from END
-         WHERE id = (SELECT id FROM jobs WHERE id = $3
-                       AND ((status IN ('retrying', 'held') AND next_attempt_at <= $2)
-                            OR (status = 'in_flight' AND lease_until <= $2))
+         WHERE id = (SELECT c.id FROM jobs c WHERE c.id = $3
+                       AND ((c.status IN ('retrying', 'held') AND c.next_attempt_at <= $2)
+                            OR (c.status = 'in_flight' AND c.lease_until <= $2))
+                       AND NOT (c.held_since IS NOT NULL AND EXISTS (
+                           SELECT 1 FROM jobs p WHERE p.task = c.task AND p.id <> c.id AND p.status = 'in_flight'
+                             AND p.held_since IS NOT NULL AND p.lease_until > $2))
                      {})",
         sql.for_update_skip_locked()
     )
@@ -105,25 +114,32 @@ macro_rules! end_attempt {
 }
 
 impl Store {
-    /// Jobs whose next attempt is due, urgent ones first, then the oldest (see [`due_jobs_sql`]).
+    /// Jobs whose next attempt is due: probes first, then urgent ones, then the oldest (see
+    /// [`due_jobs_sql`]).
     pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        self.due_jobs_gated(now, limit, |_| RetryGate::All).await
+        self.due_jobs_within(now, limit, |_| RetryRoom::OPEN).await
     }
 
-    /// As [`Store::due_jobs`], leaving out the retries that `gate` keeps back (the probes of
-    /// holds always come).
-    pub async fn due_jobs_gated(
+    /// As [`Store::due_jobs`], leaving out the retries larger than `room` of their task type
+    /// (the probes of holds always come).
+    pub async fn due_jobs_within(
         &self,
         now: Ts,
         limit: usize,
-        gate: impl Fn(TaskType) -> RetryGate,
+        room: impl Fn(TaskType) -> RetryRoom,
     ) -> Result<Vec<DueJob>, StoreError> {
+        let (refresh, preload) = (
+            room(TaskType::Refresh).bounds(),
+            room(TaskType::Preload).bounds(),
+        );
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&due_jobs_sql()))
                 .bind(now.0)
                 .bind(limit as i64)
-                .bind(gate(TaskType::Refresh).lowest_rank())
-                .bind(gate(TaskType::Preload).lowest_rank())
+                .bind(refresh.0)
+                .bind(refresh.1)
+                .bind(preload.0)
+                .bind(preload.1)
                 .fetch_all(b.writes())
                 .await?;
             rows.iter().map(due_job_from_row).collect()
@@ -138,8 +154,35 @@ impl Store {
         now: Ts,
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
+        self.claim(id, None, now, lease_until).await
+    }
+
+    /// Starts the probe of a task type's quota hold: as [`Store::claim_job`], never while another
+    /// live probe of the task type is in flight. On PostgreSQL the probe claims of a task type
+    /// take a transaction-scoped advisory lock first, so that two flushers (a leader cut off
+    /// from the database and its successor) cannot each see no probe and claim one.
+    pub async fn claim_probe(
+        &self,
+        id: &str,
+        task: TaskType,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
+        self.claim(id, Some(task), now, lease_until).await
+    }
+
+    async fn claim(
+        &self,
+        id: &str,
+        probe: Option<TaskType>,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<Option<Job>, StoreError> {
         with_backend!(self, b, sql => {
             let mut tx = b.begin_write().await?;
+            if let Some(lock) = probe.and_then(|task| sql.probe_lock(task)) {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
             let updated = sqlx::query(sql.sql(&claim_job_sql(sql)))
                 .bind(lease_until.0)
                 .bind(now.0)

@@ -46,6 +46,23 @@ impl Dialect {
     }
 
     /// The strings of the JSON array bound as parameter `n` (see [`json_list`]), as a subquery.
+    /// The statement that serializes the claims of a task type's quota probes (see
+    /// [`Store::claim_probe`](super::Store::claim_probe)): a transaction-scoped advisory lock on
+    /// PostgreSQL (two-key, beside the leader's lock `(0x7670_7572, 1)` and apart from the one-key
+    /// delivery-ID locks);
+    /// nothing on SQLite, where a write transaction already holds the database.
+    pub(crate) fn probe_lock(self, task: crate::domain::TaskType) -> Option<&'static str> {
+        match (self, task) {
+            (Dialect::Sqlite, _) => None,
+            (Dialect::Postgres, crate::domain::TaskType::Refresh) => {
+                Some("SELECT pg_advisory_xact_lock(1987081586, 2)")
+            }
+            (Dialect::Postgres, crate::domain::TaskType::Preload) => {
+                Some("SELECT pg_advisory_xact_lock(1987081586, 3)")
+            }
+        }
+    }
+
     pub(crate) fn json_strings(self, n: usize) -> String {
         match self {
             Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),

@@ -214,26 +214,25 @@ pub struct DueJob {
     pub ids: u64,
 }
 
-/// Which retries of a task type may go now, by the quota's allowance (the probe of a hold is not
-/// a retry and always may).
+/// How many IDs a retry of a task type may carry now, by the quota's allowance: a normal one
+/// and an urgent one (`None`: no bound). The probe of a hold is not a retry and always may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RetryGate {
-    #[default]
-    All,
-    /// Only what is left for urgent items: urgent jobs only.
-    UrgentOnly,
-    /// Nothing is left.
-    Closed,
+pub struct RetryRoom {
+    pub normal: Option<u64>,
+    pub urgent: Option<u64>,
 }
 
-impl RetryGate {
-    /// The lowest priority rank a retry must have to pass.
-    pub(crate) fn lowest_rank(self) -> i64 {
-        match self {
-            RetryGate::All => Priority::Normal.rank(),
-            RetryGate::UrgentOnly => Priority::Urgent.rank(),
-            RetryGate::Closed => Priority::Urgent.rank() + 1,
-        }
+impl RetryRoom {
+    /// No bound known.
+    pub const OPEN: RetryRoom = RetryRoom {
+        normal: None,
+        urgent: None,
+    };
+
+    /// The bounds as statement parameters (no bound: the largest number).
+    pub(crate) fn bounds(self) -> (i64, i64) {
+        let bound = |n: Option<u64>| n.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        (bound(self.normal), bound(self.urgent))
     }
 }
 
@@ -253,6 +252,8 @@ pub struct HeldTask {
     pub since: Ts,
     /// When the next probe goes out (`None`: a probe is in flight).
     pub until: Option<Ts>,
+    /// Probes in flight (their lease may have run out).
+    pub probes: u64,
     /// VOD's code (`QuotaExceeded.Refresh`, `QuotaExceeded.Preload`).
     pub code: String,
 }

@@ -108,6 +108,7 @@ each_backend! {
                 since: Ts(4_000),
                 until: Some(Ts(9_000)),
                 code: "QuotaExceeded.Refresh".into(),
+                probes: 0,
             }]
         );
         assert_eq!(store.queue_stats(Ts(4_000)).await.unwrap().held, held);

@@ -30,6 +30,20 @@ fn refresh_calls_since(app: &TestApp, at_ms: i64) -> usize {
         .count()
 }
 
+/// Waits until the flusher has completed a step that began after this call: it has read the
+/// holds and the last reading since.
+async fn a_flusher_step(app: &TestApp) {
+    let after = vod_purge::domain::Ts::now();
+    wait_until(Duration::from_secs(10), "a flusher step", || async {
+        let ready = app.get_json("/readyz").await;
+        ready["flusher_last_step"]
+            .as_str()
+            .and_then(vod_purge::domain::Ts::parse)
+            .is_some_and(|t| t > after)
+    })
+    .await;
+}
+
 /// Waits until the calls in flight when the quota ran out have been answered.
 async fn no_call_in_flight(app: &TestApp) {
     wait_until(Duration::from_secs(10), "the calls in flight", || async {
@@ -94,10 +108,18 @@ async fn a_probe_met_by_an_outage_keeps_the_hold() {
         ),
         "the hold goes on: {hold} then {now}"
     );
-    for job in jobs_with(&app, "held").await {
-        let message = job["error"]["message"].as_str().unwrap();
-        assert!(message.contains("ServiceUnavailable"), "{job}");
-    }
+    let held = jobs_with(&app, "held").await;
+    assert!(
+        held.iter()
+            .all(|j| j["error"]["code"] == "QuotaExceeded.Refresh"),
+        "{held:?}"
+    );
+    assert!(
+        held.iter().any(|j| j["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ServiceUnavailable"))),
+        "a probed job says what its probe met: {held:?}"
+    );
 
     // VOD and the quota are back: everything goes out.
     app.sim.set_faults(Faults::default());
@@ -142,15 +164,15 @@ async fn a_poll_that_shows_less_than_a_batch_keeps_the_hold() {
             >= 3
     })
     .await;
-    // The flusher has read the holds since (it does every step while held).
-    let metrics = app.metrics().await;
-    assert!(
+    wait_until(Duration::from_secs(10), "the reading of 5", || async {
         support::has_sample(
-            &metrics,
-            r#"vod_purge_vod_quota_remaining{kind="refresh"} 5"#
-        ),
-        "{metrics}"
-    );
+            &app.metrics().await,
+            r#"vod_purge_vod_quota_remaining{kind="refresh"} 5"#,
+        )
+    })
+    .await;
+    // The flusher reads the holds and the reading at every step.
+    a_flusher_step(&app).await;
     assert_eq!(
         refresh_calls_since(&app, from),
         0,
@@ -229,23 +251,35 @@ async fn a_job_held_past_max_hold_fails_without_a_call() {
         s.vod.max_hold = Duration::from_secs(2);
     })
     .await;
-    drain_into_a_used_up_quota(&app).await;
+    // One batch into a used-up quota, and nothing else pending.
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(0),
+        preload_remaining: None,
+    });
+    let ids: Vec<String> = (0..20).map(|i| format!("{:032x}", 4000 + i)).collect();
+    assert_eq!(app.webhook(json!({ "media_ids": ids })).await.status(), 202);
     wait_for_the_hold(&app).await;
     no_call_in_flight(&app).await;
+    let held = jobs_with(&app, "held").await;
+    assert_eq!(held.len(), 1, "{held:?}");
     let calls = app.refresh_calls().len();
-    wait_until(
-        Duration::from_secs(15),
-        "every held job to fail",
-        || async { jobs_with(&app, "held").await.is_empty() },
-    )
+    let id = held[0]["id"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(15), "the held job to fail", || async {
+        app.get_json(&format!("/jobs/{id}")).await["status"] == "failed"
+    })
     .await;
-    let failed = jobs_with(&app, "failed").await;
-    assert!(!failed.is_empty());
-    for job in &failed {
-        assert_eq!(job["error"]["code"], "QuotaExceeded.Refresh", "{job}");
-        let message = job["error"]["message"].as_str().unwrap();
-        assert!(message.contains("vod.max_hold"), "{job}");
-    }
+    let job = app.get_json(&format!("/jobs/{id}")).await;
+    assert_eq!(job["error"]["code"], "QuotaExceeded.Refresh", "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.contains("vod.max_hold"), "{job}");
+    assert!(
+        job["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["outcome"] == "failed"),
+        "{job}"
+    );
     assert_eq!(
         app.refresh_calls().len(),
         calls,
@@ -312,7 +346,7 @@ async fn a_check_that_reports_a_used_up_quota_resubmits_the_id_held() {
         extra: r#"
             [vod]
             quota_poll_interval = "0s"
-            quota_probe_interval = "1s"
+            quota_probe_interval = "3s"
             check_after = "200ms"
             urgent_quota_reserve = "0%"
         "#
@@ -378,33 +412,75 @@ async fn a_check_that_reports_a_used_up_quota_resubmits_the_id_held() {
 
 #[tokio::test]
 async fn a_reading_taken_before_the_hold_began_does_not_end_it() {
-    let app = spawn(|s| {
-        s.vod.quota_poll_interval = Duration::from_millis(100);
-        s.vod.quota_probe_interval = Duration::from_secs(3600);
+    // No reading reaches the service until the one below.
+    let app = support::spawn_app(Spawn {
+        extra: r#"
+            [vod]
+            quota_poll_interval = "100ms"
+            quota_probe_interval = "1h"
+            urgent_quota_reserve = "0%"
+        "#
+        .into(),
+        sim: SimConfig {
+            quota_refresh: 1_000,
+            quota_preload: 1_000,
+            faults: Faults {
+                error_rate: 1.0,
+                fail_action: Some("DescribeVodRefreshQuota".into()),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
     })
     .await;
-    // Each reading reaches the service 1.5 s after VOD read the quota: the first, taken at the
-    // start with 100 IDs left, arrives after the hold began.
+    // A reading of the whole quota leaves; its answer takes 1.5 s to come back (under the
+    // client's 2 s timeout).
     app.sim.set_faults(Faults {
         latency_ms: 1_500,
         latency_action: Some("DescribeVodRefreshQuota".into()),
         ..Faults::default()
     });
-    drain_into_a_used_up_quota(&app).await;
+    let from = vod_purge::domain::Ts::now().0;
+    wait_until(Duration::from_secs(10), "a reading on its way", || async {
+        app.sim
+            .calls()
+            .iter()
+            .any(|c| c.action == "DescribeVodRefreshQuota" && c.status == 200 && c.at_ms >= from)
+    })
+    .await;
+    let read_at = app
+        .sim
+        .calls()
+        .iter()
+        .find(|c| c.action == "DescribeVodRefreshQuota" && c.status == 200 && c.at_ms >= from)
+        .unwrap()
+        .at_ms;
+    // Meanwhile another client uses the quota up, and a batch meets it.
+    app.sim.set_quota(QuotaChange {
+        refresh_remaining: Some(0),
+        preload_remaining: None,
+    });
+    let ids: Vec<String> = (0..20).map(|i| format!("{:032x}", 5000 + i)).collect();
+    assert_eq!(app.webhook(json!({ "media_ids": ids })).await.status(), 202);
     wait_for_the_hold(&app).await;
     no_call_in_flight(&app).await;
     let hold = app.get_json("/queue").await["held"][0].clone();
+    let since = vod_purge::domain::Ts::parse(hold["since"].as_str().unwrap()).unwrap();
+    assert!(
+        since.0 < read_at + 1_500,
+        "the hold must begin before the reading arrives for this test to mean anything"
+    );
     let answered = quota_answers(&app).len();
-    // The stale reading arrives (100 left), then a fresh one (none left).
-    for remaining in [LEFT, 0] {
-        wait_until(Duration::from_secs(10), "a reading", || async {
-            support::has_sample(
-                &app.metrics().await,
-                &format!(r#"vod_purge_vod_quota_remaining{{kind="refresh"}} {remaining}"#),
-            )
-        })
-        .await;
-    }
+    // The reading arrives (the whole quota left, minus the batch sent since it left)...
+    wait_until(Duration::from_secs(10), "the reading", || async {
+        support::has_sample(
+            &app.metrics().await,
+            r#"vod_purge_vod_quota_remaining{kind="refresh"} 1000"#,
+        )
+    })
+    .await;
+    // ...and says nothing about the hold, which began after it was taken.
+    a_flusher_step(&app).await;
     let now = app.get_json("/queue").await["held"][0].clone();
     assert_eq!(
         now["since"], hold["since"],

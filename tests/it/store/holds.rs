@@ -32,8 +32,15 @@ each_backend! {
         assert_eq!(store.probe_size(TaskType::Refresh).await.unwrap(), 1);
 
         // The first goes out as the probe; while it is in flight no other probe is due.
-        let probe = store.claim_job(&first.id, Ts(10_000), Ts(15_000)).await.unwrap().unwrap();
+        let probe = store
+            .claim_probe(&first.id, TaskType::Refresh, Ts(10_000), Ts(15_000))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((probe.status, probe.held_since), (JobStatus::InFlight, Some(Ts(5_100))));
+        // Another flusher that read the second as due before cannot claim it as a second probe.
+        assert!(store.claim_probe(&second.id, TaskType::Refresh, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
+        assert!(store.claim_job(&second.id, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
         assert_eq!(due_ids(&store, Ts(14_999)).await, Vec::<String>::new());
         let held = store.held_tasks().await.unwrap();
         assert_eq!((held.len(), held[0].task, held[0].jobs), (1, TaskType::Refresh, 2), "{held:?}");
@@ -63,30 +70,48 @@ each_backend! {
     }
 }
 
+/// Ingests `n` IDs (`prefix` and a number) at `at` and claims them into one job 5 s later.
+async fn job_of_size(store: &Store, prefix: &str, n: usize, task: TaskType, at: i64) -> Job {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store.ingest(ingest(&ids, task, at, None)).await.unwrap();
+    claimed(store, at + 5_000, task).await
+}
+
 each_backend! {
-    async fn the_allowance_gates_retries_by_priority_and_task(store: Store) {
-        let refresh = job_of(&store, "a", TaskType::Refresh, 0).await;
-        let preload = job_of(&store, "b", TaskType::Preload, 1_000).await;
+    async fn retries_larger_than_the_allowance_never_fill_the_limit(store: Store) {
         let failure = Failure { code: "InternalError".into(), message: "x".into(), request_id: None };
-        for (job, at) in [(&refresh, 5_100), (&preload, 6_100)] {
-            assert!(store.record_retry(&job.id, 1, Ts(at), Ts(7_000), &failure).await.unwrap());
+        // Twelve older Refresh jobs of two IDs, then a Preload job and a Refresh job of one.
+        let mut jobs = Vec::new();
+        for n in 0..12 {
+            jobs.push(job_of_size(&store, &format!("r{n}-"), 2, TaskType::Refresh, n * 100).await);
         }
-        let ids = |gate: fn(TaskType) -> RetryGate| {
+        let preload = job_of_size(&store, "p", 1, TaskType::Preload, 2_000).await;
+        let small = job_of_size(&store, "s", 1, TaskType::Refresh, 2_100).await;
+        for job in jobs.iter().chain([&preload, &small]) {
+            assert!(store.record_retry(&job.id, 1, Ts(7_100), Ts(8_000), &failure).await.unwrap());
+        }
+        let due = |room: fn(TaskType) -> RetryRoom| {
             let store = store.clone();
             async move {
-                let due = store.due_jobs_gated(Ts(7_000), 10, gate).await.unwrap();
+                let due = store.due_jobs_within(Ts(8_000), 10, room).await.unwrap();
                 due.into_iter().map(|d| d.id).collect::<Vec<_>>()
             }
         };
-        assert_eq!(ids(|_| RetryGate::All).await, [refresh.id.clone(), preload.id.clone()]);
-        assert_eq!(ids(|_| RetryGate::UrgentOnly).await, Vec::<String>::new(), "both are normal");
-        assert_eq!(
-            ids(|t| if t == TaskType::Refresh { RetryGate::Closed } else { RetryGate::All }).await,
-            [preload.id.clone()]
-        );
-        assert_eq!(
-            ids(|t| if t == TaskType::Preload { RetryGate::Closed } else { RetryGate::All }).await,
-            [refresh.id.clone()]
-        );
+        let open = due(|_| RetryRoom::OPEN).await;
+        assert_eq!(open.len(), 10);
+        assert!(!open.contains(&preload.id), "the limit is full of older Refresh retries");
+        // One ID of room for normal Refresh retries: the two-ID jobs are not among the ten.
+        let one = |t| {
+            if t == TaskType::Refresh {
+                RetryRoom { normal: Some(1), urgent: Some(1) }
+            } else {
+                RetryRoom::OPEN
+            }
+        };
+        assert_eq!(due(one).await, [preload.id.clone(), small.id.clone()]);
+        // No room for normal ones at all (only the reserve is left): none.
+        let urgent_only = |_| RetryRoom { normal: Some(0), urgent: Some(150) };
+        assert_eq!(due(urgent_only).await, Vec::<String>::new(), "all are normal");
     }
 }
