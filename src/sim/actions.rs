@@ -215,12 +215,11 @@ fn refresh_media_play_urls(
         "SliceCount": slice_count,
     })
     .to_string();
+    let failing_now = lock(&state.faults).failing_submissions.clone();
     let items = ok
         .iter()
         .map(|media_id| {
-            let failure = state
-                .failing
-                .contains(media_id)
+            let failure = (state.failing.contains(media_id) || failing_now.contains(media_id))
                 .then(|| submission_failure(task_type));
             // A failed submission submitted no URL.
             let definitions = if failure.is_some() {
