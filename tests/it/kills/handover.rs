@@ -106,7 +106,10 @@ async fn a_hold_survives_a_leader_change() {
         .await;
     replicas[leader].kill();
     let killed_at = now_ms();
-    assert!(killed_at < next_probe, "the kill must land before the first probe");
+    assert!(
+        killed_at < next_probe,
+        "the kill must land before the first probe"
+    );
     back_and_slow(&sim);
 
     assert_eq!(leader_of(&replicas, Some(leader)).await, follower);

@@ -40,16 +40,22 @@ on_each_backend! {
 /// Waits until jobs are held and none is in flight; returns the IDs of the held jobs and when
 /// the first probe is due.
 pub async fn held_and_quiet(service: &Service) -> (BTreeSet<String>, i64) {
-    wait_until(Duration::from_secs(20), "jobs held, no call in flight", || async {
-        !service.jobs("held").await.is_empty() && service.jobs("in_flight").await.is_empty()
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "jobs held, no call in flight",
+        || async {
+            !service.jobs("held").await.is_empty() && service.jobs("in_flight").await.is_empty()
+        },
+    )
     .await;
     let held = service.jobs("held").await;
     let ids = held.iter().flat_map(job_ids).collect();
     let next_probe = held
         .iter()
         .map(|job| {
-            let at = job["next_attempt_at"].as_str().expect("a held job's next probe");
+            let at = job["next_attempt_at"]
+                .as_str()
+                .expect("a held job's next probe");
             Ts::parse(at).expect("an RFC 3339 time").0
         })
         .min()

@@ -112,7 +112,11 @@ impl Service {
             http: http_client(),
         };
         let started = std::time::Instant::now();
-        while !service.readyz().await.is_some_and(|(status, _)| status == 200) {
+        while service
+            .readyz()
+            .await
+            .is_none_or(|(status, _)| status != 200)
+        {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "process {n} not ready after 20 s:\n{}",
@@ -172,7 +176,11 @@ impl Service {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 

@@ -33,9 +33,11 @@ async fn a_stalled_call_is_listed_hangs_until_the_stall_ends_and_purges_nothing(
         Some("testsecret"),
     );
     let call = tokio::spawn(async move { send_url("POST", &url).await });
-    wait_until(Duration::from_secs(10), "the call listed as stalled", || async {
-        !sim.stalled().is_empty()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the call listed as stalled",
+        || async { !sim.stalled().is_empty() },
+    )
     .await;
     let listed: Vec<RecordedCall> = http()
         .get(format!("{}/_sim/stalled", sim.base_url()))
@@ -53,7 +55,10 @@ async fn a_stalled_call_is_listed_hangs_until_the_stall_ends_and_purges_nothing(
     let quota = send(&sim, "POST", &common("DescribeVodRefreshQuota", T0)).await;
     assert_eq!(quota.status, 200, "{}", quota.body);
     let forged = signed_url(&sim, "POST", &refresh_params(&["c3"], T0), Some("wrong"));
-    assert_eq!(send_url("POST", &forged).await.code(), "SignatureDoesNotMatch");
+    assert_eq!(
+        send_url("POST", &forged).await.code(),
+        "SignatureDoesNotMatch"
+    );
     assert!(!call.is_finished(), "the stalled call is still unanswered");
     assert_eq!(sim.stalled().len(), 1);
     assert!(
@@ -89,7 +94,11 @@ async fn a_stalled_call_is_listed_hangs_until_the_stall_ends_and_purges_nothing(
     let after = send(&sim, "POST", &refresh_params(&["a1"], T0)).await;
     assert_eq!(after.status, 200, "{}", after.body);
     assert_eq!(sim.quota().refresh_remaining, before - 1);
-    assert_eq!(sim.stalled().len(), 1, "the list keeps every stalled arrival");
+    assert_eq!(
+        sim.stalled().len(),
+        1,
+        "the list keeps every stalled arrival"
+    );
 
     let empty = http()
         .put(format!("{}/_sim/faults", sim.base_url()))
@@ -133,7 +142,11 @@ async fn submissions_fail_while_their_id_is_listed() {
         seen,
         [
             ("a1".to_owned(), "success".to_owned(), String::new()),
-            ("b2".to_owned(), "fail".to_owned(), "TooMany.Refresh".to_owned()),
+            (
+                "b2".to_owned(),
+                "fail".to_owned(),
+                "TooMany.Refresh".to_owned()
+            ),
         ]
     );
 
@@ -142,6 +155,10 @@ async fn submissions_fail_while_their_id_is_listed() {
     let again = send(&sim, "POST", &refresh_params(&["b2"], T0)).await;
     let job = again.body["MediaRefreshJobId"].as_str().unwrap().to_owned();
     let answer = send(&sim, "GET", &statuses(&job)).await;
-    assert_eq!(answer.body["MediaRefreshJobs"][0]["Status"], "success", "{}", answer.body);
+    assert_eq!(
+        answer.body["MediaRefreshJobs"][0]["Status"], "success",
+        "{}",
+        answer.body
+    );
     sim.stop().await;
 }
