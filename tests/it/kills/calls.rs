@@ -14,7 +14,7 @@ on_each_backend! {
         let batch = ids("claimed", 20);
         first.post(&batch, &mut acked).await;
         let claimed = wait_for_job(&first, "in_flight", "the batch claimed", |job| {
-            job_with(std::slice::from_ref(job), &batch).is_some()
+            job_carries(job, &batch)
         })
         .await;
         wait_until(Duration::from_secs(10), "the request to leave", || async {
@@ -44,7 +44,7 @@ on_each_backend! {
         })
         .await;
         let in_flight = wait_for_job(&first, "in_flight", "the job in flight", |job| {
-            job_with(std::slice::from_ref(job), &batch).is_some()
+            job_carries(job, &batch)
         })
         .await;
         kill_in_flight(&mut first, &in_flight);

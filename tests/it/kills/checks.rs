@@ -35,7 +35,7 @@ on_each_backend! {
         let batch = ids("checked", 20);
         first.post(&batch, &mut acked).await;
         let job = wait_for_job(&first, "succeeded", "the job sent, its check due", |job| {
-            job_with(std::slice::from_ref(job), &batch).is_some() && job["next_check_at"].is_string()
+            job_carries(job, &batch) && job["next_check_at"].is_string()
         })
         .await;
         let vod_job_id = job["vod_job_id"].as_str().expect("VOD's job ID").to_owned();

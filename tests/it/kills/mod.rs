@@ -152,12 +152,10 @@ pub fn job_ids(job: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The job of `jobs` that carries all of `ids`, if any.
-pub fn job_with<'a>(jobs: &'a [Value], ids: &[String]) -> Option<&'a Value> {
-    jobs.iter().find(|job| {
-        let carried = job_ids(job);
-        ids.iter().all(|id| carried.contains(id))
-    })
+/// Whether a job of `/jobs` carries every one of `ids`.
+pub fn job_carries(job: &Value, ids: &[String]) -> bool {
+    let carried = job_ids(job);
+    ids.iter().all(|id| carried.contains(id))
 }
 
 /// Whether `call` carries every one of `ids`.
