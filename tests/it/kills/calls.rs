@@ -1,4 +1,5 @@
-//! Killed with a batch claimed: before its call reached VOD, and while VOD has it.
+//! Killed with a batch claimed: before its call reached VOD, while VOD has it, and after VOD
+//! carried it out but before its answer arrived.
 
 use super::*;
 
@@ -53,5 +54,34 @@ on_each_backend! {
 
         let second = Service::start(backing, 1, &sim.base_url(), &knobs).await;
         settle(&sim, &second, &acked).await;
+    }
+}
+
+on_each_backend! {
+    /// VOD carried out the call (the purge is done) but its answer is late, and the process is
+    /// killed before it arrives: the restarted process sends the job again (at least once).
+    async fn killed_after_vod_carried_out_a_call_before_its_answer(backing: &Backing) {
+        let sim = simulator().await;
+        sim.set_faults(answer_late());
+        let knobs = Knobs::default();
+        let mut first = Service::start(backing, 0, &sim.base_url(), &knobs).await;
+        let mut acked = Acked::default();
+        let batch = ids("accepted", 20);
+        first.post(&batch, &mut acked).await;
+        wait_until(Duration::from_secs(10), "VOD to carry out the call", || async {
+            purges(&sim).iter().any(|c| carries_all(c, &batch))
+        })
+        .await;
+        let in_flight = wait_for_job(&first, "in_flight", "the job awaiting its answer", |job| {
+            job_carries(job, &batch)
+        })
+        .await;
+        kill_in_flight(&mut first, &in_flight);
+        back_to_normal(&sim);
+
+        let second = Service::start(backing, 1, &sim.base_url(), &knobs).await;
+        settle(&sim, &second, &acked).await;
+        let sent = purges(&sim).iter().filter(|c| carries_all(c, &batch)).count();
+        assert!(sent >= 2, "the job is sent again after the restart ({sent} calls)");
     }
 }

@@ -37,6 +37,38 @@ on_each_backend! {
     }
 }
 
+on_each_backend! {
+    /// As above, but VOD has carried out the probe (the quota is back) and its answer is late
+    /// when the process is killed: the service cannot know, so the probe is sent again, and the
+    /// other held jobs and the events behind the hold go out.
+    async fn killed_after_vod_carried_out_a_probe_before_its_answer(backing: &Backing) {
+        let sim = simulator().await;
+        set_refresh_quota(&sim, 0);
+        let knobs = Knobs::default();
+        let mut first = Service::start(backing, 0, &sim.base_url(), &knobs).await;
+        let mut acked = Acked::default();
+        first.post(&ids("accepted", 40), &mut acked).await;
+        wait_for_job(&first, "held", "a job held on the quota", |_| true).await;
+        first.post(&ids("behind", 20), &mut acked).await;
+
+        set_refresh_quota(&sim, 10_000_000);
+        sim.set_faults(answer_late());
+        let probe = wait_for("VOD to carry out the probe", || async {
+            let purged = purges(&sim);
+            first.jobs("in_flight").await.into_iter().find(|job| {
+                let carried: Vec<String> = job_ids(job).into_iter().collect();
+                job["held_since"].is_string() && purged.iter().any(|c| carries_all(c, &carried))
+            })
+        })
+        .await;
+        kill_in_flight(&mut first, &probe);
+        back_to_normal(&sim);
+
+        let second = Service::start(backing, 1, &sim.base_url(), &knobs).await;
+        settle(&sim, &second, &acked).await;
+    }
+}
+
 /// Waits until jobs are held and none is in flight; returns the IDs of the held jobs and when
 /// the first probe is due.
 pub async fn held_and_quiet(service: &Service) -> (BTreeSet<String>, i64) {

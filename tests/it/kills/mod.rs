@@ -7,6 +7,8 @@
 //! whose call has not reached VOD yet is caught with [`BlackHole`], an endpoint that accepts the
 //! connection and never reads the request. After the kill the simulator is put back to normal
 //! (quota back, no stall, no failing submission) and a new process starts on the same store.
+//! Variants kill the process after VOD carried out a call whose answer has not arrived yet (the
+//! simulator's `latency_ms`): the service cannot know, so the job must be sent again.
 //!
 //! The invariant every drill asserts ([`settle`]): every event acknowledged `202` is followed by
 //! a successful `RefreshMediaPlayUrls` call carrying its media ID, no task type stays held
@@ -124,6 +126,15 @@ pub async fn simulator() -> SimHandle {
 pub fn stall(action: &str) -> Faults {
     Faults {
         stall_action: Some(action.to_owned()),
+        ..Faults::default()
+    }
+}
+
+/// Every call is carried out and recorded at once, but answered only long after the service has
+/// given up on it: VOD did the work, and the service cannot know.
+pub fn answer_late() -> Faults {
+    Faults {
+        latency_ms: 10 * CALL_TIMEOUT.as_millis() as u64,
         ..Faults::default()
     }
 }
