@@ -4,13 +4,15 @@
 //! A call answered `QuotaExceeded.Refresh` (or `.Preload`) does not fail its job: the job is
 //! *held* (status `held`), no other batch of that task type goes out, and one job of it is tried
 //! again (a probe) every `vod.quota_probe_interval`, or at the daily reset (`vod.quota_reset`)
-//! if that comes first. The hold ends when a probe goes through or when `DescribeVodRefreshQuota`
-//! reports quota left. A hold lasts at most `vod.max_hold`; past it the job fails with the
-//! quota code.
+//! if that comes first. The hold ends when a probe goes through (or gets a definite answer that
+//! is not about the quota), or when `DescribeVodRefreshQuota`, asked after the hold began,
+//! reports enough quota left for the probe's batch ([`poll_ends_hold`]). Answers that say nothing
+//! about the quota (timeouts, 5xx, throttling) leave the hold as it is. A hold lasts at most
+//! `vod.max_hold`; past it the job fails with the quota code.
 //!
-//! Between holds, the last poll of the quota bounds the batches: a batch carries no more IDs
-//! than the quota has left (every ID costs at least one URL), and normal items leave
-//! `vod.urgent_quota_reserve` URLs to urgent ones.
+//! Between holds, the last poll of the quota bounds what goes out, new batches and retries
+//! alike ([`retry_gate`]): a batch carries no more IDs than the quota has left (every ID costs
+//! at least one URL), and normal items leave `vod.urgent_quota_reserve` URLs to urgent ones.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde::Serialize;
 
 use super::quota_terms::{QuotaReset, Reserve};
 use crate::domain::{TaskType, Ts};
+use crate::store::RetryGate;
 
 /// The quota settings.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,31 @@ pub fn allowance(
     })
 }
 
+/// Whether the last poll ends a hold that began at `since`: a reading whose request left after
+/// the hold began (an earlier one says nothing about it) shows enough quota left, after the IDs
+/// sent since, for the probe's batch (`probe_ids`). Less than that, and the released jobs would
+/// only meet the quota again and start a new hold.
+pub fn poll_ends_hold(
+    polled: Option<Polled>,
+    sent_since_poll: u64,
+    since: Ts,
+    probe_ids: u64,
+) -> bool {
+    polled.is_some_and(|p| {
+        p.at > since && p.remaining.saturating_sub(sent_since_poll) >= probe_ids.max(1)
+    })
+}
+
+/// Which retries of a task type the allowance lets go (see [`allowance`]): retries spend quota
+/// as new batches do, so they meet the same bound and leave the reserve to urgent ones.
+pub fn retry_gate(normal: Option<u64>, urgent: Option<u64>) -> RetryGate {
+    match (normal, urgent) {
+        (Some(0), Some(0)) => RetryGate::Closed,
+        (Some(0), _) => RetryGate::UrgentOnly,
+        _ => RetryGate::All,
+    }
+}
+
 /// What the quota poller last read, per task type, and the IDs sent since; shared by the poller,
 /// the flusher and `/queue`.
 #[derive(Debug, Default)]
@@ -145,6 +173,27 @@ impl QuotaBook {
 
     pub fn is_held(&self, task: TaskType) -> bool {
         self.held.lock().expect("quota lock")[slot(task)]
+    }
+
+    /// See [`retry_gate`].
+    pub fn retry_gate(&self, task: TaskType, policy: &HoldPolicy, now: Ts) -> RetryGate {
+        retry_gate(
+            self.allowance(task, policy, false, now),
+            self.allowance(task, policy, true, now),
+        )
+    }
+
+    /// Whether a job of `ids` IDs (urgent or not) fits in what the allowance leaves at `now`.
+    pub fn admits(
+        &self,
+        task: TaskType,
+        policy: &HoldPolicy,
+        urgent: bool,
+        ids: u64,
+        now: Ts,
+    ) -> bool {
+        self.allowance(task, policy, urgent, now)
+            .is_none_or(|left| left >= ids)
     }
 
     /// See [`allowance`].
@@ -254,5 +303,96 @@ mod tests {
             allowance(poll(0), 0, &p, false, at("2026-11-30T15:59:59Z")),
             Some(0)
         );
+    }
+
+    #[test]
+    fn retries_meet_the_allowance_of_new_batches() {
+        let table = [
+            // (normal allowance, urgent allowance, gate)
+            (None, None, RetryGate::All),
+            (Some(40), Some(240), RetryGate::All),
+            (Some(0), Some(150), RetryGate::UrgentOnly),
+            (Some(0), Some(0), RetryGate::Closed),
+        ];
+        for (normal, urgent, gate) in table {
+            assert_eq!(retry_gate(normal, urgent), gate, "{normal:?} {urgent:?}");
+        }
+        // 150 left of a 2,000 quota whose reserve is 200: the normal backlog may not spend it.
+        let p = policy();
+        let book = QuotaBook::default();
+        let polled_at = at("2026-11-30T04:00:00Z");
+        book.polled(
+            TaskType::Refresh,
+            Polled {
+                at: polled_at,
+                total: 2000,
+                remaining: 150,
+            },
+        );
+        let now = polled_at + Duration::from_secs(1);
+        assert_eq!(
+            book.retry_gate(TaskType::Refresh, &p, now),
+            RetryGate::UrgentOnly
+        );
+        assert!(!book.admits(TaskType::Refresh, &p, false, 20, now));
+        assert!(book.admits(TaskType::Refresh, &p, true, 20, now));
+        book.sent(TaskType::Refresh, 140);
+        assert!(
+            !book.admits(TaskType::Refresh, &p, true, 20, now),
+            "10 left"
+        );
+        assert!(book.admits(TaskType::Refresh, &p, true, 10, now));
+        assert_eq!(
+            book.retry_gate(TaskType::Preload, &p, now),
+            RetryGate::All,
+            "no reading"
+        );
+    }
+
+    #[test]
+    fn a_poll_ends_a_hold_only_when_taken_after_it_began_and_covering_the_probe() {
+        let since = at("2026-11-30T04:00:00Z");
+        let reading = |secs: u64, remaining| {
+            Some(Polled {
+                at: since + Duration::from_secs(secs),
+                total: 2000,
+                remaining,
+            })
+        };
+        let before = |remaining| {
+            Some(Polled {
+                at: Ts(since.0 - 1),
+                total: 2000,
+                remaining,
+            })
+        };
+        let table = [
+            // (reading, sent since it, probe's IDs, ends)
+            (None, 0, 20, false),
+            (before(2000), 0, 20, false),
+            (
+                Some(Polled {
+                    at: since,
+                    total: 2000,
+                    remaining: 2000,
+                }),
+                0,
+                20,
+                false,
+            ),
+            (reading(1, 2000), 0, 20, true),
+            (reading(1, 19), 0, 20, false),
+            (reading(1, 20), 0, 20, true),
+            (reading(1, 30), 15, 20, false),
+            (reading(1, 5), 0, 5, true),
+            (reading(1, 0), 0, 0, false),
+        ];
+        for (polled, sent, probe, ends) in table {
+            assert_eq!(
+                poll_ends_hold(polled, sent, since, probe),
+                ends,
+                "{polled:?} sent {sent} probe {probe}"
+            );
+        }
     }
 }

@@ -35,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::domain::{TaskType, Ts};
+use crate::domain::{Priority, TaskType, Ts};
 use crate::metrics::Metrics;
-use crate::store::{ClaimBatch, DueJob, Failure, Job, JobStatus, Store, StoreError};
+use crate::store::{ClaimBatch, DueJob, Job, Store, StoreError};
 use crate::vod::{self, ErrorClass};
 use backoff::RetryPolicy;
 use hold::HoldPolicy;
@@ -321,8 +321,15 @@ impl Flusher {
         }
         let mut held = Vec::new();
         for hold in inner.store.held_tasks().await? {
-            let (polled, sent) = inner.status.quota.last(hold.task);
-            let back = polled.is_some_and(|p| p.at > hold.since && p.remaining > sent);
+            let (polled, sent) = quota.last(hold.task);
+            // The probe's size is read only when a reading could end the hold at all.
+            let back = hold::poll_ends_hold(polled, sent, hold.since, 1)
+                && hold::poll_ends_hold(
+                    polled,
+                    sent,
+                    hold.since,
+                    inner.store.probe_size(hold.task).await?,
+                );
             if back {
                 let released = inner.store.release_held(hold.task, Ts::now()).await?;
                 tracing::info!(task = %hold.task, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
@@ -342,9 +349,24 @@ impl Flusher {
         let inner = &self.inner;
         let mut started = 0;
         let mut probed: Vec<TaskType> = Vec::new();
-        for due in inner.store.due_jobs(Ts::now(), 64).await? {
-            let probe = due.status == JobStatus::Held;
+        let (quota, policy) = (&inner.status.quota, &inner.config.hold);
+        let now = Ts::now();
+        let due_jobs = inner
+            .store
+            .due_jobs_gated(now, 64, |task| quota.retry_gate(task, policy, now))
+            .await?;
+        for due in due_jobs {
+            let probe = due.is_probe();
             if probe && probed.contains(&due.task) {
+                continue;
+            }
+            // A retry spends quota as a new batch does: it waits while its task type is held
+            // (a quota answer marks it before the store does) or the allowance cannot carry it.
+            let urgent = due.priority == Priority::Urgent;
+            if !probe
+                && (quota.is_held(due.task)
+                    || !quota.admits(due.task, policy, urgent, due.ids, Ts::now()))
+            {
                 continue;
             }
             let Some(permit) = self.permit(shutdown).await else {
@@ -384,17 +406,7 @@ impl Flusher {
             return Ok(false);
         };
         tracing::error!(job_id = %job.id, task = %job.task, held_since = %since.to_rfc3339(), "job held on the quota for vod.max_hold: it fails");
-        let failure = Failure {
-            code: job
-                .error_code
-                .clone()
-                .unwrap_or_else(|| send::quota_code(job.task).to_owned()),
-            message: format!(
-                "held on the daily quota since {} (vod.max_hold)",
-                since.to_rfc3339()
-            ),
-            request_id: job.request_id.clone(),
-        };
+        let failure = send::max_hold_failure(job, since);
         self.fail(job, now, &failure).await?;
         Ok(true)
     }

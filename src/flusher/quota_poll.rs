@@ -34,9 +34,11 @@ pub async fn watch(
 ) {
     loop {
         if status.is_active() {
+            // A reading is as old as its request: stamped when the answer came, a reading taken
+            // before a hold began could end it.
+            let at = Ts::now();
             match client.describe_vod_refresh_quota().await {
                 Ok(quota) => {
-                    let at = Ts::now();
                     for (task, kind, total, remain) in [
                         (
                             TaskType::Refresh,

@@ -43,7 +43,7 @@ impl Flusher {
                 .vod_call_duration
                 .observe(started.elapsed().as_secs_f64());
         }
-        let quota_answer = matches!(&result, Err(e) if e.class() == ErrorClass::QuotaExhausted);
+        let ends_hold = job.held_since.is_some() && ends_hold(&result);
         let recorded = match result {
             Ok(mut success) => {
                 // Only a job VOD created can be checked (never a dry run's).
@@ -75,7 +75,7 @@ impl Flusher {
         if matches!(inner.sender, Sender::Vod(_)) {
             inner.status.note_rate(inner.limiter.current_rps());
         }
-        if job.held_since.is_some() && !quota_answer {
+        if ends_hold {
             match inner.store.release_held(job.task, now).await {
                 Ok(jobs) => {
                     inner.status.quota.set_held(job.task, false);
@@ -151,6 +151,9 @@ impl Flusher {
         if class == ErrorClass::QuotaExhausted {
             return self.hold(job, now, &failure).await;
         }
+        if job.held_since.is_some() && !answer_ends_hold(&error) {
+            return self.keep_holding(job, now, &failure).await;
+        }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
             return self.fail(job, now, &failure).await;
@@ -213,6 +216,37 @@ impl Flusher {
         }
     }
 
+    /// A probe met an answer that says nothing about the quota (a timeout, a 5xx, throttling, a
+    /// refused connection, no credential): the hold goes on, the job keeps its `held_since` and
+    /// its quota code, and the next probe goes at the hold's pace (the limiter's outage probes
+    /// pace the calls while VOD is down). Past `vod.max_hold` the job fails.
+    async fn keep_holding(&self, job: &Job, now: Ts, answer: &Failure) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let since = job.held_since.unwrap_or(now);
+        match inner.config.hold.on_quota_answer(Some(since), now) {
+            HoldDecision::HoldUntil(until) => {
+                tracing::warn!(task = %job.task, code = %answer.code, until = %until.to_rfc3339(),
+                    "the quota probe got no answer about the quota: the hold goes on");
+                let failure = Failure {
+                    code: hold_code(job),
+                    message: format!(
+                        "held on the daily quota; the last probe got {}: {}",
+                        answer.code, answer.message
+                    ),
+                    request_id: answer.request_id.clone(),
+                };
+                inner
+                    .store
+                    .record_hold(&job.id, job.attempts, now, until, &failure)
+                    .await
+            }
+            HoldDecision::Fail => {
+                tracing::error!(job_id = %job.id, task = %job.task, "job held on the quota for vod.max_hold: it fails");
+                self.fail(job, now, &max_hold_failure(job, since)).await
+            }
+        }
+    }
+
     /// Fails a job for good (counted in `jobs_finished_total{status="failed"}`).
     pub(super) async fn fail(
         &self,
@@ -230,6 +264,41 @@ impl Flusher {
             .record_failure(&job.id, job.attempts, now, failure)
             .await
     }
+}
+
+/// Whether an answer to the probe of a quota hold ends the hold: a success, or a definite answer
+/// from VOD that is not about the quota (a permanent error code; the job itself then fails).
+/// A timeout, a 5xx, throttling, a refused connection, a garbled answer or a call that never
+/// left (no credential) say nothing about the quota, and a quota answer says it is still used
+/// up: the hold goes on.
+pub(super) fn ends_hold<T>(result: &Result<T, VodError>) -> bool {
+    result.as_ref().err().is_none_or(answer_ends_hold)
+}
+
+/// See [`ends_hold`].
+fn answer_ends_hold(error: &VodError) -> bool {
+    matches!(error, VodError::Api { .. }) && error.class() == ErrorClass::Permanent
+}
+
+/// How a job held for `vod.max_hold` since `since` fails: with the quota's code, and a message
+/// naming the setting.
+pub(super) fn max_hold_failure(job: &Job, since: Ts) -> Failure {
+    Failure {
+        code: hold_code(job),
+        message: format!(
+            "held on the daily quota since {} and given up: vod.max_hold has passed",
+            since.to_rfc3339()
+        ),
+        request_id: job.request_id.clone(),
+    }
+}
+
+/// The quota code a held job was held with (its task type's, if none is stored).
+fn hold_code(job: &Job) -> String {
+    job.error_code
+        .clone()
+        .filter(|code| code.starts_with("QuotaExceeded"))
+        .unwrap_or_else(|| quota_code(job.task).to_owned())
 }
 
 /// VOD's code for a used-up quota of a task type.
@@ -250,5 +319,44 @@ pub(crate) fn error_kind(error: &VodError) -> &'static str {
         VodError::InvalidRequest(_) => "InvalidRequest",
         VodError::Config(_) => "ClientConfig",
         VodError::NoCredentials => "NoCredentials",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> VodError {
+        VodError::Api {
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+            request_id: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn only_a_success_or_a_definite_answer_not_about_the_quota_ends_a_hold() {
+        let table = [
+            (Ok(()), true),
+            (Err(api(400, "InvalidParameter")), true),
+            (Err(api(403, "Forbidden.RAM")), true),
+            (Err(api(400, "QuotaExceeded.Refresh")), false),
+            (Err(api(503, "Throttling")), false),
+            (Err(api(400, "Throttling.User")), false),
+            (Err(api(500, "InternalError")), false),
+            (Err(api(503, "ServiceUnavailable")), false),
+            (Err(VodError::Timeout), false),
+            (
+                Err(VodError::Connection("connection refused".into())),
+                false,
+            ),
+            (Err(VodError::NoCredentials), false),
+            (Err(VodError::malformed(400, b"<html>")), false),
+        ];
+        for (answer, ends) in table {
+            assert_eq!(ends_hold(&answer), ends, "{answer:?}");
+        }
     }
 }

@@ -179,18 +179,20 @@ fn refresh_media_play_urls(
     let now = state.clock.now_secs();
     let preload = task_type == "Preload";
     let units = u64::try_from(ok.len()).unwrap_or(u64::MAX);
-    if !lock(&state.quota).take(preload, units, now) {
-        let (code, kind) = if preload {
-            ("QuotaExceeded.Preload", "preload")
-        } else {
-            ("QuotaExceeded.Refresh", "refresh")
-        };
-        return Err(ApiError::new(
-            400,
-            code,
-            format!("The {kind} quota of the day has been used up."),
-        ));
-    }
+    let (quota_code, kind) = if preload {
+        ("QuotaExceeded.Preload", "preload")
+    } else {
+        ("QuotaExceeded.Refresh", "refresh")
+    };
+    let quota_message = format!("The {kind} quota of the day has been used up.");
+    // In per-ID mode the IDs past what is left are accepted and reported failed later.
+    let within_quota = if state.quota_per_id {
+        usize::try_from(lock(&state.quota).take_up_to(preload, units, now)).unwrap_or(usize::MAX)
+    } else if lock(&state.quota).take(preload, units, now) {
+        ok.len()
+    } else {
+        return Err(ApiError::new(400, quota_code, quota_message));
+    };
 
     let job_id = uuid::Uuid::new_v4().simple().to_string();
     let definitions: Vec<String> = given(params, "Definitions")
@@ -218,9 +220,14 @@ fn refresh_media_play_urls(
     let failing_now = lock(&state.faults).failing_submissions.clone();
     let items = ok
         .iter()
-        .map(|media_id| {
-            let failure = (state.failing.contains(media_id) || failing_now.contains(media_id))
-                .then(|| submission_failure(task_type));
+        .enumerate()
+        .map(|(position, media_id)| {
+            let failure = if position >= within_quota {
+                Some((quota_code, quota_message.as_str()))
+            } else {
+                (state.failing.contains(media_id) || failing_now.contains(media_id))
+                    .then(|| submission_failure(task_type))
+            };
             // A failed submission submitted no URL.
             let definitions = if failure.is_some() {
                 &[][..]

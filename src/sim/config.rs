@@ -103,6 +103,11 @@ pub struct SimConfig {
     /// IDs that a call accepts but whose submission then fails: `GetMediaRefreshJobs` reports
     /// them with `Status` `fail` and an `ErrorCode` (`TooMany.Refresh` or `PreloadQueueFull`).
     pub failing: Vec<String>,
+    /// How a call meets a used-up quota: `false` (the default), the call is refused with
+    /// `QuotaExceeded.Refresh` / `.Preload`; `true`, the call is accepted and the IDs past what
+    /// is left are reported by `GetMediaRefreshJobs` with `Status` `fail` and that code
+    /// (`vod-api.md` §8 leaves both open).
+    pub quota_per_id: bool,
     /// Faults active from the start.
     pub faults: Faults,
     /// Appends every recorded call as a JSON line to this file.
@@ -147,6 +152,7 @@ impl Default for SimConfig {
             nonexistent: Vec::new(),
             forbidden: Vec::new(),
             failing: Vec::new(),
+            quota_per_id: false,
             faults: Faults::default(),
             calls_log: None,
             quota_refresh: 2000,

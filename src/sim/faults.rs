@@ -15,6 +15,9 @@ pub struct Faults {
     /// Added before every answer. The call is processed first, so a client that times out may
     /// still have caused a job, as with the real service.
     pub latency_ms: u64,
+    /// When set, `latency_ms` delays the calls of this action only (e.g. `DescribeVodRefreshQuota`:
+    /// a reading that arrives well after the quota it read).
+    pub latency_action: Option<String>,
     /// The next N authenticated calls fail with `error_code`.
     pub fail_next: u32,
     /// Shorthand for an outage from now: sets `outage_start_ms`/`outage_end_ms` when applied.
@@ -57,6 +60,7 @@ impl Default for Faults {
             error_rate: 0.0,
             error_code: "InternalError".to_owned(),
             latency_ms: 0,
+            latency_action: None,
             fail_next: 0,
             outage_for_ms: None,
             outage_start_ms: None,
@@ -129,6 +133,14 @@ impl Faults {
             self.outage_end_ms = Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
         }
         Ok(self)
+    }
+
+    /// How long to delay the answer to a call of `action`.
+    pub fn latency_for(&self, action: Option<&str>) -> u64 {
+        match &self.latency_action {
+            Some(only) if action != Some(only.as_str()) => 0,
+            _ => self.latency_ms,
+        }
     }
 
     fn in_outage(&self, now_ms: i64) -> bool {

@@ -128,19 +128,24 @@ impl QuotaState {
         }
     }
 
-    /// Takes `units` of the refresh (or preload) quota; `false`, taking nothing, if too few remain.
-    pub fn take(&mut self, preload: bool, units: u64, now_secs: i64) -> bool {
+    /// Takes what is left of `units`, at most: how many it took.
+    pub fn take_up_to(&mut self, preload: bool, units: u64, now_secs: i64) -> u64 {
         let (refresh_left, preload_left) = self.remaining(now_secs);
         let (left, used) = if preload {
             (preload_left, &mut self.preload_used)
         } else {
             (refresh_left, &mut self.refresh_used)
         };
-        if units > left {
-            return false;
-        }
-        *used += units;
-        true
+        let taken = units.min(left);
+        *used += taken;
+        taken
+    }
+
+    /// Takes `units` of the refresh (or preload) quota; `false`, taking nothing, if too few remain.
+    pub fn take(&mut self, preload: bool, units: u64, now_secs: i64) -> bool {
+        let (refresh_left, preload_left) = self.remaining(now_secs);
+        let left = if preload { preload_left } else { refresh_left };
+        units <= left && self.take_up_to(preload, units, now_secs) == units
     }
 }
 

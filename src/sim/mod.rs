@@ -84,6 +84,10 @@ pub struct SimArgs {
     /// `GetMediaRefreshJobs` with `Status` `fail` (repeatable).
     #[arg(long = "failing", value_name = "ID")]
     pub failing: Vec<String>,
+    /// A used-up quota is reported per media ID by `GetMediaRefreshJobs` (`Status` `fail`,
+    /// `QuotaExceeded.*`) instead of refusing the call.
+    #[arg(long)]
+    pub quota_per_id: bool,
     /// Probability (0 to 1) that an authenticated call fails with --error-code.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -145,6 +149,7 @@ impl SimArgs {
             nonexistent: self.nonexistent.clone(),
             forbidden: self.forbidden.clone(),
             failing: self.failing.clone(),
+            quota_per_id: self.quota_per_id,
             faults: Faults {
                 error_rate: self.error_rate,
                 error_code: self.error_code.clone(),

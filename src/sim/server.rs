@@ -174,13 +174,20 @@ fn host_id(req: &HttpRequest) -> String {
     req.connection_info().host().to_owned()
 }
 
-/// The VOD RPC endpoint: every call is answered, recorded, and delayed by `latency_ms`.
+/// The VOD RPC endpoint: every call is answered, recorded, and delayed by `latency_ms` (the
+/// calls of `latency_action` only, when that is set).
 async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     if let Some((status, body)) = stall::hang(&req, &body, &state).await {
         return json_response(status, &body);
     }
-    let (status, body) = answer_rpc(&req, &body, &state, gateway::handle);
-    let latency_ms = lock(&state.faults).latency_ms;
+    let (status, answer) = answer_rpc(&req, &body, &state, gateway::handle);
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let incoming = gateway::collect_params(req.query_string(), content_type, &body);
+    let action = incoming.params.get("Action").map(String::as_str);
+    let (body, latency_ms) = (answer, lock(&state.faults).latency_for(action));
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }

@@ -56,6 +56,8 @@ pub struct SimState {
     pub nonexistent: HashSet<String>,
     pub forbidden: HashSet<String>,
     pub failing: HashSet<String>,
+    /// See [`SimConfig::quota_per_id`](super::SimConfig::quota_per_id).
+    pub quota_per_id: bool,
     pub clock: SimClock,
     /// The configured calls per second per AccessKey and action (`--qps`).
     pub qps: NonZeroU32,
@@ -217,6 +219,7 @@ impl SimState {
             nonexistent: cfg.nonexistent.iter().cloned().collect(),
             forbidden: cfg.forbidden.iter().cloned().collect(),
             failing: cfg.failing.iter().cloned().collect(),
+            quota_per_id: cfg.quota_per_id,
             windows: Mutex::new(HashMap::new()),
             limiter: Mutex::new((
                 qps,

@@ -41,6 +41,22 @@ impl Store {
         })
     }
 
+    /// How many IDs the next probe of a task type's hold carries: the probe in flight, else the
+    /// held job probed next (0 when the task type is not held).
+    pub async fn probe_size(&self, task: TaskType) -> Result<u64, StoreError> {
+        with_backend!(self, b, sql => {
+            let ids: i64 = sqlx::query_scalar(sql.sql(&format!(
+                "SELECT COUNT(*) FROM job_items WHERE job_id = (
+                     SELECT id FROM jobs WHERE task = $1 AND {HELD_OR_PROBING}
+                     ORDER BY CASE WHEN status = 'held' THEN 1 ELSE 0 END, next_attempt_at, id LIMIT 1)"
+            )))
+            .bind(task.as_str())
+            .fetch_one(b.writes())
+            .await?;
+            Ok(u64::try_from(ids).unwrap_or(0))
+        })
+    }
+
     /// The task types held on the daily quota, with their held jobs.
     pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
         with_backend!(self, b, sql => {

@@ -8,21 +8,44 @@ use super::Store;
 use super::rows::{self, StoreRow};
 use super::sql::Dialect;
 use super::types::*;
-use crate::domain::Ts;
+use crate::domain::{Priority, TaskType, Ts};
 
-/// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight.
+/// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight
+/// (a probe keeps its `held_since`).
 pub(super) const HELD_OR_PROBING: &str =
     "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
 
-/// Jobs whose next attempt is due ($1 now, $2 limit), oldest first: retries and expired leases,
-/// except those of a task type held on the quota, and the probes of holds.
+/// Jobs whose next attempt is due ($1 now, $2 limit), oldest first, with their priority and
+/// size (what the quota's allowance needs):
+/// - the probes of holds: a held job whose probe time has come, or a probe whose lease ran out
+///   (its process died mid-call, or could not record the answer), unless a live probe of the
+///   same task type is in flight: one probe at a time;
+/// - retries and expired leases of jobs that are not held, except those of a task type held on
+///   the quota (held, or probing), and those the quota's allowance keeps back ($3 and $4: the
+///   lowest priority rank a retry of Refresh and of Preload must have, see [`RetryGate`]);
+///   urgent ones first.
+///
+/// A probe whose lease ran out comes first, then urgent jobs, then the oldest.
+///
+/// No job with a lease or a hold is left out for good: a lease runs out, a probe whose lease
+/// ran out is the probe again, and a task type is held only while a held or probing job is.
 fn due_jobs_sql() -> String {
     format!(
-        "SELECT id, task, status, held_since FROM jobs
-         WHERE (status = 'held' AND next_attempt_at <= $1)
-            OR (((status = 'retrying' AND next_attempt_at <= $1) OR (status = 'in_flight' AND lease_until <= $1))
-                AND task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING}))
-         ORDER BY COALESCE(next_attempt_at, lease_until), id LIMIT $2"
+        "SELECT j.id, j.task, j.status, j.held_since, j.priority,
+                (SELECT COUNT(*) FROM job_items i WHERE i.job_id = j.id) AS ids
+         FROM jobs j
+         WHERE (j.held_since IS NOT NULL
+                AND ((j.status = 'held' AND j.next_attempt_at <= $1)
+                     OR (j.status = 'in_flight' AND j.lease_until <= $1))
+                AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.task = j.task AND p.status = 'in_flight'
+                                AND p.held_since IS NOT NULL AND p.lease_until > $1))
+            OR (j.held_since IS NULL
+                AND ((j.status = 'retrying' AND j.next_attempt_at <= $1)
+                     OR (j.status = 'in_flight' AND j.lease_until <= $1))
+                AND j.task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING})
+                AND j.priority >= CASE j.task WHEN 'Refresh' THEN $3 ELSE $4 END)
+         ORDER BY CASE WHEN j.status = 'in_flight' AND j.held_since IS NOT NULL THEN 0 ELSE 1 END,
+                  j.priority DESC, COALESCE(j.next_attempt_at, j.lease_until), j.id LIMIT $2"
     )
 }
 
@@ -32,7 +55,7 @@ fn claim_job_sql(sql: Dialect) -> String {
     format!(
         "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
                 attempts = attempts + 1, updated_at = $2,
-                budget_from = CASE WHEN status = 'held' THEN budget_from + ($2 - updated_at) ELSE budget_from END
+                budget_from = CASE WHEN held_since IS NOT NULL THEN budget_from + ($2 - updated_at) ELSE budget_from END
          WHERE id = (SELECT id FROM jobs WHERE id = $3
                        AND ((status IN ('retrying', 'held') AND next_attempt_at <= $2)
                             OR (status = 'in_flight' AND lease_until <= $2))
@@ -82,12 +105,25 @@ macro_rules! end_attempt {
 }
 
 impl Store {
-    /// Jobs whose next attempt is due, oldest first (see [`due_jobs_sql`]).
+    /// Jobs whose next attempt is due, urgent ones first, then the oldest (see [`due_jobs_sql`]).
     pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        self.due_jobs_gated(now, limit, |_| RetryGate::All).await
+    }
+
+    /// As [`Store::due_jobs`], leaving out the retries that `gate` keeps back (the probes of
+    /// holds always come).
+    pub async fn due_jobs_gated(
+        &self,
+        now: Ts,
+        limit: usize,
+        gate: impl Fn(TaskType) -> RetryGate,
+    ) -> Result<Vec<DueJob>, StoreError> {
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&due_jobs_sql()))
                 .bind(now.0)
                 .bind(limit as i64)
+                .bind(gate(TaskType::Refresh).lowest_rank())
+                .bind(gate(TaskType::Preload).lowest_rank())
                 .fetch_all(b.writes())
                 .await?;
             rows.iter().map(due_job_from_row).collect()
@@ -279,5 +315,7 @@ fn due_job_from_row(row: &impl StoreRow) -> Result<DueJob, StoreError> {
         task: rows::parse_task(&row.text("task"))?,
         status: rows::parse_status(&row.text("status"))?,
         held_since: row.opt_int("held_since").map(Ts),
+        priority: Priority::from_rank(row.int("priority")),
+        ids: u64::try_from(row.int("ids")).unwrap_or(0),
     })
 }

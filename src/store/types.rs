@@ -207,7 +207,41 @@ pub struct DueJob {
     pub id: String,
     pub task: TaskType,
     pub status: JobStatus,
+    /// Set for the probe of a quota hold: a held job, or a probe whose lease ran out.
     pub held_since: Option<Ts>,
+    pub priority: Priority,
+    /// How many media IDs it carries.
+    pub ids: u64,
+}
+
+/// Which retries of a task type may go now, by the quota's allowance (the probe of a hold is not
+/// a retry and always may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryGate {
+    #[default]
+    All,
+    /// Only what is left for urgent items: urgent jobs only.
+    UrgentOnly,
+    /// Nothing is left.
+    Closed,
+}
+
+impl RetryGate {
+    /// The lowest priority rank a retry must have to pass.
+    pub(crate) fn lowest_rank(self) -> i64 {
+        match self {
+            RetryGate::All => Priority::Normal.rank(),
+            RetryGate::UrgentOnly => Priority::Urgent.rank(),
+            RetryGate::Closed => Priority::Urgent.rank() + 1,
+        }
+    }
+}
+
+impl DueJob {
+    /// The probe of a quota hold: the one call its task type may make while held.
+    pub fn is_probe(&self) -> bool {
+        self.held_since.is_some()
+    }
 }
 
 /// The jobs of a task type held on the daily quota.

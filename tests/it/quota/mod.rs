@@ -1,6 +1,9 @@
 //! VOD's daily quota: a used-up quota holds the work of its task type instead of failing it, one
 //! probe goes out per probe interval, and the hold ends through a probe, the quota poll, or the
-//! daily reset. The reset arithmetic itself is a table in `flusher::hold`.
+//! daily reset. The reset arithmetic itself is a table in `flusher::hold`; `ends.rs` has what
+//! must not end a hold, and what a hold leaves flowing.
+
+mod ends;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,12 +14,12 @@ use vod_purge::sim::{Faults, QuotaChange, RecordedCall};
 
 use crate::support::{self, TestApp, wait_until};
 
-const IDS: usize = 300;
+pub(super) const IDS: usize = 300;
 /// What is left of the refresh quota when the drain starts: five full batches.
-const LEFT: u64 = 100;
+pub(super) const LEFT: u64 = 100;
 
 /// The application with no quota kept for urgent items and `configure` applied.
-async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
+pub(super) async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
     support::spawn_configured("", |s| {
         s.vod.urgent_quota_reserve = "0%".parse().unwrap();
         configure(s);
@@ -24,12 +27,12 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
     .await
 }
 
-fn media_ids() -> Vec<String> {
+pub(super) fn media_ids() -> Vec<String> {
     (0..IDS).map(|i| format!("{i:032x}")).collect()
 }
 
 /// Posts the IDs, 50 to a request, once the quota has only [`LEFT`] IDs left.
-async fn drain_into_a_used_up_quota(app: &TestApp) {
+pub(super) async fn drain_into_a_used_up_quota(app: &TestApp) {
     app.sim.set_quota(QuotaChange {
         refresh_remaining: Some(LEFT),
         preload_remaining: None,
@@ -40,7 +43,7 @@ async fn drain_into_a_used_up_quota(app: &TestApp) {
     }
 }
 
-fn quota_answers(app: &TestApp) -> Vec<RecordedCall> {
+pub(super) fn quota_answers(app: &TestApp) -> Vec<RecordedCall> {
     app.refresh_calls()
         .into_iter()
         .filter(|c| c.code.as_deref() == Some("QuotaExceeded.Refresh"))
@@ -48,7 +51,7 @@ fn quota_answers(app: &TestApp) -> Vec<RecordedCall> {
 }
 
 /// Every ID has been sent in a successful call.
-fn all_sent(app: &TestApp) -> bool {
+pub(super) fn all_sent(app: &TestApp) -> bool {
     let sent: HashSet<String> = app
         .successful_calls()
         .into_iter()
@@ -57,7 +60,7 @@ fn all_sent(app: &TestApp) -> bool {
     media_ids().iter().all(|id| sent.contains(id))
 }
 
-async fn jobs_with(app: &TestApp, status: &str) -> Vec<serde_json::Value> {
+pub(super) async fn jobs_with(app: &TestApp, status: &str) -> Vec<serde_json::Value> {
     let page = app
         .get_json(&format!("/jobs?status={status}&limit=500"))
         .await;
@@ -65,7 +68,7 @@ async fn jobs_with(app: &TestApp, status: &str) -> Vec<serde_json::Value> {
 }
 
 /// Waits until the quota has held jobs, and checks what `/jobs`, `/queue` and `/metrics` say.
-async fn wait_for_the_hold(app: &TestApp) {
+pub(super) async fn wait_for_the_hold(app: &TestApp) {
     wait_until(
         Duration::from_secs(10),
         "jobs held on the quota",
@@ -95,7 +98,7 @@ async fn wait_for_the_hold(app: &TestApp) {
 }
 
 /// Nothing failed, and the hold is over.
-async fn nothing_failed_and_nothing_held(app: &TestApp) {
+pub(super) async fn nothing_failed_and_nothing_held(app: &TestApp) {
     assert_eq!(
         jobs_with(app, "failed").await,
         Vec::<serde_json::Value>::new()
@@ -117,17 +120,35 @@ async fn a_used_up_quota_holds_the_jobs_and_a_probe_each_interval_resumes_them()
     wait_for_the_hold(&app).await;
     assert_eq!(jobs_with(&app, "failed").await.len(), 0, "no job fails");
 
-    // While held, one probe per interval: count the quota answers over three seconds, after the
-    // calls that were already in flight when the quota ran out have been answered.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = quota_answers(&app).len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let probes = quota_answers(&app).len() - before;
-    assert!(
-        (2..=4).contains(&probes),
-        "one probe a second while held, {probes} in 3 s"
-    );
+    // While held, one probe per interval. The answers to the calls in flight when the quota ran
+    // out arrive together with the first quota answer; the probes come an interval apart, by
+    // the simulator's clock (a slow machine only spaces them further).
+    let first = quota_answers(&app)[0].at_ms;
+    wait_until(Duration::from_secs(10), "three probes", || async {
+        quota_answers(&app)
+            .iter()
+            .filter(|c| c.at_ms >= first + 900)
+            .count()
+            >= 3
+    })
+    .await;
+    let probes: Vec<i64> = quota_answers(&app)
+        .iter()
+        .map(|c| c.at_ms)
+        .filter(|at| *at >= first + 900)
+        .collect();
+    for pair in probes.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 950,
+            "one probe a second while held, probes at {probes:?}"
+        );
+    }
     assert!(!all_sent(&app));
+    let held: Vec<String> = jobs_with(&app, "held")
+        .await
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
 
     // The quota comes back: the next probe goes through and ends the hold.
     app.sim.set_quota(QuotaChange {
@@ -139,13 +160,17 @@ async fn a_used_up_quota_holds_the_jobs_and_a_probe_each_interval_resumes_them()
     })
     .await;
     nothing_failed_and_nothing_held(&app).await;
-    let job = &jobs_with(&app, "succeeded").await[0];
-    assert!(job["held_since"].is_null(), "{job}");
+    // The jobs that were held went out themselves, their hold over.
+    for id in held {
+        let job = app.get_json(&format!("/jobs/{id}")).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(job["held_since"].is_null(), "{job}");
+    }
     app.stop().await;
 }
 
 /// Every `DescribeVodRefreshQuota` fails from now on.
-fn fail_the_quota_poll(app: &TestApp) {
+pub(super) fn fail_the_quota_poll(app: &TestApp) {
     app.sim.set_faults(Faults {
         error_rate: 1.0,
         fail_action: Some("DescribeVodRefreshQuota".into()),
@@ -164,13 +189,14 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
     fail_the_quota_poll(&app);
     drain_into_a_used_up_quota(&app).await;
     wait_for_the_hold(&app).await;
-    let answered = quota_answers(&app).len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        quota_answers(&app).len(),
-        answered,
-        "no probe within the hour"
-    );
+    // No probe is due within the hour.
+    let first_probe = jobs_with(&app, "held")
+        .await
+        .iter()
+        .map(|j| vod_purge::domain::Ts::parse(j["next_attempt_at"].as_str().unwrap()).unwrap())
+        .min()
+        .unwrap();
+    assert!(first_probe > vod_purge::domain::Ts::now() + Duration::from_secs(3000));
 
     app.sim.set_quota(QuotaChange {
         refresh_remaining: Some(1_000_000),
@@ -181,10 +207,16 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
         all_sent(&app)
     })
     .await;
-    assert_eq!(
-        quota_answers(&app).len(),
-        answered,
-        "the poll, not a probe, ended the hold"
+    // Everything went out long before the first probe was due: the poll ended the hold.
+    let last = app
+        .successful_calls()
+        .iter()
+        .map(|c| c.at_ms)
+        .max()
+        .unwrap();
+    assert!(
+        last < first_probe.0,
+        "sent at {last}, the first probe was due at {first_probe:?}"
     );
     nothing_failed_and_nothing_held(&app).await;
     app.stop().await;
@@ -192,8 +224,9 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
 
 #[tokio::test]
 async fn the_daily_reset_ends_a_hold_when_the_poll_is_unavailable() {
-    // The reset a few seconds from now, written as a time of day in UTC.
-    let reset_at = vod_purge::domain::Ts::now() + Duration::from_secs(4);
+    // The reset a few seconds from now, written as a time of day in UTC: taken right before the
+    // application starts, with room for the hold to begin before it (checked below).
+    let reset_at = vod_purge::domain::Ts::now() + Duration::from_secs(6);
     let seconds = reset_at.0.div_euclid(1000).rem_euclid(86_400);
     let reset = format!(
         "{:02}:{:02}:{:02}Z",
@@ -210,6 +243,10 @@ async fn the_daily_reset_ends_a_hold_when_the_poll_is_unavailable() {
     fail_the_quota_poll(&app);
     drain_into_a_used_up_quota(&app).await;
     wait_for_the_hold(&app).await;
+    assert!(
+        vod_purge::domain::Ts::now() < reset_at,
+        "the hold began before the reset"
+    );
     let held = jobs_with(&app, "held").await;
     let probe_at = held
         .iter()

@@ -1,0 +1,92 @@
+//! Quota holds: which jobs are due while a task type is held, the probe whose process died, and
+//! the allowance's gate on retries.
+
+use super::*;
+
+fn quota_failure() -> Failure {
+    Failure {
+        code: "QuotaExceeded.Refresh".into(),
+        message: "used up".into(),
+        request_id: None,
+    }
+}
+
+/// Ingests `id` at `at` and claims it alone into a job 5 s later.
+async fn job_of(store: &Store, id: &str, task: TaskType, at: i64) -> Job {
+    store.ingest(ingest(&[id], task, at, None)).await.unwrap();
+    claimed(store, at + 5_000, task).await
+}
+
+each_backend! {
+    async fn a_probe_whose_lease_ran_out_is_the_probe_again(store: Store) {
+        let first = job_of(&store, "a", TaskType::Refresh, 0).await;
+        let second = job_of(&store, "b", TaskType::Refresh, 1_000).await;
+        let preload = job_of(&store, "c", TaskType::Preload, 2_000).await;
+        for (job, at) in [(&first, 5_100), (&second, 6_100)] {
+            assert!(store.record_hold(&job.id, 1, Ts(at), Ts(10_000), &quota_failure()).await.unwrap());
+        }
+        // Both held jobs are due as probes; the Preload job's lease has not run out.
+        let due = store.due_jobs(Ts(10_000), 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first.id.as_str(), second.id.as_str()]);
+        assert!(due.iter().all(|d| d.is_probe() && d.ids == 1), "{due:?}");
+        assert_eq!(store.probe_size(TaskType::Refresh).await.unwrap(), 1);
+
+        // The first goes out as the probe; while it is in flight no other probe is due.
+        let probe = store.claim_job(&first.id, Ts(10_000), Ts(15_000)).await.unwrap().unwrap();
+        assert_eq!((probe.status, probe.held_since), (JobStatus::InFlight, Some(Ts(5_100))));
+        assert_eq!(due_ids(&store, Ts(14_999)).await, Vec::<String>::new());
+        let held = store.held_tasks().await.unwrap();
+        assert_eq!((held.len(), held[0].task, held[0].jobs), (1, TaskType::Refresh, 2), "{held:?}");
+
+        // Its process dies: once the lease runs out it is due again, as the probe, and its
+        // task type stays held meanwhile.
+        let due = store.due_jobs(Ts(15_000), 10).await.unwrap();
+        assert_eq!(due[0].id, first.id, "{due:?}");
+        assert!(due[0].is_probe(), "{due:?}");
+        assert_eq!(store.held_tasks().await.unwrap().len(), 1);
+        let again = store.claim_job(&first.id, Ts(15_000), Ts(20_000)).await.unwrap().unwrap();
+        assert_eq!((again.attempts, again.held_since), (3, Some(Ts(5_100))));
+        // The probe's answer cannot be recorded either (the attempt was taken over): still due.
+        assert!(!store.record_hold(&first.id, 1, Ts(15_100), Ts(30_000), &quota_failure()).await.unwrap());
+        assert_eq!(due_ids(&store, Ts(20_000)).await[0], first.id);
+        let again = store.claim_job(&first.id, Ts(20_000), Ts(25_000)).await.unwrap().unwrap();
+
+        // The probe goes through: the hold ends, the other held job is a retry due now.
+        let success = Success { vod_job_id: Some("v".into()), ..Success::default() };
+        assert!(store.record_success(&again.id, again.attempts, Ts(20_100), &success).await.unwrap());
+        assert_eq!(store.release_held(TaskType::Refresh, Ts(20_100)).await.unwrap(), 1);
+        assert_eq!(store.held_tasks().await.unwrap(), vec![]);
+        let due = store.due_jobs(Ts(20_100), 10).await.unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert!(!due[0].is_probe() && due[0].id == second.id, "{due:?}");
+        let _ = preload;
+    }
+}
+
+each_backend! {
+    async fn the_allowance_gates_retries_by_priority_and_task(store: Store) {
+        let refresh = job_of(&store, "a", TaskType::Refresh, 0).await;
+        let preload = job_of(&store, "b", TaskType::Preload, 1_000).await;
+        let failure = Failure { code: "InternalError".into(), message: "x".into(), request_id: None };
+        for (job, at) in [(&refresh, 5_100), (&preload, 6_100)] {
+            assert!(store.record_retry(&job.id, 1, Ts(at), Ts(7_000), &failure).await.unwrap());
+        }
+        let ids = |gate: fn(TaskType) -> RetryGate| {
+            let store = store.clone();
+            async move {
+                let due = store.due_jobs_gated(Ts(7_000), 10, gate).await.unwrap();
+                due.into_iter().map(|d| d.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids(|_| RetryGate::All).await, [refresh.id.clone(), preload.id.clone()]);
+        assert_eq!(ids(|_| RetryGate::UrgentOnly).await, Vec::<String>::new(), "both are normal");
+        assert_eq!(
+            ids(|t| if t == TaskType::Refresh { RetryGate::Closed } else { RetryGate::All }).await,
+            [preload.id.clone()]
+        );
+        assert_eq!(
+            ids(|t| if t == TaskType::Preload { RetryGate::Closed } else { RetryGate::All }).await,
+            [refresh.id.clone()]
+        );
+    }
+}
