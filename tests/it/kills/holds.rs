@@ -1,5 +1,6 @@
-//! Killed while the daily quota holds the jobs: with the hold's probe in flight, and between
-//! probes. Events that arrive during the hold wait behind it and must go out too.
+//! Killed while the daily quota holds the jobs: with the hold's probe in flight (hanging at VOD,
+//! or carried out and its answer late), and between probes. Events that arrive during the hold
+//! wait behind it and must go out too.
 
 use super::*;
 
