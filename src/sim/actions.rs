@@ -217,6 +217,7 @@ fn refresh_media_play_urls(
         "SliceCount": slice_count,
     })
     .to_string();
+    let failing_now = lock(&state.faults).failing_submissions.clone();
     let items = ok
         .iter()
         .enumerate()
@@ -224,9 +225,7 @@ fn refresh_media_play_urls(
             let failure = if position >= within_quota {
                 Some((quota_code, quota_message.as_str()))
             } else {
-                state
-                    .failing
-                    .contains(media_id)
+                (state.failing.contains(media_id) || failing_now.contains(media_id))
                     .then(|| submission_failure(task_type))
             };
             // A failed submission submitted no URL.

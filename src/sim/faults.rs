@@ -43,6 +43,15 @@ pub struct Faults {
     /// faster than the share left to it is throttled within the second, as an API gateway's
     /// per-second counter does.
     pub qps_window: bool,
+    /// While set, authenticated calls of this action (`RefreshMediaPlayUrls`, say) hang: each
+    /// is listed as it arrives (`GET /_sim/stalled`) and gets no answer until the fault is
+    /// cleared or names another action; it is then answered `ServiceUnavailable` (503) with
+    /// nothing done, and recorded. A caller killed meanwhile was killed with its call in flight,
+    /// and the call never counts as a purge.
+    pub stall_action: Option<String>,
+    /// Media IDs whose submission fails, as `--failing` ones do, in the calls made while they are
+    /// listed: the call accepts them and `GetMediaRefreshJobs` reports them `fail`.
+    pub failing_submissions: Vec<String>,
 }
 
 impl Default for Faults {
@@ -61,6 +70,8 @@ impl Default for Faults {
             fail_action: None,
             qps: None,
             qps_window: false,
+            stall_action: None,
+            failing_submissions: Vec::new(),
         }
     }
 }
@@ -110,6 +121,9 @@ impl Faults {
         parse_error_code(&self.error_code)?;
         if self.qps == Some(0) {
             return Err("qps must be at least 1".to_owned());
+        }
+        if self.stall_action.as_deref() == Some("") {
+            return Err("stall_action names no action".to_owned());
         }
         if let Some(code) = &self.sts_error_code {
             parse_error_code(code)?;

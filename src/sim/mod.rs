@@ -11,9 +11,10 @@
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
 //! defaults). Among them `qps` lowers the per-second limit at runtime, as another client taking
-//! a share of the account's limit does. `GET`/`PUT /_sim/quota` shows and sets what is left of
-//! today's quotas (`{"refresh_remaining": 0}` uses the refresh quota up; a larger figure gives it
-//! back, as the reset at midnight does).
+//! a share of the account's limit does, and `stall_action` makes the calls of one action hang
+//! until it is cleared (`GET /_sim/stalled` lists them as they arrive). `GET`/`PUT /_sim/quota`
+//! shows and sets what is left of today's quotas (`{"refresh_remaining": 0}` uses the refresh
+//! quota up; a larger figure gives it back, as the reset at midnight does).
 //!
 //! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
 //! (`docs/alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
@@ -38,6 +39,7 @@ mod gateway;
 mod ledger;
 mod reply;
 mod server;
+mod stall;
 mod state;
 mod sts;
 mod verify;

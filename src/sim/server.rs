@@ -18,7 +18,7 @@ use super::gateway::{self, Incoming};
 use super::ledger::{QuotaChange, QuotaView};
 use super::reply::{ApiError, error_body, json_response, new_request_id};
 use super::state::{RecordedCall, SimState, lock};
-use super::sts;
+use super::{stall, sts};
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call
 /// [`SimHandle::stop`] to shut it down.
@@ -77,6 +77,12 @@ impl SimHandle {
         lock(&self.state.calls).all()
     }
 
+    /// Every call that arrived while its action was stalled (the `stall_action` fault), oldest
+    /// first, with status 0: what reached the simulator and was not answered then.
+    pub fn stalled(&self) -> Vec<RecordedCall> {
+        lock(&self.state.stalled).all()
+    }
+
     pub fn clear_calls(&self) {
         lock(&self.state.calls).clear();
     }
@@ -88,7 +94,7 @@ impl SimHandle {
     /// `error_code`): this is a test helper, and a wrong fault setup is a bug in the test.
     pub fn set_faults(&self, faults: Faults) {
         match faults.normalised(self.state.clock.now_ms()) {
-            Ok(faults) => *lock(&self.state.faults) = faults,
+            Ok(faults) => self.state.replace_faults(faults),
             Err(msg) => panic!("invalid simulator faults: {msg}"),
         }
     }
@@ -135,6 +141,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_calls))
             .route(web::delete().to(clear_calls)),
     )
+    .route("/_sim/stalled", web::get().to(list_stalled))
     .service(
         web::resource("/_sim/faults")
             .route(web::get().to(get_faults))
@@ -170,6 +177,9 @@ fn host_id(req: &HttpRequest) -> String {
 /// The VOD RPC endpoint: every call is answered, recorded, and delayed by `latency_ms` (the
 /// calls of `latency_action` only, when that is set).
 async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    if let Some((status, body)) = stall::hang(&req, &body, &state).await {
+        return json_response(status, &body);
+    }
     let (status, answer) = answer_rpc(&req, &body, &state, gateway::handle);
     let content_type = req
         .headers()
@@ -198,7 +208,7 @@ pub(super) fn answer_rpc(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let mut incoming = gateway::collect_params(req.query_string(), content_type, body);
+    let incoming = gateway::collect_params(req.query_string(), content_type, body);
     let outcome = handler(state, &method, &incoming);
 
     let request_id = new_request_id();
@@ -216,11 +226,23 @@ pub(super) fn answer_rpc(
         ),
     };
 
+    lock(&state.calls).push(recorded(req, incoming, at_ms, status, code));
+    (status, body)
+}
+
+/// The record of a call to `/` (its parameters but the signature) answered with `status`.
+pub(super) fn recorded(
+    req: &HttpRequest,
+    mut incoming: Incoming,
+    at_ms: i64,
+    status: u16,
+    code: Option<String>,
+) -> RecordedCall {
     incoming.params.remove("Signature");
     let param = |name: &str| incoming.params.get(name).cloned();
-    let call = RecordedCall {
+    RecordedCall {
         at_ms,
-        method,
+        method: req.method().as_str().to_owned(),
         action: param("Action").unwrap_or_default(),
         access_key_id: param("AccessKeyId").unwrap_or_default(),
         media_ids: param("MediaIds")
@@ -230,9 +252,7 @@ pub(super) fn answer_rpc(
         status,
         code,
         params: incoming.params,
-    };
-    lock(&state.calls).push(call);
-    (status, body)
+    }
 }
 
 async fn unsupported_method(req: HttpRequest) -> HttpResponse {
@@ -263,6 +283,10 @@ async fn list_calls(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(lock(&state.calls).all())
 }
 
+async fn list_stalled(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&state.stalled).all())
+}
+
 async fn clear_calls(state: web::Data<SimState>) -> HttpResponse {
     lock(&state.calls).clear();
     HttpResponse::NoContent().finish()
@@ -278,7 +302,7 @@ async fn put_faults(body: web::Bytes, state: web::Data<SimState>) -> HttpRespons
         .and_then(|faults| faults.normalised(state.clock.now_ms()));
     match parsed {
         Ok(faults) => {
-            *lock(&state.faults) = faults.clone();
+            state.replace_faults(faults.clone());
             HttpResponse::Ok().json(faults)
         }
         Err(message) => HttpResponse::BadRequest().json(serde_json::json!({ "error": message })),

@@ -70,6 +70,10 @@ pub struct SimState {
     pub quota: Mutex<QuotaState>,
     pub calls: Mutex<CallLog>,
     pub faults: Mutex<Faults>,
+    /// The action named by the `stall_action` fault, for the calls hanging on it to watch.
+    pub stall: tokio::sync::watch::Sender<Option<String>>,
+    /// The calls that arrived while their action was stalled, oldest first (`GET /_sim/stalled`).
+    pub stalled: Mutex<CallLog>,
     /// STS keys handed out, by AccessKeyId.
     pub issued: Mutex<IssuedKeys>,
     /// IMDSv2 session tokens handed out → epoch milliseconds at which each expires.
@@ -171,6 +175,15 @@ impl SimState {
     }
 }
 
+impl SimState {
+    /// Puts `faults` (already normalised) in force, releasing the calls whose stall they end.
+    pub fn replace_faults(&self, faults: Faults) {
+        let stall = faults.stall_action.clone();
+        *lock(&self.faults) = faults;
+        self.stall.send_replace(stall);
+    }
+}
+
 /// Locks a store; a handler that panicked mid-update leaves maps that are still usable.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -221,6 +234,8 @@ impl SimState {
             jobs: Mutex::new(JobStore::new(cfg.max_jobs)),
             quota: Mutex::new(QuotaState::new(cfg.quota_refresh, cfg.quota_preload)),
             calls: Mutex::new(CallLog::new(cfg.max_recorded_calls, calls_file)),
+            stall: tokio::sync::watch::Sender::new(faults.stall_action.clone()),
+            stalled: Mutex::new(CallLog::new(cfg.max_recorded_calls, None)),
             faults: Mutex::new(faults),
             issued: Mutex::new(IssuedKeys::default()),
             imds_tokens: Mutex::new(HashMap::new()),

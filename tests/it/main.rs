@@ -3,6 +3,7 @@ mod drills;
 mod fuzz_props;
 mod hardening;
 mod ingress;
+mod kills;
 mod merge_log;
 mod monitoring;
 mod ops;

@@ -121,4 +121,5 @@ async fn fixed_sim(cfg: SimConfig) -> SimHandle {
 mod gateway;
 mod limits;
 mod recording;
+mod stall;
 mod sts;
