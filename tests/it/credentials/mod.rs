@@ -105,6 +105,23 @@ async fn purge_one(app: &TestApp, id: &str) -> RecordedCall {
         .unwrap()
 }
 
+/// Each credential the simulator handed out was replaced while it was still valid: every key
+/// after the first was issued before the one before it expired. (Callers wait while no valid
+/// credential is held, so a renewal that came late would show nowhere else.) Returns how many
+/// keys were handed out.
+fn assert_renewed_before_expiry(sim: &SimHandle) -> usize {
+    let keys = sim.issued_keys();
+    for pair in keys.windows(2) {
+        let ((old_id, old), (new_id, new)) = (&pair[0], &pair[1]);
+        assert!(
+            new.issued_ms < old.expires_ms,
+            "{new_id} was issued {} ms after {old_id} had expired",
+            new.issued_ms - old.expires_ms
+        );
+    }
+    keys.len()
+}
+
 fn assert_no_expired_token_was_sent(app: &TestApp) {
     let refused: Vec<_> = app
         .refresh_calls()
