@@ -14,7 +14,7 @@ use crate::support::{TestApp, settings, spawn_with_settings, wait_until};
 const ROLE: &str = "acs:ram::1234567890123456:role/vod-purge";
 const OIDC_PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c123";
 
-fn sim_config(lifetime: Duration) -> SimConfig {
+pub(crate) fn sim_config(lifetime: Duration) -> SimConfig {
     SimConfig {
         sts_lifetime: lifetime,
         quota_refresh: 10_000_000,
@@ -73,7 +73,17 @@ pub(crate) async fn rrsa_app(
     token: &str,
     adjust: impl FnOnce(&mut vod_purge::config::Settings),
 ) -> (TestApp, std::path::PathBuf) {
-    let sim = sim::start(sim_config(lifetime)).await.unwrap();
+    rrsa_app_on(sim_config(lifetime), choice, token, adjust).await
+}
+
+/// [`rrsa_app`] with a simulator started from `sim` (see [`sim_config`]).
+pub(crate) async fn rrsa_app_on(
+    sim: SimConfig,
+    choice: &str,
+    token: &str,
+    adjust: impl FnOnce(&mut vod_purge::config::Settings),
+) -> (TestApp, std::path::PathBuf) {
+    let sim = sim::start(sim).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, token).unwrap();
