@@ -126,6 +126,7 @@ async fn due_ids(store: &Store, now: Ts) -> Vec<String> {
 }
 
 mod claims;
+mod due_times;
 mod ingest;
 mod jobs;
 mod leadership;
