@@ -39,6 +39,13 @@ enum Step {
         quiet: usize,
         urgent: bool,
     },
+    /// One request naming every ID (a bulk import), `after` ms later; `urgent[id]` marks the
+    /// urgent ones. It makes batches of more than `BATCH` due items.
+    Bulk {
+        after: i64,
+        quiet: usize,
+        urgent: Vec<bool>,
+    },
     /// A normal event for ID `id` exactly at its pending item's `last_seen + quiet` (at the
     /// clock when none is pending).
     EventAtQuietEnd { id: usize, quiet: usize },
@@ -56,7 +63,9 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         8 => (0..IDS, after.clone(), skew, quiet.clone(), proptest::bool::weighted(0.2))
             .prop_map(|(id, after, skew, quiet, urgent)| Step::Event { id, after, skew, quiet, urgent }),
-        2 => (0..IDS, quiet).prop_map(|(id, quiet)| Step::EventAtQuietEnd { id, quiet }),
+        2 => (0..IDS, quiet.clone()).prop_map(|(id, quiet)| Step::EventAtQuietEnd { id, quiet }),
+        1 => (after.clone(), quiet, proptest::collection::vec(proptest::bool::weighted(0.3), IDS))
+            .prop_map(|(after, quiet, urgent)| Step::Bulk { after, quiet, urgent }),
         2 => after.prop_map(|after| Step::Claim { after }),
         1 => (0..IDS).prop_map(|id| Step::ClaimAtDue { id }),
     ];
@@ -100,23 +109,32 @@ impl Replay<'_> {
         self.model.items().find(|p| p.key == key)
     }
 
-    async fn event(&mut self, id: usize, at: i64, quiet: u64, priority: Priority) -> Result<(), TestCaseError> {
+    /// One request at `at` with an event for each of `events` (ID, priority), from a source
+    /// with the quiet delay `quiet`.
+    async fn request(
+        &mut self,
+        at: i64,
+        quiet: u64,
+        events: &[(usize, Priority)],
+    ) -> Result<(), TestCaseError> {
         let debounce = Debounce {
             quiet: Duration::from_millis(quiet),
             max_wait: MAX_WAIT,
         };
-        let media_id = self.media(id);
-        self.model
-            .push_event(self.key(&media_id), Ts(at), debounce, priority);
         let mut request = ingest(&[], TaskType::Refresh, at, None);
-        request.items = vec![NewItem {
-            media_id,
-            task: TaskType::Refresh,
-            options: PurgeOptions::default(),
-            fingerprint: self.fingerprint.clone(),
-            debounce: debounce.for_priority(priority),
-            priority,
-        }];
+        for &(id, priority) in events {
+            let media_id = self.media(id);
+            self.model
+                .push_event(self.key(&media_id), Ts(at), debounce, priority);
+            request.items.push(NewItem {
+                media_id,
+                task: TaskType::Refresh,
+                options: PurgeOptions::default(),
+                fingerprint: self.fingerprint.clone(),
+                debounce: debounce.for_priority(priority),
+                priority,
+            });
+        }
         self.store.ingest(request).await.map_err(fail)?;
         Ok(())
     }
@@ -254,7 +272,7 @@ async fn replay(store: &Store, case: usize, steps: &[Step]) -> Result<(), TestCa
                     Priority::Normal
                 };
                 replay
-                    .event(id, replay.now - skew, QUIETS[quiet], priority)
+                    .request(replay.now - skew, QUIETS[quiet], &[(id, priority)])
                     .await?;
                 replay.compare(&[id], n, step).await?;
             }
@@ -264,9 +282,23 @@ async fn replay(store: &Store, case: usize, steps: &[Step]) -> Result<(), TestCa
                     .map_or(replay.now, |p| (p.timing.last_seen + p.timing.quiet).0);
                 replay.now = replay.now.max(at);
                 replay
-                    .event(id, at, QUIETS[quiet], Priority::Normal)
+                    .request(at, QUIETS[quiet], &[(id, Priority::Normal)])
                     .await?;
                 replay.compare(&[id], n, step).await?;
+            }
+            Step::Bulk {
+                after,
+                quiet,
+                ref urgent,
+            } => {
+                replay.now += after;
+                let events: Vec<(usize, Priority)> = urgent
+                    .iter()
+                    .enumerate()
+                    .map(|(id, &u)| (id, if u { Priority::Urgent } else { Priority::Normal }))
+                    .collect();
+                replay.request(replay.now, QUIETS[quiet], &events).await?;
+                replay.compare(&all, n, step).await?;
             }
             Step::Claim { after } => {
                 replay.now += after;
