@@ -108,7 +108,11 @@ fn the_matchers_of_the_rules_are_read() {
     let wanted = [
         ("vod_purge_jobs_finished_total", "status", "failed"),
         ("vod_purge_vod_calls_total", "outcome", "retryable"),
-        ("vod_purge_deliveries_total", "outcome", "timestamp_out_of_tolerance"),
+        (
+            "vod_purge_deliveries_total",
+            "outcome",
+            "timestamp_out_of_tolerance",
+        ),
     ];
     for (name, label, value) in wanted {
         let matcher = (name.to_owned(), label.to_owned(), value.to_owned());
@@ -120,7 +124,11 @@ fn the_matchers_of_the_rules_are_read() {
                    vod_purge_vod_calls_total{code=\"\",outcome=\"success\"} 3\n\
                    vod_purge_vod_calls_total_other{outcome=\"retryable\"} 1\n";
     let series = |label: &str, value: &str| {
-        ("vod_purge_vod_calls_total".to_owned(), label.to_owned(), value.to_owned())
+        (
+            "vod_purge_vod_calls_total".to_owned(),
+            label.to_owned(),
+            value.to_owned(),
+        )
     };
     assert!(has_series(metrics, &series("outcome", "success")));
     assert!(!has_series(metrics, &series("outcome", "retryable")));
@@ -145,7 +153,10 @@ async fn refused_deliveries(app: &TestApp) {
         post("sw")
             .header("webhook-id", "msg_stale")
             .header("webhook-timestamp", "1000000000")
-            .header("webhook-signature", "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="),
+            .header(
+                "webhook-signature",
+                "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            ),
     ];
     for request in requests {
         let status = request.send().await.unwrap().status();
@@ -208,7 +219,10 @@ async fn every_series_the_rules_and_the_dashboard_select_is_exported() {
         error_code: "InvalidParameter".into(),
         ..Faults::default()
     });
-    assert_eq!(app.webhook(json!({"media_ids": ["doomed"]})).await.status(), 202);
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["doomed"]})).await.status(),
+        202
+    );
     wait_until(Duration::from_secs(20), "the failed job", || async {
         app.get_json("/jobs?status=failed").await["jobs"]
             .as_array()
@@ -221,7 +235,12 @@ async fn every_series_the_rules_and_the_dashboard_select_is_exported() {
         fail_action: Some("RefreshMediaPlayUrls".into()),
         ..Faults::default()
     });
-    assert_eq!(app.webhook(json!({"media_ids": ["retried"]})).await.status(), 202);
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["retried"]}))
+            .await
+            .status(),
+        202
+    );
     wait_until(Duration::from_secs(20), "the retried purge", || async {
         app.successful_calls()
             .iter()

@@ -239,9 +239,12 @@ async fn a_replica_that_stores_an_item_wakes_the_others() {
         async move { leader.relay_wakes(token).await }
     });
     // The leader's relay says when its LISTEN has started: a NOTIFY sent before is not seen.
-    tokio::time::timeout(std::time::Duration::from_secs(10), leader.wake().listening())
-        .await
-        .expect("the leader's relay listens");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        leader.wake().listening(),
+    )
+    .await
+    .expect("the leader's relay listens");
     // The leader's idle flusher sleeps for an hour.
     leader.wake().deciding();
     leader.wake().sleeping_until(Ts(i64::MAX - 1));

@@ -168,8 +168,7 @@ fn signatures_of_the_independent_signer() {
     // The digest VOD's documentation prints for its example: the independent signer must give
     // it, so that it and the verifier cannot share one misreading of the scheme.
     assert_eq!(
-        documented.headers["X-VOD-SIGNATURE"],
-        DOCUMENTED_DIGEST,
+        documented.headers["X-VOD-SIGNATURE"], DOCUMENTED_DIGEST,
         "the fixture's signer"
     );
 }
@@ -191,7 +190,10 @@ fn the_verifier_accepts_the_documentations_example_digest() {
         ]
     };
     let at = Ts(1_519_375_990_000);
-    assert_eq!(verify(&source, &pairs(DOCUMENTED_DIGEST), b"{}", at), Ok(()));
+    assert_eq!(
+        verify(&source, &pairs(DOCUMENTED_DIGEST), b"{}", at),
+        Ok(())
+    );
     // One hex digit off is another digest.
     let off = DOCUMENTED_DIGEST.replace("c72b", "c72c");
     assert_eq!(

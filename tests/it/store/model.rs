@@ -241,7 +241,14 @@ impl Replay<'_> {
                 modelled.insert(media.to_string(), seen);
             }
         }
-        prop_assert_eq!(stored, modelled, "after step {} {:?} at {}", n, step, self.now);
+        prop_assert_eq!(
+            stored,
+            modelled,
+            "after step {} {:?} at {}",
+            n,
+            step,
+            self.now
+        );
         Ok(())
     }
 }
@@ -295,7 +302,16 @@ async fn replay(store: &Store, case: usize, steps: &[Step]) -> Result<(), TestCa
                 let events: Vec<(usize, Priority)> = urgent
                     .iter()
                     .enumerate()
-                    .map(|(id, &u)| (id, if u { Priority::Urgent } else { Priority::Normal }))
+                    .map(|(id, &u)| {
+                        (
+                            id,
+                            if u {
+                                Priority::Urgent
+                            } else {
+                                Priority::Normal
+                            },
+                        )
+                    })
                     .collect();
                 replay.request(replay.now, QUIETS[quiet], &events).await?;
                 replay.compare(&all, n, step).await?;
