@@ -65,6 +65,13 @@ pub(super) fn checked_delivery_id(id: Option<String>) -> Result<Option<String>, 
 /// length a client declares.
 const FIRST_BUFFER: usize = 8 * 1024;
 
+/// The capacity a body buffer starts with when the client declares `declared` bytes: what it
+/// declares, up to [`FIRST_BUFFER`]. A declared length is a promise, not bytes received: a
+/// stranger who declares 1 MiB and sends one byte holds 8 KiB, not 1 MiB.
+fn first_capacity(declared: Option<usize>) -> usize {
+    declared.unwrap_or(0).min(FIRST_BUFFER)
+}
+
 /// Reads the whole body within `server.body_timeout`, refusing it as soon as it passes
 /// `server.max_body_bytes`.
 pub(super) async fn read_body(
@@ -100,7 +107,7 @@ async fn read_limited(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(FIRST_BUFFER));
+    let mut body = web::BytesMut::with_capacity(first_capacity(declared));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}"))
@@ -111,4 +118,24 @@ async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_starts_at_what_is_declared_up_to_eight_kib() {
+        for (declared, capacity) in [
+            (None, 0),
+            (Some(0), 0),
+            (Some(300), 300),
+            (Some(8 * 1024), 8 * 1024),
+            (Some(8 * 1024 + 1), 8 * 1024),
+            (Some(1024 * 1024), 8 * 1024),
+            (Some(usize::MAX), 8 * 1024),
+        ] {
+            assert_eq!(first_capacity(declared), capacity, "{declared:?}");
+        }
+    }
 }

@@ -91,21 +91,23 @@ mod tests {
         (a - b).abs() < 0.05
     }
 
+    // The expected rates are literals, worked out by hand from the curve's definition, so that
+    // a wrong formula cannot agree with itself.
+
     #[test]
     fn a_cut_keeps_seven_tenths_of_what_got_through_and_climbs_back_in_a_curve() {
         let mut c = Cubic::new(50.0);
         assert_eq!(c.rate(0.0), 50.0);
         // Throttled at 50 with 40 a second getting through: the plateau is 40, the rate 28.
         assert!(c.on_throttled(10.0, 9.9, 40.0));
-        // K = cbrt(40 · 0.3 / 0.4) = cbrt(30) = 3.107 s to climb back to the plateau.
-        let k = 30f64.cbrt();
+        // K = cbrt(40 · 0.3 / 0.4) = cbrt(30) = 3.1072 s to climb back to the plateau.
         let table = [
             (10.0, 28.0),
-            (10.5, 40.0 - 0.4 * (k - 0.5).powi(3)),
-            (10.0 + k, 40.0),
-            (11.0 + k, 40.4),
-            (12.0 + k, 43.2),
-            (13.0 + k, 50.0), // 40 + 0.4 · 27 = 50.8, capped at the maximum
+            (10.5, 32.911), // 40 − 0.4 · (3.1072 − 0.5)³
+            (13.1072, 40.0),
+            (14.1072, 40.4),
+            (15.1072, 43.2),
+            (16.1072, 50.0), // 40 + 0.4 · 27 = 50.8, capped at the maximum
             (30.0, 50.0),
         ];
         for (now, want) in table {
@@ -135,14 +137,11 @@ mod tests {
         // Within a second of the cut: the same episode.
         assert!(!c.on_throttled(5.9, 5.8, 0.0));
         // A call sent a second after the cut is throttled: a new episode, from the rate then.
+        // One second after the cut of 50 (K = cbrt(37.5) = 3.3472): 50 − 0.4 · 2.3472³ = 44.828,
+        // and 0.7 of that is 31.379.
+        assert!(near(c.rate(6.0), 44.828), "{}", c.rate(6.0));
         assert!(c.on_throttled(6.0, 6.0, 0.0));
-        let at_six = Cubic {
-            cut_at: Some(5.0),
-            last_max: 50.0,
-            max: 50.0,
-        }
-        .rate(6.0);
-        assert!(near(c.rate(6.0), at_six * BETA));
+        assert!(near(c.rate(6.0), 31.379), "{}", c.rate(6.0));
     }
 
     #[test]
@@ -153,7 +152,15 @@ mod tests {
             c.on_throttled(t, t, 0.5);
         }
         assert_eq!(c.rate(29.0), 1.0, "0.7 of one call a second, floored");
-        assert!(c.rate(30.0) < 1.01);
-        assert!(c.rate(30.0) < 50.0, "still below the maximum");
+        // From the plateau of one call a second (K = cbrt(0.75) = 0.9086) the curve climbs back:
+        // 1 + 0.4 · (t − 0.9086)³ seconds after the last cut.
+        let table = [(30.0, 1.0003), (31.0, 1.520), (32.0, 4.659), (33.0, 12.818)];
+        for (now, want) in table {
+            assert!(
+                near(c.rate(now), want),
+                "at {now}: {} != {want}",
+                c.rate(now)
+            );
+        }
     }
 }

@@ -56,7 +56,7 @@ pub use config::{Account, ImdsMode, SimConfig};
 pub use faults::Faults;
 pub use ledger::{QuotaChange, QuotaView};
 pub use server::{SimHandle, start, start_with_listener};
-pub use state::RecordedCall;
+pub use state::{IssuedKey, RecordedCall};
 
 /// Command-line arguments of `vod-purge sim`.
 #[derive(Debug, clap::Args)]

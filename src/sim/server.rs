@@ -83,6 +83,12 @@ impl SimHandle {
         lock(&self.state.stalled).all()
     }
 
+    /// The temporary keys STS, the metadata service and the credentials URI handed out, with
+    /// their AccessKeyIds, oldest first.
+    pub fn issued_keys(&self) -> Vec<(String, super::state::IssuedKey)> {
+        lock(&self.state.issued).all()
+    }
+
     pub fn clear_calls(&self) {
         lock(&self.state.calls).clear();
     }

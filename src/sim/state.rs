@@ -88,6 +88,8 @@ pub struct SimState {
 pub struct IssuedKey {
     pub secret: String,
     pub token: String,
+    /// When it was handed out, epoch milliseconds by the simulator's clock.
+    pub issued_ms: i64,
     pub expires_ms: i64,
 }
 
@@ -115,6 +117,7 @@ impl IssuedKeys {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             ),
+            issued_ms: now_ms,
             expires_ms,
         };
         self.keys.insert(id.clone(), key.clone());
@@ -123,6 +126,17 @@ impl IssuedKeys {
 
     pub fn get(&self, access_key_id: &str) -> Option<&IssuedKey> {
         self.keys.get(access_key_id)
+    }
+
+    /// Every key handed out (and not yet forgotten) with its AccessKeyId, oldest first.
+    pub fn all(&self) -> Vec<(String, IssuedKey)> {
+        let mut all: Vec<(String, IssuedKey)> = self
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.clone()))
+            .collect();
+        all.sort_by_key(|(id, key)| (key.issued_ms, id.clone()));
+        all
     }
 }
 

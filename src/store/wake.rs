@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::domain::Ts;
 use crate::store::Ingest;
@@ -23,6 +23,10 @@ pub struct Wake {
     /// announcement wakes it), `i64::MIN` while it works (nothing to wake).
     planned: AtomicI64,
     notify: Notify,
+    /// Whether the relay listens for the other replicas' announcements (PostgreSQL's `LISTEN`
+    /// has returned): until then a replica's `NOTIFY` is lost on this one, and whoever must
+    /// not miss one (a test, say) waits on [`Wake::listening`].
+    listening: watch::Sender<bool>,
 }
 
 impl Default for Wake {
@@ -30,6 +34,7 @@ impl Default for Wake {
         Wake {
             planned: AtomicI64::new(i64::MIN),
             notify: Notify::new(),
+            listening: watch::Sender::new(false),
         }
     }
 }
@@ -68,6 +73,18 @@ impl Wake {
     /// Resolves when an announcement wakes the flusher (at once if one came while it decided).
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+
+    /// The relay started (`true`, once `LISTEN` has returned) or stopped listening.
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.send_replace(listening);
+    }
+
+    /// Resolves once the relay listens for other replicas' announcements (at once if it does).
+    pub async fn listening(&self) {
+        let mut listening = self.listening.subscribe();
+        // The sender lives as long as `self`: the wait ends only when the relay listens.
+        let _ = listening.wait_for(|on| *on).await;
     }
 }
 

@@ -107,7 +107,9 @@ async fn browser_scenario(test: &str, store_url: Option<&str>) {
     // Which replica flushes: this one (on PostgreSQL, read from the session holding the lock).
     let status = app.get_json("/ui/status.json").await;
     let flusher = &status["flusher"];
-    assert_eq!(flusher["replica_flushing"], flusher["replica"], "{status}");
+    let here = flusher["replica"].as_str().filter(|r| !r.is_empty());
+    assert_eq!(here, Some(vod_purge::telemetry::host_name()), "{status}");
+    assert_eq!(flusher["replica_flushing"].as_str(), here, "{status}");
     browser.wait_text("#flusher", "is flushing").await;
 
     // The media search.
@@ -261,6 +263,14 @@ async fn the_page_is_locked_down_and_its_figures_are_in_the_api() {
         "{status}"
     );
     assert_eq!(status["flusher"]["active_here"], true);
+    // Which replica flushes: this one, named (both fields present, not two nulls).
+    let here = status["flusher"]["replica"].as_str();
+    assert_eq!(here, Some(vod_purge::telemetry::host_name()), "{status}");
+    assert_eq!(
+        status["flusher"]["replica_flushing"].as_str(),
+        here,
+        "{status}"
+    );
     assert_eq!(status["queue"]["pending"], 0);
     wait_until(Duration::from_secs(5), "the quota poll", || async {
         app.get_json("/ui/status.json").await["quota"][0]["kind"] == "refresh"

@@ -239,8 +239,14 @@ async fn a_replica_that_stores_an_item_wakes_the_others() {
         let (leader, token) = (leader.clone(), token.clone());
         async move { leader.relay_wakes(token).await }
     });
-    // The leader's idle flusher sleeps for an hour; the listener needs a moment to start.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The leader's relay says when its LISTEN has started: a NOTIFY sent before is not seen.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        leader.wake().listening(),
+    )
+    .await
+    .expect("the leader's relay listens");
+    // The leader's idle flusher sleeps for an hour.
     leader.wake().deciding();
     leader.wake().sleeping_until(Ts(i64::MAX - 1));
     let now = Ts::now().0;

@@ -265,6 +265,7 @@ impl PgStore {
             let listened = async {
                 let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
                 listener.listen(wake::CHANNEL).await?;
+                wake.set_listening(true);
                 loop {
                     let notification = listener.recv().await?;
                     match notification.payload().parse::<i64>() {
@@ -278,9 +279,14 @@ impl PgStore {
                 #[allow(unreachable_code)]
                 Ok::<(), sqlx::Error>(())
             };
-            tokio::select! {
-                _ = token.cancelled() => return,
-                result = listened => {
+            let stopped = tokio::select! {
+                _ = token.cancelled() => None,
+                result = listened => Some(result),
+            };
+            wake.set_listening(false);
+            match stopped {
+                None => return,
+                Some(result) => {
                     if let Err(error) = result {
                         tracing::debug!(error = %error, "the due-time listener stopped; reconnecting");
                     }

@@ -14,7 +14,7 @@ use crate::support::{TestApp, settings, spawn_with_settings, wait_until};
 const ROLE: &str = "acs:ram::1234567890123456:role/vod-purge";
 const OIDC_PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c123";
 
-fn sim_config(lifetime: Duration) -> SimConfig {
+pub(crate) fn sim_config(lifetime: Duration) -> SimConfig {
     SimConfig {
         sts_lifetime: lifetime,
         quota_refresh: 10_000_000,
@@ -73,7 +73,17 @@ pub(crate) async fn rrsa_app(
     token: &str,
     adjust: impl FnOnce(&mut vod_purge::config::Settings),
 ) -> (TestApp, std::path::PathBuf) {
-    let sim = sim::start(sim_config(lifetime)).await.unwrap();
+    rrsa_app_on(sim_config(lifetime), choice, token, adjust).await
+}
+
+/// [`rrsa_app`] with a simulator started from `sim` (see [`sim_config`]).
+pub(crate) async fn rrsa_app_on(
+    sim: SimConfig,
+    choice: &str,
+    token: &str,
+    adjust: impl FnOnce(&mut vod_purge::config::Settings),
+) -> (TestApp, std::path::PathBuf) {
+    let sim = sim::start(sim).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, token).unwrap();
@@ -103,6 +113,23 @@ async fn purge_one(app: &TestApp, id: &str) -> RecordedCall {
         .into_iter()
         .find(|c| c.media_ids.iter().any(|m| m == id))
         .unwrap()
+}
+
+/// Each credential the simulator handed out was replaced while it was still valid: every key
+/// after the first was issued before the one before it expired. (Callers wait while no valid
+/// credential is held, so a renewal that came late would show nowhere else.) Returns how many
+/// keys were handed out.
+fn assert_renewed_before_expiry(sim: &SimHandle) -> usize {
+    let keys = sim.issued_keys();
+    for pair in keys.windows(2) {
+        let ((old_id, old), (new_id, new)) = (&pair[0], &pair[1]);
+        assert!(
+            new.issued_ms < old.expires_ms,
+            "{new_id} was issued {} ms after {old_id} had expired",
+            new.issued_ms - old.expires_ms
+        );
+    }
+    keys.len()
 }
 
 fn assert_no_expired_token_was_sent(app: &TestApp) {

@@ -77,6 +77,10 @@ async fn rrsa_renews_before_expiry_and_reads_the_token_file_again() {
     let later = purge_one(&app, "rrsa-2").await;
     assert_ne!(later.access_key_id, first.access_key_id, "a renewed key");
     assert_no_expired_token_was_sent(&app);
+    assert!(
+        assert_renewed_before_expiry(&app.sim) >= 3,
+        "the first key and two renewals"
+    );
     let metrics = app.metrics().await;
     assert!(
         metrics

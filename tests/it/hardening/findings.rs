@@ -34,10 +34,9 @@ async fn the_smaller_findings() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_delivery_id");
     let media = app.get_json("/media/long-key").await;
-    assert!(
-        media["pending"].as_array().is_none_or(Vec::is_empty),
-        "{media}"
-    );
+    assert_eq!(media["media_id"], "long-key", "{media}");
+    assert_eq!(media["pending"], json!([]), "{media}");
+    assert_eq!(media["jobs"], json!([]), "{media}");
 
     // A cursor that is not one is a 400, not the first page.
     let bad_cursor = app

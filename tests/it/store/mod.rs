@@ -126,6 +126,7 @@ async fn due_ids(store: &Store, now: Ts) -> Vec<String> {
 }
 
 mod claims;
+mod due_times;
 mod holds;
 mod ingest;
 mod jobs;
