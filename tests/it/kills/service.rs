@@ -1,13 +1,13 @@
 //! One `vod-purge serve` process of a drill, and the knobs its configuration is written from.
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::{Acked, Backing};
-use crate::support::{ADMIN_TOKEN, SOURCE_TOKEN, binary, free_port, http_client};
+use crate::support::{ADMIN_TOKEN, SOURCE_TOKEN, free_port, http_client, serve_logging_to};
 
 /// `vod.timeout`: a drill kills the process within this long of the claim it catches.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,14 +97,7 @@ impl Service {
         )
         .unwrap();
         let log = dir.join(format!("service{n}.log"));
-        let child = binary()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("vod-purge starts");
+        let child = serve_logging_to(&config, &log);
         let service = Service {
             child,
             address: format!("http://127.0.0.1:{port}"),

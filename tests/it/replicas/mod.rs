@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use vod_purge::sim::{self, RecordedCall, SimConfig};
 
 use crate::support::postgres::fresh_database;
 use crate::support::{
-    ADMIN_TOKEN, SOURCE_TOKEN, binary, free_port, http_client, spawn_on, wait_until,
+    ADMIN_TOKEN, SOURCE_TOKEN, free_port, http_client, serve_logging_to, spawn_on, wait_until,
 };
 
 /// The configured outbound rate of the failover test: low, so that a drain lasts seconds.
@@ -72,14 +72,7 @@ impl Replica {
         )
         .unwrap();
         let log = dir.join(format!("replica{n}.log"));
-        let child = binary()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("vod-purge starts");
+        let child = serve_logging_to(&config, &log);
         Replica {
             child,
             address: format!("http://127.0.0.1:{port}"),

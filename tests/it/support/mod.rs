@@ -264,6 +264,19 @@ pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_vod-purge"))
 }
 
+/// Starts `vod-purge serve` on the configuration file `config`, its log (at `info`) written to
+/// the file `log`.
+pub fn serve_logging_to(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    binary()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("the log file"))
+        .spawn()
+        .expect("vod-purge starts")
+}
+
 /// Runs `command` (a `vod-purge` subcommand) to its end; it must succeed. Returns its output.
 pub fn stdout_of(command: &mut std::process::Command) -> String {
     let out = command.output().expect("the binary runs");
