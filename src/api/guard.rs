@@ -199,10 +199,22 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(guard.failed(&bad, t0), None);
         }
-        assert_eq!(guard.refusal(&bad, t0), None, "three failures are the burst");
-        assert_eq!(guard.failed(&bad, t0), None, "answered as its failure deserves");
+        assert_eq!(
+            guard.refusal(&bad, t0),
+            None,
+            "three failures are the burst"
+        );
+        assert_eq!(
+            guard.failed(&bad, t0),
+            None,
+            "answered as its failure deserves"
+        );
         assert_eq!(guard.refusal(&bad, t0), Some(Duration::from_secs(1)));
-        assert_eq!(guard.refusal(&good, t0), None, "another client is not affected");
+        assert_eq!(
+            guard.refusal(&good, t0),
+            None,
+            "another client is not affected"
+        );
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(guard.refusal(&bad, t1), None, "the debt is paid");
     }
@@ -241,11 +253,11 @@ mod tests {
             Some(Duration::from_millis(300)),
             "refused when it failed again, and for longer"
         );
+        assert_eq!(guard.refusal(&client, t1), Some(Duration::from_millis(300)));
         assert_eq!(
-            guard.refusal(&client, t1),
-            Some(Duration::from_millis(300))
+            guard.refusal(&client, t1 + Duration::from_millis(300)),
+            None
         );
-        assert_eq!(guard.refusal(&client, t1 + Duration::from_millis(300)), None);
     }
 
     #[test]
@@ -255,8 +267,14 @@ mod tests {
         for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
             guard.failed(&key(host), t0);
         }
-        assert!(guard.refusal(&key("2001:db8:1:2::77"), t0).is_some(), "the same /64");
-        assert!(guard.refusal(&key("2001:db8:1:3::1"), t0).is_none(), "another /64");
+        assert!(
+            guard.refusal(&key("2001:db8:1:2::77"), t0).is_some(),
+            "the same /64"
+        );
+        assert!(
+            guard.refusal(&key("2001:db8:1:3::1"), t0).is_none(),
+            "another /64"
+        );
         assert_eq!(key("::ffff:198.51.100.1"), key("198.51.100.1"));
         let unknown = Key::of(&Client::Named("unknown".into()));
         for _ in 0..3 {
@@ -271,7 +289,9 @@ mod tests {
         let guard = PeerGuard::new(5, 20, 256);
         assert_eq!(guard.reads_per_client(), 32);
         let (stranger, sender) = (key("203.0.113.9"), key("198.51.100.1"));
-        let held: Vec<_> = (0..32).map(|_| guard.begin_read(&stranger).unwrap()).collect();
+        let held: Vec<_> = (0..32)
+            .map(|_| guard.begin_read(&stranger).unwrap())
+            .collect();
         assert!(guard.begin_read(&stranger).is_none(), "over its share");
         assert!(guard.begin_read(&sender).is_some(), "another client reads");
         drop(held);

@@ -98,7 +98,9 @@ pub fn x_forwarded_for<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Hop>
         .filter(|hop| !hop.is_empty())
         .map(|hop| match hop.parse::<IpAddr>() {
             Ok(ip) => Hop::Addr(ip),
-            Err(_) => Hop::End(address_with_port(hop).map_or_else(|| Client::named(hop), Client::Addr)),
+            Err(_) => {
+                Hop::End(address_with_port(hop).map_or_else(|| Client::named(hop), Client::Addr))
+            }
         })
         .collect()
 }
@@ -176,15 +178,16 @@ fn split_unquoted(text: &str, separator: char) -> impl Iterator<Item = &str> {
 
 /// A token as it is, a quoted string without its quotes and escapes.
 fn unquote(value: &str) -> String {
-    match value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-    {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
         Some(inner) => {
             let mut out = String::with_capacity(inner.len());
             let mut chars = inner.chars();
             while let Some(c) = chars.next() {
-                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+                out.push(if c == '\\' {
+                    chars.next().unwrap_or(c)
+                } else {
+                    c
+                });
             }
             out
         }
@@ -274,39 +277,94 @@ mod tests {
             ("::ffff:127.0.0.1", &["198.51.100.1"], addr("198.51.100.1")),
             ("127.0.0.1", &["198.51.100.1"], addr("198.51.100.1")),
             // The rightmost hop that is not a trusted proxy; what is left of it may be forged.
-            ("127.0.0.1", &["6.6.6.6, 198.51.100.1, 10.1.2.3"], addr("198.51.100.1")),
+            (
+                "127.0.0.1",
+                &["6.6.6.6, 198.51.100.1, 10.1.2.3"],
+                addr("198.51.100.1"),
+            ),
             // Every hop trusted: the leftmost.
             ("10.0.0.5", &["10.9.9.9, 10.1.1.1"], addr("10.9.9.9")),
             ("127.0.0.1", &["2001:db8::1"], addr("2001:db8::1")),
-            ("127.0.0.1", &["2001:db8::1, 2001:db8:ffff::2"], addr("2001:db8::1")),
+            (
+                "127.0.0.1",
+                &["2001:db8::1, 2001:db8:ffff::2"],
+                addr("2001:db8::1"),
+            ),
             // HAProxy's own line comes last; the client's forged one first.
-            ("127.0.0.1", &["198.51.100.1", "203.0.113.66"], addr("203.0.113.66")),
-            ("127.0.0.1", &["198.51.100.1, 6.6.6.6", "203.0.113.66, 10.0.0.2"], addr("203.0.113.66")),
-            ("127.0.0.1", &["198.51.100.1", "10.0.0.2"], addr("198.51.100.1")),
+            (
+                "127.0.0.1",
+                &["198.51.100.1", "203.0.113.66"],
+                addr("203.0.113.66"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, 6.6.6.6", "203.0.113.66, 10.0.0.2"],
+                addr("203.0.113.66"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1", "10.0.0.2"],
+                addr("198.51.100.1"),
+            ),
             // Empty elements are skipped.
             ("127.0.0.1", &["198.51.100.1, "], addr("198.51.100.1")),
             ("127.0.0.1", &["", " ,, "], addr("127.0.0.1")),
             // A hop that is not a plain address ends the walk and is the client.
             ("127.0.0.1", &["198.51.100.1, unknown"], named("unknown")),
-            ("127.0.0.1", &["198.51.100.1, Unknown, 10.0.0.2"], named("unknown")),
-            ("127.0.0.1", &["198.51.100.1, not-an-address"], named("not-an-address")),
-            ("127.0.0.1", &["198.51.100.1, 1.2.3.4:5678"], addr("1.2.3.4")),
-            ("127.0.0.1", &["198.51.100.1, [2001:db8::1]"], addr("2001:db8::1")),
-            ("127.0.0.1", &["198.51.100.1, [2001:db8::1]:443"], addr("2001:db8::1")),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, Unknown, 10.0.0.2"],
+                named("unknown"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, not-an-address"],
+                named("not-an-address"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, 1.2.3.4:5678"],
+                addr("1.2.3.4"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, [2001:db8::1]"],
+                addr("2001:db8::1"),
+            ),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, [2001:db8::1]:443"],
+                addr("2001:db8::1"),
+            ),
             // ... even when it names a trusted proxy.
-            ("127.0.0.1", &["198.51.100.1, 10.0.0.9:80"], addr("10.0.0.9")),
+            (
+                "127.0.0.1",
+                &["198.51.100.1, 10.0.0.9:80"],
+                addr("10.0.0.9"),
+            ),
             // Only what a trusted proxy wrote is read: garbage left of the client is not.
-            ("127.0.0.1", &["unknown, 198.51.100.1"], addr("198.51.100.1")),
+            (
+                "127.0.0.1",
+                &["unknown, 198.51.100.1"],
+                addr("198.51.100.1"),
+            ),
             ("10.0.0.5", &["198.51.100.1, x"], named("x")),
         ];
         let trusted = trusted();
         for (peer, lines, want) in table {
             let hops = x_forwarded_for(lines.iter().copied());
-            assert_eq!(&walk(peer.parse().unwrap(), &hops, &trusted), want, "{peer} {lines:?}");
+            assert_eq!(
+                &walk(peer.parse().unwrap(), &hops, &trusted),
+                want,
+                "{peer} {lines:?}"
+            );
         }
         let long = "x".repeat(500);
         let hops = x_forwarded_for([long.as_str()]);
-        assert_eq!(walk("127.0.0.1".parse().unwrap(), &hops, &trusted), named(&long[..MAX_NAME]));
+        assert_eq!(
+            walk("127.0.0.1".parse().unwrap(), &hops, &trusted),
+            named(&long[..MAX_NAME])
+        );
         assert!(parse_proxy("10.0.0.0/33").is_err());
         assert!(parse_proxy("proxy.local").is_err());
     }
@@ -316,11 +374,23 @@ mod tests {
         let table: &[(&[&str], Client)] = &[
             (&["for=198.51.100.1"], addr("198.51.100.1")),
             (&["For=\"198.51.100.1:4711\""], addr("198.51.100.1")),
-            (&["for=192.0.2.60;proto=http;by=203.0.113.43"], addr("192.0.2.60")),
-            (&["for=\"[2001:db8:cafe::17]:4711\""], addr("2001:db8:cafe::17")),
+            (
+                &["for=192.0.2.60;proto=http;by=203.0.113.43"],
+                addr("192.0.2.60"),
+            ),
+            (
+                &["for=\"[2001:db8:cafe::17]:4711\""],
+                addr("2001:db8:cafe::17"),
+            ),
             (&["for=\"[2001:db8:cafe::17]\""], addr("2001:db8:cafe::17")),
-            (&["for=6.6.6.6, for=198.51.100.1;proto=https, for=10.0.0.2"], addr("198.51.100.1")),
-            (&["for=198.51.100.1", "for=203.0.113.66"], addr("203.0.113.66")),
+            (
+                &["for=6.6.6.6, for=198.51.100.1;proto=https, for=10.0.0.2"],
+                addr("198.51.100.1"),
+            ),
+            (
+                &["for=198.51.100.1", "for=203.0.113.66"],
+                addr("203.0.113.66"),
+            ),
             (&["for=10.0.0.3", "for=10.0.0.2"], addr("10.0.0.3")),
             (&["for=6.6.6.6, for=unknown"], named("unknown")),
             (&["for=6.6.6.6, for=_Hidden;by=_proxy"], named("_hidden")),
@@ -335,7 +405,11 @@ mod tests {
         let trusted = trusted();
         for (lines, want) in table {
             let hops = forwarded(lines.iter().copied());
-            assert_eq!(&walk("127.0.0.1".parse().unwrap(), &hops, &trusted), want, "{lines:?}");
+            assert_eq!(
+                &walk("127.0.0.1".parse().unwrap(), &hops, &trusted),
+                want,
+                "{lines:?}"
+            );
         }
     }
 
@@ -344,12 +418,24 @@ mod tests {
         let proxies = Proxies::new(trusted(), ForwardedHeader::Forwarded);
         let peer = "127.0.0.1".parse().unwrap();
         assert_eq!(proxies.header_name(), "forwarded");
-        assert_eq!(proxies.client(peer, ["for=198.51.100.1"], true), addr("198.51.100.1"));
+        assert_eq!(
+            proxies.client(peer, ["for=198.51.100.1"], true),
+            addr("198.51.100.1")
+        );
         let xff = Proxies::new(trusted(), ForwardedHeader::XForwardedFor);
         assert_eq!(xff.header_name(), "x-forwarded-for");
-        assert_eq!(xff.client(peer, ["198.51.100.1"], true), addr("198.51.100.1"));
+        assert_eq!(
+            xff.client(peer, ["198.51.100.1"], true),
+            addr("198.51.100.1")
+        );
         let untrusted: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(xff.client(untrusted, ["198.51.100.1"], true), addr("203.0.113.9"));
-        assert!(xff.warned.load(Ordering::Relaxed), "an unlisted proxy is reported");
+        assert_eq!(
+            xff.client(untrusted, ["198.51.100.1"], true),
+            addr("203.0.113.9")
+        );
+        assert!(
+            xff.warned.load(Ordering::Relaxed),
+            "an unlisted proxy is reported"
+        );
     }
 }

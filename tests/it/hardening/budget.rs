@@ -64,7 +64,10 @@ const FAILURES: usize = 60;
 async fn answer(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (status, body["error"]["code"].as_str().unwrap_or("").to_owned())
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 /// Behind an ingress that is not in `server.trusted_proxies`, every request comes from its
@@ -76,7 +79,10 @@ async fn strangers_behind_an_unlisted_ingress_do_not_lock_out_the_senders() {
     for _ in 0..FAILURES {
         statuses.push(answer(bearer(&app, "wrong-token", &[], &["x"]).await).await);
     }
-    assert!(statuses[..20].iter().all(|(s, _)| *s == 401), "{statuses:?}");
+    assert!(
+        statuses[..20].iter().all(|(s, _)| *s == 401),
+        "{statuses:?}"
+    );
     assert_eq!(
         statuses.last().unwrap(),
         &(429, "too_many_failures".to_owned()),
@@ -86,7 +92,12 @@ async fn strangers_behind_an_unlisted_ingress_do_not_lock_out_the_senders() {
         assert_eq!(signed(&app, false, &[], &["x"]).await.status(), 429);
     }
     // The address is over its budget; the senders behind it are not refused.
-    assert_eq!(bearer(&app, SOURCE_TOKEN, &[], &["bearer-1"]).await.status(), 202);
+    assert_eq!(
+        bearer(&app, SOURCE_TOKEN, &[], &["bearer-1"])
+            .await
+            .status(),
+        202
+    );
     assert_eq!(signed(&app, true, &[], &["signed-1"]).await.status(), 202);
     let open = app
         .http
@@ -113,8 +124,18 @@ async fn a_senders_own_refused_deliveries_do_not_count_against_it() {
         let (status, code) = answer(signed(&app, true, &[], &[]).await).await;
         assert_eq!((status, code.as_str()), (422, "no_usable_ids"));
     }
-    assert_eq!(bearer(&app, SOURCE_TOKEN, &[], &["after-422"]).await.status(), 202);
-    assert_eq!(signed(&app, true, &[], &["after-422-signed"]).await.status(), 202);
+    assert_eq!(
+        bearer(&app, SOURCE_TOKEN, &[], &["after-422"])
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        signed(&app, true, &[], &["after-422-signed"])
+            .await
+            .status(),
+        202
+    );
     // Nor did they use up the address's budget for a stranger's first failures.
     assert_eq!(bearer(&app, "wrong-token", &[], &["x"]).await.status(), 401);
     app.stop().await;
@@ -131,8 +152,15 @@ async fn a_refusal_lasts_in_proportion_to_the_excess() {
     }
     let last = last.unwrap();
     assert_eq!(last.status(), 429);
-    let retry_after: u64 = last.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((5..=17).contains(&retry_after), "Retry-After: {retry_after}");
+    let retry_after: u64 = last.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (5..=17).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
     app.stop().await;
 }
 
@@ -175,15 +203,24 @@ async fn stalled_reads_from_one_address_do_not_turn_another_away() {
         .collect();
     // Once 300 - 256 stalls have been turned away, the others are being read: with one cap for
     // all addresses, every read would be held now.
-    wait_until(Duration::from_secs(20), "the stalls past the cap answered", || {
-        let answered = answered.clone();
-        async move { answered.load(Ordering::SeqCst) >= 300 - 256 }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the stalls past the cap answered",
+        || {
+            let answered = answered.clone();
+            async move { answered.load(Ordering::SeqCst) >= 300 - 256 }
+        },
+    )
     .await;
     let mut statuses = Vec::new();
     for n in 0..10 {
         let id = format!("during-the-stall-{n}");
-        statuses.push(signed(&app, true, &["198.51.100.1"], &[id.as_str()]).await.status().as_u16());
+        statuses.push(
+            signed(&app, true, &["198.51.100.1"], &[id.as_str()])
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, [202; 10], "the real sender's deliveries");
     // The stranger holds at most half of the reads: the rest of its stalls were turned away.
@@ -211,13 +248,32 @@ async fn a_forged_first_forwarded_line_spends_the_strangers_budget() {
         bearer(&app, "wrong-token", &forged, &["x"]).await;
     }
     let (status, code) = answer(bearer(&app, "wrong-token", &["203.0.113.66"], &["x"]).await).await;
-    assert_eq!((status, code.as_str()), (429, "too_many_failures"), "the stranger");
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "too_many_failures"),
+        "the stranger"
+    );
     let (status, code) = answer(bearer(&app, "wrong-token", &["198.51.100.1"], &["x"]).await).await;
-    assert_eq!((status, code.as_str()), (401, "invalid_token"), "the sender's budget is whole");
-    assert_eq!(bearer(&app, SOURCE_TOKEN, &["198.51.100.1"], &["real"]).await.status(), 202);
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "invalid_token"),
+        "the sender's budget is whole"
+    );
+    assert_eq!(
+        bearer(&app, SOURCE_TOKEN, &["198.51.100.1"], &["real"])
+            .await
+            .status(),
+        202
+    );
     // Lines are joined in order: the rightmost untrusted hop of all of them.
     let (status, _) = answer(
-        bearer(&app, "wrong-token", &["198.51.100.1, 203.0.113.66", "127.0.0.1"], &["x"]).await,
+        bearer(
+            &app,
+            "wrong-token",
+            &["198.51.100.1, 203.0.113.66", "127.0.0.1"],
+            &["x"],
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 429, "the stranger, behind two proxies");
@@ -244,7 +300,8 @@ async fn an_unparsable_hop_is_a_client_of_its_own() {
         assert_eq!(status, 429, "{hop}: the same client");
         let (status, _) = answer(bearer(&app, "wrong-token", &[], &["x"]).await).await;
         assert_eq!(status, 401, "{hop}: not the proxy's budget");
-        let (status, _) = answer(bearer(&app, "wrong-token", &["198.51.100.1"], &["x"]).await).await;
+        let (status, _) =
+            answer(bearer(&app, "wrong-token", &["198.51.100.1"], &["x"]).await).await;
         assert_eq!(status, 401, "{hop}: not the hop left of it");
     }
     app.stop().await;
@@ -254,7 +311,8 @@ async fn an_unparsable_hop_is_a_client_of_its_own() {
 /// (every line, quoted IPv6 with a port, obfuscated names), and `X-Forwarded-For` is ignored.
 #[tokio::test]
 async fn the_forwarded_header_names_the_client_when_configured() {
-    let app = app_with("trusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"forwarded\"").await;
+    let app =
+        app_with("trusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"forwarded\"").await;
     let request = |token: &'static str, header: &'static str, lines: &'static [&'static str]| {
         let mut request = app
             .http
@@ -266,19 +324,37 @@ async fn the_forwarded_header_names_the_client_when_configured() {
         }
         async move { request.send().await.unwrap().status().as_u16() }
     };
-    let forged: &[&str] = &["for=198.51.100.1", "for=\"[2001:db8:cafe::17]:4711\";proto=https"];
+    let forged: &[&str] = &[
+        "for=198.51.100.1",
+        "for=\"[2001:db8:cafe::17]:4711\";proto=https",
+    ];
     for _ in 0..FAILURES {
         request("wrong-token", "Forwarded", forged).await;
     }
-    assert_eq!(request("wrong-token", "Forwarded", &["for=\"[2001:db8:cafe::99]\""]).await, 429);
-    assert_eq!(request("wrong-token", "Forwarded", &["for=198.51.100.1"]).await, 401);
-    assert_eq!(request("wrong-token", "X-Forwarded-For", &["2001:db8:cafe::17"]).await, 401);
+    assert_eq!(
+        request("wrong-token", "Forwarded", &["for=\"[2001:db8:cafe::99]\""]).await,
+        429
+    );
+    assert_eq!(
+        request("wrong-token", "Forwarded", &["for=198.51.100.1"]).await,
+        401
+    );
+    assert_eq!(
+        request("wrong-token", "X-Forwarded-For", &["2001:db8:cafe::17"]).await,
+        401
+    );
     assert_eq!(request(SOURCE_TOKEN, "Forwarded", forged).await, 202);
     for _ in 0..FAILURES {
         request("wrong-token", "Forwarded", &["for=6.6.6.6, for=_hidden"]).await;
     }
-    assert_eq!(request("wrong-token", "Forwarded", &["for=_hidden"]).await, 429);
-    assert_eq!(request("wrong-token", "Forwarded", &["for=6.6.6.6"]).await, 401);
+    assert_eq!(
+        request("wrong-token", "Forwarded", &["for=_hidden"]).await,
+        429
+    );
+    assert_eq!(
+        request("wrong-token", "Forwarded", &["for=6.6.6.6"]).await,
+        401
+    );
     app.stop().await;
 }
 
@@ -304,7 +380,12 @@ async fn an_unlisted_proxy_is_reported_once() {
     child.kill().unwrap();
     let _ = child.wait();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let warnings = stderr
         .lines()
         .filter(|l| l.contains("not in server.trusted_proxies"))
