@@ -221,13 +221,20 @@ async fn webhook_inner(
             headers: &headers,
             body,
         };
-        source.verify(&request, Ts::now()).inspect_err(|error| {
-            tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook refused: {error}");
-        })
+        source.verify(&request, Ts::now())
+    };
+    // Logged while the client is within its budget only: past it, a flood would flood the log.
+    let refused = |client: &guard::Key, error: crate::webhook::AuthError| {
+        let (code, text) = (error.code(), error.to_string());
+        let answer = stranger_failed(state, client, error.into());
+        if !matches!(answer, ApiError::PeerLimited { .. }) {
+            tracing::warn!(source = %name, code, request_id = request_id(), "webhook refused: {text}");
+        }
+        answer
     };
     let body = if source.authenticates_by_headers() {
         if let Err(error) = verify(&[]) {
-            return Err(stranger_failed(state, &client(state, req), error.into()));
+            return Err(refused(&client(state, req), error));
         }
         require_json(req)?;
         read_body(payload, req, &state.settings.server).await?
@@ -247,7 +254,7 @@ async fn webhook_inner(
             Err(error) => return Err(stranger_failed(state, &client, error)),
         };
         if let Err(error) = verify(&body) {
-            return Err(stranger_failed(state, &client, error.into()));
+            return Err(refused(&client, error));
         }
         require_json(req)?;
         body
