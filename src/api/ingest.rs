@@ -85,6 +85,7 @@ pub async fn purge(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    report_unlisted_proxy(&state, &req);
     let result = purge_inner(&state, &req, payload).await;
     count_refusal(&state, ADMIN_SOURCE, &result);
     result
@@ -96,13 +97,23 @@ fn client(state: &AppState, req: &HttpRequest) -> guard::Key {
     let peer = req
         .peer_addr()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let headers = req.headers();
-    let forwarding = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
     let lines = header_lines(req, state.proxies.header_name());
-    let client = state
-        .proxies
-        .client(peer, lines.iter().map(AsRef::as_ref), forwarding);
+    let client = state.proxies.client(peer, lines.iter().map(AsRef::as_ref));
     guard::Key::of(&client)
+}
+
+/// Logs, once per process, a request that carries `X-Forwarded-For` or `Forwarded` from a peer
+/// that is not a trusted proxy: an ingress nobody listed (an atomic load once it has been).
+fn report_unlisted_proxy(state: &AppState, req: &HttpRequest) {
+    if state.proxies.reported() {
+        return;
+    }
+    let headers = req.headers();
+    if (headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded"))
+        && let Some(peer) = req.peer_addr()
+    {
+        state.proxies.report_unlisted(peer.ip());
+    }
 }
 
 /// A request that did not authenticate failed with `error`: it is counted against `client`,
@@ -178,6 +189,7 @@ pub async fn receive_webhook(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
+    report_unlisted_proxy(&state, &req);
     let result = webhook_inner(&state, &req, name.clone(), payload).await;
     // Unknown names are not labels: anyone can invent them.
     let label = if state.sources.contains_key(&name) {

@@ -221,23 +221,9 @@ impl Proxies {
     }
 
     /// The client of a request from `peer` with `lines`, the lines of the configured header.
-    /// `forwarding` says whether the request carried `X-Forwarded-For` or `Forwarded` at all:
-    /// from a peer that is not a trusted proxy, that means a proxy nobody listed, and every
-    /// client behind it shares its budget; the first such request is logged, once per process.
-    pub fn client<'a>(
-        &self,
-        peer: IpAddr,
-        lines: impl IntoIterator<Item = &'a str>,
-        forwarding: bool,
-    ) -> Client {
+    pub fn client<'a>(&self, peer: IpAddr, lines: impl IntoIterator<Item = &'a str>) -> Client {
         let peer = peer.to_canonical();
-        if !self.trusted.iter().any(|net| net.contains(&peer)) {
-            if forwarding && !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    peer = %peer,
-                    "a request carried X-Forwarded-For or Forwarded from {peer}, which is not in server.trusted_proxies: the header is ignored, and every client behind that proxy is counted as one (one budget of failed requests, one share of the unauthenticated reads). List the proxy in server.trusted_proxies (see \"Exposed to the internet\" in docs/deploy.md). Logged once."
-                );
-            }
+        if !self.is_trusted(peer) {
             return Client::Addr(peer);
         }
         let hops = match self.header {
@@ -245,6 +231,28 @@ impl Proxies {
             ForwardedHeader::Forwarded => forwarded(lines),
         };
         walk(peer, &hops, &self.trusted)
+    }
+
+    fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&peer))
+    }
+
+    /// Whether the warning of [`Proxies::report_unlisted`] has been logged.
+    pub fn reported(&self) -> bool {
+        self.warned.load(Ordering::Relaxed)
+    }
+
+    /// Call for a request that carried `X-Forwarded-For` or `Forwarded` from `peer`. From a peer
+    /// that is not a trusted proxy, that means a proxy nobody listed, and every client behind it
+    /// is counted as one: the first such request is logged, once per process.
+    pub fn report_unlisted(&self, peer: IpAddr) {
+        let peer = peer.to_canonical();
+        if !self.is_trusted(peer) && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                peer = %peer,
+                "a request carried X-Forwarded-For or Forwarded from {peer}, which is not in server.trusted_proxies: the header is ignored, and every client behind that proxy is counted as one (one budget of failed requests, one share of the unauthenticated reads). List the proxy in server.trusted_proxies (see \"Exposed to the internet\" in docs/deploy.md). Logged once."
+            );
+        }
     }
 }
 
@@ -419,23 +427,21 @@ mod tests {
         let peer = "127.0.0.1".parse().unwrap();
         assert_eq!(proxies.header_name(), "forwarded");
         assert_eq!(
-            proxies.client(peer, ["for=198.51.100.1"], true),
+            proxies.client(peer, ["for=198.51.100.1"]),
             addr("198.51.100.1")
         );
         let xff = Proxies::new(trusted(), ForwardedHeader::XForwardedFor);
         assert_eq!(xff.header_name(), "x-forwarded-for");
+        assert_eq!(xff.client(peer, ["198.51.100.1"]), addr("198.51.100.1"));
         assert_eq!(
-            xff.client(peer, ["198.51.100.1"], true),
-            addr("198.51.100.1")
+            xff.client(peer, ["for=198.51.100.1"]),
+            named("for=198.51.100.1")
         );
         let untrusted: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(
-            xff.client(untrusted, ["198.51.100.1"], true),
-            addr("203.0.113.9")
-        );
-        assert!(
-            xff.warned.load(Ordering::Relaxed),
-            "an unlisted proxy is reported"
-        );
+        assert_eq!(xff.client(untrusted, ["198.51.100.1"]), addr("203.0.113.9"));
+        xff.report_unlisted(peer);
+        assert!(!xff.reported(), "a trusted proxy is not reported");
+        xff.report_unlisted("::ffff:203.0.113.9".parse().unwrap());
+        assert!(xff.reported(), "an unlisted proxy is");
     }
 }
