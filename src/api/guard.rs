@@ -21,6 +21,8 @@
 //!   real sender, from another address, waits. The per-source cap ([`crate::api::SourceState`])
 //!   stays the bound for all addresses together. A client over its share is answered
 //!   `503 busy`, which is not a failure: nothing was tried.
+//! - What the ingest handlers call: [`client`], [`stranger_failed`] and
+//!   [`report_unlisted_proxy`].
 //!
 //! The budget is GCRA with debt: governor's keyed limiter refuses a cell instead of recording
 //! it, so it cannot tell how far over the budget a client went. Time is an argument.
@@ -31,6 +33,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+
+use crate::api::AppState;
+use crate::api::body::header_lines;
+use crate::api::error::{ApiError, retry_after_secs};
 
 pub use proxies::{Client, Proxies, parse_proxy};
 
@@ -180,6 +188,45 @@ impl PeerGuard {
     /// The unauthenticated reads `key` may hold at once.
     pub fn reads_per_client(&self) -> usize {
         self.reads_per_client
+    }
+}
+
+// What the ingest handlers ask of the guard.
+
+/// The client, behind the trusted proxies, as its budget and reads are counted. Looked up only
+/// for requests that are not (yet) authenticated.
+pub(super) fn client(state: &AppState, req: &HttpRequest) -> Key {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let lines = header_lines(req, state.proxies.header_name());
+    let client = state.proxies.client(peer, lines.iter().map(AsRef::as_ref));
+    Key::of(&client)
+}
+
+/// Logs, once per process, a request that carries `X-Forwarded-For` or `Forwarded` from a peer
+/// that is not a trusted proxy: an ingress nobody listed (an atomic load once it has been).
+pub(super) fn report_unlisted_proxy(state: &AppState, req: &HttpRequest) {
+    if state.proxies.reported() {
+        return;
+    }
+    let headers = req.headers();
+    if (headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded"))
+        && let Some(peer) = req.peer_addr()
+    {
+        state.proxies.report_unlisted(peer.ip());
+    }
+}
+
+/// A request that did not authenticate failed with `error`: it is counted against `client`,
+/// and answered `429` instead when `client` was already over its budget (except a body that
+/// never arrived, whose answer closes the connection).
+pub(super) fn stranger_failed(state: &AppState, client: &Key, error: ApiError) -> ApiError {
+    match state.peers.failed(client, Instant::now()) {
+        Some(wait) if !matches!(error, ApiError::BodyTimeout { .. }) => ApiError::PeerLimited {
+            retry_after_secs: retry_after_secs(wait),
+        },
+        _ => error,
     }
 }
 

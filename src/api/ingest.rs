@@ -16,8 +16,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Serialize;
 
-use crate::api::body::{checked_delivery_id, header, header_lines, read_body, require_json};
+use crate::api::body::{checked_delivery_id, header, read_body, require_json};
 use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
+use crate::api::guard::{client, report_unlisted_proxy, stranger_failed};
 use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
@@ -89,43 +90,6 @@ pub async fn purge(
     let result = purge_inner(&state, &req, payload).await;
     count_refusal(&state, ADMIN_SOURCE, &result);
     result
-}
-
-/// The client, behind the trusted proxies, as its budget and reads are counted. Looked up only
-/// for requests that are not (yet) authenticated.
-fn client(state: &AppState, req: &HttpRequest) -> guard::Key {
-    let peer = req
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let lines = header_lines(req, state.proxies.header_name());
-    let client = state.proxies.client(peer, lines.iter().map(AsRef::as_ref));
-    guard::Key::of(&client)
-}
-
-/// Logs, once per process, a request that carries `X-Forwarded-For` or `Forwarded` from a peer
-/// that is not a trusted proxy: an ingress nobody listed (an atomic load once it has been).
-fn report_unlisted_proxy(state: &AppState, req: &HttpRequest) {
-    if state.proxies.reported() {
-        return;
-    }
-    let headers = req.headers();
-    if (headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded"))
-        && let Some(peer) = req.peer_addr()
-    {
-        state.proxies.report_unlisted(peer.ip());
-    }
-}
-
-/// A request that did not authenticate failed with `error`: it is counted against `client`,
-/// and answered `429` instead when `client` was already over its budget (except a body that
-/// never arrived, whose answer closes the connection).
-fn stranger_failed(state: &AppState, client: &guard::Key, error: ApiError) -> ApiError {
-    match state.peers.failed(client, std::time::Instant::now()) {
-        Some(wait) if !matches!(error, ApiError::BodyTimeout { .. }) => ApiError::PeerLimited {
-            retry_after_secs: retry_after_secs(wait),
-        },
-        _ => error,
-    }
 }
 
 async fn purge_inner(
