@@ -10,11 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::support::TestApp;
 
-/// The GitHub-style HMAC source `gh` and the unauthenticated source `open`, besides the bearer
-/// source `cms` of the test settings.
+/// The GitHub-style HMAC source `gh`, the unauthenticated source `open` and VOD's event
+/// notifications `vod`, besides the bearer source `cms` of the test settings.
 const SOURCES: &str = "[[sources]]\nname = \"gh\"\nauth = \"hmac\"\nsecrets = [\"gh-webhook-secret\"]\n\
      header = \"X-Hub-Signature-256\"\nprefix = \"sha256=\"\nformat = \"native\"\n\
-     [[sources]]\nname = \"open\"\nauth = \"none\"\nformat = \"native\"\n";
+     [[sources]]\nname = \"open\"\nauth = \"none\"\nformat = \"native\"\n\
+     [[sources]]\nname = \"vod\"\nauth = \"vod-callback\"\nsecrets = [\"vod-key\"]\n\
+     callback_url = \"https://cms.example.com/webhooks/vod\"\nformat = \"vod-events\"\n";
 
 async fn app_with(server: &str) -> TestApp {
     spawn_app(Spawn {
@@ -112,6 +114,27 @@ async fn strangers_behind_an_unlisted_ingress_do_not_lock_out_the_senders() {
         202,
         "the admin token"
     );
+    // VOD's signature, md5("<callback url>|<timestamp>|<key>"), written out here.
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signature = {
+        use md5::Digest;
+        let text = format!("https://cms.example.com/webhooks/vod|{timestamp}|vod-key");
+        hex::encode(md5::Md5::digest(text.as_bytes()))
+    };
+    let vod = app
+        .http
+        .post(format!("{}/webhooks/vod", app.address))
+        .header("X-VOD-TIMESTAMP", &timestamp)
+        .header("X-VOD-SIGNATURE", signature)
+        .json(&json!({"EventType": "NotAPurge", "VideoId": "vod-1", "Status": "success"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vod.status(), 200, "a vod-callback delivery");
     // ... and the strangers still are.
     let (status, code) = answer(bearer(&app, "wrong-token", &[], &["x"]).await).await;
     assert_eq!((status, code.as_str()), (429, "too_many_failures"));
