@@ -1,6 +1,8 @@
 //! What an ingest request carries besides its payload: its headers, its content type, its
 //! delivery ID, and its body, read within a deadline and a size cap.
 
+use std::borrow::Cow;
+
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
@@ -16,6 +18,15 @@ pub(super) fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
+}
+
+/// Every line of header `name`, in the order received; bytes that are not text are replaced,
+/// not dropped, so that a line stays where it was.
+pub(super) fn header_lines<'r>(req: &'r HttpRequest, name: &str) -> Vec<Cow<'r, str>> {
+    req.headers()
+        .get_all(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect()
 }
 
 /// Bodies are JSON: `application/json` or any `application/*+json`.

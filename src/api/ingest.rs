@@ -1,14 +1,16 @@
 //! `POST /webhooks/{source}` and `POST /purge`: verify, parse, validate, store, answer 202.
 //!
-//! The order matters. A client address that has used up its budget of failed requests is
-//! refused first, before anything is read (`guard`). Then the cheap refusals (unknown source,
-//! content type, declared size). Schemes whose credential is all in the headers (bearer,
-//! vod-callback) authenticate before the body is read; the others read it first, within a
-//! per-source cap on such unauthenticated reads. Every body must arrive within
-//! `server.body_timeout`, and its buffer grows with the bytes received, not with the declared
-//! length. Authentication runs over the raw bytes before any parsing; the source's rate limit
-//! counts authenticated deliveries only; nothing is stored unless the whole request is usable,
-//! and `202` is sent only after the commit.
+//! The order matters. Schemes whose credential is all in the headers (bearer, vod-callback,
+//! none, and the admin token of `/purge`) authenticate first, before the body is read and
+//! before anything else about the request is looked at; the others read the body first, within
+//! a per-source cap on such unauthenticated reads and a share of it per client address
+//! ([`guard`]). Every body must arrive within `server.body_timeout`, and its buffer grows with
+//! the bytes received, not with the declared length. Authentication runs over the raw bytes
+//! before any parsing. A request that fails before it authenticates is counted against its
+//! client address, and answered `429` once the address is over its budget; a request that
+//! authenticates is never refused by that budget nor counted in it, whatever it carries. The
+//! source's rate limit counts authenticated deliveries only; nothing is stored unless the whole
+//! request is usable, and `202` is sent only after the commit.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -16,6 +18,7 @@ use serde::Serialize;
 
 use crate::api::body::{checked_delivery_id, header, read_body, require_json};
 use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
+use crate::api::guard::{client, report_unlisted_proxy, stranger_failed};
 use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
@@ -73,6 +76,7 @@ pub enum NativeBody {
         (status = 202, description = "stored", body = Receipt),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "a request without the admin token from a client address over its budget of failed requests (too_many_failures); see Retry-After", body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
 )]
@@ -82,47 +86,9 @@ pub async fn purge(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = guarded(&state, &req, purge_inner(&state, &req, payload)).await;
+    report_unlisted_proxy(&state, &req);
+    let result = purge_inner(&state, &req, payload).await;
     count_refusal(&state, ADMIN_SOURCE, &result);
-    result
-}
-
-/// The client's address, behind the trusted proxies.
-fn client(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
-    let peer = req
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    guard::client_addr(peer, forwarded, &state.trusted_proxies)
-}
-
-/// Runs `handle` unless the client has used up its failed requests, and counts its failure.
-async fn guarded(
-    state: &AppState,
-    req: &HttpRequest,
-    handle: impl std::future::Future<Output = Result<HttpResponse, ApiError>>,
-) -> Result<HttpResponse, ApiError> {
-    let peer = client(state, req);
-    if let Err(wait) = state.peers.admit(peer) {
-        return Err(ApiError::PeerLimited {
-            retry_after_secs: retry_after_secs(wait),
-        });
-    }
-    let result = handle.await;
-    if let Err(error) = &result {
-        // The sender's own budget (429 of the source's rate limit) and the store's failures
-        // are not the client's fault.
-        let failure = matches!(
-            error,
-            ApiError::Client { .. } | ApiError::BodyTimeout { .. } | ApiError::Busy { .. }
-        );
-        if failure {
-            state.peers.failed(peer);
-        }
-    }
     result
 }
 
@@ -131,7 +97,9 @@ async fn purge_inner(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize_admin(req)?;
+    if let Err(error) = state.authorize_admin(req) {
+        return Err(stranger_failed(state, &client(state, req), error));
+    }
     require_json(req)?;
     let body = read_body(payload, req, &state.settings.server).await?;
     let requests = parse_native(&body)?;
@@ -172,8 +140,8 @@ fn count_refusal(state: &AppState, source: &str, result: &Result<HttpResponse, A
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 408, description = "the body did not arrive within server.body_timeout; the connection is closed", body = ErrorBody),
-        (status = 429, description = "over the source's ingest rate (authenticated deliveries), or the client address has used up its budget of failed requests (too_many_failures); see Retry-After", body = ErrorBody),
-        (status = 503, description = "too many bodies of this source are being read before authentication (busy); see Retry-After", body = ErrorBody),
+        (status = 429, description = "over the source's ingest rate (authenticated deliveries), or a request that did not authenticate from a client address over its budget of failed requests (too_many_failures); see Retry-After", body = ErrorBody),
+        (status = 503, description = "too many bodies of this source, or of this client address, are being read before authentication (busy); see Retry-After", body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
 )]
@@ -185,12 +153,8 @@ pub async fn receive_webhook(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let result = guarded(
-        &state,
-        &req,
-        webhook_inner(&state, &req, name.clone(), payload),
-    )
-    .await;
+    report_unlisted_proxy(&state, &req);
+    let result = webhook_inner(&state, &req, name.clone(), payload).await;
     // Unknown names are not labels: anyone can invent them.
     let label = if state.sources.contains_key(&name) {
         name.as_str()
@@ -208,12 +172,12 @@ async fn webhook_inner(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let Some(entry) = state.sources.get(&name) else {
-        return Err(ApiError::not_found(
+        let error = ApiError::not_found(
             "unknown_source",
             format!("no source named {name:?} is configured"),
-        ));
+        );
+        return Err(stranger_failed(state, &client(state, req), error));
     };
-    require_json(req)?;
     let headers = Headers::new(
         req.headers()
             .iter()
@@ -233,22 +197,42 @@ async fn webhook_inner(
             headers: &headers,
             body,
         };
-        source.verify(&request, Ts::now()).inspect_err(|error| {
-            tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook refused: {error}");
-        })
+        source.verify(&request, Ts::now())
+    };
+    // Logged while the client is within its budget only: past it, a flood would flood the log.
+    let refused = |client: &guard::Key, error: crate::webhook::AuthError| {
+        let (code, text) = (error.code(), error.to_string());
+        let answer = stranger_failed(state, client, error.into());
+        if !matches!(answer, ApiError::PeerLimited { .. }) {
+            tracing::warn!(source = %name, code, request_id = request_id(), "webhook refused: {text}");
+        }
+        answer
     };
     let body = if source.authenticates_by_headers() {
-        verify(&[])?;
+        if let Err(error) = verify(&[]) {
+            return Err(refused(&client(state, req), error));
+        }
+        require_json(req)?;
         read_body(payload, req, &state.settings.server).await?
     } else {
+        // Busy is not a failure: nothing was tried.
+        let busy = || ApiError::Busy {
+            source_name: name.clone(),
+        };
+        let client = client(state, req);
+        let _slot = state.peers.begin_read(&client).ok_or_else(busy)?;
         let _permit = entry
             .unauthenticated_reads
             .try_acquire()
-            .map_err(|_| ApiError::Busy {
-                source_name: name.clone(),
-            })?;
-        let body = read_body(payload, req, &state.settings.server).await?;
-        verify(&body)?;
+            .map_err(|_| busy())?;
+        let body = match read_body(payload, req, &state.settings.server).await {
+            Ok(body) => body,
+            Err(error) => return Err(stranger_failed(state, &client, error)),
+        };
+        if let Err(error) = verify(&body) {
+            return Err(refused(&client, error));
+        }
+        require_json(req)?;
         body
     };
     // The sender's own budget: authenticated deliveries only.

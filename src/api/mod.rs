@@ -51,10 +51,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The counters of `POST /purge` deliveries.
     pub admin_stored: StoredCounters,
-    /// Failed requests per client address.
+    /// Failed requests and unauthenticated reads per client.
     pub peers: guard::PeerGuard,
-    /// `server.trusted_proxies`, parsed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whom a request comes from (`server.trusted_proxies`, `server.forwarded_header`).
+    pub proxies: guard::Proxies,
     /// What VOD calls are signed with (for the expiry metric); `None` in dry-run mode.
     pub credentials: Option<crate::credentials::CredentialSource>,
 }
@@ -108,12 +108,18 @@ impl AppState {
         };
         let hold = HoldPolicy::from_settings(&settings.vod);
         let server = &settings.server;
-        let peers =
-            guard::PeerGuard::new(server.peer_failures_per_second, server.peer_failure_burst);
-        let trusted_proxies = settings.server.trusted_proxies.nets().to_vec();
+        let peers = guard::PeerGuard::new(
+            server.peer_failures_per_second,
+            server.peer_failure_burst,
+            server.unauthenticated_reads,
+        );
+        let proxies = guard::Proxies::new(
+            server.trusted_proxies.nets().to_vec(),
+            server.forwarded_header,
+        );
         Ok(AppState {
             peers,
-            trusted_proxies,
+            proxies,
             store,
             settings,
             sources,

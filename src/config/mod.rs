@@ -277,6 +277,10 @@ mod tests {
                 "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.local\"]",
                 "server.trusted_proxies[1]",
             ),
+            (
+                "[server]\nforwarded_header = \"x-real-ip\"",
+                "server.forwarded_header",
+            ),
         ];
         for (text, key) in table {
             let err = load(text).expect_err(text);

@@ -23,9 +23,21 @@ pub struct ServerSettings {
     pub peer_failures_per_second: u32,
     pub peer_failure_burst: u32,
     pub trusted_proxies: TrustedProxies,
+    pub forwarded_header: ForwardedHeader,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+}
+
+/// `server.forwarded_header`: the header the trusted proxies name the client in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded`, RFC 7239 (its `for=` parameter).
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -195,7 +195,8 @@ impl Source {
     }
 
     /// Whether the scheme's credential is all in the headers (bearer, vod-callback, none), so
-    /// that a delivery is authenticated before its body is read.
+    /// that a delivery is authenticated before its body is read and before the failure budget
+    /// of its address is looked at.
     pub fn authenticates_by_headers(&self) -> bool {
         matches!(
             self.verifier,
@@ -203,7 +204,6 @@ impl Source {
         )
     }
 
-    /// True when the source accepts unauthenticated deliveries (`auth = "none"`).
     /// Whether a delivery without media IDs is a mistake (native format) or an event that
     /// simply concerns no video (CMS formats), which is acknowledged without storing anything.
     pub fn requires_media_ids(&self) -> bool {
@@ -216,6 +216,8 @@ impl Source {
         matches!(self.verifier, auth::Verifier::VodCallback(_)) || self.format.is_vod_events()
     }
 
+    /// True when the source accepts unauthenticated deliveries (`auth = "none"`): every
+    /// delivery authenticates, so none is ever refused or counted by the failure budget.
     pub fn is_unauthenticated(&self) -> bool {
         matches!(self.verifier, auth::Verifier::None)
     }

@@ -92,4 +92,5 @@ fn stall(port: u16) -> TcpStream {
 }
 
 mod bodies;
+mod budget;
 mod findings;
