@@ -77,6 +77,12 @@ impl SimHandle {
         lock(&self.state.calls).all()
     }
 
+    /// Every STS key handed out so far (by STS, the metadata service or the credentials URI):
+    /// its ID, secret and security token, for a test to look for them where none may appear.
+    pub fn issued_keys(&self) -> Vec<(String, String, String)> {
+        lock(&self.state.issued).all()
+    }
+
     pub fn clear_calls(&self) {
         lock(&self.state.calls).clear();
     }

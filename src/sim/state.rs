@@ -118,6 +118,14 @@ impl IssuedKeys {
     pub fn get(&self, access_key_id: &str) -> Option<&IssuedKey> {
         self.keys.get(access_key_id)
     }
+
+    /// Every key remembered: ID, secret and token.
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        self.keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.secret.clone(), key.token.clone()))
+            .collect()
+    }
 }
 
 /// The account that STS keys handed out by this simulator belong to: every renewal of a role's

@@ -10,6 +10,7 @@ mod pipeline;
 mod priority;
 mod quota;
 mod replicas;
+mod secrets;
 mod sim;
 mod status_page;
 mod store;
