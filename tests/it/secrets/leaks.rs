@@ -165,8 +165,9 @@ async fn sts_unreachable_shows_neither_the_base_token_nor_the_signature() {
         ("STS's path and query", "/sts/?".to_owned()),
     ]);
     let shown = served.everything_shown().await;
-    assert!(shown.contains(&format!("cannot reach {}", sts.base_url().trim_start_matches("http://"))), "{shown}");
     assert_none_shown(&shown, &secrets);
+    let host = sts.base_url().replace("http://", "");
+    assert!(shown.contains(&format!("cannot reach {host}")), "{shown}");
 }
 
 #[tokio::test]
@@ -194,14 +195,9 @@ async fn the_metadata_service_unreachable_shows_no_key_nor_path() {
         "/latest/".to_owned(),
     ));
     let shown = served.everything_shown().await;
-    assert!(
-        shown.contains(&format!(
-            "cannot reach {}",
-            metadata.base_url().trim_start_matches("http://")
-        )),
-        "{shown}"
-    );
     assert_none_shown(&shown, &secrets);
+    let host = metadata.base_url().replace("http://", "");
+    assert!(shown.contains(&format!("cannot reach {host}")), "{shown}");
 }
 
 #[tokio::test]
