@@ -279,7 +279,10 @@ impl Fetcher {
         if status != 200 {
             return Err(CredentialError::new(
                 provider,
-                format!("{host} answered HTTP {status}: {}", excerpt(&body, &carried)),
+                format!(
+                    "{host} answered HTTP {status}: {}",
+                    excerpt(&body, &carried)
+                ),
             ));
         }
         coded_credentials(provider, &host, &body, &carried)
@@ -449,7 +452,6 @@ async fn sts_answer(
     keys.into_issued(provider, &format!("STS {action}"))
 }
 
-
 /// The metadata service's and a credentials URI's answer: the keys beside `"Code": "Success"`.
 /// Only an answer that is not JSON is quoted (without what the request carried): one that is
 /// may hold the new keys.
@@ -460,8 +462,12 @@ fn coded_credentials(
     carried: &remote::Carried,
 ) -> Result<Issued, CredentialError> {
     let fail = |msg: String| CredentialError::new(provider, format!("{what}: {msg}"));
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| fail(format!("the answer is not JSON: {}", excerpt(body, carried))))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+        fail(format!(
+            "the answer is not JSON: {}",
+            excerpt(body, carried)
+        ))
+    })?;
     let code = value
         .get("Code")
         .and_then(|c| c.as_str())

@@ -225,8 +225,7 @@ impl Client {
             return Err(VodError::redirect(status, &inner.host));
         }
         if !(200..300).contains(&status) {
-            let text = carried.scrub(&String::from_utf8_lossy(&body));
-            let err = VodError::from_response(status, retry_after.as_deref(), text.as_bytes());
+            let err = VodError::from_answer(status, retry_after.as_deref(), &body, &carried);
             tracing::debug!(
                 action,
                 status,
@@ -237,7 +236,10 @@ impl Client {
             return Err(err);
         }
         let parsed = serde_json::from_slice(&body).map_err(|_| {
-            VodError::malformed(status, carried.scrub(&String::from_utf8_lossy(&body)).as_bytes())
+            VodError::malformed(
+                status,
+                carried.scrub(&String::from_utf8_lossy(&body)).as_bytes(),
+            )
         })?;
         tracing::debug!(action, status, "VOD accepted");
         Ok(parsed)

@@ -139,6 +139,37 @@ impl VodError {
         }
     }
 
+    /// [`VodError::from_response`], its text without what the request carried: servers echo
+    /// the request (`SignatureDoesNotMatch` quotes the string to sign, security token and all).
+    pub(crate) fn from_answer(
+        status: u16,
+        retry_after: Option<&str>,
+        body: &[u8],
+        carried: &super::remote::Carried,
+    ) -> VodError {
+        match VodError::from_response(status, retry_after, body) {
+            VodError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after,
+            } => VodError::Api {
+                status,
+                code,
+                message: carried.scrub(&message),
+                request_id,
+                retry_after,
+            },
+            // Taken out before the excerpt is cut, so that no part of a secret is left.
+            VodError::Malformed { status, .. } => VodError::malformed(
+                status,
+                carried.scrub(&String::from_utf8_lossy(body)).as_bytes(),
+            ),
+            other => other,
+        }
+    }
+
     pub(crate) fn malformed(status: u16, body: &[u8]) -> VodError {
         let text = String::from_utf8_lossy(body);
         let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();

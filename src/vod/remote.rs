@@ -127,7 +127,10 @@ pub enum ReadError {
 }
 
 /// Reads an answer's body, at most `cap` bytes, chunk by chunk.
-pub async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, ReadError> {
     let cap_bytes = u64::try_from(cap).unwrap_or(u64::MAX);
     if response.content_length().is_some_and(|len| len > cap_bytes) {
         return Err(ReadError::TooLarge { cap });
@@ -191,9 +194,11 @@ mod tests {
             ),
             ("a short word stays".to_owned(), "a short word stays"),
             (
-                "Specified signature is not matched with our calculation. server string to sign                  is:POST&%2F&AccessKeyId%3DSTS.x%26SecurityToken%3Dabc"
+                "Specified signature is not matched with our calculation. server string to sign is:\
+                 POST&%2F&AccessKeyId%3DSTS.x%26SecurityToken%3Dabc"
                     .to_owned(),
-                "Specified signature is not matched with our calculation. server string to sign                  is: <not shown: it quotes the request's parameters>",
+                "Specified signature is not matched with our calculation. server string to sign \
+                 is: <not shown: it quotes the request's parameters>",
             ),
         ];
         for (text, want) in table {

@@ -72,7 +72,9 @@ async fn bad_credential_sources_are_named_and_auto_goes_on() {
     });
     let err = resolve(&sim, oidc("token"), "oidc").await.unwrap_err();
     assert!(
-        err.contains("STS AssumeRoleWithOIDC: AuthenticationFail.OIDCToken.Expired (HTTP 400)"),
+        err.contains(
+            "STS AssumeRoleWithOIDC: AuthenticationFail.OIDCToken.Expired (HTTP 400 from 127.0.0.1:"
+        ),
         "{err}"
     );
     sim.set_faults(Faults {

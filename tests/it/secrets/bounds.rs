@@ -96,7 +96,10 @@ async fn no_redirect_is_followed() {
         .describe_vod_refresh_quota()
         .await
         .unwrap_err();
-    assert!(matches!(err, VodError::Malformed { status: 302, .. }), "{err:?}");
+    assert!(
+        matches!(err, VodError::Malformed { status: 302, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("redirect"), "{err}");
 
     let (_dir, token_file) = token_file();
@@ -114,7 +117,11 @@ async fn no_redirect_is_followed() {
         "{:?}",
         redirector.heads()
     );
-    assert_eq!(elsewhere.heads(), Vec::<String>::new(), "a redirect was followed");
+    assert_eq!(
+        elsewhere.heads(),
+        Vec::<String>::new(),
+        "a redirect was followed"
+    );
 }
 
 #[tokio::test]
@@ -144,9 +151,15 @@ async fn an_answer_past_its_cap_is_not_read() {
         let (_dir, token_file) = token_file();
         let fetcher = Fetcher::new(&format!("{base}/sts"), &base).unwrap();
         for (provider, plan) in credential_plans(&base, token_file) {
-            let err = fetcher.fetch(provider, &plan).await.unwrap_err().to_string();
+            let err = fetcher
+                .fetch(provider, &plan)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(
-                err.contains(&format!("the answer from {host} (HTTP 200) is larger than 64 KiB")),
+                err.contains(&format!(
+                    "the answer from {host} (HTTP 200) is larger than 64 KiB"
+                )),
                 "{provider} {declared:?}: {err}"
             );
         }

@@ -71,16 +71,17 @@ async fn a_refusal_that_quotes_the_string_to_sign_shows_no_token() {
     let token = "CAISfixed+token/with=signs0123456789";
     let sim = simulator(
         Duration::from_secs(3600),
-        vec![Account::sts("STS.fixed", "the-real-secret", vec![token.into()])],
+        vec![Account::sts(
+            "STS.fixed",
+            "the-real-secret",
+            vec![token.into()],
+        )],
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(
         dir.path(),
-        &format!(
-            "endpoint = \"{}\"\ncredentials = \"env\"\n",
-            sim.base_url()
-        ),
+        &format!("endpoint = \"{}\"\ncredentials = \"env\"\n", sim.base_url()),
         &[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", "STS.fixed".to_owned()),
             (
@@ -96,14 +97,19 @@ async fn a_refusal_that_quotes_the_string_to_sign_shows_no_token() {
     assert!(message.contains("string to sign"), "{message}");
     let calls = sim.calls();
     assert!(
-        calls.iter().any(|c| c.code.as_deref() == Some("SignatureDoesNotMatch")),
+        calls
+            .iter()
+            .any(|c| c.code.as_deref() == Some("SignatureDoesNotMatch")),
         "{calls:?}"
     );
 
     let mut secrets = signed_query_parts();
     secrets.extend([
         ("the security token", token.to_owned()),
-        ("the token, encoded", "CAISfixed%2Btoken%2Fwith%3Dsigns".to_owned()),
+        (
+            "the token, encoded",
+            "CAISfixed%2Btoken%2Fwith%3Dsigns".to_owned(),
+        ),
         ("the token, encoded twice", "CAISfixed%252Btoken".to_owned()),
         ("the secret", "a-wrong-secret-of-ours".to_owned()),
     ]);

@@ -165,13 +165,17 @@ async fn respond(stream: &mut TcpStream, answer: Answer) -> u64 {
             "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
              Connection: close\r\n\r\n"
         ),
-        Answer::Endless { declared: Some(len) } => format!(
+        Answer::Endless {
+            declared: Some(len),
+        } => format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\
              Connection: close\r\n\r\n"
         ),
-        Answer::Endless { declared: None } => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+        Answer::Endless { declared: None } => {
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_owned(),
+                .to_owned()
+        }
     };
     if stream.write_all(head.as_bytes()).await.is_err() {
         return 0;
@@ -384,7 +388,11 @@ pub fn assert_none_shown(shown: &str, secrets: &[(&str, String)]) {
     for (what, secret) in secrets {
         assert!(!secret.is_empty(), "{what} is empty");
         if let Some(at) = shown.find(secret.as_str()) {
-            let start = shown[..at].char_indices().rev().nth(200).map_or(0, |(i, _)| i);
+            let start = shown[..at]
+                .char_indices()
+                .rev()
+                .nth(200)
+                .map_or(0, |(i, _)| i);
             let end = (at + secret.len() + 200).min(shown.len());
             panic!(
                 "{what} ({secret}) is shown: …{}…",
