@@ -22,8 +22,7 @@ fn source(url: &str, extra: &str) -> String {
 #[test]
 fn an_http_callback_url_is_refused_at_start_unless_allowed() {
     let err = Settings::from_layers(&[&source("http://purge.example.com/webhooks/vod", "")])
-        .err()
-        .expect("an http:// callback URL is refused")
+        .expect_err("an http:// callback URL is refused")
         .to_string();
     for part in ["vod", "callback_url", "http://", "allow_http"] {
         assert!(err.contains(part), "{part}: {err}");
