@@ -16,6 +16,7 @@
 //! keeps the old credential while it is valid. When none is valid, [`CredentialSource`] makes
 //! callers wait instead of sending calls that cannot succeed.
 
+mod answers;
 pub mod chain;
 mod env;
 pub mod fetch;
