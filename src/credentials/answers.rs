@@ -183,6 +183,58 @@ mod tests {
     }
 
     #[test]
+    fn sts_answers_quote_no_secret() {
+        let base_token = "CAIS+base/token=0123";
+        let carried = remote::Carried::new([base_token, "signature+/=0123"]);
+        let new_secret = "new-secret-0123456789";
+        let table: [(u16, String, &str); 4] = [
+            // An error answer that echoes the request (STS's SignatureDoesNotMatch quotes its
+            // string to sign; another server may quote the token itself).
+            (
+                400,
+                r#"{"Code":"SignatureDoesNotMatch","Message":"no match. server string to sign is:POST&%2F&SecurityToken%3DCAIS%252Bbase"}"#
+                    .to_owned(),
+                "SignatureDoesNotMatch (HTTP 400 from sts.example): no match. server string to sign is: <not shown",
+            ),
+            (
+                503,
+                format!("<html>bad gateway for {base_token}</html>"),
+                "HTTP 503 from sts.example: <html>bad gateway for <redacted></html>",
+            ),
+            // A successful answer of the wrong shape holds the new secret: it is described,
+            // not quoted.
+            (
+                200,
+                format!(
+                    r#"{{"Credentials":{{"AccessKeyId":5,"AccessKeySecret":"{new_secret}"}}}}"#
+                ),
+                "the answer's AccessKeyId is not a string (from sts.example)",
+            ),
+            (
+                200,
+                format!("AccessKeySecret={new_secret}"),
+                "the answer from sts.example (",
+            ),
+        ];
+        for (status, body, want) in table {
+            let err = sts(
+                ProviderName::Oidc,
+                "AssumeRole",
+                "sts.example",
+                status,
+                body.as_bytes(),
+                &carried,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(want), "{body}: {err}");
+            for secret in [base_token, "CAIS%252Bbase", new_secret] {
+                assert!(!err.contains(secret), "{body}: {err}");
+            }
+        }
+    }
+
+    #[test]
     fn coded_answers() {
         let ok = br#"{"Code":"Success","AccessKeyId":"STS.a","AccessKeySecret":"s","SecurityToken":"t","Expiration":"2999-01-01T00:00:00Z","LastUpdated":"2026-01-01T00:00:00Z"}"#;
         let none = remote::Carried::default();
