@@ -2,19 +2,22 @@
 //! Signature 1.0), the metadata service's three requests, and the credentials URI. Every answer
 //! is checked; a bad one becomes a [`CredentialError`] that names the provider and what was
 //! wrong with it.
+//!
+//! What those errors may say is limited (`vod::remote`): an `AssumeRole` URL carries the base
+//! key's security token and a signature, a credentials URI's query may carry a token, and the
+//! answers hold new keys. So an error names the endpoint by its host, never quotes a URL, and
+//! quotes an answer only with the secrets the request carried taken out. No request follows a
+//! redirect (one would carry the metadata token header or the signed query to another host),
+//! and no answer is read past 64 KiB.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::{
-    AssumedRole, CredentialError, Credentials, EcsRole, Issued, OidcRole, Plan, ProviderName,
-};
-use crate::domain::Ts;
-use crate::vod::error_chain;
+use super::answers::{self, excerpt};
+use super::{AssumedRole, CredentialError, EcsRole, Issued, OidcRole, Plan, ProviderName};
+use crate::vod::remote::{self, CREDENTIAL_ANSWER_CAP, ReadError};
 use crate::vod::signing::{percent_encode, sign};
 
 /// The STS API version of `AssumeRole` and `AssumeRoleWithOIDC`.
@@ -25,9 +28,6 @@ pub const IMDS_TOKEN_PATH: &str = "/latest/api/token";
 pub const IMDS_ROLE_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 pub const IMDS_TOKEN_TTL_HEADER: &str = "X-aliyun-ecs-metadata-token-ttl-seconds";
 pub const IMDS_TOKEN_HEADER: &str = "X-aliyun-ecs-metadata-token";
-
-/// How many characters of an unexpected answer a message quotes.
-const EXCERPT: usize = 160;
 
 /// Where the STS and metadata requests go, with the libraries' timeouts (STS: 5 s to connect,
 /// 10 s to answer; metadata: 1 s and 1 s).
@@ -43,13 +43,12 @@ type Fetched<'a> = Pin<Box<dyn Future<Output = Result<Issued, CredentialError>> 
 
 impl Fetcher {
     pub fn new(sts_endpoint: &str, metadata_endpoint: &str) -> Result<Fetcher, String> {
-        crate::vod::install_tls_provider();
         let build = |connect: u64, total: u64| {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(connect))
-                .timeout(Duration::from_secs(total))
-                .build()
-                .map_err(|e| format!("cannot build the credential client: {e}"))
+            remote::client(
+                Some(Duration::from_secs(connect)),
+                Duration::from_secs(total),
+            )
+            .map_err(|e| format!("the credential client: {e}"))
         };
         Ok(Fetcher {
             sts: build(5, 15)?,
@@ -112,8 +111,10 @@ impl Fetcher {
             self.sts_url(role.sts_endpoint.as_ref()),
             encode(&query)
         );
+        let carried = remote::Carried::new([token]);
+        let host = remote::host_of(&url);
         let request = self.sts.post(url).form(&form);
-        sts_answer(provider, "AssumeRoleWithOIDC", request).await
+        sts_answer(provider, "AssumeRoleWithOIDC", request, &host, &carried).await
     }
 
     async fn assume_role(
@@ -150,17 +151,21 @@ impl Fetcher {
         // Signature 1.0 covers the query and the form body together.
         let mut signed = query.clone();
         signed.extend(form.clone());
-        query.insert(
-            "Signature".to_owned(),
-            sign("POST", &signed, keys.access_key_secret()),
+        let signature = sign("POST", &signed, keys.access_key_secret());
+        let carried = remote::Carried::new(
+            [Some(signature.as_str()), keys.security_token()]
+                .into_iter()
+                .flatten(),
         );
+        query.insert("Signature".to_owned(), signature.clone());
         let url = format!(
             "{}?{}",
             self.sts_url(role.sts_endpoint.as_ref()),
             encode(&query)
         );
+        let host = remote::host_of(&url);
         let request = self.sts.post(url).form(&form);
-        sts_answer(provider, "AssumeRole", request).await
+        sts_answer(provider, "AssumeRole", request, &host, &carried).await
     }
 
     async fn ecs_ram_role(
@@ -170,7 +175,8 @@ impl Fetcher {
     ) -> Result<Issued, CredentialError> {
         let fail = |msg: String| CredentialError::new(provider, msg);
         let base = &self.metadata_endpoint;
-        let token = match self.metadata_token().await {
+        let host = remote::host_of(base);
+        let token = match self.metadata_token(&host).await {
             Ok(token) => Some(token),
             Err(why) if role.imdsv1_disabled => {
                 return Err(fail(format!(
@@ -182,6 +188,8 @@ impl Fetcher {
                 None
             }
         };
+        let carried = remote::Carried::new(token.iter());
+        let excerpt = |body: &[u8]| excerpt(body, &carried);
         let get = |path: String| {
             let mut request = self.metadata.get(format!("{base}{path}"));
             if let Some(token) = &token {
@@ -192,9 +200,9 @@ impl Fetcher {
         let role_name = match &role.role {
             Some(name) => name.clone(),
             None => {
-                let (status, body) = send(get(IMDS_ROLE_PATH.to_owned())).await.map_err(|e| {
-                    fail(format!("cannot reach the metadata service at {base}: {e}"))
-                })?;
+                let (status, body) = send(get(IMDS_ROLE_PATH.to_owned()), &host)
+                    .await
+                    .map_err(|e| fail(format!("the metadata service: {e}")))?;
                 if status != 200 {
                     return Err(fail(format!(
                         "the metadata service answered HTTP {status} to the role lookup: {}",
@@ -211,9 +219,9 @@ impl Fetcher {
                 name
             }
         };
-        let (status, body) = send(get(format!("{IMDS_ROLE_PATH}{role_name}")))
+        let (status, body) = send(get(format!("{IMDS_ROLE_PATH}{role_name}")), &host)
             .await
-            .map_err(|e| fail(format!("cannot reach the metadata service at {base}: {e}")))?;
+            .map_err(|e| fail(format!("the metadata service: {e}")))?;
         if status == 404 {
             return Err(fail(format!(
                 "the instance has no RAM role {role_name:?} (metadata service: HTTP 404)"
@@ -225,16 +233,16 @@ impl Fetcher {
                 excerpt(&body)
             )));
         }
-        coded_credentials(provider, &format!("role {role_name:?}"), &body)
+        answers::coded(provider, &format!("role {role_name:?}"), &body, &carried)
     }
 
     /// The IMDSv2 session token (`PUT /latest/api/token`).
-    async fn metadata_token(&self) -> Result<String, String> {
+    async fn metadata_token(&self, host: &str) -> Result<String, String> {
         let request = self
             .metadata
             .put(format!("{}{IMDS_TOKEN_PATH}", self.metadata_endpoint))
             .header(IMDS_TOKEN_TTL_HEADER, "21600");
-        let (status, body) = send(request).await?;
+        let (status, body) = send(request, host).await?;
         let token = String::from_utf8_lossy(&body).trim().to_owned();
         if status != 200 || token.is_empty() {
             return Err(format!("HTTP {status}"));
@@ -247,17 +255,30 @@ impl Fetcher {
         provider: ProviderName,
         uri: &str,
     ) -> Result<Issued, CredentialError> {
-        let origin = super::without_query(uri);
-        let (status, body) = send(self.sts.get(uri))
+        // The query may carry a token: errors name the host, and quote no part of the query.
+        let host = remote::host_of(uri);
+        let query = reqwest::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.query().map(str::to_owned));
+        let values: Vec<String> = query
+            .iter()
+            .flat_map(|q| form_urlencoded::parse(q.as_bytes()).map(|(_, v)| v.into_owned()))
+            .chain(query.clone())
+            .collect();
+        let carried = remote::Carried::new(&values);
+        let (status, body) = send(self.sts.get(uri), &host)
             .await
-            .map_err(|e| CredentialError::new(provider, format!("cannot reach {origin}: {e}")))?;
+            .map_err(|e| CredentialError::new(provider, e))?;
         if status != 200 {
             return Err(CredentialError::new(
                 provider,
-                format!("{origin} answered HTTP {status}: {}", excerpt(&body)),
+                format!(
+                    "{host} answered HTTP {status}: {}",
+                    excerpt(&body, &carried)
+                ),
             ));
         }
-        coded_credentials(provider, origin, &body)
+        answers::coded(provider, &host, &body, &carried)
     }
 }
 
@@ -282,169 +303,37 @@ fn encode(params: &BTreeMap<String, String>) -> String {
         .join("&")
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
-    let response = request.send().await.map_err(|e| error_chain(&e))?;
+/// One request and its answer (at most 64 KiB); a redirect is an answer like any other. The
+/// error names `host`, never the URL.
+async fn send(request: reqwest::RequestBuilder, host: &str) -> Result<(u16, Vec<u8>), String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {host}: {}", remote::describe(e)))?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| error_chain(&e))?;
-    Ok((status, body.to_vec()))
-}
-
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String = text.chars().take(EXCERPT).collect();
-    if text.chars().count() > EXCERPT {
-        out.push('…');
-    }
-    out
-}
-
-/// The `Credentials` object of an STS answer and of the metadata service.
-#[derive(Deserialize)]
-struct Keys {
-    #[serde(rename = "AccessKeyId")]
-    access_key_id: String,
-    #[serde(rename = "AccessKeySecret")]
-    access_key_secret: String,
-    #[serde(rename = "SecurityToken", default)]
-    security_token: Option<String>,
-    #[serde(rename = "Expiration", default)]
-    expiration: Option<String>,
-}
-
-impl Keys {
-    fn into_issued(self, provider: ProviderName, what: &str) -> Result<Issued, CredentialError> {
-        let fail = |msg: String| CredentialError::new(provider, format!("{what}: {msg}"));
-        if self.access_key_id.is_empty() || self.access_key_secret.is_empty() {
-            return Err(fail(
-                "the answer has an empty AccessKeyId or AccessKeySecret".to_owned(),
-            ));
-        }
-        let expires_at = match self.expiration.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => Some(parse_expiration(raw).ok_or_else(|| {
-                fail(format!(
-                    "Expiration {raw:?} is not a time such as 2026-11-30T12:00:00Z"
-                ))
-            })?),
-        };
-        let now = Ts::now();
-        if expires_at.is_some_and(|at| at <= now) {
-            return Err(fail(
-                "the credential it handed out has already expired".to_owned(),
-            ));
-        }
-        Ok(Issued {
-            credentials: Credentials::new(
-                self.access_key_id,
-                self.access_key_secret,
-                self.security_token,
-            ),
-            issued_at: now,
-            expires_at,
-        })
+    match remote::read_capped(response, CREDENTIAL_ANSWER_CAP).await {
+        Ok(body) => Ok((status, body)),
+        Err(ReadError::TooLarge { cap }) => Err(format!(
+            "the answer from {host} (HTTP {status}) is larger than {}; not read",
+            remote::size_text(cap)
+        )),
+        Err(ReadError::Transport(e)) => Err(format!(
+            "cannot read the answer from {host}: {}",
+            remote::describe(e)
+        )),
     }
 }
 
-/// `2026-11-30T12:00:00Z`; the libraries also meet it without the `Z` or with fractions.
-pub fn parse_expiration(raw: &str) -> Option<Ts> {
-    Ts::parse(raw)
-        .filter(|_| raw.contains('T'))
-        .or_else(|| Ts::parse(&format!("{raw}Z")).filter(|_| raw.contains('T')))
-}
-
+/// Sends an STS call and reads its answer.
 async fn sts_answer(
     provider: ProviderName,
     action: &str,
     request: reqwest::RequestBuilder,
+    host: &str,
+    carried: &remote::Carried,
 ) -> Result<Issued, CredentialError> {
-    let fail = |msg: String| CredentialError::new(provider, format!("STS {action}: {msg}"));
-    let (status, body) = send(request)
+    let (status, body) = send(request, host)
         .await
-        .map_err(|e| fail(format!("unreachable: {e}")))?;
-    if status != 200 {
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            #[serde(rename = "Code")]
-            code: String,
-            #[serde(rename = "Message", default)]
-            message: String,
-        }
-        return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => fail(format!("{} (HTTP {status}): {}", e.code, e.message)),
-            Err(_) => fail(format!("HTTP {status}: {}", excerpt(&body))),
-        });
-    }
-    #[derive(Deserialize)]
-    struct Answer {
-        #[serde(rename = "Credentials")]
-        credentials: Keys,
-    }
-    let answer: Answer = serde_json::from_slice(&body)
-        .map_err(|e| fail(format!("unexpected answer ({e}): {}", excerpt(&body))))?;
-    answer
-        .credentials
-        .into_issued(provider, &format!("STS {action}"))
-}
-
-/// The metadata service's and a credentials URI's answer: the keys beside `"Code": "Success"`.
-fn coded_credentials(
-    provider: ProviderName,
-    what: &str,
-    body: &[u8],
-) -> Result<Issued, CredentialError> {
-    let fail = |msg: String| CredentialError::new(provider, format!("{what}: {msg}"));
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| fail(format!("the answer is not JSON: {}", excerpt(body))))?;
-    let code = value
-        .get("Code")
-        .and_then(|c| c.as_str())
-        .unwrap_or_default();
-    if code != "Success" {
-        return Err(fail(format!(
-            "the answer's Code is {code:?}, not \"Success\""
-        )));
-    }
-    let keys: Keys =
-        serde_json::from_value(value).map_err(|e| fail(format!("the answer lacks a key: {e}")))?;
-    keys.into_issued(provider, what)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiration_forms() {
-        let want = Ts::parse("2026-11-30T12:00:00Z");
-        assert!(want.is_some());
-        for raw in ["2026-11-30T12:00:00Z", "2026-11-30T12:00:00"] {
-            assert_eq!(parse_expiration(raw), want, "{raw}");
-        }
-        for raw in ["tomorrow", "1764504000000", ""] {
-            assert_eq!(parse_expiration(raw), None, "{raw}");
-        }
-    }
-
-    #[test]
-    fn coded_answers() {
-        let ok = br#"{"Code":"Success","AccessKeyId":"STS.a","AccessKeySecret":"s","SecurityToken":"t","Expiration":"2999-01-01T00:00:00Z","LastUpdated":"2026-01-01T00:00:00Z"}"#;
-        let issued = coded_credentials(ProviderName::EcsRamRole, "role", ok).unwrap();
-        assert_eq!(issued.credentials.security_token(), Some("t"));
-        assert!(issued.expires_at.is_some());
-        let table: [(&[u8], &str); 5] = [
-            (br#"{"Code":"Failed","Message":"no"}"#, "Code is \"Failed\""),
-            (b"<html>", "not JSON"),
-            (br#"{"Code":"Success","AccessKeyId":"a"}"#, "lacks a key"),
-            (br#"{"Code":"Success","AccessKeyId":"a","AccessKeySecret":"s","Expiration":"soon"}"#, "Expiration \"soon\""),
-            (br#"{"Code":"Success","AccessKeyId":"a","AccessKeySecret":"s","Expiration":"2001-01-01T00:00:00Z"}"#, "already expired"),
-        ];
-        for (body, want) in table {
-            let err = coded_credentials(ProviderName::EcsRamRole, "role \"r\"", body).unwrap_err();
-            assert!(
-                err.to_string().starts_with("ecs-ram-role: role \"r\": "),
-                "{err}"
-            );
-            assert!(err.to_string().contains(want), "{err} lacks {want}");
-        }
-    }
+        .map_err(|e| CredentialError::new(provider, format!("STS {action}: {e}")))?;
+    answers::sts(provider, action, host, status, &body, carried)
 }

@@ -16,6 +16,7 @@
 //! keeps the old credential while it is valid. When none is valid, [`CredentialSource`] makes
 //! callers wait instead of sending calls that cannot succeed.
 
+mod answers;
 pub mod chain;
 mod env;
 pub mod fetch;
@@ -172,15 +173,14 @@ impl fmt::Debug for Plan {
             Plan::Oidc(o) => o.fmt(f),
             Plan::AssumeRole(a) => a.fmt(f),
             Plan::EcsRamRole(e) => e.fmt(f),
-            // A credentials URI may carry a token in its query: show its origin only.
-            Plan::Uri(uri) => f.debug_tuple("Uri").field(&without_query(uri)).finish(),
+            // A credentials URI may carry a token (in its query, its path or its user
+            // information): show its host only.
+            Plan::Uri(uri) => f
+                .debug_tuple("Uri")
+                .field(&crate::vod::remote::host_of(uri))
+                .finish(),
         }
     }
-}
-
-/// A credentials URI without its query, which may carry a token: what logs and errors show.
-pub(crate) fn without_query(uri: &str) -> &str {
-    uri.split('?').next().unwrap_or_default()
 }
 
 impl Plan {
@@ -203,7 +203,10 @@ impl Plan {
                 Some(role) => format!("instance RAM role {role} from the metadata service"),
                 None => "the instance RAM role discovered from the metadata service".to_owned(),
             },
-            Plan::Uri(uri) => format!("GET {}", without_query(uri)),
+            Plan::Uri(uri) => format!(
+                "GET of the credentials URI at {}",
+                crate::vod::remote::host_of(uri)
+            ),
         }
     }
 }

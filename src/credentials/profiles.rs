@@ -15,6 +15,15 @@ use super::{
 /// default).
 pub const DEFAULT_DURATION_SECS: u32 = 3600;
 
+/// A CLI profile's `expired_seconds` as `DurationSeconds`. The CLI writes `0` when none was
+/// given, and STS refuses `DurationSeconds=0`: absent and `0` both mean the default, as in the
+/// official libraries.
+fn duration_secs(expired_seconds: Option<u32>) -> u32 {
+    expired_seconds
+        .filter(|secs| *secs > 0)
+        .unwrap_or(DEFAULT_DURATION_SECS)
+}
+
 /// The `RoleSessionName` when none is configured: a prefix and the time, as the libraries do.
 pub fn default_session_name(now_secs: i64) -> String {
     format!("vod-purge-{now_secs}")
@@ -141,7 +150,7 @@ fn cli_plan(
             base: Box::new(base),
             role_arn: need("ram_role_arn", &profile.ram_role_arn)?,
             session_name: session_name()?,
-            duration_secs: profile.expired_seconds.unwrap_or(DEFAULT_DURATION_SECS),
+            duration_secs: duration_secs(profile.expired_seconds),
             policy: None,
             external_id: Some(profile.external_id.trim().to_owned()).filter(|e| !e.is_empty()),
             sts_endpoint: sts_endpoint.clone(),
@@ -163,7 +172,7 @@ fn cli_plan(
             provider_arn: need("oidc_provider_arn", &profile.oidc_provider_arn)?,
             token_file: PathBuf::from(need("oidc_token_file", &profile.oidc_token_file)?),
             session_name: session_name()?,
-            duration_secs: profile.expired_seconds.unwrap_or(DEFAULT_DURATION_SECS),
+            duration_secs: duration_secs(profile.expired_seconds),
             policy: None,
             sts_endpoint: sts_endpoint.clone(),
         })),
@@ -327,6 +336,29 @@ mod tests {
         assert!(
             matches!(*chained.base, Plan::AssumeRole(ref inner) if inner.role_arn == "acs:ram::1:role/r3")
         );
+    }
+
+    #[test]
+    fn zero_or_no_expired_seconds_is_the_default_duration() {
+        let text = r#"{"current": "r", "profiles": [
+            {"name": "r", "mode": "RamRoleArn", "access_key_id": "i", "access_key_secret": "s",
+             "ram_role_arn": "acs:ram::1:role/r", "expired_seconds": 0},
+            {"name": "o", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r",
+             "oidc_provider_arn": "p", "oidc_token_file": "/t", "expired_seconds": 0},
+            {"name": "n", "mode": "RamRoleArn", "access_key_id": "i", "access_key_secret": "s",
+             "ram_role_arn": "acs:ram::1:role/r"},
+            {"name": "set", "mode": "RamRoleArn", "access_key_id": "i", "access_key_secret": "s",
+             "ram_role_arn": "acs:ram::1:role/r", "expired_seconds": 1800}
+        ]}"#;
+        for (profile, want) in [("r", 3600), ("o", 3600), ("n", 3600), ("set", 1800)] {
+            let env = Environment::from_pairs([("ALIBABA_CLOUD_PROFILE", profile)]);
+            let duration = match cli(text, &env) {
+                Ok(Plan::AssumeRole(role)) => role.duration_secs,
+                Ok(Plan::Oidc(role)) => role.duration_secs,
+                other => panic!("{profile}: {other:?}"),
+            };
+            assert_eq!(duration, want, "{profile}");
+        }
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! credential. When no valid credential is left the call waits for one, up to the timeout, and
 //! then fails with [`VodError::NoCredentials`] without having been sent. Backoff for everything
 //! else belongs to the caller (the flusher), which knows the rate budget.
+//!
+//! Requests follow no redirect, answers are read up to 1 MiB, and no error names more of the
+//! endpoint than its host: the request URL carries the signature and the STS token
+//! ([`super::remote`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::remote::{self, ReadError, VOD_ANSWER_CAP};
 use super::signing::{percent_encode, sign};
 use super::{
     CredentialSource, Credentials, GetMediaRefreshJobsResponse, RefreshQuota, RefreshRequest,
@@ -61,6 +66,8 @@ struct Inner {
     http: reqwest::Client,
     /// The endpoint with the RPC path `/`.
     url: String,
+    /// The endpoint's host, all that errors say of it.
+    host: String,
     credentials: CredentialSource,
     /// How long a call may wait for a usable credential.
     timeout: Duration,
@@ -72,14 +79,12 @@ impl Client {
         let base = cfg.endpoint.trim_end_matches('/');
         reqwest::Url::parse(base)
             .map_err(|e| VodError::Config(format!("endpoint {base:?}: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| VodError::Config(error_chain(&e)))?;
+        let http = remote::client(None, cfg.timeout).map_err(VodError::Config)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 url: format!("{base}/"),
+                host: remote::host_of(base),
                 credentials: cfg.credentials,
                 timeout: cfg.timeout,
             }),
@@ -181,6 +186,13 @@ impl Client {
             params.insert("SecurityToken".to_owned(), token.to_owned());
         }
         let signature = sign(method.as_str(), &params, credentials.access_key_secret());
+        // What VOD's answer must not be quoted with (its `SignatureDoesNotMatch` quotes the
+        // string to sign, token and all).
+        let carried = remote::Carried::new(
+            [Some(signature.as_str()), credentials.security_token()]
+                .into_iter()
+                .flatten(),
+        );
         params.insert("Signature".to_owned(), signature);
         // Encoded with the signing encoder (`%20`, never `+`), so any form decoder reads it back.
         let query: Vec<String> = params
@@ -195,16 +207,25 @@ impl Client {
             .request(method, url)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error(e, &inner.host))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get("x-acs-retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = match remote::read_capped(response, VOD_ANSWER_CAP).await {
+            Ok(body) => body,
+            Err(ReadError::Transport(e)) => return Err(transport_error(e, &inner.host)),
+            Err(ReadError::TooLarge { cap }) => {
+                return Err(VodError::too_large(status, &inner.host, cap));
+            }
+        };
+        if (300..400).contains(&status) {
+            return Err(VodError::redirect(status, &inner.host));
+        }
         if !(200..300).contains(&status) {
-            let err = VodError::from_response(status, retry_after.as_deref(), &body);
+            let err = VodError::from_answer(status, retry_after.as_deref(), &body, &carried);
             tracing::debug!(
                 action,
                 status,
@@ -214,8 +235,12 @@ impl Client {
             );
             return Err(err);
         }
-        let parsed =
-            serde_json::from_slice(&body).map_err(|_| VodError::malformed(status, &body))?;
+        let parsed = serde_json::from_slice(&body).map_err(|_| {
+            VodError::malformed(
+                status,
+                carried.scrub(&String::from_utf8_lossy(&body)).as_bytes(),
+            )
+        })?;
         tracing::debug!(action, status, "VOD accepted");
         Ok(parsed)
     }
@@ -229,24 +254,14 @@ pub fn rpc_timestamp(now: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn transport_error(err: reqwest::Error) -> VodError {
+/// A request that failed before an answer was read whole. The error's URL (signed, with the
+/// token) is dropped; the endpoint is named by its host.
+fn transport_error(err: reqwest::Error, host: &str) -> VodError {
     if err.is_timeout() {
         VodError::Timeout
     } else {
-        VodError::Connection(error_chain(&err))
+        VodError::Connection(format!("{host}: {}", remote::describe(err)))
     }
-}
-
-/// reqwest's own message is terse ("error sending request"); the causes say what happened.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

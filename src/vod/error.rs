@@ -22,10 +22,12 @@ pub enum VodError {
     /// No complete answer within the client's timeout. The call may or may not have been applied.
     #[error("VOD request timed out")]
     Timeout,
-    /// The request could not be sent or the answer could not be read.
-    #[error("cannot reach VOD: {0}")]
+    /// The request could not be sent or the answer could not be read: the endpoint's host and
+    /// what went wrong (never the request URL, which carries the signature and the STS token).
+    #[error("cannot reach VOD at {0}")]
     Connection(String),
-    /// An answer that is not what VOD sends (not JSON, or JSON of the wrong shape).
+    /// An answer that is not what VOD sends (not JSON, JSON of the wrong shape, or larger than
+    /// any VOD answer).
     #[error("unexpected VOD response (HTTP {status}): {excerpt}")]
     Malformed { status: u16, excerpt: String },
     /// The request was refused before sending (e.g. no media IDs, or more than 20).
@@ -137,6 +139,37 @@ impl VodError {
         }
     }
 
+    /// [`VodError::from_response`], its text without what the request carried: servers echo
+    /// the request (`SignatureDoesNotMatch` quotes the string to sign, security token and all).
+    pub(crate) fn from_answer(
+        status: u16,
+        retry_after: Option<&str>,
+        body: &[u8],
+        carried: &super::remote::Carried,
+    ) -> VodError {
+        match VodError::from_response(status, retry_after, body) {
+            VodError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after,
+            } => VodError::Api {
+                status,
+                code,
+                message: carried.scrub(&message),
+                request_id,
+                retry_after,
+            },
+            // Taken out before the excerpt is cut, so that no part of a secret is left.
+            VodError::Malformed { status, .. } => VodError::malformed(
+                status,
+                carried.scrub(&String::from_utf8_lossy(body)).as_bytes(),
+            ),
+            other => other,
+        }
+    }
+
     pub(crate) fn malformed(status: u16, body: &[u8]) -> VodError {
         let text = String::from_utf8_lossy(body);
         let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
@@ -144,6 +177,27 @@ impl VodError {
             excerpt.push('…');
         }
         VodError::Malformed { status, excerpt }
+    }
+
+    /// An answer longer than `cap` bytes from `host`, left unread.
+    pub(crate) fn too_large(status: u16, host: &str, cap: usize) -> VodError {
+        VodError::Malformed {
+            status,
+            excerpt: format!(
+                "the answer from {host} is larger than {}; not read",
+                super::remote::size_text(cap)
+            ),
+        }
+    }
+
+    /// A redirect from `host`: not followed, since it would carry the signed query elsewhere.
+    pub(crate) fn redirect(status: u16, host: &str) -> VodError {
+        VodError::Malformed {
+            status,
+            excerpt: format!(
+                "a redirect from {host}, not followed: vod.endpoint must name VOD's endpoint itself"
+            ),
+        }
     }
 
     /// Whether to back off, retry or give up (`vod-api.md` §6.2).

@@ -8,11 +8,11 @@
 
 mod client;
 mod error;
+pub mod remote;
 pub mod signing;
 mod types;
 
 pub use crate::credentials::{CredentialSource, Credentials};
-pub(crate) use client::error_chain;
 pub use client::{
     API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider, rpc_timestamp,
 };

@@ -81,9 +81,13 @@ pub enum SignatureEncoding {
 
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
-fn default_tolerance() -> Duration {
-    DEFAULT_TOLERANCE
-}
+/// The default `tolerance` of a `vod-callback` source. VOD signs the URL and the timestamp, not
+/// the body, so a captured header pair passes with any body for as long as the timestamp is
+/// accepted: the window is kept to what VOD's own retries need. VOD tries three times, 1 s
+/// apart, waiting at most 5 s for each answer (`docs/vod-callbacks.md`): if every try carries
+/// the first one's timestamp, the last arrives at most 12 s after it. The rest allows for the
+/// two clocks' skew.
+pub const VOD_CALLBACK_TOLERANCE: Duration = Duration::from_secs(30);
 
 /// One `[[sources]]` table.
 #[derive(Clone, Deserialize, Serialize)]
@@ -124,9 +128,17 @@ pub struct SourceConfig {
     #[serde(default)]
     pub delivery_id_header: Option<String>,
     /// `standard-webhooks`, `sanity`, `ghost`, `contentful`, `vod-callback`: how far the signed
-    /// timestamp may be from the server's clock, in either direction. Default 5 minutes.
-    #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
+    /// timestamp may be from the server's clock, in either direction. Default 5 minutes, 30
+    /// seconds for `vod-callback` ([`VOD_CALLBACK_TOLERANCE`]); read it with
+    /// [`SourceConfig::tolerance`].
+    #[serde(default, with = "humantime_serde")]
+    pub tolerance: Option<Duration>,
+    /// `vod-callback`: accept a `callback_url` that is `http://`. VOD's signature does not cover
+    /// the body, so whoever sees one delivery on the way can send any body with its headers
+    /// until the timestamp is too old; over plain HTTP everyone on the path sees them. Only for
+    /// a test or a private network.
+    #[serde(default)]
+    pub allow_http: bool,
 
     /// `json-pointer`: RFC 6901 pointers to the media IDs; `*` stands for every element.
     #[serde(default)]
@@ -204,6 +216,14 @@ impl FormatKind {
 }
 
 impl SourceConfig {
+    /// The configured `tolerance`, else the scheme's default.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance.unwrap_or(match self.auth {
+            AuthKind::VodCallback => VOD_CALLBACK_TOLERANCE,
+            _ => DEFAULT_TOLERANCE,
+        })
+    }
+
     /// The presets' `events` list, when one is given.
     pub(crate) fn event_list(&self) -> Option<Vec<String>> {
         match &self.events {

@@ -26,7 +26,8 @@ use std::time::Duration;
 use crate::domain::{Priority, RawOptions, RequestedTask, Ts};
 
 pub use config::{
-    AuthKind, DEFAULT_TOLERANCE, Events, FormatKind, HmacAlgorithm, SignatureEncoding, SourceConfig,
+    AuthKind, DEFAULT_TOLERANCE, Events, FormatKind, HmacAlgorithm, SignatureEncoding,
+    SourceConfig, VOD_CALLBACK_TOLERANCE,
 };
 pub use error::{AuthError, PayloadError};
 pub use payload::native::parse_native;

@@ -87,7 +87,7 @@ impl SourceConfig {
         if self.prefix.is_some() && auth != AuthKind::Hmac {
             return Err("prefix is only used by auth = \"hmac\"".to_owned());
         }
-        if auth.has_timestamp() && self.tolerance.is_zero() {
+        if auth.has_timestamp() && self.tolerance().is_zero() {
             return Err("tolerance must be positive".to_owned());
         }
         match (&self.callback_url, auth) {
@@ -101,11 +101,23 @@ impl SourceConfig {
                         "callback_url {url:?} is not an http:// or https:// URL"
                     ));
                 }
+                // The signature leaves the body out: a delivery seen on the way can be sent
+                // again with any body within the tolerance.
+                if url.starts_with("http://") && !self.allow_http {
+                    return Err(format!(
+                        "callback_url {url:?} is http://: VOD's signature does not cover the body, \
+                         so anyone who sees a delivery on the way can send any body with its \
+                         headers; use https:// (or set allow_http = true on a private network)"
+                    ));
+                }
             }
             (Some(_), _) => {
                 return Err("callback_url is only used by auth = \"vod-callback\"".to_owned());
             }
             (None, _) => {}
+        }
+        if self.allow_http && auth != AuthKind::VodCallback {
+            return Err("allow_http is only used by auth = \"vod-callback\"".to_owned());
         }
         if auth == AuthKind::StandardWebhooks {
             for (i, secret) in self.secrets.iter().enumerate() {
@@ -193,7 +205,7 @@ mod tests {
         let cfg =
             parse("name = \"strapi\"\nauth = \"bearer\"\nsecrets = [\"t\"]\nformat = \"strapi\"");
         cfg.validate().unwrap();
-        assert_eq!(cfg.tolerance, DEFAULT_TOLERANCE);
+        assert_eq!(cfg.tolerance(), DEFAULT_TOLERANCE);
         assert_eq!(cfg.algorithm, HmacAlgorithm::Sha256);
         assert_eq!(cfg.encoding, SignatureEncoding::Hex);
         assert_eq!(cfg.task, RequestedTask::Refresh);
@@ -223,7 +235,7 @@ mod tests {
             "#,
         );
         cfg.validate().unwrap();
-        assert_eq!(cfg.tolerance, Duration::from_secs(90));
+        assert_eq!(cfg.tolerance(), Duration::from_secs(90));
         assert_eq!(cfg.max_wait, Some(Duration::from_secs(60)));
         assert_eq!(cfg.task, RequestedTask::RefreshThenPreload);
     }
@@ -326,6 +338,14 @@ mod tests {
                 "callback_url is only used by auth = \"vod-callback\"",
             ),
             (
+                "auth = \"vod-callback\"\nsecrets = [\"k\"]\nformat = \"vod-events\"\ncallback_url = \"http://x/cb\"",
+                "callback_url \"http://x/cb\" is http://",
+            ),
+            (
+                "auth = \"bearer\"\nsecrets = [\"k\"]\nformat = \"native\"\nallow_http = true",
+                "allow_http is only used by auth = \"vod-callback\"",
+            ),
+            (
                 "auth = \"none\"\nformat = \"vod-events\"\nevents = [\"TranscodeComplete\"]",
                 "events as a list",
             ),
@@ -342,6 +362,17 @@ mod tests {
             assert!(err.starts_with("sources.s: "), "{err}");
             assert!(err.contains(key), "{rest}: {err}");
         }
+        // allow_http lets an http:// callback URL through, and a vod-callback source's own
+        // default tolerance is the short one.
+        let local = parse(&format!(
+            "{base}auth = \"vod-callback\"\nsecrets = [\"k\"]\nformat = \"vod-events\"\n\
+             callback_url = \"http://127.0.0.1/cb\"\nallow_http = true"
+        ));
+        local.validate().unwrap();
+        assert_eq!(
+            local.tolerance(),
+            crate::webhook::config::VOD_CALLBACK_TOLERANCE
+        );
         let err = parse("name = \"a b\"\nauth = \"none\"\nformat = \"native\"")
             .validate()
             .unwrap_err();

@@ -11,6 +11,7 @@ mod pipeline;
 mod priority;
 mod quota;
 mod replicas;
+mod secrets;
 mod sim;
 mod status_page;
 mod store;

@@ -41,7 +41,7 @@ impl Verifier {
         };
         Ok(match cfg.auth {
             AuthKind::StandardWebhooks => Verifier::StandardWebhooks(
-                standard::StandardWebhooks::new(&cfg.secrets, cfg.tolerance)?,
+                standard::StandardWebhooks::new(&cfg.secrets, cfg.tolerance())?,
             ),
             AuthKind::Hmac => Verifier::Hmac(simple::HmacBody::new(cfg, secrets())?),
             AuthKind::Bearer => {
@@ -54,12 +54,12 @@ impl Verifier {
                     _ => cms::CmsScheme::Contentful,
                 },
                 secrets: secrets(),
-                tolerance: cfg.tolerance,
+                tolerance: cfg.tolerance(),
             }),
             AuthKind::VodCallback => Verifier::VodCallback(vod::VodCallback {
                 callback_url: cfg.callback_url.clone().unwrap_or_default(),
                 secrets: cfg.secrets.clone(),
-                tolerance: cfg.tolerance,
+                tolerance: cfg.tolerance(),
             }),
             AuthKind::None => Verifier::None,
         })

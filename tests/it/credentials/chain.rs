@@ -72,7 +72,9 @@ async fn bad_credential_sources_are_named_and_auto_goes_on() {
     });
     let err = resolve(&sim, oidc("token"), "oidc").await.unwrap_err();
     assert!(
-        err.contains("STS AssumeRoleWithOIDC: AuthenticationFail.OIDCToken.Expired (HTTP 400)"),
+        err.contains(
+            "STS AssumeRoleWithOIDC: AuthenticationFail.OIDCToken.Expired (HTTP 400 from 127.0.0.1:"
+        ),
         "{err}"
     );
     sim.set_faults(Faults {
@@ -227,5 +229,61 @@ async fn the_rrsa_manifest_configures_the_oidc_provider() {
     let sts = calls_of(&sim, "AssumeRoleWithOIDC");
     assert_eq!(sts.len(), 1);
     assert_eq!(sts[0].params["OIDCToken"], "eyJ.projected.sig");
+    sim.stop().await;
+}
+
+/// The aliyun CLI writes `"expired_seconds": 0` when no duration was given; STS refuses
+/// `DurationSeconds=0`, and the official libraries read 0 as the default hour.
+#[tokio::test]
+async fn a_cli_profile_with_expired_seconds_0_asks_sts_for_an_hour() {
+    let sim = sim::start(sim_config(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aliyun")).unwrap();
+    let profile = |mode: &str, extra: serde_json::Value| {
+        let mut profile = json!({"name": "role", "mode": mode, "ram_role_arn": ROLE,
+            "ram_session_name": "cli-zero", "expired_seconds": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            profile[k] = v.clone();
+        }
+        profile
+    };
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, "eyJ.cli-token.sig").unwrap();
+    let cases = [
+        (
+            "AssumeRole",
+            profile(
+                "RamRoleArn",
+                json!({"access_key_id": "testid", "access_key_secret": "testsecret"}),
+            ),
+        ),
+        (
+            "AssumeRoleWithOIDC",
+            profile(
+                "OIDC",
+                json!({"oidc_provider_arn": OIDC_PROVIDER, "oidc_token_file": token_file}),
+            ),
+        ),
+    ];
+    for (action, profile) in cases {
+        sim.clear_calls();
+        std::fs::write(
+            home.path().join(".aliyun/config.json"),
+            json!({"current": "role", "profiles": [profile]}).to_string(),
+        )
+        .unwrap();
+        let env = Environment::default().with_home(home.path());
+        assert_eq!(
+            resolve(&sim, env, "cli-profile").await,
+            Ok("cli-profile".to_owned()),
+            "{action}"
+        );
+        let calls = calls_of(&sim, action);
+        assert_eq!(calls.len(), 1, "{action}: {calls:?}");
+        assert_eq!(calls[0].status, 200, "{action}: {calls:?}");
+        assert_eq!(calls[0].params["DurationSeconds"], "3600", "{action}");
+    }
     sim.stop().await;
 }
