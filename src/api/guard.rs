@@ -193,6 +193,38 @@ impl PeerGuard {
 
 // What the ingest handlers ask of the guard.
 
+/// What an unauthenticated read is counted under: the client (see [`client`]); but from a peer
+/// that is not a trusted proxy and forwards (an ingress nobody listed, where every request has
+/// its address), the client that peer names in the last hop, which a proxy appends and its
+/// client cannot forge, under the peer's own name: the clients behind it do not share one share
+/// of the reads, and no one can name themselves into a client elsewhere. A stranger who writes
+/// the header himself gets a key per value, bounded by `server.unauthenticated_reads` as
+/// before.
+pub(super) fn reader(state: &AppState, req: &HttpRequest) -> Key {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+        .to_canonical();
+    if state.proxies.trusts(peer) {
+        return client(state, req);
+    }
+    let lines = header_lines(req, state.proxies.header_name());
+    let peer_key = Key::Addr(addr_key(peer));
+    match state.proxies.last_hop(lines.iter().map(AsRef::as_ref)) {
+        None => peer_key,
+        Some(hop) => Key::Named(format!("{peer_key} for {}", Key::of(&hop)).into()),
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Addr(ip) => write!(f, "{ip}"),
+            Key::Named(name) => f.write_str(name),
+        }
+    }
+}
+
 /// The client, behind the trusted proxies, as its budget and reads are counted. Looked up only
 /// for requests that are not (yet) authenticated.
 pub(super) fn client(state: &AppState, req: &HttpRequest) -> Key {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::api::body::{checked_delivery_id, header, read_body, require_json};
 use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
-use crate::api::guard::{client, report_unlisted_proxy, stranger_failed};
+use crate::api::guard::{client, reader, report_unlisted_proxy, stranger_failed};
 use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask, Ts};
 use crate::metrics::StoredCounters;
@@ -220,7 +220,10 @@ async fn webhook_inner(
             source_name: name.clone(),
         };
         let client = client(state, req);
-        let _slot = state.peers.begin_read(&client).ok_or_else(busy)?;
+        let _slot = state
+            .peers
+            .begin_read(&reader(state, req))
+            .ok_or_else(busy)?;
         let _permit = entry
             .unauthenticated_reads
             .try_acquire()

@@ -28,7 +28,11 @@ impl TryFrom<String> for StoreLocation {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(StoreLocation::Postgres(url))
         } else {
-            Err(format!("{url:?} must start with sqlite:// or postgres://"))
+            // Only the scheme is shown: the rest may hold a password.
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            Err(format!(
+                "must start with sqlite:// or postgres:// (it starts with {scheme:?})"
+            ))
         }
     }
 }
@@ -41,21 +45,37 @@ impl From<StoreLocation> for String {
 }
 
 impl StoreLocation {
-    /// The URL with a password in it replaced by `<redacted>`.
+    /// The URL with a password in it replaced by `<redacted>`: in its user info, and the value
+    /// of any query parameter whose name says password (`password`, `sslpassword`).
     fn redacted(&self) -> String {
         match self {
             StoreLocation::Sqlite(path) => format!("sqlite://{path}"),
             StoreLocation::Postgres(url) => {
-                let Some((scheme, rest)) = url.split_once("://") else {
-                    return url.clone();
+                let (url, query) = match url.split_once('?') {
+                    Some((url, query)) => (url, Some(query)),
+                    None => (url.as_str(), None),
                 };
-                let Some((user_info, host)) = rest.rsplit_once('@') else {
-                    return url.clone();
+                let mut shown = match url.split_once("://").and_then(|(scheme, rest)| {
+                    let (user_info, host) = rest.rsplit_once('@')?;
+                    let (user, _password) = user_info.split_once(':')?;
+                    Some(format!("{scheme}://{user}:<redacted>@{host}"))
+                }) {
+                    Some(redacted) => redacted,
+                    None => url.to_owned(),
                 };
-                match user_info.split_once(':') {
-                    Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
-                    None => url.clone(),
+                if let Some(query) = query {
+                    let pairs: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                                format!("{name}=<redacted>")
+                            }
+                            _ => pair.to_owned(),
+                        })
+                        .collect();
+                    shown = format!("{shown}?{}", pairs.join("&"));
                 }
+                shown
             }
         }
     }
@@ -157,6 +177,23 @@ mod tests {
         assert_eq!(
             location,
             StoreLocation::Postgres("postgres://app:s3cret@db:5432/purge".into())
+        );
+        // A password in the query, and a mistyped scheme.
+        let location = StoreLocation::try_from(
+            "postgres://app@db/purge?sslmode=require&password=s3cret&SSLPassword=k3y".to_owned(),
+        )
+        .unwrap();
+        let text = location.to_string();
+        assert_eq!(
+            text,
+            "postgres://app@db/purge?sslmode=require&password=<redacted>&SSLPassword=<redacted>"
+        );
+        let error = StoreLocation::try_from("postgress://app:s3cret@db/purge".to_owned())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("s3cret") && error.contains("postgress"),
+            "{error}"
         );
     }
 

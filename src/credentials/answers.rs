@@ -103,7 +103,8 @@ pub(super) fn sts(
     carried: &remote::Carried,
 ) -> Result<Issued, CredentialError> {
     let fail = |msg: String| CredentialError::new(provider, format!("STS {action}: {msg}"));
-    if status != 200 {
+    // Any success is read as one (never quoted: it holds the keys).
+    if !(200..300).contains(&status) {
         #[derive(Deserialize)]
         struct ErrorBody {
             #[serde(rename = "Code")]

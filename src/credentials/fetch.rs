@@ -227,7 +227,8 @@ impl Fetcher {
                 "the instance has no RAM role {role_name:?} (metadata service: HTTP 404)"
             )));
         }
-        if status != 200 {
+        // Any success is read as one (never quoted: it holds the keys).
+        if !(200..300).contains(&status) {
             return Err(fail(format!(
                 "the metadata service answered HTTP {status} for role {role_name:?}: {}",
                 excerpt(&body)
@@ -269,7 +270,8 @@ impl Fetcher {
         let (status, body) = send(self.sts.get(uri), &host)
             .await
             .map_err(|e| CredentialError::new(provider, e))?;
-        if status != 200 {
+        // Any success is read as one (never quoted: it holds the keys).
+        if !(200..300).contains(&status) {
             return Err(CredentialError::new(
                 provider,
                 format!(

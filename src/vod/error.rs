@@ -157,7 +157,7 @@ impl VodError {
             } => VodError::Api {
                 status,
                 code,
-                message: carried.scrub(&message),
+                message: excerpt_of(&carried.scrub(&message)),
                 request_id,
                 retry_after,
             },
@@ -171,14 +171,24 @@ impl VodError {
     }
 
     pub(crate) fn malformed(status: u16, body: &[u8]) -> VodError {
-        let text = String::from_utf8_lossy(body);
-        let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-        if text.chars().count() > EXCERPT_CHARS {
-            excerpt.push('…');
+        VodError::Malformed {
+            status,
+            excerpt: excerpt_of(&String::from_utf8_lossy(body)),
         }
-        VodError::Malformed { status, excerpt }
     }
+}
 
+/// At most [`EXCERPT_CHARS`] of `text` (an answer's message is kept with each attempt and shown
+/// in `/jobs`: its size is VOD's to choose, not the operator's).
+fn excerpt_of(text: &str) -> String {
+    let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+    if text.chars().count() > EXCERPT_CHARS {
+        excerpt.push('…');
+    }
+    excerpt
+}
+
+impl VodError {
     /// An answer longer than `cap` bytes from `host`, left unread.
     pub(crate) fn too_large(status: u16, host: &str, cap: usize) -> VodError {
         VodError::Malformed {
@@ -270,6 +280,17 @@ mod tests {
     fn api(status: u16, code: &str) -> VodError {
         let body = serde_json::json!({"Code": code, "Message": "m", "RequestId": "r"}).to_string();
         VodError::from_response(status, None, body.as_bytes())
+    }
+
+    #[test]
+    fn a_long_message_is_kept_short() {
+        let message = "x".repeat(100_000);
+        let body = serde_json::json!({"Code": "InvalidParameter", "Message": message}).to_string();
+        let carried = super::super::remote::Carried::new(["secret-token-value"]);
+        match VodError::from_answer(400, None, body.as_bytes(), &carried) {
+            VodError::Api { message, .. } => assert_eq!(message.chars().count(), EXCERPT_CHARS + 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

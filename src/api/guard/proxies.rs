@@ -9,11 +9,13 @@
 //! - Every line of the header counts, joined in order: HAProxy (`option forwardfor`) and others
 //!   add a line of their own instead of appending to the client's, which comes first, so the
 //!   first line alone is what the client wrote.
-//! - A hop that is not a plain address ends the walk, and the client is that hop: `unknown` or
-//!   an obfuscated `_name` counted under its text, `1.2.3.4:5678` or `[2001:db8::1]` (not
-//!   X-Forwarded-For's syntax, but written by some proxies) under its address. Going on past
-//!   it would believe what its client may have forged; giving up for the peer would put
-//!   every such client under the proxy's own budget.
+//! - A hop that names no address ends the walk, and the client is that hop: `unknown`, an
+//!   obfuscated `_name` or garbage, counted under its text. Going on past it would believe what
+//!   its client may have forged; giving up for the peer would put every such client under the
+//!   proxy's own budget. An address written with a port (`1.2.3.4:5678`, `[2001:db8::1]:443`:
+//!   not X-Forwarded-For's syntax, but some gateways write their hops so) is an address, walked
+//!   past when it is a trusted proxy's.
+//! - In `Forwarded`, a line whose quoted string never closes is one hop that names no address.
 //! - Empty list elements are skipped (RFC 9110, 5.6.1).
 //! - Only the header named in `server.forwarded_header` is read: reading both would let a
 //!   client pick the one its proxy does not write.
@@ -98,8 +100,9 @@ pub fn x_forwarded_for<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Hop>
         .filter(|hop| !hop.is_empty())
         .map(|hop| match hop.parse::<IpAddr>() {
             Ok(ip) => Hop::Addr(ip),
+            // An address written with a port (as some gateways write their hops) is an address.
             Err(_) => {
-                Hop::End(address_with_port(hop).map_or_else(|| Client::named(hop), Client::Addr))
+                address_with_port(hop).map_or_else(|| Hop::End(Client::named(hop)), Hop::Addr)
             }
         })
         .collect()
@@ -115,10 +118,19 @@ fn address_with_port(text: &str) -> Option<IpAddr> {
 }
 
 /// The hops of `Forwarded` (RFC 7239), all its lines in order: each element's `for=` node.
+///
+/// A line whose quoted string never closes is one hop that names no address: a client's
+/// `for="…` would otherwise swallow what a proxy appended to the same line.
 pub fn forwarded<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Hop> {
     lines
         .into_iter()
-        .flat_map(|line| split_unquoted(line, ','))
+        .flat_map(|line| {
+            if closes_its_quotes(line) {
+                split_unquoted(line, ',').collect()
+            } else {
+                vec!["for=malformed"]
+            }
+        })
         .filter(|element| !element.trim().is_empty())
         .map(|element| {
             let node = split_unquoted(element, ';').find_map(|pair| {
@@ -154,6 +166,20 @@ fn forwarded_node(node: &str) -> Hop {
             .map(IpAddr::V4)
     };
     address.map_or_else(|| Hop::End(Client::named(node)), Hop::Addr)
+}
+
+/// Whether every quoted string in `text` is closed.
+fn closes_its_quotes(text: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
 }
 
 /// Splits `text` at `separator`, except inside a quoted string.
@@ -245,13 +271,52 @@ impl Proxies {
     /// Call for a request that carried `X-Forwarded-For` or `Forwarded` from `peer`. From a peer
     /// that is not a trusted proxy, that means a proxy nobody listed, and every client behind it
     /// is counted as one: the first such request is logged, once per process.
+    ///
+    /// Only a peer in a private, loopback, link-local or shared range is reported: a proxy of
+    /// the operator's is there, while a stranger on the internet may send the header to be
+    /// named in the log (and listed as a proxy by an operator who follows it).
     pub fn report_unlisted(&self, peer: IpAddr) {
         let peer = peer.to_canonical();
-        if !self.is_trusted(peer) && !self.warned.swap(true, Ordering::Relaxed) {
+        if !self.is_trusted(peer) && is_internal(peer) && !self.warned.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
                 peer = %peer,
-                "a request carried X-Forwarded-For or Forwarded from {peer}, which is not in server.trusted_proxies: the header is ignored, and every client behind that proxy is counted as one (one budget of failed requests, one share of the unauthenticated reads). List the proxy in server.trusted_proxies (see \"Exposed to the internet\" in docs/deploy.md). Logged once."
+                "a request carried X-Forwarded-For or Forwarded from {peer}, which is not in server.trusted_proxies: the header is ignored for the budget of failed requests, and every client behind that proxy is counted as one. If {peer} is your proxy or ingress, list it in server.trusted_proxies (see \"Exposed to the internet\" in docs/deploy.md). Logged once."
             );
+        }
+    }
+
+    /// The last hop of the configured header, as its writer (the peer) names it.
+    pub fn last_hop<'a>(&self, lines: impl IntoIterator<Item = &'a str>) -> Option<Client> {
+        let hops = match self.header {
+            ForwardedHeader::XForwardedFor => x_forwarded_for(lines),
+            ForwardedHeader::Forwarded => forwarded(lines),
+        };
+        hops.last().map(|hop| match hop {
+            Hop::Addr(ip) => Client::Addr(ip.to_canonical()),
+            Hop::End(client) => client.clone(),
+        })
+    }
+
+    /// Whether `peer` is a trusted proxy.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.is_trusted(peer.to_canonical())
+    }
+}
+
+/// A private (RFC 1918, unique local), loopback, link-local or shared (RFC 6598) address.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
     }
 }
@@ -317,7 +382,7 @@ mod tests {
             // Empty elements are skipped.
             ("127.0.0.1", &["198.51.100.1, "], addr("198.51.100.1")),
             ("127.0.0.1", &["", " ,, "], addr("127.0.0.1")),
-            // A hop that is not a plain address ends the walk and is the client.
+            // A hop that names no address ends the walk and is the client.
             ("127.0.0.1", &["198.51.100.1, unknown"], named("unknown")),
             (
                 "127.0.0.1",
@@ -344,11 +409,11 @@ mod tests {
                 &["198.51.100.1, [2001:db8::1]:443"],
                 addr("2001:db8::1"),
             ),
-            // ... even when it names a trusted proxy.
+            // An address with a port is an address: a trusted proxy's is walked past.
             (
                 "127.0.0.1",
                 &["198.51.100.1, 10.0.0.9:80"],
-                addr("10.0.0.9"),
+                addr("198.51.100.1"),
             ),
             // Only what a trusted proxy wrote is read: garbage left of the client is not.
             (
@@ -409,6 +474,15 @@ mod tests {
             (&["for=\"[2001:db8::1\""], named("[2001:db8::1")),
             (&["for=6.6.6.6, , for=198.51.100.7"], addr("198.51.100.7")),
             (&[""], addr("127.0.0.1")),
+            // A quote that never closes would swallow what the proxy appended: one bad hop.
+            (
+                &["for=198.51.100.1;x=\", for=203.0.113.66"],
+                named("malformed"),
+            ),
+            (
+                &["for=198.51.100.1;x=\"", "for=203.0.113.66"],
+                addr("203.0.113.66"),
+            ),
         ];
         let trusted = trusted();
         for (lines, want) in table {
@@ -442,6 +516,24 @@ mod tests {
         xff.report_unlisted(peer);
         assert!(!xff.reported(), "a trusted proxy is not reported");
         xff.report_unlisted("::ffff:203.0.113.9".parse().unwrap());
-        assert!(xff.reported(), "an unlisted proxy is");
+        assert!(!xff.reported(), "a stranger on the internet is not named");
+        xff.report_unlisted("::ffff:192.168.5.5".parse().unwrap());
+        assert!(xff.reported(), "an unlisted proxy in a private range is");
+        for (ip, internal) in [
+            ("10.1.2.3", true),
+            ("172.16.0.1", true),
+            ("192.168.1.1", true),
+            ("100.64.0.1", true),
+            ("169.254.1.1", true),
+            ("127.0.0.1", true),
+            ("fd00::1", true),
+            ("fe80::1", true),
+            ("::1", true),
+            ("203.0.113.9", false),
+            ("100.128.0.1", false),
+            ("2001:db8::1", false),
+        ] {
+            assert_eq!(is_internal(ip.parse().unwrap()), internal, "{ip}");
+        }
     }
 }

@@ -268,6 +268,38 @@ async fn stalled_reads_from_one_address_do_not_turn_another_away() {
     app.stop().await;
 }
 
+/// Behind an ingress nobody listed in `trusted_proxies`, every request comes from its address:
+/// 60 connections of one client stall mid-body (more than one address's share of the reads),
+/// and the real sender behind the same ingress, named by the ingress in its last hop, is still
+/// read and stored.
+#[tokio::test]
+async fn stalled_reads_behind_an_unlisted_ingress_do_not_turn_the_sender_away() {
+    let app = app_with("body_timeout = \"60s\"").await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let share = 256 / 8;
+    let stalls: Vec<_> = (0..60)
+        .map(|_| tokio::spawn(stall(port, "203.0.113.66", answered.clone())))
+        .collect();
+    // The stalls past the stranger's share are turned away; the others are being read.
+    wait_until(Duration::from_secs(20), "the stalls past the share", || {
+        let answered = answered.clone();
+        async move { answered.load(Ordering::SeqCst) >= 60 - share }
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let id = format!("behind-the-ingress-{n}");
+        let response = signed(&app, true, &["198.51.100.1"], &[id.as_str()]).await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [202; 10], "the real sender's deliveries");
+    for stall in stalls {
+        stall.abort();
+    }
+    app.stop().await;
+}
+
 /// HAProxy (`option forwardfor`) adds its own `X-Forwarded-For` line after the client's: a
 /// stranger who forges the sender's address in the first line spends its own budget.
 #[tokio::test]

@@ -26,7 +26,12 @@ fn issued_secrets(sim: &SimHandle) -> Vec<(&'static str, String)> {
     let keys = sim.issued_keys();
     assert!(!keys.is_empty(), "the simulator handed out a key");
     keys.into_iter()
-        .flat_map(|(_, key)| [("an issued secret", key.secret), ("an issued token", key.token)])
+        .flat_map(|(_, key)| {
+            [
+                ("an issued secret", key.secret),
+                ("an issued token", key.token),
+            ]
+        })
         .collect()
 }
 
