@@ -17,6 +17,11 @@
 # fixed one-second windows (the qps_window fault), as an API gateway's per-second counter does;
 # SHARED_WINDOW=0 uses its token bucket (which holds SHARED_QPS calls) instead.
 #
+# ARRIVALS=1 (the default for SCENARIO=plain) makes the simulator count the calls as a real account
+# does, as they arrive, at most 50 in any sliding second (the qps_sliding fault): a call that left
+# on time but arrives less than a second after the 50th before it is throttled. ARRIVALS=0 uses
+# its token bucket, which holds 50 calls.
+#
 # Environment: BIN (a vod-purge binary to measure instead of building this checkout), SIM_BIN (the
 # binary whose simulator to run, default BIN: a baseline binary with this checkout's simulator), SCENARIO
 # (plain), IDS (20000), PER_POST (1000), RPS (50), QUIET (1s), TIMEOUT (120,
@@ -33,6 +38,7 @@ shared) IDS=${IDS:-40000} ;;
 esac
 SHARED_QPS=${SHARED_QPS:-40}
 SHARED_WINDOW=${SHARED_WINDOW:-1}
+ARRIVALS=${ARRIVALS:-1}
 RESTORE_AFTER=${RESTORE_AFTER:-20}
 PER_POST=${PER_POST:-1000}
 RPS=${RPS:-50}
@@ -85,6 +91,10 @@ wait_http "http://127.0.0.1:$SIM_PORT/_sim/calls"
 wait_http "http://127.0.0.1:$PORT/readyz"
 curl -fsS --max-time 5 -X DELETE "http://127.0.0.1:$SIM_PORT/_sim/calls"
 
+if [ "$SCENARIO" = plain ] && [ "$ARRIVALS" = 1 ]; then
+    curl -fsS --max-time 5 -X PUT -H 'Content-Type: application/json' \
+        -d '{"qps": 50, "qps_sliding": true}' "http://127.0.0.1:$SIM_PORT/_sim/faults" >/dev/null
+fi
 if [ "$SCENARIO" = shared ]; then
     curl -fsS --max-time 5 -X PUT -H 'Content-Type: application/json' \
         -d "{\"qps\": $SHARED_QPS, \"qps_window\": $([ "$SHARED_WINDOW" = 1 ] && echo true || echo false)}" \
@@ -147,7 +157,7 @@ while :; do
 done
 curl -fsS --max-time 30 "http://127.0.0.1:$SIM_PORT/_sim/calls" >"$WORK/calls.json"
 
-python3 - "$WORK/calls.json" "$WORK/enqueue.json" "$IDS" "$RPS" "$QUIET" "$SCENARIO" "$SHARED_QPS" "$WORK/restore_ms" <<'PY'
+python3 - "$WORK/calls.json" "$WORK/enqueue.json" "$IDS" "$RPS" "$QUIET" "$SCENARIO" "$SHARED_QPS" "$WORK/restore_ms" "$ARRIVALS" <<'PY'
 import json, os, sys
 from collections import Counter
 
@@ -155,6 +165,7 @@ calls = json.load(open(sys.argv[1]))
 enqueue = json.load(open(sys.argv[2]))
 total_ids, rps, quiet = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 scenario, shared_qps, restore_file = sys.argv[6], int(sys.argv[7]), sys.argv[8]
+arrivals = scenario == "plain" and sys.argv[9] == "1"
 
 calls.sort(key=lambda c: c["at_ms"])
 refresh = [c for c in calls if c["action"] == "RefreshMediaPlayUrls"]
@@ -176,6 +187,7 @@ def max_in_window(times, width=1000):
 print(f"drain benchmark: {total_ids} distinct IDs enqueued by {enqueue['posts']} concurrent POST /purge "
       f"in {(enqueue['end_ms'] - enqueue['start_ms']) / 1000:.2f} s; vod.max_requests_per_second = {rps}, "
       f"queue.quiet = {quiet}, linger 250ms; simulator at --qps 50"
+      + (" counted as they arrive in any sliding second" if arrivals else " (token bucket)")
       + (f", {shared_qps} while shared" if scenario == "shared" else ""))
 if not refresh:
     sys.exit("no RefreshMediaPlayUrls call was recorded")

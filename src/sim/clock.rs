@@ -36,9 +36,14 @@ impl SimClock {
 
     /// Fixes the clock at `epoch_secs`, or lets it run again with `None`.
     pub fn set(&self, epoch_secs: Option<i64>) {
+        self.set_ms(epoch_secs.map(|s| s.saturating_mul(1000)));
+    }
+
+    /// As [`SimClock::set`], to the millisecond.
+    pub fn set_ms(&self, epoch_ms: Option<i64>) {
         let monotonic = self.origin.elapsed();
-        *self.fixed() = epoch_secs.map(|s| Fixed {
-            epoch_ms: s.saturating_mul(1000),
+        *self.fixed() = epoch_ms.map(|epoch_ms| Fixed {
+            epoch_ms,
             monotonic,
         });
     }

@@ -43,6 +43,11 @@ pub struct Faults {
     /// faster than the share left to it is throttled within the second, as an API gateway's
     /// per-second counter does.
     pub qps_window: bool,
+    /// With `qps`: count the calls as they arrive, at most `qps` in any sliding second (any
+    /// 1,000 ms) of the simulator's clock, as an account's limit counts arrivals: two calls that
+    /// left 20 ms apart and arrive closer together can put one too many into a second. Takes
+    /// precedence over `qps_window`.
+    pub qps_sliding: bool,
     /// While set, authenticated calls of this action (`RefreshMediaPlayUrls`, say) hang: each
     /// is listed as it arrives (`GET /_sim/stalled`) and gets no answer until the fault is
     /// cleared or names another action; it is then answered `ServiceUnavailable` (503) with
@@ -70,6 +75,7 @@ impl Default for Faults {
             fail_action: None,
             qps: None,
             qps_window: false,
+            qps_sliding: false,
             stall_action: None,
             failing_submissions: Vec::new(),
         }

@@ -68,15 +68,16 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
         return Err(ApiError::new(fault.status, &fault.code, fault.message));
     }
 
-    let (qps, window) = {
+    let (qps, window, sliding) = {
         let faults = lock(&state.faults);
-        (faults.qps, faults.qps_window)
+        (faults.qps, faults.qps_window, faults.qps_sliding)
     };
     let key = (
         access_key_id.to_owned(),
         actions::rate_group(action).to_owned(),
     );
     let allowed = match qps {
+        Some(qps) if sliding => state.within_sliding_second(key, qps),
         Some(qps) if window => state.within_window(key, qps),
         _ => state.limiter(qps).check_key(&key).is_ok(),
     };

@@ -124,6 +124,11 @@ impl SimHandle {
         self.state.clock.set(epoch_secs);
     }
 
+    /// As [`SimHandle::set_clock`], to the millisecond.
+    pub fn set_clock_ms(&self, epoch_ms: Option<i64>) {
+        self.state.clock.set_ms(epoch_ms);
+    }
+
     /// Stops accepting, lets in-flight calls finish (at most one second), and waits.
     pub async fn stop(self) {
         self.server.stop(true).await;

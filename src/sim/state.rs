@@ -65,6 +65,8 @@ pub struct SimState {
     limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
     /// Calls per AccessKey and action in the current second (the `qps_window` fault).
     windows: Mutex<HashMap<(String, String), (i64, u32)>>,
+    /// Arrival times in the last second per AccessKey and action (the `qps_sliding` fault).
+    arrivals: Mutex<HashMap<(String, String), std::collections::VecDeque<i64>>>,
     pub nonces: Mutex<NonceStore>,
     pub jobs: Mutex<JobStore>,
     pub quota: Mutex<QuotaState>,
@@ -159,6 +161,23 @@ impl SimState {
         true
     }
 
+    /// Counts a call of `key` arriving now; false, not counting it, when the last 1,000 ms
+    /// already hold `qps` arrivals (the `qps_sliding` fault).
+    pub fn within_sliding_second(&self, key: (String, String), qps: u32) -> bool {
+        let now = self.clock.now_ms();
+        let mut arrivals = lock(&self.arrivals);
+        arrivals.retain(|_, times| times.back().is_some_and(|last| now - last < 1000));
+        let times = arrivals.entry(key).or_default();
+        while times.front().is_some_and(|first| now - first >= 1000) {
+            times.pop_front();
+        }
+        if times.len() >= qps as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
     /// The limiter for a rate of `qps` calls per second (the configured one when `None`): the
     /// one in force, or a new one when the rate changed (its buckets start full).
     pub fn limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
@@ -235,6 +254,7 @@ impl SimState {
             failing: cfg.failing.iter().cloned().collect(),
             quota_per_id: cfg.quota_per_id,
             windows: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(HashMap::new()),
             limiter: Mutex::new((
                 qps,
                 std::sync::Arc::new(RateLimiter::hashmap_with_clock(

@@ -136,6 +136,34 @@ async fn a_per_second_window_counts_each_second_apart() {
 }
 
 #[tokio::test]
+async fn a_sliding_second_counts_arrivals_in_any_1000_ms() {
+    let sim = fixed_sim(SimConfig::default()).await;
+    sim.set_faults(Faults {
+        qps: Some(2),
+        qps_sliding: true,
+        ..Faults::default()
+    });
+    // (milliseconds after T0, answer): fixed windows would let the call at 1,100 ms through
+    // (the second from 1,000 ms holds one call); the last 1,000 ms hold two.
+    let table = [
+        (900, ""),
+        (1_000, ""),
+        (1_100, "Throttling"),
+        (1_899, "Throttling"),
+        (1_900, ""),
+        (1_950, "Throttling"),
+    ];
+    let mut codes = Vec::new();
+    for (ms, _) in table {
+        sim.set_clock_ms(Some(T0 * 1000 + ms));
+        let answer = send(&sim, "POST", &refresh_params(&["a"], T0 + ms / 1000)).await;
+        codes.push(answer.code().to_owned());
+    }
+    let want: Vec<String> = table.iter().map(|(_, code)| code.to_string()).collect();
+    assert_eq!(codes, want);
+}
+
+#[tokio::test]
 async fn the_quota_left_can_be_read_and_set() {
     let sim = fixed_sim(SimConfig {
         quota_refresh: 40,
