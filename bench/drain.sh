@@ -239,6 +239,14 @@ else:
 # The limit is per operation: the submission checks (GetMediaRefreshJobs) have a budget of their own.
 window = max_in_window([c["at_ms"] for c in refresh])
 print(f"max RefreshMediaPlayUrls calls in any 1 s window: {window} (must be <= {rps}: {'met' if window <= rps else 'MISSED'})")
+# The service lets at most RPS calls leave in any departure window (a second and a margin): the
+# shortest arrival span of RPS + 1 consecutive calls shows how much the network and the two
+# processes' scheduling compressed them on the way (the margin must cover it).
+times = [c["at_ms"] for c in refresh]
+spans = sorted(b - a for a, b in zip(times, times[rps:]))
+if spans:
+    print(f"span of {rps + 1} consecutive calls at arrival: min {spans[0]} ms, 1st percentile "
+          f"{spans[len(spans) // 100]} ms, median {spans[len(spans) // 2]} ms (below 1000: throttled)")
 gaps = [b["at_ms"] - a["at_ms"] for a, b in zip(refresh, refresh[1:])]
 if gaps:
     print(f"gap between calls  : min {min(gaps)} ms, median {sorted(gaps)[len(gaps) // 2]} ms, max {max(gaps)} ms")
