@@ -1,13 +1,11 @@
 //! One `vod-purge serve` process of a drill, and the knobs its configuration is written from.
 
-use std::path::PathBuf;
-use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::{Acked, Backing};
-use crate::support::{ADMIN_TOKEN, SOURCE_TOKEN, free_port, http_client, serve_logging_to};
+use crate::support::{ADMIN_TOKEN, SOURCE_TOKEN, Served, free_port, http_client, serve_logging_to};
 
 /// `vod.timeout`: a drill kills the process within this long of the claim it catches.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,9 +37,8 @@ impl Default for Knobs {
 
 /// A `serve` process; killed when dropped.
 pub struct Service {
-    child: Child,
+    process: Served,
     pub address: String,
-    log: PathBuf,
     http: reqwest::Client,
 }
 
@@ -97,11 +94,9 @@ impl Service {
         )
         .unwrap();
         let log = dir.join(format!("service{n}.log"));
-        let child = serve_logging_to(&config, &log);
         let service = Service {
-            child,
+            process: serve_logging_to(&config, &log),
             address: format!("http://127.0.0.1:{port}"),
-            log,
             http: http_client(),
         };
         let started = std::time::Instant::now();
@@ -122,8 +117,7 @@ impl Service {
 
     /// SIGKILL: the process ends where it stands, nothing is flushed or released.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill();
     }
 
     /// The `/readyz` status and body, or `None` while the process does not answer.
@@ -185,15 +179,6 @@ impl Service {
 
     /// The last lines of the process's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log_tail(20)
     }
 }

@@ -52,8 +52,7 @@ async fn the_embedded_store_killed_mid_ingest_loses_nothing_it_acknowledged() {
         acked.lock().unwrap().len() >= 100
     })
     .await;
-    first.child.kill().unwrap(); // SIGKILL, mid-ingest
-    first.child.wait().unwrap();
+    first.process.kill(); // SIGKILL, mid-ingest
     for sender in senders {
         sender.await.unwrap();
     }
@@ -126,8 +125,7 @@ async fn the_embedded_store_killed_under_merges_purges_after_every_acknowledged_
         || async { acked.lock().unwrap().len() >= 300 && successful(&sim.calls()).len() >= 3 },
     )
     .await;
-    first.child.kill().unwrap(); // SIGKILL, under merges
-    first.child.wait().unwrap();
+    first.process.kill(); // SIGKILL, under merges
     for sender in senders {
         sender.await.unwrap();
     }

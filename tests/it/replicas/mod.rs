@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,8 @@ use vod_purge::sim::{self, RecordedCall, SimConfig};
 
 use crate::support::postgres::fresh_database;
 use crate::support::{
-    ADMIN_TOKEN, SOURCE_TOKEN, free_port, http_client, serve_logging_to, spawn_on, wait_until,
+    ADMIN_TOKEN, SOURCE_TOKEN, Served, free_port, http_client, serve_logging_to, spawn_on,
+    wait_until,
 };
 
 /// The configured outbound rate of the failover test: low, so that a drain lasts seconds.
@@ -29,9 +29,8 @@ fn sim_config() -> SimConfig {
 
 /// One `vod-purge serve` process; killed when dropped.
 struct Replica {
-    child: Child,
+    process: Served,
     address: String,
-    log: std::path::PathBuf,
 }
 
 impl Replica {
@@ -72,11 +71,9 @@ impl Replica {
         )
         .unwrap();
         let log = dir.join(format!("replica{n}.log"));
-        let child = serve_logging_to(&config, &log);
         Replica {
-            child,
+            process: serve_logging_to(&config, &log),
             address: format!("http://127.0.0.1:{port}"),
-            log,
         }
     }
 
@@ -97,16 +94,7 @@ impl Replica {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log_tail(15)
     }
 }
 

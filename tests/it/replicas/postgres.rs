@@ -71,8 +71,7 @@ async fn the_leader_killed_mid_drain_is_replaced_and_nothing_is_lost() {
         || async { successful(&sim.calls()).len() >= 5 },
     )
     .await;
-    replicas[leader].child.kill().unwrap(); // SIGKILL
-    replicas[leader].child.wait().unwrap();
+    replicas[leader].process.kill(); // SIGKILL
     let killed_at = Instant::now();
     let sent_before_kill = successful(&sim.calls()).len();
     assert!(

@@ -264,17 +264,49 @@ pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_vod-purge"))
 }
 
+/// A `vod-purge serve` process and the file its log goes to; killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// SIGKILL: the process ends where it stands, nothing is flushed or released.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// The last `lines` lines of its log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `vod-purge serve` on the configuration file `config`, its log (at `info`) written to
 /// the file `log`.
-pub fn serve_logging_to(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    binary()
+pub fn serve_logging_to(config: &std::path::Path, log: &std::path::Path) -> Served {
+    let child = binary()
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).expect("the log file"))
         .spawn()
-        .expect("vod-purge starts")
+        .expect("vod-purge starts");
+    Served {
+        child,
+        log: log.to_owned(),
+    }
 }
 
 /// Runs `command` (a `vod-purge` subcommand) to its end; it must succeed. Returns its output.
