@@ -193,20 +193,20 @@ impl PeerGuard {
 
 // What the ingest handlers ask of the guard.
 
-/// What an unauthenticated read is counted under: the client (see [`client`]); but from a peer
+/// What an unauthenticated read is counted under: the `client` (see [`client`]); but from a peer
 /// that is not a trusted proxy and forwards (an ingress nobody listed, where every request has
 /// its address), the client that peer names in the last hop, which a proxy appends and its
 /// client cannot forge, under the peer's own name: the clients behind it do not share one share
 /// of the reads, and no one can name themselves into a client elsewhere. A stranger who writes
 /// the header himself gets a key per value, bounded by `server.unauthenticated_reads` as
 /// before.
-pub(super) fn reader(state: &AppState, req: &HttpRequest) -> Key {
+pub(super) fn reader(state: &AppState, req: &HttpRequest, client: &Key) -> Key {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
         .to_canonical();
     if state.proxies.trusts(peer) {
-        return client(state, req);
+        return client.clone();
     }
     let lines = header_lines(req, state.proxies.header_name());
     let peer_key = Key::Addr(addr_key(peer));

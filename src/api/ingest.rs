@@ -222,7 +222,7 @@ async fn webhook_inner(
         let client = client(state, req);
         let _slot = state
             .peers
-            .begin_read(&reader(state, req))
+            .begin_read(&reader(state, req, &client))
             .ok_or_else(busy)?;
         let _permit = entry
             .unauthenticated_reads

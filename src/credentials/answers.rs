@@ -18,12 +18,7 @@ const EXCERPT: usize = 160;
 
 /// The start of an answer, for a message, without what the request carried.
 pub(super) fn excerpt(body: &[u8], carried: &remote::Carried) -> String {
-    let text = carried.scrub(&String::from_utf8_lossy(body));
-    let mut out: String = text.chars().take(EXCERPT).collect();
-    if text.chars().count() > EXCERPT {
-        out.push('…');
-    }
-    out
+    remote::cut(&carried.scrub(&String::from_utf8_lossy(body)), EXCERPT)
 }
 
 /// The `Credentials` object of an STS answer and of the metadata service.

@@ -11,8 +11,9 @@
 //! `vod.max_hold`; past it the job fails with the quota code.
 //!
 //! Between holds, the last poll of the quota bounds what goes out, new batches and retries
-//! alike ([`retry_gate`]): a batch carries no more IDs than the quota has left (every ID costs
-//! at least one URL), and normal items leave `vod.urgent_quota_reserve` URLs to urgent ones.
+//! alike ([`QuotaBook::retry_room`]): a batch carries no more IDs than the quota has left (every
+//! ID costs at least one URL), and normal items leave `vod.urgent_quota_reserve` URLs to urgent
+//! ones.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -132,12 +133,6 @@ pub fn poll_ends_hold(
     })
 }
 
-/// How many IDs a retry of a task type may carry (see [`allowance`]): retries spend quota as
-/// new batches do, so they meet the same bound and leave the reserve to urgent ones.
-pub fn retry_room(normal: Option<u64>, urgent: Option<u64>) -> RetryRoom {
-    RetryRoom { normal, urgent }
-}
-
 /// What the quota poller last read for a task type, and what the flusher knows of it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
@@ -217,12 +212,14 @@ impl QuotaBook {
         poll_ends_hold(e.polled, e.sent, since, probe_ids, e.at_hold)
     }
 
-    /// See [`retry_room`].
+    /// How many IDs a normal and an urgent retry of `task` may carry (see [`allowance`]):
+    /// retries spend quota as new batches do, so they meet the same bound and leave the reserve
+    /// to urgent ones.
     pub fn retry_room(&self, task: TaskType, policy: &HoldPolicy, now: Ts) -> RetryRoom {
-        retry_room(
-            self.allowance(task, policy, false, now),
-            self.allowance(task, policy, true, now),
-        )
+        RetryRoom {
+            normal: self.allowance(task, policy, false, now),
+            urgent: self.allowance(task, policy, true, now),
+        }
     }
 
     /// Whether a job of `ids` IDs (urgent or not) fits in what the allowance leaves at `now`.

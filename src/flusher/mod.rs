@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::domain::{Priority, TaskType, Ts};
 use crate::metrics::Metrics;
-use crate::store::{ClaimBatch, DueJob, Job, Store, StoreError};
+use crate::store::{ClaimBatch, Job, Store, StoreError};
 use crate::vod::{self, ErrorClass};
 use backoff::RetryPolicy;
 use hold::HoldPolicy;
@@ -375,10 +375,9 @@ impl Flusher {
                 continue;
             }
             // A job held for vod.max_hold fails without a call: no permit, and no probe spent.
-            if probe
-                && due
-                    .held_since
-                    .is_some_and(|since| policy.expired(since, Ts::now()))
+            if let Some(since) = due
+                .held_since
+                .filter(|since| policy.expired(*since, Ts::now()))
             {
                 let now = Ts::now();
                 let lease = now + inner.config.lease;
@@ -387,7 +386,7 @@ impl Flusher {
                     .claim_probe(&due.id, due.task, now, lease)
                     .await?
                 {
-                    self.end_expired_hold(&due, &job, now).await?;
+                    self.fail_held(&job, since, now).await?;
                 }
                 continue;
             }
@@ -420,20 +419,6 @@ impl Flusher {
             started += 1;
         }
         Ok(started)
-    }
-
-    /// Fails a held job, without a call, once it has been held for `vod.max_hold`.
-    async fn end_expired_hold(&self, due: &DueJob, job: &Job, now: Ts) -> Result<bool, StoreError> {
-        let Some(since) = due
-            .held_since
-            .filter(|s| self.inner.config.hold.expired(*s, now))
-        else {
-            return Ok(false);
-        };
-        tracing::error!(job_id = %job.id, task = %job.task, held_since = %since.to_rfc3339(), "job held on the quota for vod.max_hold: it fails");
-        let failure = send::max_hold_failure(job, since);
-        self.fail(job, now, &failure).await?;
-        Ok(true)
     }
 
     /// A slot for one more call, then a rate-limiter permit; `None` when shutting down or no

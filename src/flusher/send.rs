@@ -246,11 +246,28 @@ impl Flusher {
                     .record_hold(&job.id, job.attempts, now, until, &failure)
                     .await
             }
-            HoldDecision::Fail => {
-                tracing::error!(job_id = %job.id, task = %job.task, "job held on the quota for vod.max_hold: it fails");
-                self.fail(job, now, &max_hold_failure(job, since)).await
-            }
+            HoldDecision::Fail => self.fail_held(job, since, now).await,
         }
+    }
+
+    /// Fails a job held on the quota since `since` once `vod.max_hold` has passed: with the
+    /// quota's code and a message naming the setting.
+    pub(super) async fn fail_held(
+        &self,
+        job: &Job,
+        since: Ts,
+        now: Ts,
+    ) -> Result<bool, StoreError> {
+        tracing::error!(job_id = %job.id, task = %job.task, held_since = %since.to_rfc3339(), "job held on the quota for vod.max_hold: it fails");
+        let failure = Failure {
+            code: hold_code(job),
+            message: format!(
+                "held on the daily quota since {} and given up: vod.max_hold has passed",
+                since.to_rfc3339()
+            ),
+            request_id: job.request_id.clone(),
+        };
+        self.fail(job, now, &failure).await
     }
 
     /// Fails a job for good (counted in `jobs_finished_total{status="failed"}`).
@@ -291,19 +308,6 @@ fn answer_ends_hold(error: &VodError) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("Forbidden") || c.starts_with("OperationDenied"));
     matches!(error, VodError::Api { .. }) && error.class() == ErrorClass::Permanent && !refused
-}
-
-/// How a job held for `vod.max_hold` since `since` fails: with the quota's code, and a message
-/// naming the setting.
-pub(super) fn max_hold_failure(job: &Job, since: Ts) -> Failure {
-    Failure {
-        code: hold_code(job),
-        message: format!(
-            "held on the daily quota since {} and given up: vod.max_hold has passed",
-            since.to_rfc3339()
-        ),
-        request_id: job.request_id.clone(),
-    }
 }
 
 /// The quota code a held job was held with (its task type's, if none is stored).

@@ -141,14 +141,6 @@ impl Faults {
         Ok(self)
     }
 
-    /// How long to delay the answer to a call of `action`.
-    pub fn latency_for(&self, action: Option<&str>) -> u64 {
-        match &self.latency_action {
-            Some(only) if action != Some(only.as_str()) => 0,
-            _ => self.latency_ms,
-        }
-    }
-
     fn in_outage(&self, now_ms: i64) -> bool {
         if self.outage_start_ms.is_none() && self.outage_end_ms.is_none() {
             return false;

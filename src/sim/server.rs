@@ -192,17 +192,24 @@ async fn rpc(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> 
         return json_response(status, &body);
     }
     let (status, answer) = answer_rpc(&req, &body, &state, gateway::handle);
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let incoming = gateway::collect_params(req.query_string(), content_type, &body);
-    let action = incoming.params.get("Action").map(String::as_str);
-    let (body, latency_ms) = (answer, lock(&state.faults).latency_for(action));
-    if latency_ms > 0 {
+    let (latency_ms, only) = {
+        let faults = lock(&state.faults);
+        (faults.latency_ms, faults.latency_action.clone())
+    };
+    // The request is read again for its action only when the latency names one.
+    let delayed = latency_ms > 0
+        && only.is_none_or(|only| {
+            let content_type = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let incoming = gateway::collect_params(req.query_string(), content_type, &body);
+            incoming.params.get("Action") == Some(&only)
+        });
+    if delayed {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
-    json_response(status, &body)
+    json_response(status, &answer)
 }
 
 /// Reads an RPC request (query and form body), answers it with `handler` (adding `RequestId`,

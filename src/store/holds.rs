@@ -41,15 +41,14 @@ impl Store {
         })
     }
 
-    /// How many IDs the next probe of a task type's hold carries: the probe in flight, else the
-    /// held job probed next (0 when the task type is not held).
+    /// How many IDs the held job of a task type probed next carries (0 when none is held).
     pub async fn probe_size(&self, task: TaskType) -> Result<u64, StoreError> {
         with_backend!(self, b, sql => {
-            let ids: i64 = sqlx::query_scalar(sql.sql(&format!(
+            let ids: i64 = sqlx::query_scalar(sql.sql(
                 "SELECT COUNT(*) FROM job_items WHERE job_id = (
-                     SELECT id FROM jobs WHERE task = $1 AND {HELD_OR_PROBING}
-                     ORDER BY CASE WHEN status = 'held' THEN 1 ELSE 0 END, next_attempt_at, id LIMIT 1)"
-            )))
+                     SELECT id FROM jobs WHERE task = $1 AND status = 'held'
+                     ORDER BY next_attempt_at, id LIMIT 1)",
+            ))
             .bind(task.as_str())
             .fetch_one(b.writes())
             .await?;

@@ -179,13 +179,9 @@ impl VodError {
 }
 
 /// At most [`EXCERPT_CHARS`] of `text` (an answer's message is kept with each attempt and shown
-/// in `/jobs`: its size is VOD's to choose, not the operator's).
+/// in `/jobs`).
 fn excerpt_of(text: &str) -> String {
-    let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-    if text.chars().count() > EXCERPT_CHARS {
-        excerpt.push('…');
-    }
-    excerpt
+    super::remote::cut(text, EXCERPT_CHARS)
 }
 
 impl VodError {

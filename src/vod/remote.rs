@@ -40,6 +40,16 @@ pub fn client(connect: Option<Duration>, total: Duration) -> Result<reqwest::Cli
         .map_err(|e| format!("cannot build the HTTP client: {}", describe(e)))
 }
 
+/// At most `chars` characters of `text`, and `…` when it was longer: what a message quotes of a
+/// remote answer, whose size is the remote's to choose.
+pub fn cut(text: &str, chars: usize) -> String {
+    let mut out: String = text.chars().take(chars).collect();
+    if text.chars().nth(chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The host (and port, when one is given) of `url`, which is all an error may say of it: no
 /// user information, no path, no query.
 pub fn host_of(url: &str) -> String {

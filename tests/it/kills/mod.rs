@@ -184,17 +184,7 @@ pub fn purges(sim: &SimHandle) -> Vec<RecordedCall> {
 
 /// The acknowledged events that no successful call sent after them.
 fn unpurged(sim: &SimHandle, acked: &Acked) -> Vec<(String, i64)> {
-    let purges = purges(sim);
-    acked
-        .0
-        .iter()
-        .filter(|(id, sent_at)| {
-            !purges
-                .iter()
-                .any(|c| c.at_ms >= *sent_at && c.media_ids.contains(id))
-        })
-        .cloned()
-        .collect()
+    crate::support::unpurged(&acked.0, &purges(sim))
 }
 
 /// Waits (at most [`SETTLE`]) for the invariant: every acknowledged event purged after it was

@@ -147,16 +147,7 @@ async fn the_embedded_store_killed_under_merges_purges_after_every_acknowledged_
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         let calls = sim.calls();
-        let purges = successful(&calls);
-        late = acked
-            .iter()
-            .filter(|(id, sent_at)| {
-                !purges
-                    .iter()
-                    .any(|c| c.at_ms >= *sent_at && c.media_ids.contains(id))
-            })
-            .cloned()
-            .collect();
+        late = crate::support::unpurged(&acked, successful(&calls));
         if late.is_empty() || std::time::Instant::now() > deadline {
             break;
         }

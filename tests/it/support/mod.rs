@@ -264,6 +264,24 @@ pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_vod-purge"))
 }
 
+/// The acknowledged events (a media ID, and when its request was sent, epoch milliseconds) that
+/// no call among `purges` carried after them.
+pub fn unpurged<'a>(
+    acked: &[(String, i64)],
+    purges: impl IntoIterator<Item = &'a RecordedCall>,
+) -> Vec<(String, i64)> {
+    let purges: Vec<&RecordedCall> = purges.into_iter().collect();
+    acked
+        .iter()
+        .filter(|(id, sent_at)| {
+            !purges
+                .iter()
+                .any(|c| c.at_ms >= *sent_at && c.media_ids.contains(id))
+        })
+        .cloned()
+        .collect()
+}
+
 /// A `vod-purge serve` process and the file its log goes to; killed when dropped.
 pub struct Served {
     pub child: std::process::Child,
