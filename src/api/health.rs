@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
-use crate::domain::TaskType;
+use crate::domain::Quota;
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
@@ -96,8 +96,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             );
             m.jobs_in_flight.set(stats.in_flight_jobs as i64);
             m.jobs_retrying.set(stats.retrying_jobs as i64);
-            for task in [TaskType::Refresh, TaskType::Preload] {
-                let hold = stats.held.iter().find(|h| h.task == task);
+            for task in Quota::ALL {
+                let hold = stats.held.iter().find(|h| h.quota == task);
                 m.quota_held_jobs
                     .with_label_values(&[task.as_str()])
                     .set(hold.map_or(0, |h| h.jobs as i64));

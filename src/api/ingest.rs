@@ -20,7 +20,9 @@ use crate::api::body::{checked_delivery_id, header, read_body, require_json};
 use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
 use crate::api::guard::{client, reader, report_unlisted_proxy, stranger_failed};
 use crate::api::{AppState, caller_request_id, guard};
-use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask, Ts};
+use crate::domain::{
+    MediaId, Priority, PurgeOptions, RawOptions, RequestedTask, TargetKind, TaskType, Ts,
+};
 use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
 use crate::store::{Ingest, NewItem, Receipt, RejectedId};
@@ -51,10 +53,18 @@ pub enum WebhookOk {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NativeRequest {
-    /// Media IDs (at most 1000 in a request). IDs that do not match `queue.media_id_pattern`
-    /// are listed in `rejected`; a request without any usable ID gets 422.
-    #[schema(min_items = 1, max_items = 1000)]
-    pub media_ids: Vec<String>,
+    /// Media IDs (at most 1000 targets in a request, with the URLs and directories). IDs that
+    /// do not match `queue.media_id_pattern` are listed in `rejected`; a request without any
+    /// usable target gets 422. At least one of `media_ids`, `urls`, `directories`.
+    #[schema(max_items = 1000)]
+    pub media_ids: Option<Vec<String>>,
+    /// File URLs on one of `vod.cdn_domains` (a cover, a snapshot, a subtitle file), purged
+    /// with `RefreshVodObjectCaches` or prefetched with `PreloadVodObjectCaches`. A URL on
+    /// another host refuses the whole request (`422 url_not_allowed`), as does any URL when
+    /// `vod.cdn_domains` is empty (`422 url_purge_disabled`) or a malformed one (`invalid_url`).
+    pub urls: Option<Vec<String>>,
+    /// Directory URLs ending in `/`, purged with `ObjectType=Directory` (task `Refresh` only).
+    pub directories: Option<Vec<String>>,
     /// `Refresh` when absent.
     pub task: Option<RequestedTask>,
     pub options: Option<RawOptions>,
@@ -70,7 +80,7 @@ pub enum NativeBody {
 
 /// Enqueue media IDs directly (native payload). Needs the admin token.
 #[utoipa::path(
-    request_body(content = NativeBody, description = "native payload: {\"media_ids\": [...], \"task\": \"Refresh\", \"options\": {...}} or an array of them", content_type = "application/json"),
+    request_body(content = NativeBody, description = "native payload: {\"media_ids\": [...], \"urls\": [...], \"directories\": [...], \"task\": \"Refresh\", \"options\": {...}} or an array of them", content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat within the retention window to get the first answer")),
     responses(
         (status = 202, description = "stored", body = Receipt),
@@ -258,7 +268,10 @@ async fn webhook_inner(
     let extracted = source.extract(&request).inspect_err(|error| {
         tracing::warn!(source = %name, code = error.code(), request_id = request_id(), "webhook payload refused: {error}");
     })?;
-    let names_no_id = extracted.requests.iter().all(|r| r.media_ids.is_empty());
+    let names_no_id = extracted
+        .requests
+        .iter()
+        .all(|r| r.media_ids.is_empty() && r.urls.is_empty() && r.directories.is_empty());
     let ignored = match extracted.ignored_event {
         Some(event) if extracted.requests.is_empty() => Some(event),
         _ if names_no_id && !source.requires_media_ids() => {
@@ -312,18 +325,21 @@ async fn enqueue(
     (debounce, source_priority): (Debounce, Priority),
     answer: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
-    let total: usize = requests.iter().map(|r| r.media_ids.len()).sum();
+    let total: usize = requests
+        .iter()
+        .map(|r| r.media_ids.len() + r.urls.len() + r.directories.len())
+        .sum();
     let max = state.settings.queue.max_ids_per_request;
     if total > max {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_ids",
-            format!("{total} media ids in one request, at most {max} are accepted"),
+            format!("{total} targets in one request, at most {max} are accepted"),
         ));
     }
     let mut items = Vec::new();
     let mut rejected: Vec<RejectedId> = Vec::new();
-    for request in &requests {
+    for (r, request) in requests.iter().enumerate() {
         let options = PurgeOptions::parse(&request.options).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -358,10 +374,50 @@ async fn enqueue(
                 }
             }
         }
+        // A URL the account cannot purge refuses the whole request: nothing is stored.
+        let at = if requests.len() > 1 {
+            format!("[{r}].")
+        } else {
+            String::new()
+        };
+        for (field, list, kind) in [
+            ("urls", &request.urls, TargetKind::File),
+            ("directories", &request.directories, TargetKind::Directory),
+        ] {
+            for (i, raw) in list.iter().enumerate() {
+                let url = state
+                    .settings
+                    .vod
+                    .cdn_domains
+                    .normalise(raw, kind)
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            e.code(),
+                            format!("{at}{field}[{i}]: {e}"),
+                        )
+                    })?;
+                for &task in request.task.tasks() {
+                    // The parser refuses a directory prefetch; a source's default task cannot
+                    // name one, since sources read no directories.
+                    let Some(task) = TaskType::for_kind(task, kind) else {
+                        continue;
+                    };
+                    items.push(NewItem {
+                        media_id: MediaId::from_trusted(url.clone()),
+                        task,
+                        options: PurgeOptions::default(),
+                        fingerprint: default_fingerprint(),
+                        debounce,
+                        priority,
+                    });
+                }
+            }
+        }
     }
     if items.is_empty() {
         let detail = if rejected.is_empty() {
-            "the request names no media id".to_owned()
+            "the request names no media id, URL or directory".to_owned()
         } else {
             let reasons: Vec<String> = rejected
                 .iter()
@@ -377,6 +433,15 @@ async fn enqueue(
     }
     let receipt = commit(state, source, counters, delivery_id, items, rejected).await?;
     Ok(HttpResponse::build(answer).json(receipt))
+}
+
+/// The fingerprint of the default options, which every URL and directory item carries (the
+/// options of `RefreshMediaPlayUrls` do not apply to them).
+fn default_fingerprint() -> String {
+    static FINGERPRINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FINGERPRINT
+        .get_or_init(|| PurgeOptions::default().fingerprint())
+        .clone()
 }
 
 /// Stores valid items in one commit (through the group committer) and returns the receipt.

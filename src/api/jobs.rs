@@ -8,7 +8,7 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::ingest;
 use crate::api::views::*;
-use crate::domain::{TaskType, Ts};
+use crate::domain::{TargetKind, TaskType, Ts};
 use crate::store::{ItemOutcome, JobFilter, JobStatus, NewItem, Receipt, RetryOutcome};
 
 const DEFAULT_PAGE: usize = 50;
@@ -21,6 +21,26 @@ fn invalid_query(message: String) -> ApiError {
 /// The answer about a job ID that names no job.
 fn unknown_job(id: &str) -> ApiError {
     ApiError::not_found("unknown_job", format!("no job {id}"))
+}
+
+/// A target as the store holds it: a URL normalised as ingest does (on `vod.cdn_domains`), a
+/// media ID as given.
+pub(crate) fn stored_target(state: &AppState, target: &str) -> Result<String, ApiError> {
+    let trimmed = target.trim();
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Ok(target.to_owned());
+    }
+    let kind = if trimmed.ends_with('/') {
+        TargetKind::Directory
+    } else {
+        TargetKind::File
+    };
+    state
+        .settings
+        .vod
+        .cdn_domains
+        .normalise(trimmed, kind)
+        .map_err(|e| invalid_query(format!("target: {e}")))
 }
 
 /// List jobs, newest first.
@@ -49,7 +69,15 @@ pub async fn list_jobs(
                 JobStatus::parse(&s).ok_or_else(|| invalid_query(format!("unknown status {s:?}")))
             })
             .transpose()?,
-        media_id: q.media_id,
+        media_id: match (q.media_id, q.target) {
+            (Some(_), Some(_)) => {
+                return Err(invalid_query(
+                    "give media_id or target, not both".to_owned(),
+                ));
+            }
+            (None, Some(target)) => Some(stored_target(&state, &target)?),
+            (media_id, None) => media_id,
+        },
         task: q
             .task
             .map(|t| {

@@ -194,6 +194,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs/{id}/retry"),
     ("post", "/jobs/{id}/resubmit"),
     ("get", "/media/{id}"),
+    ("get", "/targets"),
     ("get", "/queue"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -226,6 +227,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(jobs::retry_job)
         .service(jobs::resubmit_job)
         .service(queue::media)
+        .service(queue::target)
         .service(queue::queue)
         .service(health::healthz)
         .service(health::readyz)

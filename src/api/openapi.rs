@@ -20,6 +20,7 @@ use crate::api::{error, health, ingest, jobs, queue, ui};
         jobs::retry_job,
         jobs::resubmit_job,
         queue::media,
+        queue::target,
         queue::queue,
         health::healthz,
         health::readyz,

@@ -1,11 +1,12 @@
-//! `/media/{id}` and `/queue`: what is pending, for one media ID and for the whole queue.
+//! `/media/{id}`, `/targets?url=` and `/queue`: what is pending, for one media ID, for one URL
+//! and for the whole queue.
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::views::*;
-use crate::domain::{TaskType, Ts};
+use crate::domain::{Quota, TargetKind, Ts};
 use crate::flusher::hold::allowance;
 use crate::store::JobFilter;
 
@@ -36,6 +37,53 @@ pub async fn media(
     }))
 }
 
+/// Pending state and recent jobs of one file or directory URL (normalised as ingest does, so any
+/// spelling of a stored URL finds it).
+#[utoipa::path(
+    params(("url" = String, Query, description = "a file URL, or a directory URL ending in /")),
+    responses((status = 200, body = TargetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+#[get("/targets")]
+pub async fn target(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<TargetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize_read(&req)?;
+    let raw = query.into_inner().url;
+    if !(raw.trim().starts_with("http://") || raw.trim().starts_with("https://")) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "url must be an http(s) URL; a media ID is looked up with /media/{id}".to_owned(),
+        ));
+    }
+    let url = crate::api::jobs::stored_target(&state, &raw)?;
+    let kind = if url.ends_with('/') {
+        TargetKind::Directory
+    } else {
+        TargetKind::File
+    };
+    let pending = state.store.pending_for_media(&url).await?;
+    let filter = JobFilter {
+        media_id: Some(url.clone()),
+        limit: 20,
+        ..JobFilter::default()
+    };
+    let jobs = state.store.list_jobs(&filter).await?;
+    Ok(HttpResponse::Ok().json(TargetView {
+        kind,
+        target: url,
+        pending: pending.into_iter().map(PendingView::from).collect(),
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+    }))
+}
+
+/// The query of `/targets`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct TargetQuery {
+    pub url: String,
+}
+
 /// Queue depth and timing.
 #[utoipa::path(responses((status = 200, body = QueueView), (status = 401, body = ErrorBody)))]
 #[get("/queue")]
@@ -55,7 +103,7 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             .held
             .into_iter()
             .map(|h| HeldView {
-                task: h.task,
+                task: h.quota,
                 jobs: h.jobs,
                 reason: h.code,
                 since: h.since.to_rfc3339(),
@@ -69,7 +117,7 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
 /// The last poll of the daily quota, as the active flusher sees it.
 fn quota_left(state: &AppState, now: Ts) -> Vec<QuotaLeftView> {
     let policy = state.hold;
-    [TaskType::Refresh, TaskType::Preload]
+    Quota::ALL
         .into_iter()
         .filter_map(|task| {
             let (polled, sent) = state.flusher.quota.last(task);

@@ -3,13 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Priority, PurgeOptions, TaskType, Ts};
+use crate::domain::{Priority, PurgeOptions, Quota, TargetKind, TaskType, Ts};
 use crate::store::{ItemOutcome, Job, JobStatus, PendingItem};
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
+    /// `Refresh` and `Preload` for media IDs; `FileRefresh`, `FilePreload`, `DirectoryRefresh`.
     pub task: TaskType,
+    /// What the job's targets are: `media`, `file` or `directory`.
+    pub kind: TargetKind,
     pub status: JobStatus,
     /// `urgent` when the job carries an urgent item.
     pub priority: Priority,
@@ -23,7 +26,8 @@ pub struct JobView {
     pub created_at: String,
     pub updated_at: String,
     pub next_attempt_at: Option<String>,
-    /// `MediaRefreshJobId` returned by VOD.
+    /// `MediaRefreshJobId` returned by VOD; for URL calls, the CDN task IDs (`RefreshTaskId`,
+    /// `PreloadTaskId`), comma-separated.
     pub vod_job_id: Option<String>,
     /// `RequestId` of the last VOD answer.
     pub request_id: Option<String>,
@@ -45,7 +49,11 @@ pub struct JobError {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobItemView {
+    /// The target, as `target` (kept for readers of media jobs).
     pub media_id: String,
+    pub kind: TargetKind,
+    /// The media ID, or the normalised URL of a file or directory.
+    pub target: String,
     pub outcome: ItemOutcome,
     pub first_seen: String,
     /// Events merged into this ID before it was sent.
@@ -65,6 +73,7 @@ pub struct JobPage {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingView {
     pub task: TaskType,
+    pub kind: TargetKind,
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
     pub source: String,
@@ -84,6 +93,18 @@ pub struct MediaView {
     pub jobs: Vec<JobView>,
 }
 
+/// What `/targets?url=` answers for a URL: as `/media/{id}` for a media ID.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetView {
+    pub kind: TargetKind,
+    /// The URL as it is stored (normalised).
+    pub target: String,
+    /// Items waiting for their debounce to end.
+    pub pending: Vec<PendingView>,
+    /// The most recent jobs that carried this target, newest first.
+    pub jobs: Vec<JobView>,
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub pending: u64,
@@ -95,16 +116,18 @@ pub struct QueueView {
     pub next_due_at: Option<String>,
     pub in_flight_batches: u64,
     pub retrying_batches: u64,
-    /// The task types held on VOD's daily quota (no batch of them goes out but one probe).
+    /// The daily quotas that are held (no batch spending them goes out but one probe).
     pub held: Vec<HeldView>,
-    /// The daily quota by the last poll, per task type; read on the active flusher only
+    /// The daily quotas by the last poll; read on the active flusher only
     /// (empty on other replicas and before the first poll).
     pub quota: Vec<QuotaLeftView>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeldView {
-    pub task: TaskType,
+    /// The quota: `Refresh` (URL purges: the play URLs of media IDs and files), `Preload` or
+    /// `Directory`.
+    pub task: Quota,
     /// Jobs held, the probe in flight included.
     pub jobs: u64,
     /// VOD's code: `QuotaExceeded.Refresh` or `QuotaExceeded.Preload`.
@@ -117,7 +140,8 @@ pub struct HeldView {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuotaLeftView {
-    pub task: TaskType,
+    /// The quota, as in [`HeldView`].
+    pub task: Quota,
     pub daily: u64,
     /// What the last poll reported left, less the IDs sent since.
     pub remaining: u64,
@@ -137,7 +161,10 @@ pub struct JobsQuery {
     pub status: Option<String>,
     /// Only jobs that carried this media ID.
     pub media_id: Option<String>,
-    /// `Refresh` or `Preload`.
+    /// Only jobs that carried this target: a media ID, or a file or directory URL (normalised
+    /// as it was when stored).
+    pub target: Option<String>,
+    /// `Refresh`, `Preload`, `FileRefresh`, `FilePreload` or `DirectoryRefresh`.
     #[param(value_type = Option<TaskType>)]
     pub task: Option<String>,
     /// Only jobs created at or after this time: epoch milliseconds (an RFC 3339 time is
@@ -168,6 +195,7 @@ impl From<Job> for JobView {
             options: options_json(&job.options),
             id: job.id,
             task: job.task,
+            kind: job.task.kind(),
             status: job.status,
             priority: job.priority,
             dry_run: job.dry_run,
@@ -186,6 +214,8 @@ impl From<Job> for JobView {
                 .into_iter()
                 .map(|i| JobItemView {
                     media_id: i.media_id.to_string(),
+                    kind: job.task.kind(),
+                    target: i.media_id.to_string(),
                     outcome: i.outcome,
                     first_seen: i.first_seen.to_rfc3339(),
                     events: i.events,
@@ -203,6 +233,7 @@ impl From<PendingItem> for PendingView {
     fn from(p: PendingItem) -> PendingView {
         PendingView {
             task: p.task,
+            kind: p.task.kind(),
             options: options_json(&p.options),
             source: p.source,
             first_seen: p.first_seen.to_rfc3339(),

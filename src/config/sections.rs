@@ -92,6 +92,12 @@ pub struct VodSettings {
     #[serde(with = "humantime_serde")]
     pub check_after: Duration,
     pub checks_per_second: u32,
+    /// The account's VOD CDN domains: URL and directory targets must be on one of them.
+    pub cdn_domains: crate::domain::CdnDomains,
+    /// Most URLs or directories in one `RefreshVodObjectCaches` / `PreloadVodObjectCaches` call.
+    pub urls_per_call: usize,
+    /// Calls per second to the URL actions, which VOD limits apart from `RefreshMediaPlayUrls`.
+    pub url_requests_per_second: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

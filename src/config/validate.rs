@@ -50,6 +50,24 @@ impl Settings {
                 "must be more than zero (a job held on the quota fails after it)".into(),
             );
         }
+        if !(1..=1000).contains(&vod.urls_per_call) {
+            return fail(
+                "vod.urls_per_call",
+                format!(
+                    "{} is outside 1 to 1000 (VOD takes at most 1,000 URLs a call)",
+                    vod.urls_per_call
+                ),
+            );
+        }
+        if !(1..=VOD_MAX_QPS).contains(&vod.url_requests_per_second) {
+            return fail(
+                "vod.url_requests_per_second",
+                format!(
+                    "{} is outside 1 to {VOD_MAX_QPS}",
+                    vod.url_requests_per_second
+                ),
+            );
+        }
         if vod.max_in_flight == 0 {
             return fail("vod.max_in_flight", "must be at least 1".into());
         }

@@ -6,10 +6,14 @@
 
 pub mod media_id;
 pub mod options;
+pub mod target;
 pub mod task;
 pub mod time;
 
 pub use media_id::{InvalidMediaId, MediaId, MediaIdRules};
 pub use options::{OptionsError, PurgeOptions, RawOptions};
-pub use task::{Priority, RequestedTask, TaskType, UnknownPriority, UnknownTask};
+pub use target::{CdnDomains, MAX_URL_BYTES, TargetKind, UrlError};
+pub use task::{
+    Priority, Quota, RequestedTask, TaskType, UnknownPriority, UnknownQuota, UnknownTask,
+};
 pub use time::Ts;

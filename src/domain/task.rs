@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::target::TargetKind;
+
 /// `as_str`, `Display` and `FromStr` for an enum whose variants each have one name; an unknown
 /// name is refused with `$unknown(name)`.
 macro_rules! named_enum {
@@ -33,15 +35,110 @@ macro_rules! named_enum {
     };
 }
 
-/// The `TaskType` of one `RefreshMediaPlayUrls` call.
+/// What a pending item or a job asks of VOD: the kind of target and VOD's `TaskType`
+/// (`Refresh` or `Preload`). It picks the call, the batch size and the daily quota; items of
+/// different kinds never share a job. Media IDs keep the names `Refresh` and `Preload`, which
+/// is how rows written before files and directories existed read.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 pub enum TaskType {
-    /// Purge the cached playback URLs.
+    /// Purge the cached playback URLs of media IDs (`RefreshMediaPlayUrls`).
     Refresh,
-    /// Warm the CDN cache with the playback URLs.
+    /// Warm the CDN cache with the playback URLs of media IDs.
     Preload,
+    /// Purge files by URL (`RefreshVodObjectCaches`, `ObjectType=File`).
+    FileRefresh,
+    /// Warm the CDN cache with files (`PreloadVodObjectCaches`).
+    FilePreload,
+    /// Purge everything under directories (`RefreshVodObjectCaches`, `ObjectType=Directory`).
+    DirectoryRefresh,
+}
+
+/// A daily quota of the account, as `DescribeVodRefreshQuota` reports them: a used-up quota
+/// holds the tasks that spend it, and only those.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+pub enum Quota {
+    /// URL purges (`UrlRemain`): files, and the play URLs of media IDs.
+    Refresh,
+    /// URL prefetches (`PreloadRemain`).
+    Preload,
+    /// Directory purges (`DirRemain`).
+    Directory,
+}
+
+impl Quota {
+    pub const ALL: [Quota; 3] = [Quota::Refresh, Quota::Preload, Quota::Directory];
+
+    /// The error code VOD answers when this quota is used up.
+    pub fn exceeded_code(self) -> &'static str {
+        match self {
+            Quota::Refresh | Quota::Directory => "QuotaExceeded.Refresh",
+            Quota::Preload => "QuotaExceeded.Preload",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown quota {0:?}: expected Refresh, Preload or Directory")]
+pub struct UnknownQuota(pub String);
+
+named_enum!(Quota, UnknownQuota {
+    Quota::Refresh => "Refresh",
+    Quota::Preload => "Preload",
+    Quota::Directory => "Directory",
+});
+
+impl TaskType {
+    /// The task of `task` (a media task as a caller names it) for a target of `kind`; `None`
+    /// for a directory prefetch, which VOD does not have.
+    pub fn for_kind(task: TaskType, kind: TargetKind) -> Option<TaskType> {
+        let refresh = matches!(task.vod_task_type(), "Refresh");
+        Some(match (kind, refresh) {
+            (TargetKind::Media, true) => TaskType::Refresh,
+            (TargetKind::Media, false) => TaskType::Preload,
+            (TargetKind::File, true) => TaskType::FileRefresh,
+            (TargetKind::File, false) => TaskType::FilePreload,
+            (TargetKind::Directory, true) => TaskType::DirectoryRefresh,
+            (TargetKind::Directory, false) => return None,
+        })
+    }
+
+    pub fn kind(self) -> TargetKind {
+        match self {
+            TaskType::Refresh | TaskType::Preload => TargetKind::Media,
+            TaskType::FileRefresh | TaskType::FilePreload => TargetKind::File,
+            TaskType::DirectoryRefresh => TargetKind::Directory,
+        }
+    }
+
+    /// VOD's `TaskType` (`Refresh` or `Preload`), what `/jobs` shows as the task.
+    pub fn vod_task_type(self) -> &'static str {
+        match self {
+            TaskType::Refresh | TaskType::FileRefresh | TaskType::DirectoryRefresh => "Refresh",
+            TaskType::Preload | TaskType::FilePreload => "Preload",
+        }
+    }
+
+    /// The daily quota it spends.
+    pub fn quota(self) -> Quota {
+        match self {
+            TaskType::Refresh | TaskType::FileRefresh => Quota::Refresh,
+            TaskType::Preload | TaskType::FilePreload => Quota::Preload,
+            TaskType::DirectoryRefresh => Quota::Directory,
+        }
+    }
+
+    /// The VOD action that carries it.
+    pub fn action(self) -> &'static str {
+        match self {
+            TaskType::Refresh | TaskType::Preload => "RefreshMediaPlayUrls",
+            TaskType::FileRefresh | TaskType::DirectoryRefresh => "RefreshVodObjectCaches",
+            TaskType::FilePreload => "PreloadVodObjectCaches",
+        }
+    }
 }
 
 /// What a caller may ask for: one task, or a purge followed by a prefetch.
@@ -61,6 +158,9 @@ pub struct UnknownTask(pub String);
 named_enum!(TaskType, UnknownTask {
     TaskType::Refresh => "Refresh",
     TaskType::Preload => "Preload",
+    TaskType::FileRefresh => "FileRefresh",
+    TaskType::FilePreload => "FilePreload",
+    TaskType::DirectoryRefresh => "DirectoryRefresh",
 });
 
 named_enum!(RequestedTask, UnknownTask {

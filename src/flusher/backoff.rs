@@ -59,6 +59,18 @@ impl RetryPolicy {
     }
 }
 
+/// VOD's per-minute refresh limit (`QuotaPerMinuteExceeded.Refresh`) and its full refresh queue
+/// (`TooMany.Refresh`): the job waits for the next minute, and the attempt does not count.
+pub fn is_minute_limit(code: &str) -> bool {
+    code.starts_with("QuotaPerMinuteExceeded.") || code.starts_with("TooMany.")
+}
+
+/// The start of the minute after `now`, plus a second so that clocks a little apart agree it
+/// has come.
+pub fn next_minute(now: Ts) -> Ts {
+    Ts(now.0.div_euclid(60_000) * 60_000 + 61_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +82,22 @@ mod tests {
             base: Duration::from_millis(500),
             max: Duration::from_secs(8),
         }
+    }
+
+    #[test]
+    fn a_minute_limit_waits_for_the_next_minute() {
+        for (now, want) in [
+            ("2026-12-06T12:00:00.000Z", "2026-12-06T12:01:01Z"),
+            ("2026-12-06T12:00:59.999Z", "2026-12-06T12:01:01Z"),
+            ("2026-12-06T23:59:30Z", "2026-12-07T00:00:01Z"),
+        ] {
+            let now = Ts::parse(now).unwrap();
+            assert_eq!(next_minute(now), Ts::parse(want).unwrap(), "{now:?}");
+        }
+        assert!(is_minute_limit("QuotaPerMinuteExceeded.Refresh"));
+        assert!(is_minute_limit("TooMany.Refresh"));
+        assert!(!is_minute_limit("QuotaExceeded.Refresh"));
+        assert!(!is_minute_limit("Throttling"));
     }
 
     #[test]

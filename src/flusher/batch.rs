@@ -6,31 +6,43 @@
 
 use std::time::Duration;
 
-use crate::domain::Ts;
+use crate::domain::{TaskType, Ts};
 use crate::store::DueGroup;
 
 /// Most media IDs `RefreshMediaPlayUrls` takes in one call.
 pub const MAX_BATCH: usize = 20;
 
 /// The groups ready to send at `now`, in the order given (the store puts groups with urgent
-/// items first, then Refresh, then the oldest).
-pub fn ready(groups: &[DueGroup], now: Ts, linger: Duration) -> Vec<&DueGroup> {
-    groups.iter().filter(|g| is_ready(g, now, linger)).collect()
+/// items first, then Refresh, then the oldest); `size` is the most targets a call of a task
+/// carries.
+pub fn ready(
+    groups: &[DueGroup],
+    now: Ts,
+    linger: Duration,
+    size: impl Fn(TaskType) -> usize,
+) -> Vec<&DueGroup> {
+    groups
+        .iter()
+        .filter(|g| is_ready(g, now, linger, size(g.task)))
+        .collect()
 }
 
-/// A group is ready with a full batch, once its oldest due item has lingered, or at once when
-/// it holds an urgent item.
-pub fn is_ready(group: &DueGroup, now: Ts, linger: Duration) -> bool {
-    group.due_count >= MAX_BATCH as u64
-        || group.urgent_count > 0
-        || group.oldest_due_at + linger <= now
+/// A group is ready with a full batch (`size` targets), once its oldest due item has lingered,
+/// or at once when it holds an urgent item.
+pub fn is_ready(group: &DueGroup, now: Ts, linger: Duration, size: usize) -> bool {
+    group.due_count >= size as u64 || group.urgent_count > 0 || group.oldest_due_at + linger <= now
 }
 
 /// When the first group that is not ready yet will be.
-pub fn next_ready_at(groups: &[DueGroup], now: Ts, linger: Duration) -> Option<Ts> {
+pub fn next_ready_at(
+    groups: &[DueGroup],
+    now: Ts,
+    linger: Duration,
+    size: impl Fn(TaskType) -> usize,
+) -> Option<Ts> {
     groups
         .iter()
-        .filter(|g| !is_ready(g, now, linger))
+        .filter(|g| !is_ready(g, now, linger, size(g.task)))
         .map(|g| g.oldest_due_at + linger)
         .min()
 }
@@ -53,7 +65,6 @@ pub fn idle_pause(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TaskType;
 
     #[test]
     fn an_idle_flusher_wakes_when_work_is_due() {
@@ -106,21 +117,34 @@ mod tests {
         ];
         for (count, oldest, now, want) in table {
             assert_eq!(
-                is_ready(&group(count, oldest), Ts(now), linger),
+                is_ready(&group(count, oldest), Ts(now), linger, MAX_BATCH),
                 want,
                 "{count} due since {oldest} at {now}"
             );
         }
         // An urgent item does not linger.
-        assert!(is_ready(&urgent_group(1, 1, 1000), Ts(1000), linger));
-        assert!(is_ready(&urgent_group(5, 1, 1000), Ts(1000), linger));
+        assert!(is_ready(
+            &urgent_group(1, 1, 1000),
+            Ts(1000),
+            linger,
+            MAX_BATCH
+        ));
+        assert!(is_ready(
+            &urgent_group(5, 1, 1000),
+            Ts(1000),
+            linger,
+            MAX_BATCH
+        ));
     }
 
     #[test]
     fn next_ready_is_the_earliest_lingering_group() {
         let linger = Duration::from_millis(250);
         let groups = [group(3, 1000), group(20, 900), group(1, 800)];
-        assert_eq!(next_ready_at(&groups, Ts(1000), linger), Some(Ts(1050)));
-        assert_eq!(ready(&groups, Ts(1000), linger).len(), 1);
+        assert_eq!(
+            next_ready_at(&groups, Ts(1000), linger, |_| MAX_BATCH),
+            Some(Ts(1050))
+        );
+        assert_eq!(ready(&groups, Ts(1000), linger, |_| MAX_BATCH).len(), 1);
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::quota_terms::{QuotaReset, Reserve};
-use crate::domain::{TaskType, Ts};
+use crate::domain::{Quota, Ts};
 use crate::store::RetryRoom;
 
 /// The quota settings.
@@ -133,7 +133,7 @@ pub fn poll_ends_hold(
     })
 }
 
-/// What the quota poller last read for a task type, and what the flusher knows of it.
+/// What the quota poller last read for a quota, and what the flusher knows of it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     polled: Option<Polled>,
@@ -146,34 +146,35 @@ struct Entry {
     at_hold: Option<u64>,
 }
 
-/// What the quota poller last read, per task type, and the IDs sent since; shared by the poller,
+/// What the quota poller last read, per quota, and the IDs sent since; shared by the poller,
 /// the flusher and `/queue`.
 #[derive(Debug, Default)]
 pub struct QuotaBook {
-    entries: Mutex<[Entry; 2]>,
+    entries: Mutex<[Entry; 3]>,
 }
 
-fn slot(task: TaskType) -> usize {
-    match task {
-        TaskType::Refresh => 0,
-        TaskType::Preload => 1,
+fn slot(quota: Quota) -> usize {
+    match quota {
+        Quota::Refresh => 0,
+        Quota::Preload => 1,
+        Quota::Directory => 2,
     }
 }
 
 impl QuotaBook {
-    fn with<T>(&self, task: TaskType, f: impl FnOnce(&mut Entry) -> T) -> T {
+    fn with<T>(&self, task: Quota, f: impl FnOnce(&mut Entry) -> T) -> T {
         f(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner())[slot(task)])
     }
 
     /// The IDs counted so far, taken as a poll's request leaves: the reading it brings back
     /// already counts them.
-    pub fn mark(&self, task: TaskType) -> u64 {
+    pub fn mark(&self, task: Quota) -> u64 {
         self.with(task, |e| e.sent)
     }
 
     /// A new reading, whose request left when the count stood at `mark`: only the IDs sent
     /// since stay counted.
-    pub fn polled(&self, task: TaskType, polled: Polled, mark: u64) {
+    pub fn polled(&self, task: Quota, polled: Polled, mark: u64) {
         self.with(task, |e| {
             e.polled = Some(polled);
             e.sent = e.sent.saturating_sub(mark);
@@ -181,16 +182,16 @@ impl QuotaBook {
     }
 
     /// `ids` more IDs are on their way to VOD.
-    pub fn sent(&self, task: TaskType, ids: u64) {
+    pub fn sent(&self, task: Quota, ids: u64) {
         self.with(task, |e| e.sent += ids);
     }
 
-    pub fn last(&self, task: TaskType) -> (Option<Polled>, u64) {
+    pub fn last(&self, task: Quota) -> (Option<Polled>, u64) {
         self.with(task, |e| (e.polled, e.sent))
     }
 
-    /// Marks a task type held (remembering what the reading in force says is left) or not.
-    pub fn set_held(&self, task: TaskType, held: bool) {
+    /// Marks a quota held (remembering what the reading in force says is left) or not.
+    pub fn set_held(&self, task: Quota, held: bool) {
         self.with(task, |e| {
             if held && !e.held {
                 e.at_hold = e.polled.map(|p| p.remaining);
@@ -202,12 +203,12 @@ impl QuotaBook {
         });
     }
 
-    pub fn is_held(&self, task: TaskType) -> bool {
+    pub fn is_held(&self, task: Quota) -> bool {
         self.with(task, |e| e.held)
     }
 
     /// See [`poll_ends_hold`].
-    pub fn poll_ends_hold(&self, task: TaskType, since: Ts, probe_ids: u64) -> bool {
+    pub fn poll_ends_hold(&self, task: Quota, since: Ts, probe_ids: u64) -> bool {
         let e = self.with(task, |e| *e);
         poll_ends_hold(e.polled, e.sent, since, probe_ids, e.at_hold)
     }
@@ -215,7 +216,7 @@ impl QuotaBook {
     /// How many IDs a normal and an urgent retry of `task` may carry (see [`allowance`]):
     /// retries spend quota as new batches do, so they meet the same bound and leave the reserve
     /// to urgent ones.
-    pub fn retry_room(&self, task: TaskType, policy: &HoldPolicy, now: Ts) -> RetryRoom {
+    pub fn retry_room(&self, task: Quota, policy: &HoldPolicy, now: Ts) -> RetryRoom {
         RetryRoom {
             normal: self.allowance(task, policy, false, now),
             urgent: self.allowance(task, policy, true, now),
@@ -225,7 +226,7 @@ impl QuotaBook {
     /// Whether a job of `ids` IDs (urgent or not) fits in what the allowance leaves at `now`.
     pub fn admits(
         &self,
-        task: TaskType,
+        task: Quota,
         policy: &HoldPolicy,
         urgent: bool,
         ids: u64,
@@ -238,7 +239,7 @@ impl QuotaBook {
     /// See [`allowance`].
     pub fn allowance(
         &self,
-        task: TaskType,
+        task: Quota,
         policy: &HoldPolicy,
         urgent: bool,
         now: Ts,
@@ -355,41 +356,38 @@ mod tests {
             total: 2000,
             remaining: 150,
         };
-        book.polled(TaskType::Refresh, reading, 0);
+        book.polled(Quota::Refresh, reading, 0);
         let now = polled_at + Duration::from_secs(1);
         let room = |normal, urgent| RetryRoom { normal, urgent };
         assert_eq!(
-            book.retry_room(TaskType::Refresh, &p, now),
+            book.retry_room(Quota::Refresh, &p, now),
             room(Some(0), Some(150))
         );
-        assert!(!book.admits(TaskType::Refresh, &p, false, 20, now));
-        assert!(book.admits(TaskType::Refresh, &p, true, 20, now));
-        book.sent(TaskType::Refresh, 140);
+        assert!(!book.admits(Quota::Refresh, &p, false, 20, now));
+        assert!(book.admits(Quota::Refresh, &p, true, 20, now));
+        book.sent(Quota::Refresh, 140);
         assert_eq!(
-            book.retry_room(TaskType::Refresh, &p, now),
+            book.retry_room(Quota::Refresh, &p, now),
             room(Some(0), Some(10))
         );
-        assert!(
-            !book.admits(TaskType::Refresh, &p, true, 20, now),
-            "10 left"
-        );
-        assert!(book.admits(TaskType::Refresh, &p, true, 10, now));
+        assert!(!book.admits(Quota::Refresh, &p, true, 20, now), "10 left");
+        assert!(book.admits(Quota::Refresh, &p, true, 10, now));
         assert_eq!(
-            book.retry_room(TaskType::Preload, &p, now),
+            book.retry_room(Quota::Preload, &p, now),
             RetryRoom::OPEN,
             "no reading"
         );
         // A reading whose request left after 100 of those 140 were counted keeps the other 40.
         let mark = 100;
         book.polled(
-            TaskType::Refresh,
+            Quota::Refresh,
             Polled {
                 remaining: 1000,
                 ..reading
             },
             mark,
         );
-        assert_eq!(book.last(TaskType::Refresh).1, 40);
+        assert_eq!(book.last(Quota::Refresh).1, 40);
     }
 
     #[test]
@@ -402,7 +400,7 @@ mod tests {
             remaining,
         };
         book.polled(
-            TaskType::Refresh,
+            Quota::Refresh,
             Polled {
                 at: Ts(since.0 - 1_000),
                 total: 2000,
@@ -410,21 +408,21 @@ mod tests {
             },
             0,
         );
-        book.set_held(TaskType::Refresh, true);
+        book.set_held(Quota::Refresh, true);
         // The same 30 URLs, read after the hold began: a 20-ID probe may cost more than that.
-        book.polled(TaskType::Refresh, reading(60, 30), 0);
-        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
+        book.polled(Quota::Refresh, reading(60, 30), 0);
+        assert!(!book.poll_ends_hold(Quota::Refresh, since, 20));
         // Held again (the flag is kept): the figure it began with is kept too.
-        book.set_held(TaskType::Refresh, true);
-        book.polled(TaskType::Refresh, reading(120, 30), 0);
-        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
+        book.set_held(Quota::Refresh, true);
+        book.polled(Quota::Refresh, reading(120, 30), 0);
+        assert!(!book.poll_ends_hold(Quota::Refresh, since, 20));
         // The quota came back.
-        book.polled(TaskType::Refresh, reading(180, 2000), 0);
-        assert!(book.poll_ends_hold(TaskType::Refresh, since, 20));
+        book.polled(Quota::Refresh, reading(180, 2000), 0);
+        assert!(book.poll_ends_hold(Quota::Refresh, since, 20));
         // Once the hold is over, the next one starts from the reading in force then.
-        book.set_held(TaskType::Refresh, false);
-        book.set_held(TaskType::Refresh, true);
-        assert!(!book.poll_ends_hold(TaskType::Refresh, since, 20));
+        book.set_held(Quota::Refresh, false);
+        book.set_held(Quota::Refresh, true);
+        assert!(!book.poll_ends_hold(Quota::Refresh, since, 20));
     }
 
     #[test]

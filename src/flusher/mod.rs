@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::domain::{Priority, TaskType, Ts};
+use crate::domain::{Priority, Quota, TargetKind, TaskType, Ts};
 use crate::metrics::Metrics;
 use crate::store::{ClaimBatch, Job, Store, StoreError};
 use crate::vod::{self, ErrorClass};
@@ -81,6 +81,10 @@ pub struct FlusherConfig {
     pub check_after: Option<Duration>,
     /// Holds on the daily quota.
     pub hold: HoldPolicy,
+    /// Most URLs or directories per call (`vod.urls_per_call`).
+    pub urls_per_call: usize,
+    /// Calls per second to the URL actions (`vod.url_requests_per_second`).
+    pub url_rps: u32,
 }
 
 impl FlusherConfig {
@@ -101,6 +105,8 @@ impl FlusherConfig {
             },
             check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
             hold: HoldPolicy::from_settings(vod),
+            urls_per_call: vod.urls_per_call,
+            url_rps: vod.url_requests_per_second,
         }
     }
 }
@@ -115,7 +121,13 @@ struct Inner {
     store: Store,
     sender: Sender,
     config: FlusherConfig,
+    /// Paces `RefreshMediaPlayUrls`.
     limiter: Limiter,
+    /// Paces `RefreshVodObjectCaches` and `PreloadVodObjectCaches`, which VOD limits apart.
+    url_limiter: Limiter,
+    /// Most URLs or directories per call: `vod.urls_per_call`, lowered for the rest of the
+    /// process when VOD answers `SingleRequest.OverLimit`.
+    urls_per_call: std::sync::atomic::AtomicUsize,
     /// One permit per call that may be waiting on VOD at once.
     in_flight: Arc<Semaphore>,
     /// The call tasks, so that shutdown can wait for them.
@@ -137,6 +149,8 @@ impl Flusher {
         Flusher {
             inner: Arc::new(Inner {
                 limiter: Limiter::new(config.max_rps, config.burst),
+                url_limiter: Limiter::new(config.url_rps, 1),
+                urls_per_call: std::sync::atomic::AtomicUsize::new(config.urls_per_call),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 calls: TaskTracker::new(),
                 holds_read_at: std::sync::Mutex::new(None),
@@ -233,32 +247,35 @@ impl Flusher {
 
         let now = Ts::now();
         let groups = inner.store.due_groups(now).await?;
-        for group in batch::ready(&groups, now, inner.config.linger) {
+        let size = |task| self.batch_size(task);
+        for group in batch::ready(&groups, now, inner.config.linger, size) {
+            let max_batch = self.batch_size(group.task);
             let mut remaining = group.due_count;
             loop {
-                // A held task type sends nothing but its probe; the last poll bounds the others.
-                if inner.status.quota.is_held(group.task) {
+                // A held quota sends nothing but its probe; the last poll bounds the others.
+                let spends = group.task.quota();
+                if inner.status.quota.is_held(spends) {
                     break;
                 }
                 // Normal items leave the reserve to urgent ones: once only the reserve is left,
                 // a batch carries urgent items only.
                 let quota = &inner.status.quota;
                 let (policy, at) = (&inner.config.hold, Ts::now());
-                let normal = quota.allowance(group.task, policy, false, at);
+                let normal = quota.allowance(spends, policy, false, at);
                 let urgent_only = normal == Some(0);
                 let allowance = if urgent_only {
-                    quota.allowance(group.task, policy, true, at)
+                    quota.allowance(spends, policy, true, at)
                 } else {
                     normal
                 };
                 if allowance == Some(0) || (urgent_only && group.urgent_count == 0) {
                     break;
                 }
-                let Some(permit) = self.permit(shutdown).await else {
+                let Some(permit) = self.permit(group.task, shutdown).await else {
                     break;
                 };
                 // The quota may have run out while this waited for its slot.
-                if quota.is_held(group.task) {
+                if quota.is_held(spends) {
                     break;
                 }
                 let now = Ts::now();
@@ -266,8 +283,8 @@ impl Flusher {
                     task: group.task,
                     fingerprint: group.fingerprint.clone(),
                     now,
-                    max: allowance.map_or(batch::MAX_BATCH, |n| {
-                        batch::MAX_BATCH.min(usize::try_from(n).unwrap_or(usize::MAX))
+                    max: allowance.map_or(max_batch, |n| {
+                        max_batch.min(usize::try_from(n).unwrap_or(usize::MAX))
                     }),
                     lease_until: now + inner.config.lease,
                     job_id: uuid::Uuid::now_v7().to_string(),
@@ -277,7 +294,7 @@ impl Flusher {
                 let Some(job) = inner.store.claim_batch(&claim).await? else {
                     break;
                 };
-                let full = job.items.len() >= batch::MAX_BATCH;
+                let full = job.items.len() >= max_batch;
                 remaining = remaining.saturating_sub(job.items.len() as u64);
                 self.start(job, permit);
                 started += 1;
@@ -288,7 +305,7 @@ impl Flusher {
                     retries_looked_at = std::time::Instant::now();
                 }
                 // A short remainder lingers again; the next step decides with fresh counts.
-                if !full || remaining < batch::MAX_BATCH as u64 {
+                if !full || remaining < max_batch as u64 {
                     break;
                 }
             }
@@ -297,7 +314,12 @@ impl Flusher {
         Ok(if started > 0 {
             FlushOutcome::Started(started)
         } else {
-            FlushOutcome::Idle(batch::next_ready_at(&groups, now, inner.config.linger))
+            FlushOutcome::Idle(batch::next_ready_at(
+                &groups,
+                now,
+                inner.config.linger,
+                size,
+            ))
         })
     }
 
@@ -309,9 +331,7 @@ impl Flusher {
     async fn held_tasks(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         let quota = &inner.status.quota;
-        let any_held = [TaskType::Refresh, TaskType::Preload]
-            .into_iter()
-            .any(|task| quota.is_held(task));
+        let any_held = Quota::ALL.into_iter().any(|q| quota.is_held(q));
         {
             let mut read_at = inner.holds_read_at.lock().expect("holds lock");
             if !any_held && read_at.is_some_and(|at| at.elapsed() < HOLDS_LOOK_INTERVAL) {
@@ -324,26 +344,26 @@ impl Flusher {
             // A probe in flight answers for itself; the probe's size is read only when a
             // reading could end the hold at all.
             let back = hold.probes == 0
-                && quota.poll_ends_hold(hold.task, hold.since, 1)
+                && quota.poll_ends_hold(hold.quota, hold.since, 1)
                 && quota.poll_ends_hold(
-                    hold.task,
+                    hold.quota,
                     hold.since,
-                    inner.store.probe_size(hold.task).await?,
+                    inner.store.probe_size(hold.quota).await?,
                 );
             if back {
-                let released = inner.store.release_held(hold.task, Ts::now()).await?;
+                let released = inner.store.release_held(hold.quota, Ts::now()).await?;
                 inner
                     .metrics
                     .quota_hold_ends
-                    .with_label_values(&[hold.task.as_str(), "poll"])
+                    .with_label_values(&[hold.quota.as_str(), "poll"])
                     .inc();
-                tracing::info!(task = %hold.task, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
+                tracing::info!(quota = %hold.quota, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
             } else {
-                held.push(hold.task);
+                held.push(hold.quota);
             }
         }
-        for task in [TaskType::Refresh, TaskType::Preload] {
-            inner.status.quota.set_held(task, held.contains(&task));
+        for q in Quota::ALL {
+            inner.status.quota.set_held(q, held.contains(&q));
         }
         Ok(())
     }
@@ -353,7 +373,7 @@ impl Flusher {
     async fn start_due_retries(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let mut started = 0;
-        let mut probed: Vec<TaskType> = Vec::new();
+        let mut probed: Vec<Quota> = Vec::new();
         let (quota, policy) = (&inner.status.quota, &inner.config.hold);
         let now = Ts::now();
         let due_jobs = inner
@@ -362,15 +382,16 @@ impl Flusher {
             .await?;
         for due in due_jobs {
             let probe = due.is_probe();
-            if probe && probed.contains(&due.task) {
+            let spends = due.task.quota();
+            if probe && probed.contains(&spends) {
                 continue;
             }
             // A retry spends quota as a new batch does: it waits while its task type is held
             // (a quota answer marks it before the store does) or the allowance cannot carry it.
             let urgent = due.priority == Priority::Urgent;
             if !probe
-                && (quota.is_held(due.task)
-                    || !quota.admits(due.task, policy, urgent, due.ids, Ts::now()))
+                && (quota.is_held(spends)
+                    || !quota.admits(spends, policy, urgent, due.ids, Ts::now()))
             {
                 continue;
             }
@@ -381,27 +402,20 @@ impl Flusher {
             {
                 let now = Ts::now();
                 let lease = now + inner.config.lease;
-                if let Some(job) = inner
-                    .store
-                    .claim_probe(&due.id, due.task, now, lease)
-                    .await?
-                {
+                if let Some(job) = inner.store.claim_probe(&due.id, spends, now, lease).await? {
                     self.fail_held(&job, since, now).await?;
                 }
                 continue;
             }
-            let Some(permit) = self.permit(shutdown).await else {
+            let Some(permit) = self.permit(due.task, shutdown).await else {
                 break;
             };
             let now = Ts::now();
             let lease = now + inner.config.lease;
             let claimed = if probe {
                 // Marked before the claim: a claim that fails does not let another probe in.
-                probed.push(due.task);
-                inner
-                    .store
-                    .claim_probe(&due.id, due.task, now, lease)
-                    .await?
+                probed.push(spends);
+                inner.store.claim_probe(&due.id, spends, now, lease).await?
             } else {
                 inner.store.claim_job(&due.id, now, lease).await?
             };
@@ -412,8 +426,8 @@ impl Flusher {
                 // One probe at a time: the task type's other held jobs wait for its answer.
                 let since = due.held_since.unwrap_or(now);
                 let next = inner.config.hold.next_probe(since, now);
-                inner.store.defer_held(due.task, next).await?;
-                tracing::info!(task = %due.task, job_id = %job.id, "quota hold: probing with one held job");
+                inner.store.defer_held(spends, next).await?;
+                tracing::info!(quota = %spends, job_id = %job.id, "quota hold: probing with one held job");
             }
             self.start(job, permit);
             started += 1;
@@ -421,16 +435,40 @@ impl Flusher {
         Ok(started)
     }
 
-    /// A slot for one more call, then a rate-limiter permit; `None` when shutting down or no
-    /// longer the leader (checked after the wait, right before the caller claims).
-    async fn permit(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    /// Most targets in one call of `task`: 20 media IDs, or `vod.urls_per_call` URLs (lowered
+    /// after `SingleRequest.OverLimit`).
+    fn batch_size(&self, task: TaskType) -> usize {
+        match task.kind() {
+            TargetKind::Media => batch::MAX_BATCH,
+            TargetKind::File | TargetKind::Directory => {
+                self.inner.urls_per_call.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// The limiter that paces the calls of `task` (VOD limits each action on its own).
+    fn limiter(&self, task: TaskType) -> &Limiter {
+        match task.kind() {
+            TargetKind::Media => &self.inner.limiter,
+            TargetKind::File | TargetKind::Directory => &self.inner.url_limiter,
+        }
+    }
+
+    /// A slot for one more call, then a permit of the limiter of `task`'s action; `None` when
+    /// shutting down or no longer the leader (checked after the wait, right before the caller
+    /// claims).
+    async fn permit(
+        &self,
+        task: TaskType,
+        shutdown: &CancellationToken,
+    ) -> Option<OwnedSemaphorePermit> {
         let inner = &self.inner;
         let slot = tokio::select! {
             _ = shutdown.cancelled() => None,
             permit = async {
                 self.credential_ready().await;
                 let slot = inner.in_flight.clone().acquire_owned().await.ok()?;
-                let waited = inner.limiter.acquire().await;
+                let waited = self.limiter(task).acquire().await;
                 inner.metrics.limiter_wait.inc_by(waited.as_secs_f64());
                 Some(slot)
             } => permit,
@@ -457,7 +495,7 @@ impl Flusher {
         self.inner
             .status
             .quota
-            .sent(job.task, job.items.len() as u64);
+            .sent(job.task.quota(), job.items.len() as u64);
         let flusher = self.clone();
         self.inner.calls.spawn(async move {
             flusher.send(job).await;

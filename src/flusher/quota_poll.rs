@@ -3,8 +3,8 @@
 //! Each reading also goes to [`crate::flusher::hold::QuotaBook`]: the flusher ends a quota hold
 //! when a reading shows quota left, and bounds its batches by what is left.
 //!
-//! Every purged playback URL probably counts against a small daily quota (2,000 refresh and 500
-//! preload URLs by default), and a call that exceeds it fails. The active flusher asks
+//! Every purged playback URL and file probably counts against a small daily quota (2,000 refresh
+//! and 500 preload URLs, 100 directories by default), and a call that exceeds it fails. The active flusher asks
 //! `DescribeVodRefreshQuota` every `vod.quota_poll_interval` and publishes the figures as
 //! metrics, so that an alert can fire before the quota runs out rather than after. Only the
 //! active flusher polls, so a cluster spends one call per interval. The API is documented for
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{TaskType, Ts};
+use crate::domain::{Quota, Ts};
 use crate::flusher::FlusherStatus;
 use crate::flusher::hold::Polled;
 use crate::metrics::Metrics;
@@ -37,28 +37,27 @@ pub async fn watch(
             // A reading is as old as its request: stamped when the answer came, a reading taken
             // before a hold began could end it.
             let at = Ts::now();
-            let marks = [
-                status.quota.mark(TaskType::Refresh),
-                status.quota.mark(TaskType::Preload),
-            ];
+            let marks = Quota::ALL.map(|quota| status.quota.mark(quota));
             match client.describe_vod_refresh_quota().await {
                 Ok(quota) => {
-                    for (task, kind, total, remain, mark) in [
+                    for ((task, kind, total, remain), mark) in [
+                        (Quota::Refresh, "refresh", quota.url_quota, quota.url_remain),
                         (
-                            TaskType::Refresh,
-                            "refresh",
-                            quota.url_quota,
-                            quota.url_remain,
-                            marks[0],
-                        ),
-                        (
-                            TaskType::Preload,
+                            Quota::Preload,
                             "preload",
                             quota.preload_quota,
                             quota.preload_remain,
-                            marks[1],
                         ),
-                    ] {
+                        (
+                            Quota::Directory,
+                            "directory",
+                            quota.dir_quota,
+                            quota.dir_remain,
+                        ),
+                    ]
+                    .into_iter()
+                    .zip(marks)
+                    {
                         status.quota.polled(
                             task,
                             Polled {

@@ -1,12 +1,13 @@
 //! One call: sending a claimed job to VOD and recording what came of it (success, retry,
 //! failure, or a hold on the daily quota).
 
+use super::backoff;
 use super::backoff::Decision;
 use super::hold::HoldDecision;
 use super::{ErrorClass, Flusher, Sender};
-use crate::domain::{TaskType, Ts};
+use crate::domain::{TargetKind, TaskType, Ts};
 use crate::store::{Failure, Job, StoreError, Success};
-use crate::vod::{RefreshRequest, VodError};
+use crate::vod::{ObjectRequest, RefreshRequest, VodError};
 
 impl Flusher {
     #[tracing::instrument(skip_all, fields(job_id = %job.id, task = %job.task, ids = job.items.len(), attempt = job.attempts))]
@@ -17,12 +18,12 @@ impl Flusher {
         let mut started = tokio::time::Instant::now();
         let result = match &inner.sender {
             Sender::DryRun => {
-                tracing::info!(media_ids = ?ids, options = ?job.options, "dry run: would call RefreshMediaPlayUrls");
+                tracing::info!(targets = ?ids, task = %job.task, options = ?job.options, "dry run: would call {}", job.task.action());
                 Ok(Success::default())
             }
-            Sender::Vod(client) => {
+            Sender::Vod(client) if job.task.kind() == TargetKind::Media => {
                 let request = RefreshRequest::from_options(ids, job.task, &job.options);
-                inner.limiter.depart().await;
+                self.limiter(job.task).depart().await;
                 started = tokio::time::Instant::now();
                 client
                     .refresh_media_play_urls(&request)
@@ -35,6 +36,7 @@ impl Flusher {
                         check_at: None,
                     })
             }
+            Sender::Vod(client) => self.send_urls(client, job.task, ids, &mut started).await,
         };
         let now = Ts::now();
         if matches!(inner.sender, Sender::Vod(_)) {
@@ -44,13 +46,15 @@ impl Flusher {
                 .observe(started.elapsed().as_secs_f64());
         }
         let ends_hold = job.held_since.is_some() && ends_hold(&result);
+        let limiter = self.limiter(job.task);
         let recorded = match result {
             Ok(mut success) => {
-                // Only a job VOD created can be checked (never a dry run's).
-                if success.vod_job_id.is_some() {
+                // Only a job VOD created can be checked (never a dry run's); the CDN tasks of
+                // URL calls are not submission checks.
+                if success.vod_job_id.is_some() && job.task.kind() == TargetKind::Media {
                     success.check_at = inner.config.check_after.map(|after| now + after);
                 }
-                inner.limiter.on_success();
+                limiter.on_success();
                 inner.status.set_credential_error(None);
                 inner.metrics.vod_credential_error.set(0);
                 inner
@@ -76,16 +80,16 @@ impl Flusher {
             inner.status.note_rate(inner.limiter.current_rps());
         }
         if ends_hold {
-            match inner.store.release_held(job.task, now).await {
+            match inner.store.release_held(job.task.quota(), now).await {
                 // The in-memory flag is left to the next step's reading of the store: another
                 // call's quota answer may have just held the task type again.
                 Ok(jobs) => {
                     inner
                         .metrics
                         .quota_hold_ends
-                        .with_label_values(&[job.task.as_str(), "probe"])
+                        .with_label_values(&[job.task.quota().as_str(), "probe"])
                         .inc();
-                    tracing::info!(task = %job.task, jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
+                    tracing::info!(quota = %job.task.quota(), jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "cannot end the quota hold; the next probe will")
@@ -102,6 +106,61 @@ impl Flusher {
                 tracing::error!(error = %error, "cannot record the job result; it will be sent again")
             }
         }
+    }
+
+    /// One URL job: `RefreshVodObjectCaches` or `PreloadVodObjectCaches`, each call passing the
+    /// limiter's departure window. Normally one call; after `SingleRequest.OverLimit` the batch
+    /// size is halved for the rest of the process (and said so in the log) and the job's URLs go
+    /// in calls of the new size, so a job claimed at the old size still goes out whole.
+    async fn send_urls(
+        &self,
+        client: &crate::vod::Client,
+        task: TaskType,
+        paths: Vec<String>,
+        started: &mut tokio::time::Instant,
+    ) -> Result<Success, VodError> {
+        let mut task_ids: Vec<String> = Vec::new();
+        let mut request_id = None;
+        let mut done = 0;
+        while done < paths.len() {
+            let size = self.batch_size(task).max(1);
+            let chunk = &paths[done..(done + size).min(paths.len())];
+            let request = ObjectRequest {
+                paths: chunk.to_vec(),
+                task,
+            };
+            self.limiter(task).depart().await;
+            *started = tokio::time::Instant::now();
+            match client.refresh_object_caches(&request).await {
+                Ok(answer) => {
+                    task_ids.extend(answer.refresh_task_id);
+                    request_id = Some(answer.request_id).filter(|s| !s.is_empty());
+                    done += chunk.len();
+                }
+                Err(error)
+                    if error.code() == Some("SingleRequest.OverLimit") && chunk.len() > 1 =>
+                {
+                    let lower = chunk.len() / 2;
+                    self.inner
+                        .urls_per_call
+                        .fetch_min(lower, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        action = task.action(),
+                        refused = chunk.len(),
+                        urls_per_call = lower,
+                        "VOD refused a call of {} URLs as too large (SingleRequest.OverLimit): \
+                         URL calls carry at most {lower} from now on; lower vod.urls_per_call",
+                        chunk.len()
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Success {
+            vod_job_id: Some(task_ids.join(",")).filter(|s| !s.is_empty()),
+            request_id,
+            ..Success::default()
+        })
     }
 
     /// Records a failed call that left at `sent_at`.
@@ -127,17 +186,22 @@ impl Flusher {
                 .set_credential_error(Some(failure.message.clone()));
         }
         let class = error.class();
+        let limiter = self.limiter(job.task);
         let outage = match class {
             // Never sent: VOD is not the problem, and the attempt is not counted.
             _ if matches!(error, VodError::NoCredentials) => true,
             ErrorClass::Throttled => {
-                inner.limiter.on_throttled(sent_at);
+                limiter.on_throttled(sent_at);
                 inner.status.note_throttled(now);
                 false
             }
-            ErrorClass::Retryable => inner.limiter.on_unavailable(),
+            _ if error.code().is_some_and(backoff::is_minute_limit) => {
+                limiter.on_answer();
+                false
+            }
+            ErrorClass::Retryable => limiter.on_unavailable(),
             ErrorClass::Permanent | ErrorClass::QuotaExhausted => {
-                inner.limiter.on_answer();
+                limiter.on_answer();
                 false
             }
         };
@@ -159,6 +223,19 @@ impl Flusher {
         }
         if job.held_since.is_some() && !answer_ends_hold(&error) {
             return self.keep_holding(job, now, &failure).await;
+        }
+        // A per-minute limit, or a full refresh queue: the next minute, not counted as an
+        // attempt (within max_age).
+        if error.code().is_some_and(backoff::is_minute_limit) {
+            let at = backoff::next_minute(now);
+            if at.since(job.budget_from) <= inner.config.retry.max_age {
+                tracing::warn!(code = %failure.code, retry_at = %at.to_rfc3339(), "VOD's per-minute refresh limit: the job waits for the next minute");
+                inner.metrics.retries.inc();
+                return inner
+                    .store
+                    .record_deferral(&job.id, job.attempts, now, at, &failure)
+                    .await;
+            }
         }
         if class == ErrorClass::Permanent {
             tracing::error!(code = %failure.code, error = %failure.message, "job failed permanently");
@@ -196,23 +273,23 @@ impl Flusher {
             HoldDecision::HoldUntil(until) => {
                 // At once, so that a step stops claiming; and again once the hold is stored, so
                 // that a step reading the holds meanwhile cannot undo it.
-                inner.status.quota.set_held(job.task, true);
+                inner.status.quota.set_held(job.task.quota(), true);
                 if job.held_since.is_none() {
-                    tracing::warn!(task = %job.task, code = %failure.code, until = %until.to_rfc3339(),
-                        "VOD's daily quota is used up: the task type is held, one job is tried again at the next probe");
+                    tracing::warn!(quota = %job.task.quota(), code = %failure.code, until = %until.to_rfc3339(),
+                        "VOD's daily quota is used up: its tasks are held, one job is tried again at the next probe");
                 } else {
                     tracing::info!(task = %job.task, until = %until.to_rfc3339(), "the quota probe met the limit again");
                 }
                 inner
                     .metrics
                     .quota_holds
-                    .with_label_values(&[job.task.as_str()])
+                    .with_label_values(&[job.task.quota().as_str()])
                     .inc();
                 let recorded = inner
                     .store
                     .record_hold(&job.id, job.attempts, now, until, failure)
                     .await;
-                inner.status.quota.set_held(job.task, true);
+                inner.status.quota.set_held(job.task.quota(), true);
                 recorded
             }
             HoldDecision::Fail => {
@@ -310,20 +387,12 @@ fn answer_ends_hold(error: &VodError) -> bool {
     matches!(error, VodError::Api { .. }) && error.class() == ErrorClass::Permanent && !refused
 }
 
-/// The quota code a held job was held with (its task type's, if none is stored).
+/// The quota code a held job was held with (its quota's, if none is stored).
 fn hold_code(job: &Job) -> String {
     job.error_code
         .clone()
         .filter(|code| code.starts_with("QuotaExceeded"))
-        .unwrap_or_else(|| quota_code(job.task).to_owned())
-}
-
-/// VOD's code for a used-up quota of a task type.
-pub(super) fn quota_code(task: TaskType) -> &'static str {
-    match task {
-        TaskType::Refresh => "QuotaExceeded.Refresh",
-        TaskType::Preload => "QuotaExceeded.Preload",
-    }
+        .unwrap_or_else(|| job.task.quota().exceeded_code().to_owned())
 }
 
 /// A code for failures that have no VOD error code.

@@ -8,10 +8,10 @@ use super::Store;
 use super::rows::{self, StoreRow};
 use super::sql::Dialect;
 use super::types::*;
-use crate::domain::{Priority, TaskType, Ts};
+use crate::domain::{Priority, Quota, Ts};
 
-/// Jobs of a task type that is held on the daily quota: held, or the probe of a hold in flight
-/// (a probe keeps its `held_since`).
+/// Jobs of a quota that is held: held, or the probe of a hold in flight (a probe keeps its
+/// `held_since`).
 pub(super) const HELD_OR_PROBING: &str =
     "(status = 'held' OR (status = 'in_flight' AND held_since IS NOT NULL))";
 
@@ -21,15 +21,15 @@ const JOB_IDS: &str = "(SELECT COUNT(*) FROM job_items i WHERE i.job_id = j.id)"
 /// Jobs whose next attempt is due ($1 now, $2 limit), with their priority and size:
 /// - first the probes of holds: a probe whose lease ran out (its process died mid-call, or
 ///   could not record the answer), then held jobs whose probe time has come, unless a live
-///   probe of the same task type is in flight (one probe at a time);
-/// - then retries and expired leases of jobs that are not held, except those of a task type
-///   held on the quota (held, or probing), and those larger than the quota's allowance leaves
-///   room for ($3/$4: the most IDs a normal/urgent Refresh retry may carry, $5/$6 Preload's; see
-///   [`RetryRoom`]), so that retries that cannot go never fill the limit; urgent ones first,
-///   then the oldest.
+///   probe of the same quota is in flight (one probe at a time);
+/// - then retries and expired leases of jobs that are not held, except those of a quota that is
+///   held (a held or probing job), and those larger than the quota's allowance leaves room for
+///   ($3/$4: the most targets a normal/urgent retry of the URL quota may carry, $5/$6 the
+///   preload quota's, $7/$8 the directory quota's; see [`RetryRoom`]), so that retries that
+///   cannot go never fill the limit; urgent ones first, then the oldest.
 ///
 /// No job with a lease or a hold is left out for good: a lease runs out, a probe whose lease
-/// ran out is the probe again, and a task type is held only while a held or probing job is.
+/// ran out is the probe again, and a quota is held only while a held or probing job is.
 fn due_jobs_sql() -> String {
     format!(
         "SELECT j.id, j.task, j.status, j.held_since, j.priority, {JOB_IDS} AS ids
@@ -37,26 +37,26 @@ fn due_jobs_sql() -> String {
          WHERE (j.held_since IS NOT NULL
                 AND ((j.status = 'held' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
-                AND NOT EXISTS ({LIVE_PROBE} AND p.task = j.task))
+                AND NOT EXISTS ({LIVE_PROBE} AND p.quota = j.quota))
             OR (j.held_since IS NULL
                 AND ((j.status = 'retrying' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
-                AND j.task NOT IN (SELECT task FROM jobs WHERE {HELD_OR_PROBING})
+                AND j.quota NOT IN (SELECT quota FROM jobs WHERE {HELD_OR_PROBING})
                 AND {JOB_IDS} <= CASE WHEN j.priority > 0
-                                    THEN CASE j.task WHEN 'Refresh' THEN $4 ELSE $6 END
-                                    ELSE CASE j.task WHEN 'Refresh' THEN $3 ELSE $5 END END)
+                                    THEN CASE j.quota WHEN 'Refresh' THEN $4 WHEN 'Preload' THEN $6 ELSE $8 END
+                                    ELSE CASE j.quota WHEN 'Refresh' THEN $3 WHEN 'Preload' THEN $5 ELSE $7 END END)
          ORDER BY CASE WHEN j.held_since IS NULL THEN 2 WHEN j.status = 'in_flight' THEN 0 ELSE 1 END,
                   j.priority DESC, COALESCE(j.next_attempt_at, j.lease_until), j.id LIMIT $2"
     )
 }
 
-/// A probe in flight whose lease has not run out ($1 now), as `p`: add the task's condition.
+/// A probe in flight whose lease has not run out ($1 now), as `p`: add the quota's condition.
 const LIVE_PROBE: &str = "SELECT 1 FROM jobs p WHERE p.status = 'in_flight' AND p.held_since IS NOT NULL AND p.lease_until > $1";
 
 /// Starts the next attempt of a due job ($1 lease_until, $2 now, $3 id). A held job's time on
 /// hold is added to its retry budget, so that `max_age` does not run while it is held; a held
-/// job (or a probe whose lease ran out) is not claimed while another live probe of its task type
-/// is in flight.
+/// job (or a probe whose lease ran out) is not claimed while another live probe of its quota is
+/// in flight.
 fn claim_job_sql(sql: Dialect) -> String {
     format!(
         "UPDATE jobs SET status = 'in_flight', lease_until = $1, next_attempt_at = NULL,
@@ -66,7 +66,7 @@ fn claim_job_sql(sql: Dialect) -> String {
                        AND ((c.status IN ('retrying', 'held') AND c.next_attempt_at <= $2)
                             OR (c.status = 'in_flight' AND c.lease_until <= $2))
                        AND NOT (c.held_since IS NOT NULL AND EXISTS (
-                           SELECT 1 FROM jobs p WHERE p.task = c.task AND p.id <> c.id AND p.status = 'in_flight'
+                           SELECT 1 FROM jobs p WHERE p.quota = c.quota AND p.id <> c.id AND p.status = 'in_flight'
                              AND p.held_since IS NOT NULL AND p.lease_until > $2))
                      {})",
         sql.for_update_skip_locked()
@@ -77,6 +77,12 @@ fn claim_job_sql(sql: Dialect) -> String {
 /// ($2), VOD's answer ($3 code, $4 message, $5 request ID), fenced by id ($6) and attempt ($7).
 const RECORD_RETRY: &str = "UPDATE jobs SET status = 'retrying', lease_until = NULL, held_since = NULL, next_attempt_at = $1,
         updated_at = $2, error_code = $3, error_message = $4, request_id = $5
+     WHERE id = $6 AND status = 'in_flight' AND attempts = $7";
+
+/// As [`RECORD_RETRY`] for an attempt that only met a per-minute limit: counted with the
+/// attempts that met a quota (`holds`), which do not use up `vod.max_attempts`.
+const RECORD_DEFERRAL: &str = "UPDATE jobs SET status = 'retrying', lease_until = NULL, held_since = NULL, next_attempt_at = $1,
+        updated_at = $2, error_code = $3, error_message = $4, request_id = $5, holds = holds + 1
      WHERE id = $6 AND status = 'in_flight' AND attempts = $7";
 
 /// As [`RECORD_RETRY`] for a job that failed for good ($1 is null).
@@ -120,17 +126,18 @@ impl Store {
         self.due_jobs_within(now, limit, |_| RetryRoom::OPEN).await
     }
 
-    /// As [`Store::due_jobs`], leaving out the retries larger than `room` of their task type
-    /// (the probes of holds always come).
+    /// As [`Store::due_jobs`], leaving out the retries larger than `room` of their quota (the
+    /// probes of holds always come).
     pub async fn due_jobs_within(
         &self,
         now: Ts,
         limit: usize,
-        room: impl Fn(TaskType) -> RetryRoom,
+        room: impl Fn(Quota) -> RetryRoom,
     ) -> Result<Vec<DueJob>, StoreError> {
-        let (refresh, preload) = (
-            room(TaskType::Refresh).bounds(),
-            room(TaskType::Preload).bounds(),
+        let (refresh, preload, directory) = (
+            room(Quota::Refresh).bounds(),
+            room(Quota::Preload).bounds(),
+            room(Quota::Directory).bounds(),
         );
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&due_jobs_sql()))
@@ -140,6 +147,8 @@ impl Store {
                 .bind(refresh.1)
                 .bind(preload.0)
                 .bind(preload.1)
+                .bind(directory.0)
+                .bind(directory.1)
                 .fetch_all(b.writes())
                 .await?;
             rows.iter().map(due_job_from_row).collect()
@@ -157,14 +166,14 @@ impl Store {
         self.claim(id, None, now, lease_until).await
     }
 
-    /// Starts the probe of a task type's quota hold: as [`Store::claim_job`], never while another
-    /// live probe of the task type is in flight. On PostgreSQL the probe claims of a task type
-    /// take a transaction-scoped advisory lock first, so that two flushers (a leader cut off
-    /// from the database and its successor) cannot each see no probe and claim one.
+    /// Starts the probe of a quota hold: as [`Store::claim_job`], never while another live probe
+    /// of the quota is in flight. On PostgreSQL the probe claims of a quota take a
+    /// transaction-scoped advisory lock first, so that two flushers (a leader cut off from the
+    /// database and its successor) cannot each see no probe and claim one.
     pub async fn claim_probe(
         &self,
         id: &str,
-        task: TaskType,
+        task: Quota,
         now: Ts,
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
@@ -174,7 +183,7 @@ impl Store {
     async fn claim(
         &self,
         id: &str,
-        probe: Option<TaskType>,
+        probe: Option<Quota>,
         now: Ts,
         lease_until: Ts,
     ) -> Result<Option<Job>, StoreError> {
@@ -256,6 +265,26 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.end_attempt(
             RECORD_RETRY,
+            id,
+            attempt,
+            now,
+            Some(next_attempt_at),
+            failure,
+        )
+        .await
+    }
+
+    /// Puts a job back until `next_attempt_at` without counting the attempt (a per-minute limit).
+    pub async fn record_deferral(
+        &self,
+        id: &str,
+        attempt: u32,
+        now: Ts,
+        next_attempt_at: Ts,
+        failure: &Failure,
+    ) -> Result<bool, StoreError> {
+        self.end_attempt(
+            RECORD_DEFERRAL,
             id,
             attempt,
             now,

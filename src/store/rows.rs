@@ -4,7 +4,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::domain::{MediaId, Priority, PurgeOptions, TaskType, Ts};
+use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TaskType, Ts};
 use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
@@ -18,12 +18,12 @@ pub(crate) const JOB_ITEM_COLUMNS: &str =
 /// The columns [`pending_from_row`] reads.
 pub(crate) const PENDING_COLUMNS: &str = "media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority";
 
-/// A Preload is held back while a Refresh of the same media ID is pending or being sent.
+/// A Preload is held back while a Refresh of the same media ID or file is pending or being sent.
 /// Plain SQL that both dialects accept; `i` is the `items` row under consideration.
-pub(crate) const PRELOAD_RULE: &str = "(i.task = 'Refresh' OR (
-        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task = 'Refresh')
+pub(crate) const PRELOAD_RULE: &str = "(i.task NOT IN ('Preload', 'FilePreload') OR (
+        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task IN ('Refresh', 'FileRefresh'))
     AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
-                    WHERE ji.media_id = i.media_id AND j.task = 'Refresh'
+                    WHERE ji.media_id = i.media_id AND j.task IN ('Refresh', 'FileRefresh')
                       AND j.status IN ('in_flight', 'retrying', 'held'))))";
 
 /// The job a claim has just created, built from what the claim wrote rather than read back:
@@ -220,6 +220,13 @@ pub(crate) fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
     raw.parse().map_err(|_| StoreError::Corrupt {
         table: "items/jobs",
         detail: format!("task {raw:?}"),
+    })
+}
+
+pub(crate) fn parse_quota(raw: &str) -> Result<Quota, StoreError> {
+    raw.parse().map_err(|_| StoreError::Corrupt {
+        table: "jobs",
+        detail: format!("quota {raw:?}"),
     })
 }
 

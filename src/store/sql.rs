@@ -51,14 +51,18 @@ impl Dialect {
     /// PostgreSQL (two-key, beside the leader's lock `(0x7670_7572, 1)` and apart from the one-key
     /// delivery-ID locks);
     /// nothing on SQLite, where a write transaction already holds the database.
-    pub(crate) fn probe_lock(self, task: crate::domain::TaskType) -> Option<&'static str> {
-        match (self, task) {
+    pub(crate) fn probe_lock(self, quota: crate::domain::Quota) -> Option<&'static str> {
+        use crate::domain::Quota;
+        match (self, quota) {
             (Dialect::Sqlite, _) => None,
-            (Dialect::Postgres, crate::domain::TaskType::Refresh) => {
+            (Dialect::Postgres, Quota::Refresh) => {
                 Some("SELECT pg_advisory_xact_lock(1987081586, 2)")
             }
-            (Dialect::Postgres, crate::domain::TaskType::Preload) => {
+            (Dialect::Postgres, Quota::Preload) => {
                 Some("SELECT pg_advisory_xact_lock(1987081586, 3)")
+            }
+            (Dialect::Postgres, Quota::Directory) => {
+                Some("SELECT pg_advisory_xact_lock(1987081586, 4)")
             }
         }
     }

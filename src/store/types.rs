@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{MediaId, Priority, PurgeOptions, TaskType, Ts};
+use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TaskType, Ts};
 use crate::queue::Debounce;
 
 /// One pending-item upsert of an ingest request.
@@ -246,7 +246,7 @@ impl DueJob {
 /// The jobs of a task type held on the daily quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTask {
-    pub task: TaskType,
+    pub quota: Quota,
     pub jobs: u64,
     /// When the oldest hold began.
     pub since: Ts,

@@ -25,8 +25,8 @@ use time::macros::format_description;
 use super::remote::{self, ReadError, VOD_ANSWER_CAP};
 use super::signing::{percent_encode, sign};
 use super::{
-    CredentialSource, Credentials, GetMediaRefreshJobsResponse, RefreshQuota, RefreshRequest,
-    RefreshResponse, VodError,
+    CredentialSource, Credentials, GetMediaRefreshJobsResponse, ObjectRequest, ObjectResponse,
+    RefreshQuota, RefreshRequest, RefreshResponse, VodError,
 };
 
 /// The API version every VOD call names.
@@ -99,6 +99,16 @@ impl Client {
         let params = req.to_params()?;
         self.call(Method::POST, "RefreshMediaPlayUrls", &params)
             .await
+    }
+
+    /// Purges files or directories (`RefreshVodObjectCaches`) or prefetches files
+    /// (`PreloadVodObjectCaches`) by URL (POST, like the SDKs).
+    pub async fn refresh_object_caches(
+        &self,
+        req: &ObjectRequest,
+    ) -> Result<ObjectResponse, VodError> {
+        let params = req.to_params()?;
+        self.call(Method::POST, req.task.action(), &params).await
     }
 
     /// The per-media submission status of a job (GET, the only method VOD declares for it).

@@ -18,6 +18,6 @@ pub use client::{
 };
 pub use error::{ErrorClass, VodError, class_of_code};
 pub use types::{
-    GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MediaRefreshJob, RefreshQuota, RefreshRequest,
-    RefreshResponse,
+    GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MAX_OBJECT_PATHS, MediaRefreshJob, ObjectRequest,
+    ObjectResponse, RefreshQuota, RefreshRequest, RefreshResponse,
 };

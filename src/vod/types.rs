@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use super::VodError;
-use crate::domain::{PurgeOptions, TaskType};
+use crate::domain::{PurgeOptions, TargetKind, TaskType};
 
 /// The documented maximum number of media IDs in one `RefreshMediaPlayUrls` call.
 pub const MAX_MEDIA_IDS: usize = 20;
@@ -87,7 +87,16 @@ impl RefreshRequest {
         }
         let mut params = BTreeMap::new();
         params.insert("MediaIds".to_owned(), self.media_ids.join(","));
-        params.insert("TaskType".to_owned(), self.task_type.as_str().to_owned());
+        if self.task_type.kind() != TargetKind::Media {
+            return Err(VodError::InvalidRequest(format!(
+                "RefreshMediaPlayUrls purges media IDs, not a {} task",
+                self.task_type
+            )));
+        }
+        params.insert(
+            "TaskType".to_owned(),
+            self.task_type.vod_task_type().to_owned(),
+        );
         for (name, values) in [
             ("Formats", &self.formats),
             ("Definitions", &self.definitions),
@@ -111,6 +120,69 @@ impl RefreshRequest {
         }
         Ok(params)
     }
+}
+
+/// The most URLs VOD takes in one `RefreshVodObjectCaches` or `PreloadVodObjectCaches` call.
+pub const MAX_OBJECT_PATHS: usize = 1000;
+
+/// One `RefreshVodObjectCaches` (files or directories) or `PreloadVodObjectCaches` (files) call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRequest {
+    /// Normalised URLs, sent as given (scheme included).
+    pub paths: Vec<String>,
+    /// `FileRefresh`, `FilePreload` or `DirectoryRefresh`.
+    pub task: TaskType,
+}
+
+impl ObjectRequest {
+    /// The operation parameters: `ObjectPath` joined with `\n`, and for a purge `ObjectType`.
+    /// Refuses an empty list, more than 1,000 paths, a path with a line break, and media tasks.
+    pub fn to_params(&self) -> Result<BTreeMap<String, String>, VodError> {
+        if self.paths.is_empty() || self.paths.len() > MAX_OBJECT_PATHS {
+            return Err(VodError::InvalidRequest(format!(
+                "{} takes 1 to {MAX_OBJECT_PATHS} URLs, got {}",
+                self.task.action(),
+                self.paths.len()
+            )));
+        }
+        if self
+            .paths
+            .iter()
+            .any(|p| p.is_empty() || p.contains(['\n', '\r']))
+        {
+            return Err(VodError::InvalidRequest(
+                "a URL is empty or contains a line break".to_owned(),
+            ));
+        }
+        let object_type = match self.task {
+            TaskType::FileRefresh => Some("File"),
+            TaskType::DirectoryRefresh => Some("Directory"),
+            TaskType::FilePreload => None,
+            TaskType::Refresh | TaskType::Preload => {
+                return Err(VodError::InvalidRequest(format!(
+                    "{} is a media task: it goes to RefreshMediaPlayUrls",
+                    self.task
+                )));
+            }
+        };
+        let mut params = BTreeMap::from([("ObjectPath".to_owned(), self.paths.join("\n"))]);
+        if let Some(object_type) = object_type {
+            params.insert("ObjectType".to_owned(), object_type.to_owned());
+        }
+        Ok(params)
+    }
+}
+
+/// The answer to `RefreshVodObjectCaches` (`RefreshTaskId`) or `PreloadVodObjectCaches`
+/// (`PreloadTaskId`): the CDN task IDs, comma-separated on the wire (the URLs of one domain
+/// submitted in the same second share one).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
+pub struct ObjectResponse {
+    #[serde(deserialize_with = "string_or_empty")]
+    pub request_id: String,
+    #[serde(alias = "PreloadTaskId", deserialize_with = "comma_list")]
+    pub refresh_task_id: Vec<String>,
 }
 
 /// Splits VOD's comma-separated lists; spaces around items are trimmed and empty items dropped.

@@ -143,6 +143,10 @@ pub struct SourceConfig {
     /// `json-pointer`: RFC 6901 pointers to the media IDs; `*` stands for every element.
     #[serde(default)]
     pub pointers: Vec<String>,
+    /// `json-pointer`: pointers to file URLs on the account's CDN (`vod.cdn_domains`), purged
+    /// by URL (a cover or subtitle file that changed).
+    #[serde(default)]
+    pub url_pointers: Vec<String>,
     /// Presets: the field that holds the media ID, a plain name or a pointer (starting with `/`)
     /// relative to the entry. Defaults per format, see `payload::presets`.
     #[serde(default)]

@@ -33,7 +33,8 @@ pub use error::{AuthError, PayloadError};
 pub use payload::native::parse_native;
 pub use payload::pointer::Pointer;
 
-/// The most media IDs one delivery may carry (all requests of the delivery together).
+/// The most targets (media IDs, URLs and directories) one delivery may carry, all requests of
+/// the delivery together.
 pub const MAX_IDS_PER_DELIVERY: usize = 1000;
 
 /// The headers a delivery's ID is taken from, first present wins.
@@ -89,12 +90,16 @@ pub struct Extracted {
     pub ignored_reason: Option<String>,
 }
 
-/// Media IDs with what to do with them.
-#[derive(Debug, Clone, PartialEq)]
+/// Media IDs, file URLs and directory URLs with what to do with them.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PurgeRequest {
     /// Raw, not yet validated: the caller checks them with `MediaIdRules` and reports the
     /// invalid ones.
     pub media_ids: Vec<String>,
+    /// File URLs, raw: the caller normalises them with `CdnDomains`.
+    pub urls: Vec<String>,
+    /// Directory URLs (ending in `/`), raw.
+    pub directories: Vec<String>,
     pub task: RequestedTask,
     /// Already checked with `PurgeOptions::parse`.
     pub options: RawOptions,

@@ -131,16 +131,29 @@ impl SourceConfig {
     fn check_format(&self) -> Result<(), String> {
         let format = self.format;
         if format == FormatKind::JsonPointer {
-            if self.pointers.is_empty() {
+            if self.pointers.is_empty() && self.url_pointers.is_empty() {
                 return Err(
-                    "format = \"json-pointer\" needs at least one entry in pointers".to_owned(),
+                    "format = \"json-pointer\" needs at least one entry in pointers or url_pointers"
+                        .to_owned(),
                 );
             }
-            for (i, p) in self.pointers.iter().enumerate() {
-                Pointer::parse(p).map_err(|e| format!("pointers[{i}]: {e}"))?;
+            for (key, list) in [
+                ("pointers", &self.pointers),
+                ("url_pointers", &self.url_pointers),
+            ] {
+                for (i, p) in list.iter().enumerate() {
+                    Pointer::parse(p).map_err(|e| format!("{key}[{i}]: {e}"))?;
+                }
             }
-        } else if !self.pointers.is_empty() {
-            return Err("pointers are only used by format = \"json-pointer\"".to_owned());
+        } else {
+            for (key, list) in [
+                ("pointers", &self.pointers),
+                ("url_pointers", &self.url_pointers),
+            ] {
+                if !list.is_empty() {
+                    return Err(format!("{key} are only used by format = \"json-pointer\""));
+                }
+            }
         }
         if !format.is_preset() {
             for (key, set) in [

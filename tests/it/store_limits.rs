@@ -1,6 +1,6 @@
 //! The store conformance suite, continued: urgent items and quota holds, on every backend.
 
-use vod_purge::domain::{Priority, TaskType, Ts};
+use vod_purge::domain::{Priority, Quota, TaskType, Ts};
 use vod_purge::store::*;
 
 use crate::store::{claim, claimed, each_backend, ingest};
@@ -103,7 +103,7 @@ each_backend! {
         assert_eq!(
             held,
             vec![HeldTask {
-                task: TaskType::Refresh,
+                quota: Quota::Refresh,
                 jobs: 1,
                 since: Ts(4_000),
                 until: Some(Ts(9_000)),
@@ -180,14 +180,14 @@ each_backend! {
         );
         assert_eq!(
             store
-                .defer_held(TaskType::Refresh, Ts(20_000))
+                .defer_held(Quota::Refresh, Ts(20_000))
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
             store
-                .defer_held(TaskType::Refresh, Ts(15_000))
+                .defer_held(Quota::Refresh, Ts(15_000))
                 .await
                 .unwrap(),
             0,
@@ -197,7 +197,7 @@ each_backend! {
         // The hold ends: the held job is a retry due now, and the other retry is free again.
         assert_eq!(
             store
-                .release_held(TaskType::Refresh, Ts(12_000))
+                .release_held(Quota::Refresh, Ts(12_000))
                 .await
                 .unwrap(),
             1

@@ -63,6 +63,11 @@ fn migrator() -> Migrator {
             "quota holds",
             include_str!("../../../migrations/postgres/0004_quota_holds.sql"),
         ),
+        (
+            5,
+            "targets",
+            include_str!("../../../migrations/postgres/0005_targets.sql"),
+        ),
     ])
 }
 

@@ -65,6 +65,11 @@ fn migrator() -> Migrator {
             "merge log",
             include_str!("../../../migrations/sqlite/0006_merge_log.sql"),
         ),
+        (
+            7,
+            "targets",
+            include_str!("../../../migrations/sqlite/0007_targets.sql"),
+        ),
     ])
 }
 

@@ -40,7 +40,8 @@ impl Format {
 
 enum Kind {
     Native,
-    Pointers(Vec<Pointer>),
+    /// Pointers to media IDs, and to file URLs (`url_pointers`).
+    Pointers(Vec<Pointer>, Vec<Pointer>),
     Preset(presets::Preset),
     Vod(vod::VodEvents),
 }
@@ -51,6 +52,10 @@ impl Format {
             FormatKind::Native => Kind::Native,
             FormatKind::JsonPointer => Kind::Pointers(
                 cfg.pointers
+                    .iter()
+                    .map(|p| Pointer::parse(p))
+                    .collect::<Result<_, _>>()?,
+                cfg.url_pointers
                     .iter()
                     .map(|p| Pointer::parse(p))
                     .collect::<Result<_, _>>()?,
@@ -69,6 +74,7 @@ impl Format {
     }
 
     pub(crate) fn extract(&self, req: &Request<'_>) -> Result<Extracted, PayloadError> {
+        let mut urls = Vec::new();
         let (ids, ignored_event) = match &self.kind {
             Kind::Native => {
                 let requests = native::parse_with_defaults(req.body, self.task, &self.options)?;
@@ -85,7 +91,7 @@ impl Format {
                             media_ids: vec![id],
                             task,
                             options: self.options.clone(),
-                            priority: None,
+                            ..PurgeRequest::default()
                         }],
                         ..Extracted::default()
                     },
@@ -96,9 +102,17 @@ impl Format {
                     },
                 });
             }
-            Kind::Pointers(pointers) => {
+            Kind::Pointers(pointers, url_pointers) => {
                 let value = PayloadError::parse_json(req.body)?;
-                (collect_ids(&value, pointers)?, None)
+                urls = collect_ids(&value, url_pointers)?;
+                let ids = collect_ids(&value, pointers)?;
+                if ids.len() + urls.len() > MAX_IDS_PER_DELIVERY {
+                    return Err(PayloadError::TooManyIds {
+                        count: ids.len() + urls.len(),
+                        max: MAX_IDS_PER_DELIVERY,
+                    });
+                }
+                (ids, None)
             }
             Kind::Preset(preset) => {
                 let value = PayloadError::parse_json(req.body)?;
@@ -108,14 +122,15 @@ impl Format {
                 }
             }
         };
-        let requests = if ids.is_empty() {
+        let requests = if ids.is_empty() && urls.is_empty() {
             Vec::new()
         } else {
             vec![PurgeRequest {
                 media_ids: ids,
+                urls,
                 task: self.task,
                 options: self.options.clone(),
-                priority: None,
+                ..PurgeRequest::default()
             }]
         };
         Ok(Extracted {

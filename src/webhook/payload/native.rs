@@ -1,7 +1,7 @@
 //! The native body: what our own senders, scripts and the admin `POST /purge` write.
 //!
-//! `{"media_ids": [...], "task": "Refresh", "options": {...}, "priority": "urgent"}`, or a JSON
-//! array of such objects.
+//! `{"media_ids": [...], "urls": [...], "directories": [...], "task": "Refresh", "options": {...},
+//! "priority": "urgent"}` (at least one of the three lists), or a JSON array of such objects.
 //! It is read by hand from a `serde_json::Value` rather than through a derived struct so that
 //! each mistake gets its own error code (an unknown task is `unknown_task`, bad options are
 //! `invalid_options`, anything else `invalid_payload`) and a message that points at the field.
@@ -14,7 +14,16 @@ use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask};
 use super::super::error::PayloadError;
 use super::super::{MAX_IDS_PER_DELIVERY, PurgeRequest};
 
-const FIELDS: [&str; 4] = ["media_ids", "task", "options", "priority"];
+const FIELDS: [&str; 6] = [
+    "media_ids",
+    "urls",
+    "directories",
+    "task",
+    "options",
+    "priority",
+];
+/// The lists of targets; a request names at least one.
+const TARGETS: [&str; 3] = ["media_ids", "urls", "directories"];
 
 /// Parses a native body with the built-in defaults (`Refresh`, no options).
 pub fn parse_native(body: &[u8]) -> Result<Vec<PurgeRequest>, PayloadError> {
@@ -36,7 +45,10 @@ pub(crate) fn parse_with_defaults(
             .collect::<Result<Vec<_>, _>>()?,
         other => vec![parse_one(other, "", task, options)?],
     };
-    let count: usize = requests.iter().map(|r| r.media_ids.len()).sum();
+    let count: usize = requests
+        .iter()
+        .map(|r| r.media_ids.len() + r.urls.len() + r.directories.len())
+        .sum();
     if count > MAX_IDS_PER_DELIVERY {
         return Err(PayloadError::TooManyIds {
             count,
@@ -61,35 +73,19 @@ fn parse_one(
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(PayloadError::invalid(format!(
-            "unknown field {unknown:?}{}: expected media_ids, task, options, priority",
+            "unknown field {unknown:?}{}: expected media_ids, urls, directories, task, options, priority",
             located(at)
         )));
     }
-    let media_ids = match map.get("media_ids") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(PayloadError::invalid(format!(
-                    "{at}media_ids[{i}] must be a string, found {}",
-                    kind(other)
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => {
-            return Err(PayloadError::invalid(format!(
-                "{at}media_ids must be an array of strings, found {}",
-                kind(other)
-            )));
-        }
-        None => {
-            return Err(PayloadError::invalid(format!(
-                "missing field media_ids{}",
-                located(at)
-            )));
-        }
-    };
+    if !TARGETS.iter().any(|field| map.contains_key(*field)) {
+        return Err(PayloadError::invalid(format!(
+            "missing field media_ids{} (or urls, directories)",
+            located(at)
+        )));
+    }
+    let media_ids = strings(map.get("media_ids"), at, "media_ids")?;
+    let urls = strings(map.get("urls"), at, "urls")?;
+    let directories = strings(map.get("directories"), at, "directories")?;
     let task = match map.get("task") {
         None | Some(Value::Null) => default_task,
         Some(Value::String(s)) => s
@@ -122,12 +118,41 @@ fn parse_one(
             )));
         }
     };
+    if !directories.is_empty() && task != RequestedTask::Refresh {
+        return Err(PayloadError::UnknownTask(format!(
+            "{at}task: directories can only be refreshed (task Refresh), VOD has no directory prefetch"
+        )));
+    }
     Ok(PurgeRequest {
         media_ids,
+        urls,
+        directories,
         task,
         options,
         priority,
     })
+}
+
+/// A list of strings (absent means empty).
+fn strings(value: Option<&Value>, at: &str, field: &str) -> Result<Vec<String>, PayloadError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(PayloadError::invalid(format!(
+                    "{at}{field}[{i}] must be a string, found {}",
+                    kind(other)
+                ))),
+            })
+            .collect(),
+        Some(other) => Err(PayloadError::invalid(format!(
+            "{at}{field} must be an array of strings, found {}",
+            kind(other)
+        ))),
+    }
 }
 
 fn located(at: &str) -> String {
@@ -169,8 +194,48 @@ mod tests {
                 task: RequestedTask::Refresh,
                 options: RawOptions::default(),
                 priority: None,
+                ..PurgeRequest::default()
             }]
         );
+    }
+
+    #[test]
+    fn urls_and_directories_beside_media_ids() {
+        let got = parse_native(
+            br#"{"urls": ["https://cdn.example.com/a.jpg"], "directories": ["https://cdn.example.com/s/"]}"#,
+        )
+        .unwrap();
+        assert!(got[0].media_ids.is_empty());
+        assert_eq!(
+            got[0].urls,
+            vec!["https://cdn.example.com/a.jpg".to_owned()]
+        );
+        assert_eq!(
+            got[0].directories,
+            vec!["https://cdn.example.com/s/".to_owned()]
+        );
+        for (body, code) in [
+            (
+                r#"{"urls": "https://cdn.example.com/a.jpg"}"#,
+                "invalid_payload",
+            ),
+            (r#"{"directories": [7]}"#, "invalid_payload"),
+            (
+                r#"{"directories": ["https://cdn.example.com/s/"], "task": "Preload"}"#,
+                "unknown_task",
+            ),
+            (
+                r#"{"directories": ["https://cdn.example.com/s/"], "task": "RefreshThenPreload"}"#,
+                "unknown_task",
+            ),
+        ] {
+            assert_eq!(err(body).code(), code, "{body}");
+        }
+        let many: Vec<String> = (0..=MAX_IDS_PER_DELIVERY / 2)
+            .map(|i| format!("https://cdn.example.com/{i}.jpg"))
+            .collect();
+        let body = serde_json::json!({"urls": many, "directories": many}).to_string();
+        assert_eq!(err(&body).code(), "too_many_ids");
     }
 
     #[test]

@@ -29,21 +29,21 @@ each_backend! {
         let due = store.due_jobs(Ts(10_000), 10).await.unwrap();
         assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first.id.as_str(), second.id.as_str()]);
         assert!(due.iter().all(|d| d.is_probe() && d.ids == 1), "{due:?}");
-        assert_eq!(store.probe_size(TaskType::Refresh).await.unwrap(), 1);
+        assert_eq!(store.probe_size(Quota::Refresh).await.unwrap(), 1);
 
         // The first goes out as the probe; while it is in flight no other probe is due.
         let probe = store
-            .claim_probe(&first.id, TaskType::Refresh, Ts(10_000), Ts(15_000))
+            .claim_probe(&first.id, Quota::Refresh, Ts(10_000), Ts(15_000))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((probe.status, probe.held_since), (JobStatus::InFlight, Some(Ts(5_100))));
         // Another flusher that read the second as due before cannot claim it as a second probe.
-        assert!(store.claim_probe(&second.id, TaskType::Refresh, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
+        assert!(store.claim_probe(&second.id, Quota::Refresh, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
         assert!(store.claim_job(&second.id, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
         assert_eq!(due_ids(&store, Ts(14_999)).await, Vec::<String>::new());
         let held = store.held_tasks().await.unwrap();
-        assert_eq!((held.len(), held[0].task, held[0].jobs), (1, TaskType::Refresh, 2), "{held:?}");
+        assert_eq!((held.len(), held[0].quota, held[0].jobs), (1, Quota::Refresh, 2), "{held:?}");
 
         // Its process dies: once the lease runs out it is due again, as the probe, and its
         // task type stays held meanwhile.
@@ -61,7 +61,7 @@ each_backend! {
         // The probe goes through: the hold ends, the other held job is a retry due now.
         let success = Success { vod_job_id: Some("v".into()), ..Success::default() };
         assert!(store.record_success(&again.id, again.attempts, Ts(20_100), &success).await.unwrap());
-        assert_eq!(store.release_held(TaskType::Refresh, Ts(20_100)).await.unwrap(), 1);
+        assert_eq!(store.release_held(Quota::Refresh, Ts(20_100)).await.unwrap(), 1);
         assert_eq!(store.held_tasks().await.unwrap(), vec![]);
         let due = store.due_jobs(Ts(20_100), 10).await.unwrap();
         assert_eq!(due.len(), 1, "{due:?}");
@@ -91,7 +91,7 @@ each_backend! {
         for job in jobs.iter().chain([&preload, &small]) {
             assert!(store.record_retry(&job.id, 1, Ts(7_100), Ts(8_000), &failure).await.unwrap());
         }
-        let due = |room: fn(TaskType) -> RetryRoom| {
+        let due = |room: fn(Quota) -> RetryRoom| {
             let store = store.clone();
             async move {
                 let due = store.due_jobs_within(Ts(8_000), 10, room).await.unwrap();
@@ -103,7 +103,7 @@ each_backend! {
         assert!(!open.contains(&preload.id), "the limit is full of older Refresh retries");
         // One ID of room for normal Refresh retries: the two-ID jobs are not among the ten.
         let one = |t| {
-            if t == TaskType::Refresh {
+            if t == Quota::Refresh {
                 RetryRoom { normal: Some(1), urgent: Some(1) }
             } else {
                 RetryRoom::OPEN

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use vod_purge::config::StoreLocation;
-use vod_purge::domain::{MediaIdRules, PurgeOptions, TaskType, Ts};
+use vod_purge::domain::{MediaIdRules, PurgeOptions, Quota, TaskType, Ts};
 use vod_purge::queue::Debounce;
 use vod_purge::store::*;
 
