@@ -231,7 +231,7 @@ fn refresh_media_play_urls(
     let failing_now = lock(&state.faults).failing_submissions.clone();
     let host = play_host(state);
     // Each media ID's submission: its failure, or the play URLs it submitted.
-    let submissions: Vec<(&String, Option<(&str, &str)>, Vec<String>)> = ok
+    let submissions: Vec<Submission<'_>> = ok
         .iter()
         .enumerate()
         .map(|(position, media_id)| {
@@ -348,6 +348,10 @@ fn media_host(state: &SimState) -> &str {
         .first()
         .map_or("cdn.example.com", String::as_str)
 }
+
+/// One media ID's submission: the ID, its failure (code, message) if it failed, and the play
+/// URLs it submitted (none when it failed).
+type Submission<'a> = (&'a String, Option<(&'a str, &'a str)>, Vec<String>);
 
 /// The error a failing media ID's submission reports, by task (codes from `vod-api.md` §6.2).
 fn submission_failure(task_type: &str) -> (&'static str, &'static str) {

@@ -92,9 +92,6 @@ pub struct SimArgs {
     /// Calls per second allowed per AccessKey and action before `Throttling` (503).
     #[arg(long, default_value_t = 50)]
     pub qps: u32,
-    /// The same for `RefreshVodObjectCaches` and `PreloadVodObjectCaches` (default: --qps).
-    #[arg(long)]
-    pub url_qps: Option<u32>,
     /// A media ID to report in `NonExistMediaIds` (repeatable).
     #[arg(long = "nonexistent", value_name = "ID")]
     pub nonexistent: Vec<String>,
@@ -121,6 +118,28 @@ pub struct SimArgs {
     /// Append every call as a JSON line to this file.
     #[arg(long, value_name = "FILE")]
     pub calls_log: Option<PathBuf>,
+    /// Accepted clock skew of `Timestamp`, e.g. 15m or 31m.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub tolerance: Duration,
+    /// Lifetime of the STS credentials handed out by /sts/, the metadata paths and
+    /// /_sim/credentials, e.g. 1h or 30s.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sts_lifetime: Duration,
+    /// Which metadata-service requests work.
+    #[arg(long, value_enum, default_value = "both")]
+    pub imds: ImdsMode,
+    /// The instance RAM role the metadata service names.
+    #[arg(long, default_value = "vod-purge-role")]
+    pub ecs_role: String,
+    /// The daily quotas and the settings of the CDN side (boxed: `SimArgs` is a variant of the binary's command enum,
+    /// which should stay small).
+    #[command(flatten)]
+    pub cdn: Box<CdnArgs>,
+}
+
+/// The flags of `vod-purge sim` for the daily quotas and the CDN side (URL calls, their tasks).
+#[derive(Debug, clap::Args)]
+pub struct CdnArgs {
     /// Daily URL refresh quota (`UrlQuota`): one unit per URL of `RefreshVodObjectCaches`, one
     /// per media ID of a `RefreshMediaPlayUrls` refresh.
     #[arg(long, visible_alias = "quota-url", default_value_t = 2000)]
@@ -129,6 +148,10 @@ pub struct SimArgs {
     /// per media ID of a `RefreshMediaPlayUrls` preload.
     #[arg(long, default_value_t = 500)]
     pub quota_preload: u64,
+    /// Calls per second allowed per AccessKey for each of `RefreshVodObjectCaches` and
+    /// `PreloadVodObjectCaches` before `Throttling` (503); --qps when not given.
+    #[arg(long)]
+    pub url_qps: Option<u32>,
     /// Daily directory refresh quota (`DirQuota`), one unit per directory.
     #[arg(long, default_value_t = 100)]
     pub quota_dir: u64,
@@ -153,19 +176,6 @@ pub struct SimArgs {
     /// How many CDN tasks are kept for `DescribeVodRefreshTasks` (the oldest dropped first).
     #[arg(long, default_value_t = 100_000)]
     pub max_tasks: usize,
-    /// Accepted clock skew of `Timestamp`, e.g. 15m or 31m.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
-    pub tolerance: Duration,
-    /// Lifetime of the STS credentials handed out by /sts/, the metadata paths and
-    /// /_sim/credentials, e.g. 1h or 30s.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub sts_lifetime: Duration,
-    /// Which metadata-service requests work.
-    #[arg(long, value_enum, default_value = "both")]
-    pub imds: ImdsMode,
-    /// The instance RAM role the metadata service names.
-    #[arg(long, default_value = "vod-purge-role")]
-    pub ecs_role: String,
 }
 
 impl SimArgs {
@@ -184,13 +194,13 @@ impl SimArgs {
             "--error-rate must be between 0 and 1"
         );
         anyhow::ensure!(self.qps >= 1, "--qps must be at least 1");
-        anyhow::ensure!(self.url_qps != Some(0), "--url-qps must be at least 1");
+        anyhow::ensure!(self.cdn.url_qps != Some(0), "--url-qps must be at least 1");
         anyhow::ensure!(
-            self.urls_per_request >= 1,
+            self.cdn.urls_per_request >= 1,
             "--urls-per-request must be at least 1"
         );
         anyhow::ensure!(
-            self.task_complete_after >= self.task_refreshing_after,
+            self.cdn.task_complete_after >= self.cdn.task_refreshing_after,
             "--task-complete-after must not be shorter than --task-refreshing-after"
         );
         anyhow::ensure!(
@@ -201,7 +211,7 @@ impl SimArgs {
             listen: Some(self.listen),
             accounts,
             qps: self.qps,
-            url_qps: self.url_qps,
+            url_qps: self.cdn.url_qps,
             tolerance: self.tolerance,
             nonexistent: self.nonexistent.clone(),
             forbidden: self.forbidden.clone(),
@@ -214,15 +224,15 @@ impl SimArgs {
                 ..Faults::default()
             },
             calls_log: self.calls_log.clone(),
-            quota_refresh: self.quota_refresh,
-            quota_preload: self.quota_preload,
-            quota_dir: self.quota_dir,
-            urls_per_request: self.urls_per_request,
-            cdn_domains: self.cdn_domains.clone(),
-            offline_domains: self.offline_domains.clone(),
-            task_refreshing_after: self.task_refreshing_after,
-            task_complete_after: self.task_complete_after,
-            max_tasks: self.max_tasks,
+            quota_refresh: self.cdn.quota_refresh,
+            quota_preload: self.cdn.quota_preload,
+            quota_dir: self.cdn.quota_dir,
+            urls_per_request: self.cdn.urls_per_request,
+            cdn_domains: self.cdn.cdn_domains.clone(),
+            offline_domains: self.cdn.offline_domains.clone(),
+            task_refreshing_after: self.cdn.task_refreshing_after,
+            task_complete_after: self.cdn.task_complete_after,
+            max_tasks: self.cdn.max_tasks,
             sts_lifetime: self.sts_lifetime,
             imds: self.imds,
             ecs_role: self.ecs_role.clone(),
@@ -261,4 +271,98 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         sim.stop().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<SimConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied()))?;
+        cli.sim.to_config()
+    }
+
+    #[test]
+    fn the_cdn_settings_have_defaults_and_flags() {
+        let cfg = config(&[]).unwrap();
+        let default = SimConfig::default();
+        assert_eq!(
+            (
+                cfg.quota_refresh,
+                cfg.quota_preload,
+                cfg.quota_dir,
+                cfg.urls_per_request,
+                cfg.url_qps,
+                cfg.max_tasks,
+            ),
+            (2000, 500, 100, 1000, None, 100_000)
+        );
+        assert_eq!(
+            (cfg.task_refreshing_after, cfg.task_complete_after),
+            (default.task_refreshing_after, default.task_complete_after)
+        );
+        assert!(cfg.cdn_domains.is_empty() && cfg.offline_domains.is_empty());
+
+        let cfg = config(&[
+            "--quota-url",
+            "7",
+            "--quota-dir",
+            "3",
+            "--urls-per-request",
+            "10",
+            "--url-qps",
+            "5",
+            "--cdn-domain",
+            "a.example.com",
+            "--cdn-domain",
+            "b.example.com",
+            "--offline-domain",
+            "off.example.com",
+            "--task-refreshing-after",
+            "1s",
+            "--task-complete-after",
+            "5m",
+            "--max-tasks",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(cfg.quota_refresh, 7, "--quota-url is --quota-refresh");
+        assert_eq!(
+            (
+                cfg.quota_dir,
+                cfg.urls_per_request,
+                cfg.url_qps,
+                cfg.max_tasks
+            ),
+            (3, 10, Some(5), 50)
+        );
+        assert_eq!(cfg.cdn_domains, ["a.example.com", "b.example.com"]);
+        assert_eq!(cfg.offline_domains, ["off.example.com"]);
+        assert_eq!(
+            (cfg.task_refreshing_after, cfg.task_complete_after),
+            (Duration::from_secs(1), Duration::from_secs(300))
+        );
+        assert_eq!(config(&["--quota-refresh", "9"]).unwrap().quota_refresh, 9);
+
+        for bad in [
+            &["--url-qps", "0"][..],
+            &["--urls-per-request", "0"],
+            &[
+                "--task-refreshing-after",
+                "2s",
+                "--task-complete-after",
+                "1s",
+            ],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
+    }
 }
