@@ -1,4 +1,6 @@
-//! The three operations the simulator serves, after the gateway checks have passed.
+//! The operations the simulator serves, after the gateway checks have passed: the media ones
+//! here (`RefreshMediaPlayUrls`, `GetMediaRefreshJobs`, `GetVideoInfo`,
+//! `DescribeVodRefreshQuota`), the URL ones in `urls.rs`.
 //!
 //! Value checks follow `vod-api.md` §8 item 8. Where the real service's behaviour is unknown the
 //! simulator picks the stricter reading and says so: `Formats` and `StreamType` are compared
@@ -12,9 +14,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::ledger::JobItem;
+use super::ledger::{JobItem, Pool};
 use super::reply::ApiError;
 use super::state::{SimState, lock};
+use super::tasks::{NewTask, TaskKind};
+use super::urls;
 
 const FORMATS: [&str; 6] = ["mp4", "m3u8", "mp3", "flv", "webm", "ts"];
 const STREAM_TYPES: [&str; 2] = ["video", "audio"];
@@ -39,6 +43,10 @@ pub fn dispatch(
         )),
         "GetMediaRefreshJobs" => get_media_refresh_jobs(state, access_key_id, params),
         "DescribeVodRefreshQuota" => describe_vod_refresh_quota(state),
+        "RefreshVodObjectCaches" => urls::refresh_object_caches(state, access_key_id, params),
+        "PreloadVodObjectCaches" => urls::preload_object_caches(state, access_key_id, params),
+        "DescribeVodRefreshTasks" => urls::describe_refresh_tasks(state, access_key_id, params),
+        "GetVideoInfo" => get_video_info(state, params),
         _ => Err(ApiError::new(
             404,
             "InvalidAction.NotFound",
@@ -57,7 +65,7 @@ pub fn split_media_ids(raw: &str) -> Vec<String> {
 }
 
 /// A parameter that is absent or empty counts as not given.
-fn given<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+pub(super) fn given<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
     params
         .get(name)
         .map(String::as_str)
@@ -94,7 +102,8 @@ fn well_formed(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn gmt(now_secs: i64) -> String {
+/// UTC `yyyy-MM-ddTHH:mm:ssZ`, the form of every time VOD answers with.
+pub(super) fn gmt(now_secs: i64) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     OffsetDateTime::from_unix_timestamp(now_secs)
         .ok()
@@ -186,9 +195,11 @@ fn refresh_media_play_urls(
     };
     let quota_message = format!("The {kind} quota of the day has been used up.");
     // In per-ID mode the IDs past what is left are accepted and reported failed later.
+    // A refresh draws from the URL pool, which `RefreshVodObjectCaches` draws from too.
+    let pool = if preload { Pool::Preload } else { Pool::Url };
     let within_quota = if state.quota_per_id {
-        usize::try_from(lock(&state.quota).take_up_to(preload, units, now)).unwrap_or(usize::MAX)
-    } else if lock(&state.quota).take(preload, units, now) {
+        usize::try_from(lock(&state.quota).take_up_to(pool, units, now)).unwrap_or(usize::MAX)
+    } else if lock(&state.quota).take(pool, units, now) {
         ok.len()
     } else {
         return Err(ApiError::new(400, quota_code, quota_message));
@@ -218,7 +229,9 @@ fn refresh_media_play_urls(
     })
     .to_string();
     let failing_now = lock(&state.faults).failing_submissions.clone();
-    let items = ok
+    let host = play_host(state);
+    // Each media ID's submission: its failure, or the play URLs it submitted.
+    let submissions: Vec<Submission<'_>> = ok
         .iter()
         .enumerate()
         .map(|(position, media_id)| {
@@ -239,12 +252,40 @@ fn refresh_media_play_urls(
                 .flat_map(|d| {
                     formats
                         .iter()
-                        .map(move |f| format!("https://vod-sim.example.com/{media_id}/{d}.{f}"))
+                        .map(move |f| format!("https://{host}/{media_id}/{d}.{f}"))
                 })
                 .collect();
-            let task_ids: Vec<String> = urls
-                .iter()
-                .map(|_| rand::random::<u32>().to_string())
+            (media_id, failure, urls)
+        })
+        .collect();
+    // One CDN task per submitted play URL, each with an ID of its own.
+    let entries: Vec<NewTask> = {
+        let mut faults = lock(&state.faults);
+        submissions
+            .iter()
+            .flat_map(|(_, _, urls)| urls)
+            .map(|url| NewTask {
+                failure: faults.task_failure(url),
+                path: url.clone(),
+                host: host.to_owned(),
+            })
+            .collect()
+    };
+    let owner = state.account_of(access_key_id);
+    let kind = if preload {
+        TaskKind::Preload
+    } else {
+        TaskKind::File
+    };
+    let ids = lock(&state.tasks).create(&owner, kind, state.clock.now_ms(), entries, false);
+    let mut ids = ids.into_iter();
+    let items = submissions
+        .into_iter()
+        .map(|(media_id, failure, urls)| {
+            let task_ids: Vec<String> = ids
+                .by_ref()
+                .take(urls.len())
+                .map(|id| id.to_string())
                 .collect();
             JobItem {
                 media_refresh_job_id: job_id.clone(),
@@ -262,7 +303,6 @@ fn refresh_media_play_urls(
             }
         })
         .collect();
-    let owner = state.account_of(access_key_id);
     lock(&state.jobs).insert(job_id.clone(), owner, items);
 
     Ok(json!({
@@ -276,10 +316,42 @@ fn refresh_media_play_urls(
 /// shares one (so that invented names cannot grow the limiter without bound).
 pub fn rate_group(action: &str) -> &str {
     match action {
-        "RefreshMediaPlayUrls" | "GetMediaRefreshJobs" | "DescribeVodRefreshQuota" => action,
+        "RefreshMediaPlayUrls"
+        | "GetMediaRefreshJobs"
+        | "DescribeVodRefreshQuota"
+        | "RefreshVodObjectCaches"
+        | "PreloadVodObjectCaches"
+        | "DescribeVodRefreshTasks"
+        | "GetVideoInfo" => action,
         _ => "other",
     }
 }
+
+/// The calls limited by `url_qps` rather than `qps`.
+pub fn is_url_call(action: &str) -> bool {
+    matches!(action, "RefreshVodObjectCaches" | "PreloadVodObjectCaches")
+}
+
+/// The host of the play URLs of media jobs: the account's first CDN domain, or the simulator's
+/// own name when none is configured (as before there were domains).
+fn play_host(state: &SimState) -> &str {
+    state
+        .cdn_domains
+        .first()
+        .map_or("vod-sim.example.com", String::as_str)
+}
+
+/// The host of the covers and snapshots `GetVideoInfo` answers with.
+fn media_host(state: &SimState) -> &str {
+    state
+        .cdn_domains
+        .first()
+        .map_or("cdn.example.com", String::as_str)
+}
+
+/// One media ID's submission: the ID, its failure (code, message) if it failed, and the play
+/// URLs it submitted (none when it failed).
+type Submission<'a> = (&'a String, Option<(&'a str, &'a str)>, Vec<String>);
 
 /// The error a failing media ID's submission reports, by task (codes from `vod-api.md` §6.2).
 fn submission_failure(task_type: &str) -> (&'static str, &'static str) {
@@ -306,17 +378,54 @@ fn get_media_refresh_jobs(
 }
 
 fn describe_vod_refresh_quota(state: &SimState) -> Result<Value, ApiError> {
+    let now = state.clock.now_secs();
     let mut quota = lock(&state.quota);
-    let (refresh_left, preload_left) = quota.remaining(state.clock.now_secs());
-    // All strings on the wire, and `blockRemain` really is lower-case.
+    // All strings on the wire, and `blockRemain` really is lower-case. Nothing the simulator
+    // does takes from the block quota.
     Ok(json!({
         "UrlQuota": quota.refresh_quota.to_string(),
-        "UrlRemain": refresh_left.to_string(),
-        "DirQuota": "100",
-        "DirRemain": "100",
+        "UrlRemain": quota.left(Pool::Url, now).to_string(),
+        "DirQuota": quota.dir_quota.to_string(),
+        "DirRemain": quota.left(Pool::Dir, now).to_string(),
         "PreloadQuota": quota.preload_quota.to_string(),
-        "PreloadRemain": preload_left.to_string(),
-        "BlockQuota": "500",
-        "blockRemain": "500",
+        "PreloadRemain": quota.left(Pool::Preload, now).to_string(),
+        "BlockQuota": quota.block_quota.to_string(),
+        "blockRemain": quota.block_quota.to_string(),
+    }))
+}
+
+/// When every video of the simulator was created: a fixed instant, so answers do not depend on
+/// when the simulator started.
+const VIDEO_CREATION_TIME: &str = "2025-01-01T00:00:00Z";
+
+/// `GetVideoInfo`: every well-formed ID not listed as nonexistent is a normal video with a
+/// cover and two snapshots on the account's first CDN domain (`vod-api.md` §2.5).
+fn get_video_info(state: &SimState, params: &BTreeMap<String, String>) -> Result<Value, ApiError> {
+    let video_id = given(params, "VideoId")
+        .ok_or_else(|| ApiError::missing("VideoId"))?
+        .trim();
+    if !well_formed(video_id) || state.nonexistent.contains(video_id) {
+        return Err(ApiError::new(
+            404,
+            "InvalidVideo.NotFound",
+            format!("The video {video_id:?} does not exist."),
+        ));
+    }
+    let host = media_host(state);
+    Ok(json!({
+        "Video": {
+            "VideoId": video_id,
+            "Title": format!("Video {video_id}"),
+            "Status": "Normal",
+            "Duration": 120.5,
+            "CoverURL": format!("https://{host}/{video_id}/cover.jpg"),
+            "Snapshots": {
+                "Snapshot": [
+                    format!("https://{host}/{video_id}/snapshots/1.jpg"),
+                    format!("https://{host}/{video_id}/snapshots/2.jpg"),
+                ],
+            },
+            "CreationTime": VIDEO_CREATION_TIME,
+        },
     }))
 }

@@ -94,6 +94,8 @@ pub struct SimConfig {
     /// Calls per second per AccessKey and action (token bucket, burst of the same size): VOD
     /// limits each operation on its own.
     pub qps: u32,
+    /// The same limit for `RefreshVodObjectCaches` and `PreloadVodObjectCaches`; `None` is `qps`.
+    pub url_qps: Option<u32>,
     /// Accepted distance between `Timestamp` and the simulator's clock.
     pub tolerance: Duration,
     /// Well-formed IDs reported in `NonExistMediaIds`. Every other well-formed ID exists.
@@ -112,10 +114,31 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Appends every recorded call as a JSON line to this file.
     pub calls_log: Option<PathBuf>,
-    /// Daily refresh quota, in media IDs.
+    /// The daily URL purge quota (`UrlQuota`), one pool for both ways of purging: a
+    /// `RefreshVodObjectCaches` call of files takes one unit per URL, a `RefreshMediaPlayUrls`
+    /// refresh one per media ID (as it always has here).
     pub quota_refresh: u64,
-    /// Daily preload quota, in media IDs.
+    /// The daily prefetch quota (`PreloadQuota`): a `PreloadVodObjectCaches` call takes one unit
+    /// per URL, a `RefreshMediaPlayUrls` preload one per media ID.
     pub quota_preload: u64,
+    /// The daily directory purge quota (`DirQuota`), one unit per directory.
+    pub quota_dir: u64,
+    /// At most this many URLs in one `RefreshVodObjectCaches` / `PreloadVodObjectCaches` call,
+    /// beyond which it is refused with `SingleRequest.OverLimit`.
+    pub urls_per_request: usize,
+    /// The account's CDN domains. When not empty, a URL call naming another host is refused with
+    /// `InvalidDomain.NotFound` (404). The first one is the host of the covers and snapshots
+    /// `GetVideoInfo` answers with, and of the play URLs of media jobs.
+    pub cdn_domains: Vec<String>,
+    /// Domains of the account that are offline: a URL call naming one is refused with
+    /// `InvalidDomain.Offline` (404).
+    pub offline_domains: Vec<String>,
+    /// A CDN task is `Pending` until this long after its creation, then `Refreshing`.
+    pub task_refreshing_after: Duration,
+    /// A CDN task is `Complete` (or `Failed`) from this long after its creation.
+    pub task_complete_after: Duration,
+    /// How many CDN tasks are kept for `DescribeVodRefreshTasks` (oldest dropped first).
+    pub max_tasks: usize,
     /// How many calls are kept in memory for `/_sim/calls` (oldest dropped first).
     pub max_recorded_calls: usize,
     /// How many jobs are kept for `GetMediaRefreshJobs` (oldest dropped first).
@@ -148,6 +171,7 @@ impl Default for SimConfig {
             listen: None,
             accounts: vec![Account::new("testid", "testsecret")],
             qps: 50,
+            url_qps: None,
             tolerance: Duration::from_secs(15 * 60),
             nonexistent: Vec::new(),
             forbidden: Vec::new(),
@@ -157,6 +181,13 @@ impl Default for SimConfig {
             calls_log: None,
             quota_refresh: 2000,
             quota_preload: 500,
+            quota_dir: 100,
+            urls_per_request: 1000,
+            cdn_domains: Vec::new(),
+            offline_domains: Vec::new(),
+            task_refreshing_after: Duration::from_millis(100),
+            task_complete_after: Duration::from_millis(300),
+            max_tasks: 100_000,
             max_recorded_calls: 100_000,
             max_jobs: 10_000,
             sts_lifetime: Duration::from_secs(3600),

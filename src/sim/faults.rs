@@ -1,4 +1,5 @@
-//! Fault injection: errors at a rate, the next N calls failing, added latency, outage windows.
+//! Fault injection: errors at a rate, the next N calls failing, added latency, outage windows,
+//! CDN tasks that end `Failed`.
 //!
 //! Faults are checked after the signature (so a faulty answer is still an authenticated,
 //! recorded call) and can be changed while the simulator runs (`PUT /_sim/faults`).
@@ -57,7 +58,29 @@ pub struct Faults {
     /// Media IDs whose submission fails, as `--failing` ones do, in the calls made while they are
     /// listed: the call accepts them and `GetMediaRefreshJobs` reports them `fail`.
     pub failing_submissions: Vec<String>,
+    /// CDN tasks that end `Failed` instead of `Complete`: the next `times` tasks created whose
+    /// `ObjectPath` contains `pattern` (the first entry that matches, and has some left, counts
+    /// one down; an entry is dropped once used up). Tasks of URL calls and the play-URL tasks of
+    /// media jobs alike.
+    pub fail_tasks: Vec<TaskFailure>,
 }
+
+/// One `fail_tasks` entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFailure {
+    /// A substring of the `ObjectPath` of the tasks to fail (empty: any task).
+    pub pattern: String,
+    /// How many tasks still to fail.
+    pub times: u32,
+    /// The `Description` the failed tasks report; `Origin Timeout` when absent.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The failure reason of a failed task when the fault names none (one of the documented ones,
+/// `vod-api.md` §2.2).
+pub const DEFAULT_TASK_FAILURE: &str = "Origin Timeout";
 
 impl Default for Faults {
     fn default() -> Self {
@@ -78,6 +101,7 @@ impl Default for Faults {
             qps_sliding: false,
             stall_action: None,
             failing_submissions: Vec::new(),
+            fail_tasks: Vec::new(),
         }
     }
 }
@@ -88,6 +112,8 @@ pub fn status_for_code(code: &str) -> u16 {
         "Throttling" | "ServiceUnavailable" => 503,
         "InternalError" | "UnknownError" => 500,
         "InvalidAccessKeyId.NotFound" | "InvalidAction.NotFound" => 404,
+        // The CDN's documented status for a full prefetch queue (`vod-api.md` §2.4, §6.2).
+        "PreloadQueueFull" => 403,
         c if c.starts_with("Forbidden") || c.starts_with("OperationDenied") => 403,
         _ => 400,
     }
@@ -187,6 +213,12 @@ impl Faults {
             "InternalError" => {
                 "The request processing has failed due to some unknown error.".to_owned()
             }
+            // The CDN's messages for its refresh and prefetch limits (`vod-api.md` §2.4, §6.2).
+            "QuotaPerMinuteExceeded.Refresh" => {
+                "Refresh too frequently, please try again later.".to_owned()
+            }
+            "TooMany.Refresh" => "The refresh queue is full.".to_owned(),
+            "PreloadQueueFull" => "Preload queue is full, please try again later!".to_owned(),
             other => format!("Injected fault {other}."),
         };
         Some(Injected {
@@ -194,6 +226,25 @@ impl Faults {
             status,
             message,
         })
+    }
+
+    /// Whether a task about to be created for `path` is to fail, and with what description:
+    /// counts one down of the first `fail_tasks` entry that matches.
+    pub fn task_failure(&mut self, path: &str) -> Option<String> {
+        let at = self
+            .fail_tasks
+            .iter()
+            .position(|f| f.times > 0 && path.contains(&f.pattern))?;
+        let entry = &mut self.fail_tasks[at];
+        entry.times -= 1;
+        let description = entry
+            .description
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TASK_FAILURE.to_owned());
+        if entry.times == 0 {
+            self.fail_tasks.remove(at);
+        }
+        Some(description)
     }
 }
 
@@ -218,6 +269,14 @@ mod tests {
         assert_eq!(
             parse_error_code("InvalidParameter"),
             Ok(("InvalidParameter".to_owned(), 400))
+        );
+        assert_eq!(
+            parse_error_code("PreloadQueueFull"),
+            Ok(("PreloadQueueFull".to_owned(), 403))
+        );
+        assert_eq!(
+            parse_error_code("TooMany.Refresh"),
+            Ok(("TooMany.Refresh".to_owned(), 400))
         );
         assert_eq!(
             parse_error_code("BadGateway/502"),
@@ -296,5 +355,37 @@ mod tests {
         assert!(f.inject("DescribeVodRefreshQuota", 0, 0.0).is_none());
         assert!(f.inject("GetMediaRefreshJobs", 0, 0.9).is_some());
         assert!(f.inject("GetMediaRefreshJobs", 0, 0.9).is_none());
+    }
+
+    #[test]
+    fn task_failures_count_down_per_pattern() {
+        let mut f = Faults {
+            fail_tasks: vec![
+                TaskFailure {
+                    pattern: "/a/".to_owned(),
+                    times: 2,
+                    description: None,
+                },
+                TaskFailure {
+                    pattern: ".m3u8".to_owned(),
+                    times: 1,
+                    description: Some("Origin Return StatusCode 5XX".to_owned()),
+                },
+            ],
+            ..Faults::default()
+        };
+        assert_eq!(f.task_failure("http://h/b/1.mp4"), None);
+        assert_eq!(
+            f.task_failure("http://h/a/1.m3u8").as_deref(),
+            Some("Origin Timeout")
+        );
+        assert_eq!(
+            f.task_failure("http://h/b/1.m3u8").as_deref(),
+            Some("Origin Return StatusCode 5XX")
+        );
+        assert_eq!(f.task_failure("http://h/b/2.m3u8"), None);
+        assert!(f.task_failure("http://h/a/2").is_some());
+        assert_eq!(f.task_failure("http://h/a/3"), None);
+        assert!(f.fail_tasks.is_empty());
     }
 }

@@ -79,6 +79,8 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
     let allowed = match qps {
         Some(qps) if sliding => state.within_sliding_second(key, qps),
         Some(qps) if window => state.within_window(key, qps),
+        // The URL calls have a rate of their own (`url_qps`); the `qps` fault lowers both.
+        _ if actions::is_url_call(action) => state.url_limiter(qps).check_key(&key).is_ok(),
         _ => state.limiter(qps).check_key(&key).is_ok(),
     };
     if !allowed {

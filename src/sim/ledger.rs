@@ -1,6 +1,6 @@
 //! What VOD keeps for an account, as the simulator plays it: the refresh jobs it created (what
-//! `GetMediaRefreshJobs` reads) and the daily quota (what `RefreshMediaPlayUrls` uses up and
-//! `DescribeVodRefreshQuota` reports).
+//! `GetMediaRefreshJobs` reads) and the daily quotas (what `RefreshMediaPlayUrls` and the URL
+//! calls use up and `DescribeVodRefreshQuota` reports). The CDN tasks are in `tasks.rs`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -65,25 +65,47 @@ impl JobStore {
     }
 }
 
-/// The daily quota, counted in media IDs; it resets at midnight China time (UTC+8), which is
-/// when the real quota is believed to reset (`vod-api.md` §7).
+/// One of the daily quotas (`vod-api.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// URL purges (`UrlQuota`): the URLs of `RefreshVodObjectCaches` and the media IDs of a
+    /// `RefreshMediaPlayUrls` refresh draw from this one pool.
+    Url,
+    /// Directory purges (`DirQuota`), one unit per directory.
+    Dir,
+    /// Prefetches (`PreloadQuota`): the URLs of `PreloadVodObjectCaches` and the media IDs of a
+    /// `RefreshMediaPlayUrls` preload.
+    Preload,
+}
+
+/// The daily quotas; they reset together at midnight China time (UTC+8), which is when the real
+/// quota is believed to reset (`vod-api.md` §7). A media refresh counts its media IDs (as it
+/// always has here), a URL call its URLs, a directory call its directories.
 #[derive(Debug)]
 pub struct QuotaState {
+    /// The URL pool (`quota_refresh`).
     pub refresh_quota: u64,
     pub preload_quota: u64,
+    pub dir_quota: u64,
+    /// Reported by `DescribeVodRefreshQuota`; no operation of the simulator draws from it.
+    pub block_quota: u64,
     day: i64,
     refresh_used: u64,
     preload_used: u64,
+    dir_used: u64,
 }
 
 impl QuotaState {
-    pub(super) fn new(refresh_quota: u64, preload_quota: u64) -> QuotaState {
+    pub(super) fn new(refresh_quota: u64, preload_quota: u64, dir_quota: u64) -> QuotaState {
         QuotaState {
             refresh_quota,
             preload_quota,
+            dir_quota,
+            block_quota: 500,
             day: i64::MIN,
             refresh_used: 0,
             preload_used: 0,
+            dir_used: 0,
         }
     }
 
@@ -93,69 +115,77 @@ impl QuotaState {
             self.day = day;
             self.refresh_used = 0;
             self.preload_used = 0;
+            self.dir_used = 0;
         }
     }
 
-    /// Remaining (refresh, preload) units today.
-    pub fn remaining(&mut self, now_secs: i64) -> (u64, u64) {
+    /// What is left of `pool` today.
+    pub fn left(&mut self, pool: Pool, now_secs: i64) -> u64 {
         self.roll_over(now_secs);
-        (
-            self.refresh_quota.saturating_sub(self.refresh_used),
-            self.preload_quota.saturating_sub(self.preload_used),
-        )
+        let (quota, used) = self.slot(pool);
+        quota.saturating_sub(*used)
+    }
+
+    fn slot(&mut self, pool: Pool) -> (u64, &mut u64) {
+        match pool {
+            Pool::Url => (self.refresh_quota, &mut self.refresh_used),
+            Pool::Dir => (self.dir_quota, &mut self.dir_used),
+            Pool::Preload => (self.preload_quota, &mut self.preload_used),
+        }
     }
 
     /// What `GET /_sim/quota` shows.
     pub fn view(&mut self, now_secs: i64) -> QuotaView {
-        let (refresh_remaining, preload_remaining) = self.remaining(now_secs);
         QuotaView {
             refresh_quota: self.refresh_quota,
-            refresh_remaining,
+            refresh_remaining: self.left(Pool::Url, now_secs),
             preload_quota: self.preload_quota,
-            preload_remaining,
+            preload_remaining: self.left(Pool::Preload, now_secs),
+            dir_quota: self.dir_quota,
+            dir_remaining: self.left(Pool::Dir, now_secs),
         }
     }
 
     /// Sets what is left of today's quotas (`PUT /_sim/quota`): a used-up quota, or one reset
     /// before midnight, as if the day had rolled over. A figure above the daily quota is capped.
     pub fn set_remaining(&mut self, change: &QuotaChange, now_secs: i64) {
+        self.set_left(Pool::Url, change.refresh_remaining, now_secs);
+        self.set_left(Pool::Preload, change.preload_remaining, now_secs);
+    }
+
+    /// Sets what is left of `pool` today (nothing changes with `None`).
+    pub fn set_left(&mut self, pool: Pool, left: Option<u64>, now_secs: i64) {
         self.roll_over(now_secs);
-        if let Some(left) = change.refresh_remaining {
-            self.refresh_used = self.refresh_quota.saturating_sub(left);
-        }
-        if let Some(left) = change.preload_remaining {
-            self.preload_used = self.preload_quota.saturating_sub(left);
+        if let Some(left) = left {
+            let (quota, used) = self.slot(pool);
+            *used = quota.saturating_sub(left);
         }
     }
 
     /// Takes what is left of `units`, at most: how many it took.
-    pub fn take_up_to(&mut self, preload: bool, units: u64, now_secs: i64) -> u64 {
-        let (refresh_left, preload_left) = self.remaining(now_secs);
-        let (left, used) = if preload {
-            (preload_left, &mut self.preload_used)
-        } else {
-            (refresh_left, &mut self.refresh_used)
-        };
+    pub fn take_up_to(&mut self, pool: Pool, units: u64, now_secs: i64) -> u64 {
+        let left = self.left(pool, now_secs);
         let taken = units.min(left);
-        *used += taken;
+        *self.slot(pool).1 += taken;
         taken
     }
 
-    /// Takes `units` of the refresh (or preload) quota; `false`, taking nothing, if too few remain.
-    pub fn take(&mut self, preload: bool, units: u64, now_secs: i64) -> bool {
-        let (refresh_left, preload_left) = self.remaining(now_secs);
-        let left = if preload { preload_left } else { refresh_left };
-        units <= left && self.take_up_to(preload, units, now_secs) == units
+    /// Takes `units` of `pool`; `false`, taking nothing, if too few remain.
+    pub fn take(&mut self, pool: Pool, units: u64, now_secs: i64) -> bool {
+        units <= self.left(pool, now_secs) && self.take_up_to(pool, units, now_secs) == units
     }
 }
 
-/// Today's quotas and what is left of them.
+/// Today's quotas and what is left of them (`refresh_*` is the URL pool, `dir_*` the directory
+/// pool).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct QuotaView {
     pub refresh_quota: u64,
     pub refresh_remaining: u64,
     pub preload_quota: u64,
     pub preload_remaining: u64,
+    pub dir_quota: u64,
+    pub dir_remaining: u64,
 }
 
 /// A change of what is left today; an absent figure stays as it is.
@@ -166,24 +196,48 @@ pub struct QuotaChange {
     pub preload_remaining: Option<u64>,
 }
 
+/// What `PUT /_sim/quota` takes: a [`QuotaChange`] and, apart from it (so that the fields of
+/// `QuotaChange` stay as they were), what is left of the directory quota.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaSetting {
+    pub refresh_remaining: Option<u64>,
+    pub preload_remaining: Option<u64>,
+    pub dir_remaining: Option<u64>,
+}
+
+impl QuotaState {
+    /// Applies a `PUT /_sim/quota`.
+    pub(super) fn apply(&mut self, setting: &QuotaSetting, now_secs: i64) {
+        self.set_left(Pool::Url, setting.refresh_remaining, now_secs);
+        self.set_left(Pool::Preload, setting.preload_remaining, now_secs);
+        self.set_left(Pool::Dir, setting.dir_remaining, now_secs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn quota_resets_daily_in_china_time() {
-        let mut q = QuotaState::new(3, 1);
+        let mut q = QuotaState::new(3, 1, 2);
         let day1 = 1_736_899_200; // 2025-01-15T00:00:00Z = 08:00 in UTC+8
-        assert!(q.take(false, 2, day1));
-        assert!(!q.take(false, 2, day1));
-        assert!(q.take(true, 1, day1));
-        assert_eq!(q.remaining(day1), (1, 0));
+        assert!(q.take(Pool::Url, 2, day1));
+        assert!(!q.take(Pool::Url, 2, day1));
+        assert!(q.take(Pool::Preload, 1, day1));
+        assert!(!q.take(Pool::Dir, 3, day1), "more than the pool holds");
+        assert!(q.take(Pool::Dir, 2, day1));
+        let left = |q: &mut QuotaState, at| (q.left(Pool::Url, at), q.left(Pool::Preload, at));
+        assert_eq!(left(&mut q, day1), (1, 0));
+        assert_eq!(q.left(Pool::Dir, day1), 0);
         assert_eq!(
-            q.remaining(day1 + 15 * 3600 + 59),
+            left(&mut q, day1 + 15 * 3600 + 59),
             (1, 0),
             "still the same day in UTC+8"
         );
-        assert_eq!(q.remaining(day1 + 16 * 3600), (3, 1), "midnight in UTC+8");
+        assert_eq!(left(&mut q, day1 + 16 * 3600), (3, 1), "midnight in UTC+8");
+        assert_eq!(q.left(Pool::Dir, day1 + 16 * 3600), 2, "every pool resets");
     }
 
     #[test]

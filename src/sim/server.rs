@@ -13,11 +13,13 @@ use tokio::task::JoinHandle;
 
 use super::actions::split_media_ids;
 use super::config::SimConfig;
-use super::faults::Faults;
+use super::faults::{Faults, TaskFailure};
 use super::gateway::{self, Incoming};
-use super::ledger::{QuotaChange, QuotaView};
+use super::ledger::{Pool, QuotaChange, QuotaSetting, QuotaView};
 use super::reply::{ApiError, error_body, json_response, new_request_id};
 use super::state::{RecordedCall, SimState, lock};
+use super::tasks::CdnTask;
+use super::urls::split_object_paths;
 use super::{stall, sts};
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call
@@ -119,6 +121,29 @@ impl SimHandle {
         lock(&self.state.quota).set_remaining(&change, self.state.clock.now_secs());
     }
 
+    /// Sets what is left of today's directory quota, as `PUT /_sim/quota` with
+    /// `{"dir_remaining": N}` does.
+    pub fn set_dir_remaining(&self, left: u64) {
+        lock(&self.state.quota).set_left(Pool::Dir, Some(left), self.state.clock.now_secs());
+    }
+
+    /// Every CDN task kept (of every account), oldest first, in the state the simulator's clock
+    /// puts it in now (`GET /_sim/tasks`).
+    pub fn tasks(&self) -> Vec<CdnTask> {
+        lock(&self.state.tasks).all(self.state.clock.now_ms(), self.state.life)
+    }
+
+    /// Makes the next `times` CDN tasks created whose `ObjectPath` contains `pattern` end
+    /// `Failed` with `description` (`Origin Timeout` when `None`), on top of the faults in
+    /// force: adds a `fail_tasks` entry.
+    pub fn fail_tasks(&self, pattern: &str, times: u32, description: Option<&str>) {
+        lock(&self.state.faults).fail_tasks.push(TaskFailure {
+            pattern: pattern.to_owned(),
+            times,
+            description: description.map(str::to_owned),
+        });
+    }
+
     /// Fixes the simulator's clock at `epoch_secs` (to replay captured requests), or lets it run.
     pub fn set_clock(&self, epoch_secs: Option<i64>) {
         self.state.clock.set(epoch_secs);
@@ -158,6 +183,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_faults))
             .route(web::put().to(put_faults)),
     )
+    .route("/_sim/tasks", web::get().to(list_tasks))
     .service(
         web::resource("/_sim/quota")
             .route(web::get().to(get_quota))
@@ -258,15 +284,29 @@ pub(super) fn recorded(
 ) -> RecordedCall {
     incoming.params.remove("Signature");
     let param = |name: &str| incoming.params.get(name).cloned();
+    let action = param("Action").unwrap_or_default();
+    let url_call = matches!(
+        action.as_str(),
+        "RefreshVodObjectCaches" | "PreloadVodObjectCaches"
+    );
     RecordedCall {
         at_ms,
         method: req.method().as_str().to_owned(),
-        action: param("Action").unwrap_or_default(),
         access_key_id: param("AccessKeyId").unwrap_or_default(),
         media_ids: param("MediaIds")
             .map(|ids| split_media_ids(&ids))
             .unwrap_or_default(),
         task_type: param("TaskType"),
+        object_paths: param("ObjectPath")
+            .filter(|_| url_call)
+            .map(|paths| split_object_paths(&paths))
+            .unwrap_or_default(),
+        object_type: (action == "RefreshVodObjectCaches").then(|| {
+            param("ObjectType")
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "File".to_owned())
+        }),
+        action,
         status,
         code,
         params: incoming.params,
@@ -305,6 +345,11 @@ async fn list_stalled(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(lock(&state.stalled).all())
 }
 
+async fn list_tasks(state: web::Data<SimState>) -> HttpResponse {
+    let tasks = lock(&state.tasks).all(state.clock.now_ms(), state.life);
+    HttpResponse::Ok().json(tasks)
+}
+
 async fn clear_calls(state: web::Data<SimState>) -> HttpResponse {
     lock(&state.calls).clear();
     HttpResponse::NoContent().finish()
@@ -331,14 +376,15 @@ async fn get_quota(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(lock(&state.quota).view(state.clock.now_secs()))
 }
 
-/// `PUT /_sim/quota` with `{"refresh_remaining": 0}` uses up today's refresh quota;
+/// `PUT /_sim/quota` with `{"refresh_remaining": 0}` uses up today's URL refresh quota;
 /// `{"refresh_remaining": 2000}` gives it back, as the reset at midnight would.
+/// `preload_remaining` and `dir_remaining` do the same for the other pools.
 async fn put_quota(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
-    match serde_json::from_slice::<QuotaChange>(&body) {
-        Ok(change) => {
+    match serde_json::from_slice::<QuotaSetting>(&body) {
+        Ok(setting) => {
             let now = state.clock.now_secs();
             let mut quota = lock(&state.quota);
-            quota.set_remaining(&change, now);
+            quota.apply(&setting, now);
             HttpResponse::Ok().json(quota.view(now))
         }
         Err(error) => {

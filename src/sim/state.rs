@@ -19,6 +19,7 @@ use super::clock::SimClock;
 use super::config::{Account, ImdsMode, SimConfig};
 use super::faults::Faults;
 use super::ledger::{JobStore, QuotaState};
+use super::tasks::{Lifecycle, TaskStore};
 
 /// One call as the simulator saw it; `GET /_sim/calls` returns a list of these.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +40,13 @@ pub struct RecordedCall {
     /// `MediaIds` split at commas and trimmed.
     pub media_ids: Vec<String>,
     pub task_type: Option<String>,
+    /// For `RefreshVodObjectCaches` and `PreloadVodObjectCaches`: the URLs of `ObjectPath`, one a
+    /// line, trimmed, empty lines left out (as the simulator reads them).
+    #[serde(default)]
+    pub object_paths: Vec<String>,
+    /// For `RefreshVodObjectCaches`: its `ObjectType` as sent, `File` when it sent none.
+    #[serde(default)]
+    pub object_type: Option<String>,
 }
 
 /// A token bucket per AccessKey and action on the simulator's clock: VOD's limits are per
@@ -61,8 +69,12 @@ pub struct SimState {
     pub clock: SimClock,
     /// The configured calls per second per AccessKey and action (`--qps`).
     pub qps: NonZeroU32,
+    /// The same for the URL calls (`--url-qps`, `qps` when not given).
+    pub url_qps: NonZeroU32,
     /// The limiter in force and the rate it was built for (the `qps` fault changes it).
     limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
+    /// The same for the URL calls, which may have a rate of their own.
+    url_limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
     /// Calls per AccessKey and action in the current second (the `qps_window` fault).
     windows: Mutex<HashMap<(String, String), (i64, u32)>>,
     /// Arrival times in the last second per AccessKey and action (the `qps_sliding` fault).
@@ -70,6 +82,16 @@ pub struct SimState {
     pub nonces: Mutex<NonceStore>,
     pub jobs: Mutex<JobStore>,
     pub quota: Mutex<QuotaState>,
+    /// The CDN tasks of every account.
+    pub tasks: Mutex<TaskStore>,
+    /// When tasks move from `Pending` to `Refreshing` to done.
+    pub life: Lifecycle,
+    /// See [`SimConfig::urls_per_request`](super::SimConfig::urls_per_request).
+    pub urls_per_request: usize,
+    /// The account's CDN domains, lower case.
+    pub cdn_domains: Vec<String>,
+    /// The account's offline domains, lower case.
+    pub offline_domains: HashSet<String>,
     pub calls: Mutex<CallLog>,
     pub faults: Mutex<Faults>,
     /// The action named by the `stall_action` fault, for the calls hanging on it to watch.
@@ -181,8 +203,27 @@ impl SimState {
     /// The limiter for a rate of `qps` calls per second (the configured one when `None`): the
     /// one in force, or a new one when the rate changed (its buckets start full).
     pub fn limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
-        let wanted = qps.and_then(NonZeroU32::new).unwrap_or(self.qps);
-        let mut slot = lock(&self.limiter);
+        self.limiter_in(
+            &self.limiter,
+            qps.and_then(NonZeroU32::new).unwrap_or(self.qps),
+        )
+    }
+
+    /// As [`SimState::limiter`], for the URL calls (configured rate: `url_qps`). Kept apart so
+    /// that two rates in force at once do not rebuild each other's limiter on every call.
+    pub fn url_limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
+        self.limiter_in(
+            &self.url_limiter,
+            qps.and_then(NonZeroU32::new).unwrap_or(self.url_qps),
+        )
+    }
+
+    fn limiter_in(
+        &self,
+        slot: &Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
+        wanted: NonZeroU32,
+    ) -> std::sync::Arc<Limiter> {
+        let mut slot = lock(slot);
         if slot.0 != wanted {
             *slot = (
                 wanted,
@@ -227,6 +268,30 @@ impl SimState {
         let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
         let qps =
             NonZeroU32::new(cfg.qps).ok_or_else(|| invalid("qps must be at least 1".to_owned()))?;
+        let url_qps = match cfg.url_qps {
+            None => qps,
+            Some(n) => NonZeroU32::new(n)
+                .ok_or_else(|| invalid("url_qps must be at least 1".to_owned()))?,
+        };
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let life = Lifecycle {
+            refreshing_after_ms: millis(cfg.task_refreshing_after),
+            complete_after_ms: millis(cfg.task_complete_after),
+        };
+        if life.complete_after_ms < life.refreshing_after_ms {
+            return Err(invalid(
+                "task_complete_after must not be shorter than task_refreshing_after".to_owned(),
+            ));
+        }
+        if cfg.urls_per_request == 0 {
+            return Err(invalid("urls_per_request must be at least 1".to_owned()));
+        }
+        let lower = |domains: &[String]| -> Vec<String> {
+            domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect()
+        };
         if cfg.accounts.is_empty() {
             return Err(invalid(
                 "the simulator needs at least one account".to_owned(),
@@ -262,11 +327,33 @@ impl SimState {
                     clock.clone(),
                 )),
             )),
+            url_limiter: Mutex::new((
+                url_qps,
+                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
+                    Quota::per_second(url_qps),
+                    clock.clone(),
+                )),
+            )),
             qps,
+            url_qps,
             clock,
             nonces: Mutex::new(NonceStore::default()),
             jobs: Mutex::new(JobStore::new(cfg.max_jobs)),
-            quota: Mutex::new(QuotaState::new(cfg.quota_refresh, cfg.quota_preload)),
+            quota: Mutex::new(QuotaState::new(
+                cfg.quota_refresh,
+                cfg.quota_preload,
+                cfg.quota_dir,
+            )),
+            // Task IDs count up from a random start, as long numbers the way the CDN's look, so
+            // that IDs of two simulators (or two runs) do not collide.
+            tasks: Mutex::new(TaskStore::new(
+                cfg.max_tasks,
+                10_000_000_000 + u64::from(rand::random::<u32>()),
+            )),
+            life,
+            urls_per_request: cfg.urls_per_request,
+            cdn_domains: lower(&cfg.cdn_domains),
+            offline_domains: lower(&cfg.offline_domains).into_iter().collect(),
             calls: Mutex::new(CallLog::new(cfg.max_recorded_calls, calls_file)),
             stall: tokio::sync::watch::Sender::new(faults.stall_action.clone()),
             stalled: Mutex::new(CallLog::new(cfg.max_recorded_calls, None)),

@@ -56,6 +56,8 @@ fn record(
         code,
         media_ids: Vec::new(),
         task_type: None,
+        object_paths: Vec::new(),
+        object_type: None,
     });
 }
 

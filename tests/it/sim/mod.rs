@@ -123,3 +123,6 @@ mod limits;
 mod recording;
 mod stall;
 mod sts;
+mod tasks;
+mod urls;
+mod video;
