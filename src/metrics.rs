@@ -59,6 +59,14 @@ pub struct Metrics {
     pub credential_expiry: prometheus::GaugeVec,
     /// Credential renewals by provider and result (`success`, `failure`).
     pub credential_renewals: IntCounterVec,
+    /// From an item's first acknowledged event to every one of its CDN tasks done, by kind
+    /// (`media`, `file`, `directory`): the time a purge takes to reach the edge.
+    pub time_to_complete: prometheus::HistogramVec,
+    /// Followed items by result: `complete`, `failed` (a CDN task failed or was not done
+    /// within `vod.follow_for`).
+    pub followed: IntCounterVec,
+    /// DescribeVodRefreshTasks calls that failed, by error code.
+    pub follow_errors: IntCounterVec,
 }
 
 fn gauge_vec(
@@ -105,6 +113,22 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> prometheus::HistogramVec {
+    let metric =
+        prometheus::HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -181,6 +205,27 @@ impl Metrics {
                 "vod_calls_total",
                 "RefreshMediaPlayUrls calls by outcome and error code",
                 &["outcome", "code"],
+            ),
+            time_to_complete: histogram_vec(
+                &r,
+                "time_to_complete_seconds",
+                "From an item's first acknowledged event to all of its CDN tasks done, by kind",
+                &["kind"],
+                vec![
+                    5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+                ],
+            ),
+            followed: counter_vec(
+                &r,
+                "followed_items_total",
+                "Items followed to the edge, by result (complete, failed)",
+                &["result"],
+            ),
+            follow_errors: counter_vec(
+                &r,
+                "follow_errors_total",
+                "DescribeVodRefreshTasks calls that failed, by error code",
+                &["code"],
             ),
             vod_call_duration: histogram(
                 &r,

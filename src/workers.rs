@@ -108,12 +108,33 @@ impl Workers {
                     max_age: vod.max_age,
                     resubmit_after: vod.retry_max,
                     hold: crate::flusher::hold::HoldPolicy::from_settings(vod),
+                    follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
                 },
                 token.clone(),
             );
             workers.spawn(async move {
                 checks.await;
                 "submission checks"
+            });
+        }
+        if let Some(client) = &self.vod_client
+            && !vod.follow_for.is_zero()
+        {
+            let follow = crate::flusher::follow::watch(
+                client.clone(),
+                self.store.clone(),
+                self.status.clone(),
+                self.metrics.clone(),
+                crate::flusher::follow::FollowConfig {
+                    interval: vod.follow_interval,
+                    per_second: vod.checks_per_second,
+                    max_age: vod.max_age,
+                },
+                token.clone(),
+            );
+            workers.spawn(async move {
+                follow.await;
+                "CDN task follower"
             });
         }
         workers

@@ -7,3 +7,24 @@ ALTER TABLE jobs ADD COLUMN quota TEXT NOT NULL DEFAULT 'Refresh';
 UPDATE jobs SET quota = 'Preload' WHERE task = 'Preload';
 DROP INDEX jobs_held;
 CREATE INDEX jobs_held ON jobs (quota, next_attempt_at) WHERE status = 'held';
+
+-- A purge followed to the edge: the CDN tasks of each job item (one per play URL of a media ID,
+-- one per file or directory), read with DescribeVodRefreshTasks until the CDN reports them
+-- Complete or Failed, or until follow_until. task_ids is the task's ID, or for a URL call the IDs
+-- it answered (the URLs of one domain share one; which URL has which is read from the listing).
+-- done_at is when every task of the item completed (its outcome 'complete').
+CREATE TABLE cdn_tasks (
+    job_id       TEXT    NOT NULL,
+    target       TEXT    NOT NULL,
+    path         TEXT    NOT NULL,
+    task_ids     TEXT    NOT NULL,
+    object_type  TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    description  TEXT,
+    created_at   INTEGER NOT NULL,
+    follow_until INTEGER NOT NULL,
+    PRIMARY KEY (job_id, target, path)
+);
+CREATE INDEX cdn_tasks_open ON cdn_tasks (follow_until) WHERE status IN ('Pending', 'Refreshing');
+ALTER TABLE job_items ADD COLUMN done_at INTEGER;
+CREATE INDEX job_items_done ON job_items (done_at) WHERE done_at IS NOT NULL;

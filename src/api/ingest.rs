@@ -65,6 +65,9 @@ pub struct NativeRequest {
     pub urls: Option<Vec<String>>,
     /// Directory URLs ending in `/`, purged with `ObjectType=Directory` (task `Refresh` only).
     pub directories: Option<Vec<String>>,
+    /// `["cover"]`: also purge the cover and snapshot URLs of each media ID, which the flusher
+    /// finds with `GetVideoInfo` (those on `vod.cdn_domains`).
+    pub include: Option<Vec<String>>,
     /// `Refresh` when absent.
     pub task: Option<RequestedTask>,
     pub options: Option<RawOptions>,
@@ -74,7 +77,7 @@ pub struct NativeRequest {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum NativeBody {
-    One(NativeRequest),
+    One(Box<NativeRequest>),
     Many(Vec<NativeRequest>),
 }
 
@@ -359,6 +362,25 @@ async fn enqueue(
                             task,
                             options: options.clone(),
                             fingerprint: fingerprint.clone(),
+                            debounce,
+                            priority,
+                        });
+                    }
+                    // Its cover and snapshots: looked up by the flusher, then purged by URL.
+                    if request.include_cover {
+                        if state.settings.vod.cdn_domains.is_empty() {
+                            let e = crate::domain::UrlError::Disabled;
+                            return Err(ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                e.code(),
+                                format!("include cover: {e}"),
+                            ));
+                        }
+                        items.push(NewItem {
+                            media_id: media_id.clone(),
+                            task: TaskType::ResolveCovers,
+                            options: PurgeOptions::default(),
+                            fingerprint: default_fingerprint(),
                             debounce,
                             priority,
                         });

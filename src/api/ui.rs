@@ -34,9 +34,42 @@ pub struct StatusView {
     pub generated_at: String,
     pub queue: QueueFigures,
     pub drain: DrainView,
-    /// VOD's daily quota by kind (`refresh`, `preload`), once the quota poll has read it.
+    /// VOD's daily quota by kind (`refresh`, `preload`, `directory`), once the quota poll has
+    /// read it.
     pub quota: Vec<QuotaView>,
     pub flusher: FlusherView,
+    /// The time from an item's first event to its purge complete at the edge, for the items
+    /// completed in the last hour.
+    pub time_to_complete: TimeToComplete,
+}
+
+/// Percentiles of the time to purge, in seconds (0 when no item completed).
+#[derive(Debug, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct TimeToComplete {
+    pub count: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl TimeToComplete {
+    /// Nearest-rank percentiles of `times`.
+    pub fn of(mut times: Vec<f64>) -> TimeToComplete {
+        times.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            if times.is_empty() {
+                return 0.0;
+            }
+            let at = ((p * times.len() as f64).ceil() as usize).clamp(1, times.len());
+            times[at - 1]
+        };
+        TimeToComplete {
+            count: times.len(),
+            p50: rank(0.5),
+            p90: rank(0.9),
+            p99: rank(0.99),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -108,7 +141,7 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
         })
         .collect();
     let metrics = &state.metrics;
-    let quota = ["refresh", "preload"]
+    let quota = ["refresh", "preload", "directory"]
         .into_iter()
         .filter_map(|kind| {
             let daily = metrics.vod_quota_daily.with_label_values(&[kind]).get();
@@ -145,6 +178,12 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
             shared_store: state.store.is_shared(),
             last_step: state.flusher.last_step().map(Ts::to_rfc3339),
         },
+        time_to_complete: TimeToComplete::of(
+            state
+                .store
+                .completion_times(now - Duration::from_secs(3600))
+                .await?,
+        ),
     })
 }
 
@@ -243,4 +282,41 @@ pub async fn style() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(STYLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert_eq!(
+            TimeToComplete::of(vec![]),
+            TimeToComplete {
+                count: 0,
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0
+            }
+        );
+        let times: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(
+            TimeToComplete::of(times),
+            TimeToComplete {
+                count: 100,
+                p50: 50.0,
+                p90: 90.0,
+                p99: 99.0
+            }
+        );
+        assert_eq!(
+            TimeToComplete::of(vec![7.0]),
+            TimeToComplete {
+                count: 1,
+                p50: 7.0,
+                p90: 7.0,
+                p99: 7.0
+            }
+        );
+    }
 }

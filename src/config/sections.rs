@@ -98,6 +98,12 @@ pub struct VodSettings {
     pub urls_per_call: usize,
     /// Calls per second to the URL actions, which VOD limits apart from `RefreshMediaPlayUrls`.
     pub url_requests_per_second: u32,
+    /// How long a purge's CDN tasks are followed (`DescribeVodRefreshTasks`); zero: not at all.
+    #[serde(with = "humantime_serde")]
+    pub follow_for: Duration,
+    /// How often the followed tasks are read.
+    #[serde(with = "humantime_serde")]
+    pub follow_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,6 +1,8 @@
 //! The range and cross-field checks of the settings, run once at load. Each failure names its
 //! key.
 
+use std::time::Duration;
+
 use super::{ConfigError, Settings, VOD_MAX_QPS};
 use crate::credentials::ProviderName;
 use crate::webhook::Source;
@@ -66,6 +68,15 @@ impl Settings {
                     "{} is outside 1 to {VOD_MAX_QPS}",
                     vod.url_requests_per_second
                 ),
+            );
+        }
+        if !vod.follow_for.is_zero() && vod.follow_interval.is_zero() {
+            return fail("vod.follow_interval", "must be more than zero".into());
+        }
+        if vod.follow_for > Duration::from_secs(3 * 24 * 3600) {
+            return fail(
+                "vod.follow_for",
+                "at most 3 days: DescribeVodRefreshTasks reads only the last 3 days".into(),
             );
         }
         if vod.max_in_flight == 0 {

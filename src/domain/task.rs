@@ -53,6 +53,9 @@ pub enum TaskType {
     FilePreload,
     /// Purge everything under directories (`RefreshVodObjectCaches`, `ObjectType=Directory`).
     DirectoryRefresh,
+    /// Find the cover and snapshot URLs of media IDs (`GetVideoInfo`) and queue them as
+    /// `FileRefresh` items (`"include": ["cover"]`).
+    ResolveCovers,
 }
 
 /// A daily quota of the account, as `DescribeVodRefreshQuota` reports them: a used-up quota
@@ -92,6 +95,16 @@ named_enum!(Quota, UnknownQuota {
 });
 
 impl TaskType {
+    /// Every task, as items and jobs store them.
+    pub const ALL: [TaskType; 6] = [
+        TaskType::Refresh,
+        TaskType::Preload,
+        TaskType::FileRefresh,
+        TaskType::FilePreload,
+        TaskType::DirectoryRefresh,
+        TaskType::ResolveCovers,
+    ];
+
     /// The task of `task` (a media task as a caller names it) for a target of `kind`; `None`
     /// for a directory prefetch, which VOD does not have.
     pub fn for_kind(task: TaskType, kind: TargetKind) -> Option<TaskType> {
@@ -108,7 +121,7 @@ impl TaskType {
 
     pub fn kind(self) -> TargetKind {
         match self {
-            TaskType::Refresh | TaskType::Preload => TargetKind::Media,
+            TaskType::Refresh | TaskType::Preload | TaskType::ResolveCovers => TargetKind::Media,
             TaskType::FileRefresh | TaskType::FilePreload => TargetKind::File,
             TaskType::DirectoryRefresh => TargetKind::Directory,
         }
@@ -117,15 +130,18 @@ impl TaskType {
     /// VOD's `TaskType` (`Refresh` or `Preload`), what `/jobs` shows as the task.
     pub fn vod_task_type(self) -> &'static str {
         match self {
-            TaskType::Refresh | TaskType::FileRefresh | TaskType::DirectoryRefresh => "Refresh",
+            TaskType::Refresh
+            | TaskType::FileRefresh
+            | TaskType::DirectoryRefresh
+            | TaskType::ResolveCovers => "Refresh",
             TaskType::Preload | TaskType::FilePreload => "Preload",
         }
     }
 
-    /// The daily quota it spends.
+    /// The daily quota it spends (a cover lookup, the URL purges it leads to).
     pub fn quota(self) -> Quota {
         match self {
-            TaskType::Refresh | TaskType::FileRefresh => Quota::Refresh,
+            TaskType::Refresh | TaskType::FileRefresh | TaskType::ResolveCovers => Quota::Refresh,
             TaskType::Preload | TaskType::FilePreload => Quota::Preload,
             TaskType::DirectoryRefresh => Quota::Directory,
         }
@@ -137,6 +153,7 @@ impl TaskType {
             TaskType::Refresh | TaskType::Preload => "RefreshMediaPlayUrls",
             TaskType::FileRefresh | TaskType::DirectoryRefresh => "RefreshVodObjectCaches",
             TaskType::FilePreload => "PreloadVodObjectCaches",
+            TaskType::ResolveCovers => "GetVideoInfo",
         }
     }
 }
@@ -161,6 +178,7 @@ named_enum!(TaskType, UnknownTask {
     TaskType::FileRefresh => "FileRefresh",
     TaskType::FilePreload => "FilePreload",
     TaskType::DirectoryRefresh => "DirectoryRefresh",
+    TaskType::ResolveCovers => "ResolveCovers",
 });
 
 named_enum!(RequestedTask, UnknownTask {

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod batch;
 pub mod ceiling;
 pub mod checks;
+pub mod follow;
 pub mod hold;
 pub mod limiter;
 pub mod pacing;
@@ -50,6 +51,10 @@ const RETRY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 /// While no quota hold is known, how often the store is read for holds (another replica's, one
 /// from before a restart).
 const HOLDS_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The cover and snapshot URLs of media IDs by when they were looked up (`None`: VOD does not
+/// know the ID).
+type CoverCache = std::collections::HashMap<String, (std::time::Instant, Option<Vec<String>>)>;
 
 /// Where calls go: VOD, or nowhere (dry run).
 #[derive(Debug, Clone)]
@@ -85,6 +90,12 @@ pub struct FlusherConfig {
     pub urls_per_call: usize,
     /// Calls per second to the URL actions (`vod.url_requests_per_second`).
     pub url_rps: u32,
+    /// How long the CDN tasks of a URL call are followed (`vod.follow_for`); `None`: not at all.
+    pub follow_for: Option<Duration>,
+    /// The account's CDN domains: the cover URLs a lookup finds are purged only on them.
+    pub cdn_domains: crate::domain::CdnDomains,
+    /// `GetVideoInfo` calls per second (`vod.checks_per_second`).
+    pub lookups_per_second: u32,
 }
 
 impl FlusherConfig {
@@ -107,6 +118,9 @@ impl FlusherConfig {
             hold: HoldPolicy::from_settings(vod),
             urls_per_call: vod.urls_per_call,
             url_rps: vod.url_requests_per_second,
+            follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
+            cdn_domains: vod.cdn_domains.clone(),
+            lookups_per_second: vod.checks_per_second,
         }
     }
 }
@@ -125,6 +139,11 @@ struct Inner {
     limiter: Limiter,
     /// Paces `RefreshVodObjectCaches` and `PreloadVodObjectCaches`, which VOD limits apart.
     url_limiter: Limiter,
+    /// Paces `GetVideoInfo` (the cover lookups).
+    lookup_limiter: Limiter,
+    /// The cover and snapshot URLs of media IDs looked up lately (`None`: VOD does not know
+    /// the ID), so that a burst of events for one video asks VOD once.
+    covers: std::sync::Mutex<CoverCache>,
     /// Most URLs or directories per call: `vod.urls_per_call`, lowered for the rest of the
     /// process when VOD answers `SingleRequest.OverLimit`.
     urls_per_call: std::sync::atomic::AtomicUsize,
@@ -150,6 +169,8 @@ impl Flusher {
             inner: Arc::new(Inner {
                 limiter: Limiter::new(config.max_rps, config.burst),
                 url_limiter: Limiter::new(config.url_rps, 1),
+                lookup_limiter: Limiter::new(config.lookups_per_second.max(1), 1),
+                covers: std::sync::Mutex::new(std::collections::HashMap::new()),
                 urls_per_call: std::sync::atomic::AtomicUsize::new(config.urls_per_call),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 calls: TaskTracker::new(),
@@ -448,6 +469,9 @@ impl Flusher {
 
     /// The limiter that paces the calls of `task` (VOD limits each action on its own).
     fn limiter(&self, task: TaskType) -> &Limiter {
+        if task == TaskType::ResolveCovers {
+            return &self.inner.lookup_limiter;
+        }
         match task.kind() {
             TargetKind::Media => &self.inner.limiter,
             TargetKind::File | TargetKind::Directory => &self.inner.url_limiter,

@@ -5,8 +5,15 @@ use super::backoff;
 use super::backoff::Decision;
 use super::hold::HoldDecision;
 use super::{ErrorClass, Flusher, Sender};
-use crate::domain::{TargetKind, TaskType, Ts};
-use crate::store::{Failure, Job, StoreError, Success};
+use crate::domain::{MediaId, Priority, PurgeOptions, TargetKind, TaskType, Ts};
+use crate::queue::Debounce;
+use crate::store::{Failure, Follow, Ingest, Job, NewItem, StoreError, Success};
+
+/// How long a cover lookup's answer is reused.
+const COVER_CACHE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The source the cover URLs a lookup found are recorded under.
+pub const COVERS_SOURCE: &str = "covers";
 use crate::vod::{ObjectRequest, RefreshRequest, VodError};
 
 impl Flusher {
@@ -21,6 +28,16 @@ impl Flusher {
                 tracing::info!(targets = ?ids, task = %job.task, options = ?job.options, "dry run: would call {}", job.task.action());
                 Ok(Success::default())
             }
+            Sender::Vod(client) if job.task == TaskType::ResolveCovers => {
+                match self.resolve_covers(client, &ids).await {
+                    Ok(result) => result,
+                    // Not recorded: the lease runs out and the lookup is made again.
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot queue the cover URLs; the lookup is made again when its lease runs out");
+                        return;
+                    }
+                }
+            }
             Sender::Vod(client) if job.task.kind() == TargetKind::Media => {
                 let request = RefreshRequest::from_options(ids, job.task, &job.options);
                 self.limiter(job.task).depart().await;
@@ -33,7 +50,7 @@ impl Flusher {
                         request_id: Some(r.request_id).filter(|s| !s.is_empty()),
                         non_existent: r.non_exist_media_ids,
                         forbidden: r.forbidden_media_ids,
-                        check_at: None,
+                        ..Success::default()
                     })
             }
             Sender::Vod(client) => self.send_urls(client, job.task, ids, &mut started).await,
@@ -53,6 +70,18 @@ impl Flusher {
                 // URL calls are not submission checks.
                 if success.vod_job_id.is_some() && job.task.kind() == TargetKind::Media {
                     success.check_at = inner.config.check_after.map(|after| now + after);
+                }
+                // A URL call's CDN tasks are followed from now on.
+                if let (Some(task_ids), Some(follow_for), Some(object_type)) = (
+                    success.vod_job_id.clone(),
+                    inner.config.follow_for,
+                    object_type(job.task),
+                ) {
+                    success.follow = Some(Follow {
+                        task_ids,
+                        object_type,
+                        until: now + follow_for,
+                    });
                 }
                 limiter.on_success();
                 inner.status.set_credential_error(None);
@@ -161,6 +190,100 @@ impl Flusher {
             request_id,
             ..Success::default()
         })
+    }
+
+    /// A cover lookup: the cover and snapshot URLs of each media ID (`GetVideoInfo`, cached for
+    /// [`COVER_CACHE`]), those on `vod.cdn_domains` queued as `FileRefresh` items in one commit.
+    /// An ID VOD does not know (`InvalidVideo.NotFound`) is recorded `non_existent`, not
+    /// retried; any other error fails the lookup as a call does (and it is retried).
+    async fn resolve_covers(
+        &self,
+        client: &crate::vod::Client,
+        ids: &[String],
+    ) -> Result<Result<Success, VodError>, StoreError> {
+        let inner = &self.inner;
+        let mut urls: Vec<String> = Vec::new();
+        let mut unknown = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            let cached = {
+                let mut covers = inner.covers.lock().unwrap_or_else(|e| e.into_inner());
+                covers.retain(|_, (at, _)| at.elapsed() < COVER_CACHE);
+                covers.get(id).map(|(_, found)| found.clone())
+            };
+            let found = match cached {
+                Some(found) => found,
+                None => {
+                    // The claim's permit paid for the first lookup.
+                    if n > 0 {
+                        self.limiter(TaskType::ResolveCovers).acquire().await;
+                    }
+                    self.limiter(TaskType::ResolveCovers).depart().await;
+                    let found = match client.get_video_info(id).await {
+                        Ok(info) => Some(
+                            std::iter::once(info.video.cover_url)
+                                .chain(info.video.snapshots)
+                                .filter(|u| !u.is_empty())
+                                .collect(),
+                        ),
+                        Err(error) if error.code() == Some("InvalidVideo.NotFound") => None,
+                        Err(error) => return Ok(Err(error)),
+                    };
+                    inner
+                        .covers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.clone(), (std::time::Instant::now(), found.clone()));
+                    found
+                }
+            };
+            match found {
+                Some(found) => urls.extend(found),
+                None => unknown.push(id.clone()),
+            }
+        }
+        let mut items = Vec::new();
+        for url in &urls {
+            match inner.config.cdn_domains.normalise(url, TargetKind::File) {
+                Ok(url) if !items.iter().any(|i: &NewItem| i.media_id.as_str() == url) => items
+                    .push(NewItem {
+                        media_id: MediaId::from_trusted(url),
+                        task: TaskType::FileRefresh,
+                        options: PurgeOptions::default(),
+                        fingerprint: PurgeOptions::default().fingerprint(),
+                        debounce: Debounce::for_covers(),
+                        priority: Priority::Normal,
+                    }),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(error = %error, "a cover URL is not on vod.cdn_domains: not purged")
+                }
+            }
+        }
+        if !items.is_empty() {
+            let now = Ts::now();
+            let queued = items.len();
+            inner
+                .store
+                .ingest(Ingest {
+                    source: COVERS_SOURCE.to_owned(),
+                    delivery_id: None,
+                    event_id: uuid::Uuid::now_v7().to_string(),
+                    items,
+                    rejected: Vec::new(),
+                    now,
+                    delivery_expires_at: now,
+                })
+                .await?;
+            tracing::info!(
+                media_ids = ids.len(),
+                urls = queued,
+                "cover and snapshot URLs queued"
+            );
+        }
+        Ok(Ok(Success {
+            non_existent: unknown,
+            ..Success::default()
+        }))
     }
 
     /// Records a failed call that left at `sent_at`.
@@ -393,6 +516,17 @@ fn hold_code(job: &Job) -> String {
         .clone()
         .filter(|code| code.starts_with("QuotaExceeded"))
         .unwrap_or_else(|| job.task.quota().exceeded_code().to_owned())
+}
+
+/// `DescribeVodRefreshTasks`' `ObjectType` of a URL task; `None` for media tasks, whose CDN
+/// tasks are named by the submission check.
+pub(super) fn object_type(task: TaskType) -> Option<&'static str> {
+    match task {
+        TaskType::FileRefresh => Some("file"),
+        TaskType::DirectoryRefresh => Some("directory"),
+        TaskType::FilePreload => Some("preload"),
+        TaskType::Refresh | TaskType::Preload | TaskType::ResolveCovers => None,
+    }
 }
 
 /// A code for failures that have no VOD error code.

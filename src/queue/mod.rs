@@ -38,6 +38,15 @@ impl Debounce {
     }
 
     /// The debounce of an event of `priority`: an urgent event has no quiet period.
+    /// The URLs a cover lookup found: their events were debounced as the media ID's, so they are
+    /// due at once (and linger with their group as any short group does).
+    pub fn for_covers() -> Debounce {
+        Debounce {
+            quiet: Duration::ZERO,
+            max_wait: Duration::ZERO,
+        }
+    }
+
     pub fn for_priority(self, priority: Priority) -> Debounce {
         match priority {
             Priority::Normal => self,

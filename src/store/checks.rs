@@ -15,7 +15,7 @@ const COUNT_CHECK: &str = "UPDATE jobs SET checks = checks + 1, check_at = CASE
 
 /// The job that resends a checked job's failed IDs ($1 its id, $2 now, $3 when to send it,
 /// $4 the checked job, $5 the quota code when it starts held): same task, options and budget.
-const RESUBMISSION_JOB: &str = "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
+pub(super) const RESUBMISSION_JOB: &str = "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
                        updated_at, next_attempt_at, resubmission_of, priority, error_code, held_since, quota)
      SELECT $1, task, fingerprint, options, CASE WHEN $5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, $2,
             budget_from, $2, $3, id, priority, $5, CASE WHEN $5 IS NULL THEN NULL ELSE $2 END, quota
@@ -58,6 +58,24 @@ impl Store {
                 .bind(&submission.media_id)
                 .execute(&mut *tx)
                 .await?;
+                // The ID's CDN tasks, followed from the call's time (their creation).
+                if let (Ok(()), Some(until)) = (&submission.result, result.follow_until) {
+                    for (task_id, url) in &submission.tasks {
+                        // A check made again (its recording lost) finds the rows there.
+                        sqlx::query(sql.sql(
+                            "INSERT INTO cdn_tasks (job_id, target, path, task_ids, object_type, status, created_at, follow_until)
+                             SELECT id, $2, $3, $4, CASE task WHEN 'Preload' THEN 'preload' ELSE 'file' END, 'Pending', updated_at, $5
+                             FROM jobs WHERE id = $1 ON CONFLICT DO NOTHING",
+                        ))
+                        .bind(id)
+                        .bind(&submission.media_id)
+                        .bind(url)
+                        .bind(task_id)
+                        .bind(until.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
             }
             sqlx::query(sql.sql(COUNT_CHECK))
                 .bind(id)

@@ -24,6 +24,7 @@ mod macros;
 pub mod backend;
 mod checks;
 mod commit;
+mod follow;
 mod holds;
 mod jobs;
 pub mod postgres;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TaskType, Ts};
+use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TargetKind, TaskType, Ts};
 use crate::queue::Debounce;
 
 /// One pending-item upsert of an ingest request.
@@ -120,6 +120,8 @@ pub enum ItemOutcome {
     /// Sent, but VOD reports that submitting the ID's CDN tasks failed; the item carries VOD's
     /// code and message.
     SubmitFailed,
+    /// Every CDN task of the target completed: the edge serves the new content.
+    Complete,
 }
 
 impl ItemOutcome {
@@ -132,6 +134,7 @@ impl ItemOutcome {
             ItemOutcome::Failed => "failed",
             ItemOutcome::Submitted => "submitted",
             ItemOutcome::SubmitFailed => "submit_failed",
+            ItemOutcome::Complete => "complete",
         }
     }
 
@@ -144,6 +147,7 @@ impl ItemOutcome {
             "failed" => ItemOutcome::Failed,
             "submitted" => ItemOutcome::Submitted,
             "submit_failed" => ItemOutcome::SubmitFailed,
+            "complete" => ItemOutcome::Complete,
             _ => return None,
         })
     }
@@ -281,6 +285,60 @@ pub struct Success {
     pub forbidden: Vec<String>,
     /// When to ask VOD what became of the submissions; `None`: never.
     pub check_at: Option<Ts>,
+    /// For a URL call: its CDN tasks, followed to the edge.
+    pub follow: Option<Follow>,
+}
+
+/// The CDN tasks of a URL call, to be followed until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follow {
+    /// The task IDs the call answered, comma-separated.
+    pub task_ids: String,
+    /// `DescribeVodRefreshTasks`' `ObjectType`: `file`, `directory` or `preload`.
+    pub object_type: &'static str,
+    pub until: Ts,
+}
+
+/// A CDN task still followed (`Pending` or `Refreshing` when last read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCdnTask {
+    pub job_id: String,
+    /// The job item's target: a media ID, or the URL of a file or directory.
+    pub target: String,
+    /// The URL the task purges.
+    pub path: String,
+    /// The task's ID, or the IDs a URL call answered (comma-separated).
+    pub task_ids: String,
+    pub object_type: String,
+    /// A media ID's task is known by its ID alone; a URL's by its ID and its path.
+    pub kind: TargetKind,
+    pub created_at: Ts,
+}
+
+/// What the CDN reported for a followed task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdnTaskUpdate {
+    pub job_id: String,
+    pub target: String,
+    pub path: String,
+    /// `Complete` or `Failed`.
+    pub status: String,
+    pub description: String,
+}
+
+/// An item whose CDN tasks all completed, with the time from its first acknowledged event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub kind: TargetKind,
+    pub target: String,
+    pub seconds: f64,
+}
+
+/// What [`Store::record_cdn_tasks`](crate::store::Store::record_cdn_tasks) may resend: the
+/// items of a job whose CDN task failed go once into a new job, within the job's `max_age`.
+#[derive(Debug, Clone, Copy)]
+pub struct CdnResend {
+    pub max_age: std::time::Duration,
 }
 
 /// A successful job whose submissions are due to be checked.
@@ -301,12 +359,17 @@ pub struct Submission {
     pub media_id: String,
     /// `Ok` when the ID's CDN tasks were submitted, else VOD's code and message.
     pub result: Result<(), (String, String)>,
+    /// The ID's CDN tasks (`TaskIds`, with the play URL of each where `SuccessPlayUrls` names
+    /// it): `(task ID, URL)`.
+    pub tasks: Vec<(String, String)>,
 }
 
 /// The outcome of one check: the IDs VOD reported, and when to ask again about the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
     pub submissions: Vec<Submission>,
+    /// Follow the CDN tasks of the submitted IDs until then; `None`: not at all.
+    pub follow_until: Option<Ts>,
     /// When to ask again if some item is still `sent` after this check; `None`: never.
     pub again_at: Option<Ts>,
     /// A new job for the IDs whose submission failed for a passing reason.

@@ -26,8 +26,11 @@ use super::remote::{self, ReadError, VOD_ANSWER_CAP};
 use super::signing::{percent_encode, sign};
 use super::{
     CredentialSource, Credentials, GetMediaRefreshJobsResponse, ObjectRequest, ObjectResponse,
-    RefreshQuota, RefreshRequest, RefreshResponse, VodError,
+    RefreshQuota, RefreshRequest, RefreshResponse, RefreshTasksPage, VideoInfo, VodError,
 };
+
+/// The page size of `DescribeVodRefreshTasks` (its largest).
+pub const REFRESH_TASKS_PAGE: u32 = 50;
 
 /// The API version every VOD call names.
 pub const API_VERSION: &str = "2017-03-21";
@@ -109,6 +112,35 @@ impl Client {
     ) -> Result<ObjectResponse, VodError> {
         let params = req.to_params()?;
         self.call(Method::POST, req.task.action(), &params).await
+    }
+
+    /// One page (50 tasks) of the account's CDN tasks of `object_type` (`file`, `directory`,
+    /// `preload`) in `status`, created between `start` and `end` (whole seconds, UTC), newest
+    /// first. `TaskId` takes a single ID, so a follower reads the tasks of many purges this way
+    /// rather than one call per task.
+    pub async fn describe_vod_refresh_tasks(
+        &self,
+        object_type: &str,
+        status: &str,
+        (start, end): (OffsetDateTime, OffsetDateTime),
+        page: u32,
+    ) -> Result<RefreshTasksPage, VodError> {
+        let params = BTreeMap::from([
+            ("ObjectType".to_owned(), object_type.to_owned()),
+            ("Status".to_owned(), status.to_owned()),
+            ("StartTime".to_owned(), rpc_timestamp(start)),
+            ("EndTime".to_owned(), rpc_timestamp(end)),
+            ("PageNumber".to_owned(), page.to_string()),
+            ("PageSize".to_owned(), REFRESH_TASKS_PAGE.to_string()),
+        ]);
+        self.call(Method::POST, "DescribeVodRefreshTasks", &params)
+            .await
+    }
+
+    /// A video's cover and snapshot URLs (`GetVideoInfo`).
+    pub async fn get_video_info(&self, video_id: &str) -> Result<VideoInfo, VodError> {
+        let params = BTreeMap::from([("VideoId".to_owned(), video_id.to_owned())]);
+        self.call(Method::POST, "GetVideoInfo", &params).await
     }
 
     /// The per-media submission status of a job (GET, the only method VOD declares for it).

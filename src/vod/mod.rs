@@ -14,10 +14,12 @@ mod types;
 
 pub use crate::credentials::{CredentialSource, Credentials};
 pub use client::{
-    API_VERSION, Client, ClientConfig, endpoint_for_region, install_tls_provider, rpc_timestamp,
+    API_VERSION, Client, ClientConfig, REFRESH_TASKS_PAGE, endpoint_for_region,
+    install_tls_provider, rpc_timestamp,
 };
 pub use error::{ErrorClass, VodError, class_of_code};
 pub use types::{
-    GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MAX_OBJECT_PATHS, MediaRefreshJob, ObjectRequest,
-    ObjectResponse, RefreshQuota, RefreshRequest, RefreshResponse,
+    CdnTask, GetMediaRefreshJobsResponse, MAX_MEDIA_IDS, MAX_OBJECT_PATHS, MediaRefreshJob,
+    ObjectRequest, ObjectResponse, RefreshQuota, RefreshRequest, RefreshResponse, RefreshTasksPage,
+    Video, VideoInfo,
 };

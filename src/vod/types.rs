@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use super::VodError;
-use crate::domain::{PurgeOptions, TargetKind, TaskType};
+use crate::domain::{PurgeOptions, TaskType};
 
 /// The documented maximum number of media IDs in one `RefreshMediaPlayUrls` call.
 pub const MAX_MEDIA_IDS: usize = 20;
@@ -87,7 +87,7 @@ impl RefreshRequest {
         }
         let mut params = BTreeMap::new();
         params.insert("MediaIds".to_owned(), self.media_ids.join(","));
-        if self.task_type.kind() != TargetKind::Media {
+        if !matches!(self.task_type, TaskType::Refresh | TaskType::Preload) {
             return Err(VodError::InvalidRequest(format!(
                 "RefreshMediaPlayUrls purges media IDs, not a {} task",
                 self.task_type
@@ -158,9 +158,9 @@ impl ObjectRequest {
             TaskType::FileRefresh => Some("File"),
             TaskType::DirectoryRefresh => Some("Directory"),
             TaskType::FilePreload => None,
-            TaskType::Refresh | TaskType::Preload => {
+            TaskType::Refresh | TaskType::Preload | TaskType::ResolveCovers => {
                 return Err(VodError::InvalidRequest(format!(
-                    "{} is a media task: it goes to RefreshMediaPlayUrls",
+                    "{} is not a URL task",
                     self.task
                 )));
             }
@@ -183,6 +183,98 @@ pub struct ObjectResponse {
     pub request_id: String,
     #[serde(alias = "PreloadTaskId", deserialize_with = "comma_list")]
     pub refresh_task_id: Vec<String>,
+}
+
+/// One page of `DescribeVodRefreshTasks`: the CDN tasks of the account created between
+/// `StartTime` and `EndTime`, of one `ObjectType` and `Status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
+pub struct RefreshTasksPage {
+    #[serde(deserialize_with = "string_or_empty")]
+    pub request_id: String,
+    #[serde(deserialize_with = "u64_or_zero")]
+    pub total_count: u64,
+    #[serde(deserialize_with = "tasks_or_empty")]
+    pub tasks: Vec<CdnTask>,
+}
+
+/// One CDN task as `DescribeVodRefreshTasks` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
+pub struct CdnTask {
+    #[serde(deserialize_with = "string_or_empty")]
+    pub task_id: String,
+    #[serde(deserialize_with = "string_or_empty")]
+    pub object_path: String,
+    /// `file`, `directory` or `preload`.
+    #[serde(deserialize_with = "string_or_empty")]
+    pub object_type: String,
+    /// `Pending`, `Refreshing`, `Complete` or `Failed`.
+    #[serde(deserialize_with = "string_or_empty")]
+    pub status: String,
+    /// Why it failed (`Origin Timeout`, `Origin Return StatusCode 5XX`, ...).
+    #[serde(deserialize_with = "string_or_empty")]
+    pub description: String,
+}
+
+/// The answer to `GetVideoInfo`, as far as the service reads it: the cover and snapshot URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
+pub struct VideoInfo {
+    #[serde(deserialize_with = "string_or_empty")]
+    pub request_id: String,
+    pub video: Video,
+}
+
+/// A video's fields the service reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(deserialize = "PascalCase"), default)]
+pub struct Video {
+    #[serde(deserialize_with = "string_or_empty")]
+    pub video_id: String,
+    #[serde(rename(deserialize = "CoverURL"), deserialize_with = "string_or_empty")]
+    pub cover_url: String,
+    /// `{"Snapshot": [...]}` on the wire.
+    #[serde(deserialize_with = "snapshots_or_empty")]
+    pub snapshots: Vec<String>,
+}
+
+fn snapshots_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize, Default)]
+    struct Snapshots {
+        #[serde(rename = "Snapshot", default)]
+        snapshot: Option<Vec<String>>,
+    }
+    Ok(Option::<Snapshots>::deserialize(d)?
+        .and_then(|s| s.snapshot)
+        .unwrap_or_default())
+}
+
+/// `{"Tasks": {"Task": [...]}}` on the wire; absent or empty means none.
+fn tasks_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CdnTask>, D::Error> {
+    #[derive(Deserialize, Default)]
+    struct Tasks {
+        #[serde(rename = "Task", default)]
+        task: Option<Vec<CdnTask>>,
+    }
+    Ok(Option::<Tasks>::deserialize(d)?
+        .and_then(|t| t.task)
+        .unwrap_or_default())
+}
+
+/// A count VOD may send as a number or as a string.
+fn u64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Option::<Count>::deserialize(d)? {
+        Some(Count::Number(n)) => n,
+        Some(Count::Text(s)) => s.trim().parse().unwrap_or(0),
+        None => 0,
+    })
 }
 
 /// Splits VOD's comma-separated lists; spaces around items are trimmed and empty items dropped.
@@ -373,6 +465,30 @@ mod tests {
         assert!(!params.contains_key("SliceCount"));
         assert!(!params.contains_key("Formats"));
         assert!(!params.contains_key("UserData"));
+    }
+
+    #[test]
+    fn refresh_tasks_and_video_info_read_as_vod_writes_them() {
+        let page: RefreshTasksPage = serde_json::from_str(
+            r#"{"RequestId":"r","PageNumber":1,"PageSize":50,"TotalCount":"2","Tasks":{"Task":[
+                {"TaskId":"7","ObjectPath":"https://cdn.example.com/a.jpg","ObjectType":"file","Status":"Failed",
+                 "Process":"0%","CreationTime":"2026-12-06T12:00:00Z","Description":"Origin Timeout"},
+                {"TaskId":"8","ObjectPath":"https://cdn.example.com/b.jpg","Status":"Complete"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(page.total_count, 2);
+        assert_eq!(page.tasks[0].description, "Origin Timeout");
+        assert_eq!(page.tasks[1].object_type, "");
+        let empty: RefreshTasksPage =
+            serde_json::from_str(r#"{"RequestId":"r","TotalCount":0,"Tasks":{}}"#).unwrap();
+        assert!(empty.tasks.is_empty());
+        let info: VideoInfo = serde_json::from_str(
+            r#"{"RequestId":"r","Video":{"VideoId":"v","CoverURL":"https://cdn.example.com/v/c.jpg",
+                "Snapshots":{"Snapshot":["https://cdn.example.com/v/1.jpg"]},"Title":"t"}}"#,
+        )
+        .unwrap();
+        assert_eq!(info.video.cover_url, "https://cdn.example.com/v/c.jpg");
+        assert_eq!(info.video.snapshots, ["https://cdn.example.com/v/1.jpg"]);
     }
 
     #[test]

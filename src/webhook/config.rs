@@ -166,6 +166,10 @@ pub struct SourceConfig {
     /// that carry none.
     #[serde(default)]
     pub options: RawOptions,
+    /// `["cover"]`: also purge the cover and snapshot URLs of each media ID (resolved with
+    /// `GetVideoInfo`, on `vod.cdn_domains`); the default for `native` bodies without `include`.
+    #[serde(default)]
+    pub include: Vec<String>,
 
     /// Per-source override of `queue.quiet`.
     #[serde(default, with = "humantime_serde")]

@@ -100,6 +100,8 @@ pub struct PurgeRequest {
     pub urls: Vec<String>,
     /// Directory URLs (ending in `/`), raw.
     pub directories: Vec<String>,
+    /// `"include": ["cover"]`: also purge the cover and snapshot URLs of each media ID.
+    pub include_cover: bool,
     pub task: RequestedTask,
     /// Already checked with `PurgeOptions::parse`.
     pub options: RawOptions,

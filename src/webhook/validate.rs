@@ -130,6 +130,9 @@ impl SourceConfig {
 
     fn check_format(&self) -> Result<(), String> {
         let format = self.format;
+        if let Some(bad) = self.include.iter().find(|i| i.as_str() != "cover") {
+            return Err(format!("include: unknown {bad:?}, expected \"cover\""));
+        }
         if format == FormatKind::JsonPointer {
             if self.pointers.is_empty() && self.url_pointers.is_empty() {
                 return Err(

@@ -111,6 +111,10 @@
     }));
   }
 
+  function seconds(value) {
+    return value < 120 ? Math.round(value) + ' s' : Math.round(value / 60) + ' min';
+  }
+
   function drawStatus(s) {
     setText('q-pending', number(s.queue.pending));
     setText('q-due', number(s.queue.due));
@@ -128,6 +132,8 @@
         : 'no replica is flushing'));
     setText('replica', f.replica);
     drawQuota(s.quota);
+    const t = s.time_to_complete;
+    setText('q-complete', t.count ? seconds(t.p50) + ' / ' + seconds(t.p90) + ' / ' + seconds(t.p99) : '–');
   }
 
   function jobRow(job, extra) {
@@ -222,20 +228,25 @@
     }
   }
 
+  /** A media ID, or a file or directory URL (looked up with /targets). */
   async function search(id) {
     const box = $('media');
     try {
-      const media = await api('/media/' + encodeURIComponent(id));
+      const isUrl = /^https?:\/\//i.test(id);
+      const media = isUrl
+        ? await api('/targets?url=' + encodeURIComponent(id))
+        : await api('/media/' + encodeURIComponent(id));
+      if (isUrl) media.media_id = media.target;
       const pending = media.pending.map((p) => el('li', null,
         'pending ' + p.task + ' from ' + p.source + ', due ' + p.due_at + ' (' + p.events + ' events)'));
       box.replaceChildren(
-        el('h3', null, 'Media ', el('code', null, media.media_id)),
+        el('h3', null, isUrl ? (media.kind === 'directory' ? 'Directory ' : 'File ') : 'Media ', el('code', null, media.media_id)),
         pending.length ? el('ul', null, ...pending) : el('p', { class: 'muted' }, 'Nothing pending.'),
         media.jobs.length
           ? el('table', { class: 'jobs' },
             el('thead', null, el('tr', null, el('th', null, 'job'), el('th', null, 'status'), el('th', null, 'task'), el('th', null, 'IDs'), el('th', null, 'outcome'), el('th', null, 'error'))),
             el('tbody', null, ...media.jobs.map((job) => {
-              const item = job.items.find((i) => i.media_id === media.media_id);
+              const item = job.items.find((i) => i.target === media.media_id);
               return jobRow(job, [
                 el('td', { class: item ? 'outcome-' + item.outcome : '' }, item ? item.outcome : ''),
                 el('td', { class: 'error' }, errorText((item && item.error) || job.error)),
@@ -295,12 +306,28 @@
     $('search').addEventListener('submit', (event) => {
       event.preventDefault();
       const id = $('media-id').value.trim();
-      if (id) search(id);
+      if (id) {
+        search(id);
+        // The address bar holds the search, so it can be pasted into a chat.
+        history.replaceState(null, '', '?target=' + encodeURIComponent(id));
+      }
     });
+    // Deep links: /ui/?target=<media ID or URL> opens that search, /ui/?job=<id> that job.
+    const params = new URLSearchParams(window.location.search);
+    const linked = { target: params.get('target'), job: params.get('job') };
+    const openLinked = () => {
+      if (linked.target) {
+        $('media-id').value = linked.target;
+        search(linked.target);
+      }
+      if (linked.job) showJob(linked.job);
+    };
     if (document.body.dataset.tokenConfigured === 'true' && !token()) {
       askForToken('This service has an admin token: enter it once to see its figures (it stays in this tab only).');
+      $('token-form').addEventListener('submit', openLinked, { once: true });
     } else {
       refresh();
+      openLinked();
     }
     setInterval(() => { if (document.visibilityState === 'visible') refresh(); }, REFRESH_MS);
     document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') refresh(); });

@@ -17,6 +17,7 @@ mod status_page;
 mod store;
 mod store_limits;
 mod support;
+mod targets;
 mod vod_client;
 mod vod_signing;
 mod webhook_auth;

@@ -181,6 +181,7 @@ async fn every_series_the_rules_and_the_dashboard_select_is_exported() {
     // submission check that fails once and a submission that fails, and refused deliveries.
     let tune = |s: &mut vod_purge::config::Settings| {
         s.vod.check_after = Duration::from_millis(200);
+        s.vod.follow_interval = Duration::from_millis(200);
         s.vod.quota_poll_interval = Duration::from_secs(1);
         let more = vod_purge::config::Settings::from_toml(&format!(
             "[store]\nurl = \"sqlite://unused.db\"\n\

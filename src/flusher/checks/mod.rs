@@ -108,6 +108,8 @@ pub struct CheckConfig {
     pub resubmit_after: Duration,
     /// The quota holds, for IDs whose submission met a used-up quota.
     pub hold: HoldPolicy,
+    /// `follow_for`: how long the CDN tasks of submitted IDs are followed; `None`: not at all.
+    pub follow_for: Option<Duration>,
 }
 
 struct Checker {
@@ -164,6 +166,7 @@ impl Checker {
                         send_at = %r.send_at.to_rfc3339(), "media IDs whose submission failed for a passing reason are sent again");
                 }
                 CheckResult {
+                    follow_until: self.config.follow_for.map(|d| now + d),
                     submissions,
                     again_at: again_at(now, self.config.check_after, done),
                     resubmission,
@@ -200,6 +203,7 @@ impl Checker {
                 again = again.is_some(), "GetMediaRefreshJobs failed; repeats of this error are logged at debug level");
         }
         CheckResult {
+            follow_until: None,
             submissions: Vec::new(),
             again_at: again,
             resubmission: None,

@@ -34,9 +34,24 @@ pub fn submissions(vod_job_id: &str, answer: &GetMediaRefreshJobsResponse) -> Ve
                 )),
                 _ => return None,
             };
+            // One task per play URL, in the order of SuccessPlayUrls; a task whose URL is not
+            // named is known by its ID.
+            let tasks = match result {
+                Ok(()) => item
+                    .task_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let url = item.success_play_urls.get(i).unwrap_or(id);
+                        (id.clone(), url.clone())
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             Some(Submission {
                 media_id: item.media_id.clone(),
                 result,
+                tasks,
             })
         })
         .collect()
@@ -138,10 +153,12 @@ mod tests {
         let submitted = |media_id: &str| Submission {
             media_id: media_id.to_owned(),
             result: Ok(()),
+            tasks: Vec::new(),
         };
         let failed = |media_id: &str, code: &str, message: &str| Submission {
             media_id: media_id.to_owned(),
             result: Err((code.to_owned(), message.to_owned())),
+            tasks: Vec::new(),
         };
         assert_eq!(
             submissions("J", &answer),
@@ -168,15 +185,18 @@ mod tests {
                 max_hold: Duration::from_secs(48 * 3600),
                 reserve: crate::flusher::quota_terms::Reserve::Percent(10.0),
             },
+            follow_for: None,
         };
         let failed = |media_id: &str, code: &str| Submission {
             media_id: media_id.to_owned(),
             result: Err((code.to_owned(), String::new())),
+            tasks: Vec::new(),
         };
         let reported = vec![
             Submission {
                 media_id: "ok".into(),
                 result: Ok(()),
+                tasks: Vec::new(),
             },
             failed("full", "PreloadQueueFull"),
             failed("busy", "TooMany.Refresh"),

@@ -109,7 +109,7 @@ impl Housekeeping for SqliteStore {
     }
 
     /// Forgets the option sets that no pending item names any more (a job keeps its own copy).
-    /// Each set costs two seeks of `items_group_order`, one per task.
+    /// Each set costs a seek of `items_group_order` per task.
     async fn prune_option_sets(&self) -> Result<u64, StoreError> {
         let unused = |task: TaskType| {
             format!(
@@ -118,11 +118,8 @@ impl Housekeeping for SqliteStore {
                 task.as_str()
             )
         };
-        let sql = format!(
-            "DELETE FROM option_sets WHERE {} AND {}",
-            unused(TaskType::Refresh),
-            unused(TaskType::Preload)
-        );
+        let conditions: Vec<String> = TaskType::ALL.into_iter().map(unused).collect();
+        let sql = format!("DELETE FROM option_sets WHERE {}", conditions.join(" AND "));
         let done = sqlx::query(AssertSqlSafe(sql))
             .execute(&self.writer)
             .await?;

@@ -24,6 +24,8 @@ pub(crate) struct Format {
     kind: Kind,
     task: RequestedTask,
     options: RawOptions,
+    /// The source's `include = ["cover"]`.
+    include_cover: bool,
 }
 
 impl Format {
@@ -70,6 +72,7 @@ impl Format {
             kind,
             task: cfg.task,
             options: cfg.options.clone(),
+            include_cover: cfg.include.iter().any(|i| i == "cover"),
         })
     }
 
@@ -77,7 +80,12 @@ impl Format {
         let mut urls = Vec::new();
         let (ids, ignored_event) = match &self.kind {
             Kind::Native => {
-                let requests = native::parse_with_defaults(req.body, self.task, &self.options)?;
+                let requests = native::parse_with_defaults(
+                    req.body,
+                    self.task,
+                    &self.options,
+                    self.include_cover,
+                )?;
                 return Ok(Extracted {
                     requests,
                     ..Extracted::default()
@@ -91,6 +99,7 @@ impl Format {
                             media_ids: vec![id],
                             task,
                             options: self.options.clone(),
+                            include_cover: self.include_cover,
                             ..PurgeRequest::default()
                         }],
                         ..Extracted::default()
@@ -130,6 +139,7 @@ impl Format {
                 urls,
                 task: self.task,
                 options: self.options.clone(),
+                include_cover: self.include_cover,
                 ..PurgeRequest::default()
             }]
         };

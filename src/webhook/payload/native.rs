@@ -14,20 +14,26 @@ use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask};
 use super::super::error::PayloadError;
 use super::super::{MAX_IDS_PER_DELIVERY, PurgeRequest};
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "media_ids",
     "urls",
     "directories",
     "task",
     "options",
     "priority",
+    "include",
 ];
 /// The lists of targets; a request names at least one.
 const TARGETS: [&str; 3] = ["media_ids", "urls", "directories"];
 
 /// Parses a native body with the built-in defaults (`Refresh`, no options).
 pub fn parse_native(body: &[u8]) -> Result<Vec<PurgeRequest>, PayloadError> {
-    parse_with_defaults(body, RequestedTask::default(), &RawOptions::default())
+    parse_with_defaults(
+        body,
+        RequestedTask::default(),
+        &RawOptions::default(),
+        false,
+    )
 }
 
 /// Parses a native body; objects without `task` or `options` take the given defaults.
@@ -35,15 +41,16 @@ pub(crate) fn parse_with_defaults(
     body: &[u8],
     task: RequestedTask,
     options: &RawOptions,
+    include_cover: bool,
 ) -> Result<Vec<PurgeRequest>, PayloadError> {
     let value = PayloadError::parse_json(body)?;
     let requests = match &value {
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| parse_one(item, &format!("[{i}]"), task, options))
+            .map(|(i, item)| parse_one(item, &format!("[{i}]"), task, options, include_cover))
             .collect::<Result<Vec<_>, _>>()?,
-        other => vec![parse_one(other, "", task, options)?],
+        other => vec![parse_one(other, "", task, options, include_cover)?],
     };
     let count: usize = requests
         .iter()
@@ -63,6 +70,7 @@ fn parse_one(
     at: &str,
     default_task: RequestedTask,
     default_options: &RawOptions,
+    default_include_cover: bool,
 ) -> Result<PurgeRequest, PayloadError> {
     let Value::Object(map) = value else {
         return Err(PayloadError::invalid(format!(
@@ -73,7 +81,7 @@ fn parse_one(
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(PayloadError::invalid(format!(
-            "unknown field {unknown:?}{}: expected media_ids, urls, directories, task, options, priority",
+            "unknown field {unknown:?}{}: expected media_ids, urls, directories, task, options, priority, include",
             located(at)
         )));
     }
@@ -123,10 +131,23 @@ fn parse_one(
             "{at}task: directories can only be refreshed (task Refresh), VOD has no directory prefetch"
         )));
     }
+    let include_cover = match map.get("include") {
+        None | Some(Value::Null) => default_include_cover,
+        value => {
+            let include = strings(value, at, "include")?;
+            if let Some(bad) = include.iter().find(|i| i.as_str() != "cover") {
+                return Err(PayloadError::invalid(format!(
+                    "{at}include: unknown {bad:?}, expected \"cover\""
+                )));
+            }
+            !include.is_empty()
+        }
+    };
     Ok(PurgeRequest {
         media_ids,
         urls,
         directories,
+        include_cover,
         task,
         options,
         priority,
@@ -333,8 +354,13 @@ mod tests {
             formats: vec!["m3u8".into()],
             ..RawOptions::default()
         };
-        let got =
-            parse_with_defaults(br#"{"media_ids": ["a"]}"#, RequestedTask::Preload, &opts).unwrap();
+        let got = parse_with_defaults(
+            br#"{"media_ids": ["a"]}"#,
+            RequestedTask::Preload,
+            &opts,
+            false,
+        )
+        .unwrap();
         assert_eq!(got[0].task, RequestedTask::Preload);
         assert_eq!(got[0].options, opts);
     }

@@ -15,6 +15,7 @@ each_backend! {
             non_existent: vec!["b".into()],
             forbidden: vec!["c".into()],
             check_at: None,
+            follow: None,
         };
         assert!(
             store
@@ -160,6 +161,7 @@ each_backend! {
             non_existent: vec!["gone".into()],
             forbidden: Vec::new(),
             check_at: Some(Ts(15_000)),
+            follow: None,
         };
         assert!(
             store
@@ -185,18 +187,22 @@ each_backend! {
         // VOD reports two IDs (one failed), not yet the third, and reports the non-existent one
         // as submitted, which must not overwrite what the call said.
         let first = CheckResult {
+            follow_until: None,
             submissions: vec![
                 Submission {
                     media_id: "ok".into(),
                     result: Ok(()),
+                    tasks: Vec::new(),
                 },
                 Submission {
                     media_id: "bad".into(),
                     result: Err(("PreloadQueueFull".into(), "queue full".into())),
+                    tasks: Vec::new(),
                 },
                 Submission {
                     media_id: "gone".into(),
                     result: Ok(()),
+                    tasks: Vec::new(),
                 },
             ],
             again_at: Some(Ts(35_000)),
@@ -277,9 +283,11 @@ each_backend! {
 
         // The last ID is reported: nothing is left to ask about, whatever again_at says.
         let second = CheckResult {
+            follow_until: None,
             submissions: vec![Submission {
                 media_id: "late".into(),
                 result: Ok(()),
+                tasks: Vec::new(),
             }],
             again_at: Some(Ts(75_000)),
             resubmission: None,

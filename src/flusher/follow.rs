@@ -1,0 +1,306 @@
+//! Following purges to the edge: when does the CDN serve the new content?
+//!
+//! A successful call only means VOD accepted the purge; the CDN then runs one task per URL (the
+//! play URLs of a media ID, each file, each directory), which completes minutes later or fails
+//! (`Origin Timeout`). The tasks of a URL call are known from its answer (`RefreshTaskId`,
+//! `PreloadTaskId`), those of a media ID from the submission check (`GetMediaRefreshJobs`'
+//! `TaskIds`); both are stored in `cdn_tasks` ([`crate::store::Store::record_success`],
+//! [`crate::store::Store::record_check`]).
+//!
+//! Every `vod.follow_interval` the active flusher reads them with `DescribeVodRefreshTasks`.
+//! Its `TaskId` filter takes one ID, and one call per task would cost thousands of calls for a
+//! backlog; so the follower lists the account's tasks instead: per `ObjectType` that has open
+//! tasks, the `Complete` and then the `Failed` ones created since the oldest open task (50 a
+//! page), and matches them to the open tasks ([`matches`], pure): a media ID's task by its ID, a
+//! file's or directory's by its ID and its URL (the URLs of one domain in one call share an ID).
+//! A task not done within `vod.follow_for` stops being read and its item counts as failed.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{TargetKind, Ts};
+use crate::flusher::{FlusherStatus, error_kind};
+use crate::metrics::Metrics;
+use crate::store::{CdnResend, CdnTaskUpdate, OpenCdnTask, Store};
+use crate::vod::{self, CdnTask, REFRESH_TASKS_PAGE};
+
+/// Open tasks read from the store per round.
+const OPEN_LIMIT: usize = 10_000;
+/// Pages read per object type and status in one round: a round never runs away on an account
+/// with a flood of other tasks; the rest is read in the next round.
+const MAX_PAGES: u32 = 20;
+/// How far before the oldest open task the listing starts: the CDN stamps its tasks with its
+/// own clock, to the second.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+/// `DescribeVodRefreshTasks` reads the last 3 days only.
+const LISTING_REACH: Duration = Duration::from_secs(3 * 24 * 3600 - 600);
+
+/// How the follower runs (from `[vod]`).
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    pub interval: Duration,
+    /// Calls per second to `DescribeVodRefreshTasks` (`vod.checks_per_second`).
+    pub per_second: u32,
+    /// `max_age`: an item whose CDN task failed is sent once more within its job's budget.
+    pub max_age: Duration,
+}
+
+/// Runs the follower until `token` is cancelled.
+pub async fn watch(
+    client: vod::Client,
+    store: Store,
+    status: Arc<FlusherStatus>,
+    metrics: Arc<Metrics>,
+    config: FollowConfig,
+    token: CancellationToken,
+) {
+    let rate = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
+    let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
+    let mut last_error: Option<String> = None;
+    loop {
+        if status.is_active() {
+            let round = async {
+                client.credentials().wait_until_usable().await;
+                let now = Ts::now();
+                let open = store.open_cdn_tasks(now, OPEN_LIMIT).await?;
+                let mut listed: Vec<CdnTask> = Vec::new();
+                for (object_type, oldest) in oldest_by_type(&open) {
+                    let start = oldest.0.max(now.0 - LISTING_REACH.as_millis() as i64);
+                    let window = (
+                        time_of(Ts(start) - CLOCK_MARGIN),
+                        time_of(now + CLOCK_MARGIN),
+                    );
+                    for task_status in ["Complete", "Failed"] {
+                        for page in 1..=MAX_PAGES {
+                            limiter.until_ready().await;
+                            let answer = client
+                                .describe_vod_refresh_tasks(object_type, task_status, window, page)
+                                .await;
+                            let answer = match answer {
+                                Ok(answer) => answer,
+                                Err(error) => {
+                                    let code = error.code().unwrap_or_else(|| error_kind(&error));
+                                    metrics.follow_errors.with_label_values(&[code]).inc();
+                                    if last_error.as_deref() != Some(code) {
+                                        tracing::warn!(error = %error, "DescribeVodRefreshTasks failed; repeats are logged at debug level");
+                                        last_error = Some(code.to_owned());
+                                    } else {
+                                        tracing::debug!(error = %error, "DescribeVodRefreshTasks failed again");
+                                    }
+                                    return Ok::<_, crate::store::StoreError>(None);
+                                }
+                            };
+                            last_error = None;
+                            let got = answer.tasks.len() as u64;
+                            listed.extend(answer.tasks.into_iter().map(|mut t| {
+                                if t.object_type.is_empty() {
+                                    t.object_type = object_type.to_owned();
+                                }
+                                t
+                            }));
+                            if got < u64::from(REFRESH_TASKS_PAGE)
+                                || u64::from(page * REFRESH_TASKS_PAGE) >= answer.total_count
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let updates = matches(&open, &listed);
+                let resend = CdnResend {
+                    max_age: config.max_age,
+                };
+                Ok(Some(
+                    store
+                        .record_cdn_tasks(&updates, Ts::now(), Some(resend))
+                        .await?,
+                ))
+            };
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                result = round => result,
+            };
+            match result {
+                Ok(Some((done, failed))) => {
+                    metrics
+                        .followed
+                        .with_label_values(&["failed"])
+                        .inc_by(failed);
+                    for item in &done {
+                        metrics
+                            .time_to_complete
+                            .with_label_values(&[item.kind.as_str()])
+                            .observe(item.seconds);
+                        tracing::info!(kind = item.kind.as_str(), target = %item.target, seconds = item.seconds, "purge complete at the edge");
+                    }
+                    metrics
+                        .followed
+                        .with_label_values(&["complete"])
+                        .inc_by(done.len() as u64);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(error = %error, "cannot follow the CDN tasks"),
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(config.interval) => {}
+        }
+    }
+}
+
+fn time_of(ts: Ts) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts.0) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Each object type with open tasks, and the creation time of its oldest.
+pub fn oldest_by_type(open: &[OpenCdnTask]) -> Vec<(&str, Ts)> {
+    let mut oldest: Vec<(&str, Ts)> = Vec::new();
+    for task in open {
+        match oldest.iter_mut().find(|(t, _)| *t == task.object_type) {
+            Some((_, at)) => *at = (*at).min(task.created_at),
+            None => oldest.push((task.object_type.as_str(), task.created_at)),
+        }
+    }
+    oldest.sort();
+    oldest
+}
+
+/// A URL without its scheme: VOD's documented examples list paths without one.
+fn without_scheme(url: &str) -> &str {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url)
+}
+
+/// The open tasks the listing reports done: a media ID's task by its ID (and object type), a
+/// file's or directory's by one of its call's IDs and its URL. Tasks the listing does not name,
+/// or names in another state, are left open.
+pub fn matches(open: &[OpenCdnTask], listed: &[CdnTask]) -> Vec<CdnTaskUpdate> {
+    let mut by_id: HashMap<(&str, &str), Vec<&CdnTask>> = HashMap::new();
+    for task in listed {
+        if matches!(task.status.as_str(), "Complete" | "Failed") {
+            by_id
+                .entry((task.object_type.as_str(), task.task_id.as_str()))
+                .or_default()
+                .push(task);
+        }
+    }
+    open.iter()
+        .filter_map(|task| {
+            let found = task.task_ids.split(',').map(str::trim).find_map(|id| {
+                by_id
+                    .get(&(task.object_type.as_str(), id))?
+                    .iter()
+                    .find(|l| {
+                        task.kind == TargetKind::Media
+                            || without_scheme(&l.object_path) == without_scheme(&task.path)
+                    })
+            })?;
+            Some(CdnTaskUpdate {
+                job_id: task.job_id.clone(),
+                target: task.target.clone(),
+                path: task.path.clone(),
+                status: found.status.clone(),
+                description: found.description.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(kind: TargetKind, object_type: &str, ids: &str, path: &str, at: i64) -> OpenCdnTask {
+        OpenCdnTask {
+            job_id: "j".into(),
+            target: path.into(),
+            path: path.into(),
+            task_ids: ids.into(),
+            object_type: object_type.into(),
+            kind,
+            created_at: Ts(at),
+        }
+    }
+
+    fn listed(id: &str, object_type: &str, path: &str, status: &str) -> CdnTask {
+        CdnTask {
+            task_id: id.into(),
+            object_path: path.into(),
+            object_type: object_type.into(),
+            status: status.into(),
+            description: if status == "Failed" {
+                "Origin Timeout".into()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    #[test]
+    fn listed_tasks_are_matched_by_id_and_for_urls_by_path() {
+        use TargetKind::{Directory, File, Media};
+        let a = "https://cdn.example.com/a.jpg";
+        let b = "https://cdn.example.com/b.jpg";
+        let tasks = [
+            open(File, "file", "10,11", a, 5),
+            open(File, "file", "10,11", b, 5),
+            open(
+                Media,
+                "file",
+                "77",
+                "https://cdn.example.com/v/play.m3u8",
+                3,
+            ),
+            open(
+                Directory,
+                "directory",
+                "12",
+                "https://cdn.example.com/d/",
+                9,
+            ),
+        ];
+        let listing = [
+            // The URLs of one domain share an ID; the path says which is which.
+            listed("11", "file", "cdn.example.com/a.jpg", "Complete"),
+            listed("11", "file", "https://cdn.example.com/b.jpg", "Failed"),
+            // A media ID's play URL: its own ID, whatever path VOD reports.
+            listed("77", "file", "http://other/path.m3u8", "Complete"),
+            // Another object type with the same ID is another task.
+            listed("12", "file", "https://cdn.example.com/d/", "Complete"),
+            listed(
+                "12",
+                "directory",
+                "https://cdn.example.com/d/",
+                "Refreshing",
+            ),
+        ];
+        let got: Vec<(String, String)> = matches(&tasks, &listing)
+            .into_iter()
+            .map(|u| (u.path, u.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (a.to_owned(), "Complete".to_owned()),
+                (b.to_owned(), "Failed".to_owned()),
+                (
+                    "https://cdn.example.com/v/play.m3u8".to_owned(),
+                    "Complete".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            oldest_by_type(&tasks),
+            [("directory", Ts(9)), ("file", Ts(3))]
+        );
+    }
+}

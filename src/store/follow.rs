@@ -1,0 +1,276 @@
+//! Following purges to the edge: the CDN tasks of each job item, until the CDN reports them
+//! done. One body for both backends (see [`sql`](super::sql)); tasks are added by
+//! [`Store::record_success`] (a URL call's) and [`Store::record_check`] (a media ID's, once
+//! `GetMediaRefreshJobs` names them).
+
+use super::Store;
+use super::rows::{self, StoreRow};
+use super::types::*;
+use crate::domain::Ts;
+
+/// A task still followed: last read `Pending` or `Refreshing`, and within its deadline.
+const OPEN: &str = "status IN ('Pending', 'Refreshing')";
+
+/// What became of an item, from the states of its tasks: `Some(Ok)` when every task completed,
+/// `Some(Err(reason))` when none is open and one failed, `None` while one is open.
+pub fn item_state<'a>(
+    tasks: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Option<Result<(), String>> {
+    let mut failed = None;
+    for (status, description) in tasks {
+        match status {
+            "Complete" => {}
+            "Failed" => {
+                failed.get_or_insert_with(|| {
+                    description
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or("the CDN task failed")
+                        .to_owned()
+                });
+            }
+            // Open, or past the deadline unread: not complete.
+            "Expired" => {
+                failed.get_or_insert_with(|| "the CDN did not report the task done in time".into());
+            }
+            _ => return None,
+        }
+    }
+    Some(failed.map_or(Ok(()), Err))
+}
+
+impl Store {
+    /// The tasks still followed, the oldest first (at most `limit`).
+    pub async fn open_cdn_tasks(
+        &self,
+        now: Ts,
+        limit: usize,
+    ) -> Result<Vec<OpenCdnTask>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows = sqlx::query(sql.sql(&format!(
+                "SELECT t.job_id, t.target, t.path, t.task_ids, t.object_type, t.created_at, j.task
+                 FROM cdn_tasks t JOIN jobs j ON j.id = t.job_id
+                 WHERE t.{OPEN} AND t.follow_until > $1
+                 ORDER BY t.created_at, t.job_id LIMIT $2"
+            )))
+            .bind(now.0)
+            .bind(limit as i64)
+            .fetch_all(b.reads())
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(OpenCdnTask {
+                        job_id: row.text("job_id"),
+                        target: row.text("target"),
+                        path: row.text("path"),
+                        task_ids: row.text("task_ids"),
+                        object_type: row.text("object_type"),
+                        kind: rows::parse_task(&row.text("task"))?.kind(),
+                        created_at: Ts(row.int("created_at")),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Records what the CDN reported, in one transaction: each task's state; an item whose
+    /// tasks all completed becomes `complete` (with `done_at`); one with a failed task and none
+    /// open (or past `follow_until`, which this also closes) becomes `failed` with the CDN's
+    /// reason, and is sent once more in a new job (`resend`, within the job's `max_age`; a job
+    /// that is itself a resubmission is not resent). Returns the items that completed, and how
+    /// many failed.
+    pub async fn record_cdn_tasks(
+        &self,
+        updates: &[CdnTaskUpdate],
+        now: Ts,
+        resend: Option<CdnResend>,
+    ) -> Result<(Vec<Completed>, u64), StoreError> {
+        with_backend!(self, b, sql => {
+            let mut tx = b.begin_write().await?;
+            let mut touched: Vec<(String, String)> = Vec::new();
+            for update in updates {
+                sqlx::query(sql.sql(&format!(
+                    "UPDATE cdn_tasks SET status = $1, description = $2
+                     WHERE job_id = $3 AND target = $4 AND path = $5 AND {OPEN}"
+                )))
+                .bind(&update.status)
+                .bind(Some(update.description.as_str()).filter(|d| !d.is_empty()))
+                .bind(&update.job_id)
+                .bind(&update.target)
+                .bind(&update.path)
+                .execute(&mut *tx)
+                .await?;
+                let key = (update.job_id.clone(), update.target.clone());
+                if !touched.contains(&key) {
+                    touched.push(key);
+                }
+            }
+            // Past the deadline: no longer read, and the item is settled as it stands.
+            let expired = sqlx::query(sql.sql(&format!(
+                "SELECT DISTINCT job_id, target FROM cdn_tasks WHERE {OPEN} AND follow_until <= $1"
+            )))
+            .bind(now.0)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &expired {
+                let key = (row.text("job_id"), row.text("target"));
+                if !touched.contains(&key) {
+                    touched.push(key);
+                }
+            }
+            sqlx::query(sql.sql(&format!(
+                "UPDATE cdn_tasks SET status = 'Expired' WHERE {OPEN} AND follow_until <= $1"
+            )))
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            let mut completed = Vec::new();
+            let mut failed: Vec<(String, String)> = Vec::new();
+            for (job_id, target) in &touched {
+                let tasks = sqlx::query(sql.sql(
+                    "SELECT status, description FROM cdn_tasks WHERE job_id = $1 AND target = $2",
+                ))
+                .bind(job_id)
+                .bind(target)
+                .fetch_all(&mut *tx)
+                .await?;
+                let states: Vec<(String, Option<String>)> = tasks
+                    .iter()
+                    .map(|r| (r.text("status"), r.opt_text("description")))
+                    .collect();
+                let state = item_state(states.iter().map(|(s, d)| (s.as_str(), d.as_deref())));
+                let item = sqlx::query(sql.sql(
+                    "SELECT i.first_seen, j.task FROM job_items i JOIN jobs j ON j.id = i.job_id
+                     WHERE i.job_id = $1 AND i.media_id = $2 AND i.outcome IN ('sent', 'submitted')",
+                ))
+                .bind(job_id)
+                .bind(target)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (Some(state), Some(item)) = (state, item) else {
+                    continue;
+                };
+                match state {
+                    Ok(()) => {
+                        sqlx::query(sql.sql(
+                            "UPDATE job_items SET outcome = 'complete', done_at = $1
+                             WHERE job_id = $2 AND media_id = $3",
+                        ))
+                        .bind(now.0)
+                        .bind(job_id)
+                        .bind(target)
+                        .execute(&mut *tx)
+                        .await?;
+                        completed.push(Completed {
+                            kind: rows::parse_task(&item.text("task"))?.kind(),
+                            target: target.clone(),
+                            seconds: now.since(Ts(item.int("first_seen"))).as_secs_f64(),
+                        });
+                    }
+                    Err(reason) => {
+                        sqlx::query(sql.sql(
+                            "UPDATE job_items SET outcome = 'failed', error_code = 'CdnTaskFailed', error_message = $1
+                             WHERE job_id = $2 AND media_id = $3",
+                        ))
+                        .bind(&reason)
+                        .bind(job_id)
+                        .bind(target)
+                        .execute(&mut *tx)
+                        .await?;
+                        failed.push((job_id.clone(), target.clone()));
+                    }
+                }
+            }
+            if let Some(resend) = resend {
+                let mut jobs: Vec<&String> = failed.iter().map(|(j, _)| j).collect();
+                jobs.dedup();
+                for job_id in jobs {
+                    let targets: Vec<String> = failed
+                        .iter()
+                        .filter(|(j, _)| j == job_id)
+                        .map(|(_, t)| t.clone())
+                        .collect();
+                    let job = sqlx::query(sql.sql(
+                        "SELECT budget_from, resubmission_of FROM jobs WHERE id = $1",
+                    ))
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let within = now.since(Ts(job.int("budget_from"))) <= resend.max_age;
+                    if !within || job.opt_text("resubmission_of").is_some() {
+                        continue;
+                    }
+                    let new_id = uuid::Uuid::now_v7().to_string();
+                    sqlx::query(sql.sql(super::checks::RESUBMISSION_JOB))
+                        .bind(&new_id)
+                        .bind(now.0)
+                        .bind(now.0)
+                        .bind(job_id)
+                        .bind(None::<String>)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql.sql(&format!(
+                        "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events)
+                         SELECT $1, ROW_NUMBER() OVER (ORDER BY position) - 1, media_id, 'pending', first_seen, events
+                         FROM job_items WHERE job_id = $2 AND media_id IN {}",
+                        sql.json_strings(3)
+                    )))
+                    .bind(&new_id)
+                    .bind(job_id)
+                    .bind(super::sql::json_list(&targets))
+                    .execute(&mut *tx)
+                    .await?;
+                    tracing::info!(job_id = %job_id, resubmission = %new_id, targets = targets.len(),
+                        "targets whose CDN task failed are sent once more");
+                }
+            }
+            tx.commit().await?;
+            Ok((completed, failed.len() as u64))
+        })
+    }
+
+    /// How long the items completed since `since` took, from their first acknowledged event to
+    /// `complete`, in seconds (for the figures of the last hour).
+    pub async fn completion_times(&self, since: Ts) -> Result<Vec<f64>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows = sqlx::query(sql.sql(
+                "SELECT done_at - first_seen AS took FROM job_items WHERE done_at >= $1",
+            ))
+            .bind(since.0)
+            .fetch_all(b.reads())
+            .await?;
+            Ok(rows.iter().map(|r| r.int("took") as f64 / 1000.0).collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_is_done_when_no_task_is_open() {
+        let failed = Some("Origin Timeout");
+        for (tasks, want) in [
+            (vec![("Complete", None)], Some(Ok(()))),
+            (vec![("Complete", None), ("Refreshing", None)], None),
+            (vec![("Pending", None), ("Failed", failed)], None),
+            (
+                vec![("Complete", None), ("Failed", failed)],
+                Some(Err("Origin Timeout".to_owned())),
+            ),
+            (
+                vec![("Failed", Some(""))],
+                Some(Err("the CDN task failed".to_owned())),
+            ),
+            (
+                vec![("Complete", None), ("Expired", None)],
+                Some(Err(
+                    "the CDN did not report the task done in time".to_owned()
+                )),
+            ),
+            (vec![], Some(Ok(()))),
+        ] {
+            assert_eq!(item_state(tasks.clone()), want, "{tasks:?}");
+        }
+    }
+}
