@@ -134,6 +134,7 @@ fn demo(listen: String, sim_listen: String, db: String) -> anyhow::Result<()> {
         credentials = "config"
         access_key_id = "testid"
         access_key_secret = "testsecret"
+        cdn_domains = ["cdn.example.com"]
         [[sources]]
         name = "cms"
         auth = "bearer"
@@ -145,7 +146,7 @@ fn demo(listen: String, sim_listen: String, db: String) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let sim_listener = std::net::TcpListener::bind(&sim_listen)
             .with_context(|| format!("cannot listen on {sim_listen} for the simulator"))?;
-        let sim = vod_purge::sim::start_with_listener(sim_listener, vod_purge::sim::SimConfig { quota_refresh: 1_000_000, quota_preload: 1_000_000, ..Default::default() }).await?;
+        let sim = vod_purge::sim::start_with_listener(sim_listener, vod_purge::sim::SimConfig { quota_refresh: 1_000_000, quota_preload: 1_000_000, cdn_domains: vec!["cdn.example.com".into()], ..Default::default() }).await?;
         let app = Application::build(settings).await?;
         println!("vod-purge demo");
         println!("  service:   http://{listen}   (admin token: demo-token; webhook source \"cms\", bearer demo-secret)");
