@@ -6,6 +6,8 @@
 --     pool  IDs drawn uniformly from a pool of POOL (default 100000): mostly merges
 --     zipf  IDs drawn from the same pool with Zipf skew ZIPF_S (default 1.1): most events on a
 --           few thousand IDs, as CMS traffic is (editors save the same video again and again)
+--     urls  two file URLs on cdn.example.com, new on every request (a cover and a subtitle
+--           file): the same as new, through URL validation and normalisation
 
 local token = os.getenv("TOKEN") or "bench-secret"
 local source = os.getenv("SOURCE") or "cms"
@@ -69,6 +71,11 @@ function request()
       counter = counter + 1
       local id = run .. "-" .. tid .. "-" .. counter
       a, b = id .. "a", id .. "b"
+   end
+   if workload == "urls" then
+      local base = "https://cdn.example.com/videos/"
+      local body = '{"urls": ["' .. base .. a .. '/cover.jpg", "' .. base .. b .. '/en.vtt"], "task": "Refresh"}'
+      return wrk.format(nil, nil, nil, body)
    end
    local body = '{"media_ids": ["' .. a .. '", "' .. b .. '"], "task": "Refresh"}'
    return wrk.format(nil, nil, nil, body)

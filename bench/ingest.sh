@@ -9,6 +9,8 @@
 #         at least 0.8 of the new-ID workload)
 #   zipf  the same pool with Zipf skew: most events on a few thousand IDs (target: at least the
 #         pool workload)
+#   urls  two file URLs new on every request (WORKLOADS="new urls"): URL bodies against media-ID
+#         bodies, as a ratio to the new-ID workload
 # Prints req/s, the ratios, and CPU per request for each.
 #
 # Environment: BIN (another vod-purge binary to measure, such as a baseline), WORKLOADS ("new pool zipf"), POOL (100000), ZIPF_S (1.1), DURATION (10s), WARMUP
@@ -55,6 +57,7 @@ url = "sqlite://$WORK/store/vod-purge.db"
 # an hour after they arrive, so the flusher only polls.
 dry_run = true
 endpoint = "http://127.0.0.1:9"
+cdn_domains = ["cdn.example.com"]
 
 [queue]
 quiet = "1h"
@@ -228,13 +231,14 @@ for kind in workloads:
           f"{written:.1f} KiB written (WAL and answers) per request")
 
 queue = json.load(open(os.path.join(work, "queue.json")))
-answered_new = (sum(x["requests"] - x["non2xx"] for x in results.get("new", []))
+fresh = [k for k in workloads if k in ("new", "urls")]
+answered_new = (sum(x["requests"] - x["non2xx"] for k in fresh for x in results[k])
                 + warm_real["requests"] - warm_real["non2xx"] + 1)
 expected = 2 * answered_new
-pooled = [k for k in workloads if k != "new"]
+pooled = [k for k in workloads if k not in ("new", "urls")]
 # wrk counts the answers it read before its time ran out; the requests still open then (at most one
 # per connection and run) may have been stored as well.
-new_runs = 1 + (rounds if "new" in workloads else 0)
+new_runs = 1 + rounds * len(fresh)
 ceiling = expected + (pool if pooled else 0) + 2 * int(conns) * new_runs
 pending = queue.get("pending")
 ok = pending is not None and expected <= pending <= ceiling

@@ -32,9 +32,12 @@ use crate::vod::{self, CdnTask, REFRESH_TASKS_PAGE};
 
 /// Open tasks read from the store per round.
 const OPEN_LIMIT: usize = 10_000;
-/// Pages read per object type and status in one round: a round never runs away on an account
-/// with a flood of other tasks; the rest is read in the next round.
-const MAX_PAGES: u32 = 20;
+/// Pages read per object type and status in one round (10,000 tasks): a round never runs away
+/// on an account with a flood of other tasks. The daily quotas bound what an account can have
+/// in the window (2,000 URLs, 100 directories, 500 prefetches by default: about 50 pages a
+/// status), so a round normally reads the whole window. Tasks created in a burst share their
+/// second, so the window's start cannot skip those already recorded: every round reads them.
+const MAX_PAGES: u32 = 200;
 /// How far before the oldest open task the listing starts: the CDN stamps its tasks with its
 /// own clock, to the second.
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
@@ -77,7 +80,10 @@ pub async fn watch(
                         time_of(now + CLOCK_MARGIN),
                     );
                     for task_status in ["Complete", "Failed"] {
-                        for page in 1..=MAX_PAGES {
+                        // Newest first: the first page gives the count, then the pages are read
+                        // from the oldest end, where the open tasks are.
+                        let mut pages: Vec<u32> = vec![1];
+                        while let Some(page) = pages.pop() {
                             limiter.until_ready().await;
                             let answer = client
                                 .describe_vod_refresh_tasks(object_type, task_status, window, page)
@@ -97,18 +103,15 @@ pub async fn watch(
                                 }
                             };
                             last_error = None;
-                            let got = answer.tasks.len() as u64;
+                            if page == 1 {
+                                pages = later_pages(answer.total_count);
+                            }
                             listed.extend(answer.tasks.into_iter().map(|mut t| {
                                 if t.object_type.is_empty() {
                                     t.object_type = object_type.to_owned();
                                 }
                                 t
                             }));
-                            if got < u64::from(REFRESH_TASKS_PAGE)
-                                || u64::from(page * REFRESH_TASKS_PAGE) >= answer.total_count
-                            {
-                                break;
-                            }
                         }
                     }
                 }
@@ -158,6 +161,15 @@ pub async fn watch(
 fn time_of(ts: Ts) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts.0) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The pages after the first of a listing of `total` tasks that one round reads, in the order
+/// they are popped: the oldest (last) page first, at most [`MAX_PAGES`] in all. The oldest
+/// tasks are the ones still followed longest; once they are recorded the window starts later.
+pub fn later_pages(total: u64) -> Vec<u32> {
+    let last = u32::try_from(total.div_ceil(u64::from(REFRESH_TASKS_PAGE))).unwrap_or(u32::MAX);
+    let first = last.saturating_sub(MAX_PAGES - 2).max(2);
+    (first..=last).collect()
 }
 
 /// Each object type with open tasks, and the creation time of its oldest.
@@ -243,6 +255,25 @@ mod tests {
                 String::new()
             },
         }
+    }
+
+    #[test]
+    fn a_round_reads_the_first_page_and_then_the_oldest() {
+        for (total, want) in [
+            (0, vec![]),
+            (50, vec![]),
+            (51, vec![2]),
+            (150, vec![2, 3]),
+            (5_000, (2..=100).collect::<Vec<u32>>()),
+            // 400 pages: the oldest 199 after the first.
+            (20_000, (202..=400).collect::<Vec<u32>>()),
+        ] {
+            let pages = later_pages(total);
+            assert_eq!(pages, want, "{total}");
+            assert!(pages.len() < MAX_PAGES as usize);
+        }
+        // Popped from the end: the last page is read first.
+        assert_eq!(later_pages(150).pop(), Some(3));
     }
 
     #[test]

@@ -202,9 +202,9 @@
 
   function itemList(items) {
     return el('table', { class: 'jobs' },
-      el('thead', null, el('tr', null, el('th', null, 'media ID'), el('th', null, 'outcome'), el('th', null, 'events'), el('th', null, 'error'))),
+      el('thead', null, el('tr', null, el('th', null, 'media ID or URL'), el('th', null, 'outcome'), el('th', null, 'events'), el('th', null, 'error'))),
       el('tbody', null, ...items.map((i) => el('tr', null,
-        el('td', null, el('code', null, i.media_id)),
+        el('td', null, el('code', null, i.target || i.media_id)),
         el('td', { class: 'outcome-' + i.outcome }, i.outcome),
         el('td', null, i.events),
         el('td', { class: 'error' }, errorText(i.error))))));

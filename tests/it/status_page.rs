@@ -278,3 +278,44 @@ async fn the_page_is_locked_down_and_its_figures_are_in_the_api() {
     .await;
     app.stop().await;
 }
+
+/// A URL is searched like a media ID, and `?target=` and `?job=` links open a search and a job.
+#[tokio::test]
+async fn urls_are_searched_and_links_open_a_search_or_a_job() {
+    let Some(browser) = browser::launch("urls_are_searched_and_links_open_a_search_or_a_job").await
+    else {
+        return;
+    };
+    let app = crate::targets::spawn_cdn("", crate::targets::cdn_sim()).await;
+    let cover = crate::targets::url("linked/cover.jpg");
+    assert_eq!(app.purge(json!({"urls": [cover]})).await.status(), 202);
+    crate::targets::wait_for_outcome(&app, &cover, "complete").await;
+    let spelled = cover.replace("cdn.example.com", "CDN.example.com");
+    let link: String = form_urlencoded::byte_serialize(spelled.as_bytes()).collect();
+    browser
+        .goto(&format!("{}/ui/?target={link}", app.address))
+        .await;
+    browser.wait_text("#notice", "admin token").await;
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#token-form button").await;
+    let found = browser.wait_text("#media", "complete").await;
+    assert!(found.contains("File") && found.contains(&cover), "{found}");
+    // The time to purge of the last hour is on the page.
+    let figures = browser.wait_text("#q-complete", " / ").await;
+    assert!(!figures.contains('–'), "{figures}");
+
+    let job = app.get_json("/jobs").await["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser
+        .goto(&format!("{}/ui/?job={job}", app.address))
+        .await;
+    let opened = browser.wait_text("#job", &job).await;
+    assert!(
+        opened.contains("FileRefresh") && opened.contains(&cover),
+        "{opened}"
+    );
+    browser.quit().await;
+    app.stop().await;
+}

@@ -16,6 +16,7 @@
 
 mod calls;
 mod checks;
+mod follow;
 mod handover;
 mod holds;
 mod service;

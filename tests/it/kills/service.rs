@@ -76,6 +76,8 @@ impl Service {
                 quota_probe_interval = "{probe_interval}"
                 urgent_quota_reserve = "0%"
                 check_after = "{check_after}"
+                cdn_domains = ["cdn.example.com"]
+                follow_interval = "200ms"
                 [queue]
                 quiet = "100ms"
                 max_wait = "1s"
@@ -154,6 +156,19 @@ impl Service {
     }
 
     /// An admin `GET` of `path`, as JSON.
+    /// Posts a native body to the `cms` source, which must answer `202`.
+    pub async fn post_body(&self, body: &Value) {
+        let response = self
+            .http
+            .post(format!("{}/webhooks/cms", self.address))
+            .bearer_auth(SOURCE_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{body}");
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let response = self
             .http

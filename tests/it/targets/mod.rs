@@ -394,3 +394,127 @@ async fn a_call_refused_as_too_large_lowers_the_batch_for_good() {
     let page = app.get_json("/jobs?status=succeeded").await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 1, "one job: {page}");
 }
+
+#[test]
+fn bad_url_settings_are_refused_naming_their_key() {
+    let base = "[store]\nurl = \"sqlite://unused.db\"\n";
+    for (extra, key, why) in [
+        (
+            "[vod]\ncdn_domains = [\"https://cdn.example.com\"]",
+            "cdn_domains",
+            "host name",
+        ),
+        (
+            "[vod]\ncdn_domains = [\"cdn.example.com/videos\"]",
+            "cdn_domains",
+            "host name",
+        ),
+        (
+            "[vod]\nurls_per_call = 0",
+            "vod.urls_per_call",
+            "outside 1 to 1000",
+        ),
+        (
+            "[vod]\nurls_per_call = 1001",
+            "vod.urls_per_call",
+            "outside 1 to 1000",
+        ),
+        (
+            "[vod]\nurl_requests_per_second = 0",
+            "vod.url_requests_per_second",
+            "outside 1 to 50",
+        ),
+        ("[vod]\nfollow_for = \"4d\"", "vod.follow_for", "3 days"),
+        (
+            "[[sources]]\nname = \"s\"\nauth = \"none\"\nformat = \"native\"\ninclude = [\"poster\"]",
+            "include",
+            "poster",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\nauth = \"none\"\nformat = \"native\"\nurl_pointers = [\"/a\"]",
+            "url_pointers",
+            "json-pointer",
+        ),
+    ] {
+        let error = vod_purge::config::Settings::from_toml(&format!("{base}{extra}"))
+            .err()
+            .unwrap_or_else(|| panic!("{extra} is accepted"))
+            .to_string();
+        assert!(
+            error.contains(key) && error.contains(why),
+            "{extra}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn url_pointers_read_file_urls_from_a_cms_payload() {
+    let app = spawn_app(Spawn {
+        extra: format!(
+            "[queue]\nquiet = \"100ms\"\nlinger = \"50ms\"\n[vod]\ncdn_domains = [\"{CDN}\"]\n\
+             [[sources]]\nname = \"assets\"\nauth = \"none\"\nformat = \"json-pointer\"\n\
+             url_pointers = [\"/entry/cover/url\", \"/entry/subtitles/*/src\"]\n"
+        ),
+        sim: cdn_sim(),
+    })
+    .await;
+    let body = json!({"entry": {"cover": {"url": url("v9/cover.jpg")},
+                                "subtitles": [{"src": url("v9/en.vtt")}, {"src": url("v9/fr.vtt")}]}});
+    let answer = app
+        .http
+        .post(format!("{}/webhooks/assets", app.address))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    wait_until(
+        Duration::from_secs(20),
+        "the three files purged",
+        || async {
+            let sent: Vec<String> = object_calls(&app, "RefreshVodObjectCaches")
+                .iter()
+                .flat_map(|c| c.object_paths.clone())
+                .collect();
+            sent.len() == 3
+        },
+    )
+    .await;
+    // A URL on another host refuses the delivery whole.
+    let body = json!({"entry": {"cover": {"url": "https://elsewhere.example.org/x.jpg"}}});
+    let answer = app
+        .http
+        .post(format!("{}/webhooks/assets", app.address))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422);
+}
+
+#[tokio::test]
+async fn an_offline_domain_fails_the_job_with_vods_message() {
+    let app = spawn_cdn(
+        "",
+        SimConfig {
+            offline_domains: vec![CDN.into()],
+            ..cdn_sim()
+        },
+    )
+    .await;
+    assert_eq!(
+        app.purge(json!({"urls": [url("a.jpg")]})).await.status(),
+        202
+    );
+    wait_until(Duration::from_secs(20), "the job failed", || async {
+        let page = app.get_json("/jobs?status=failed").await;
+        page["jobs"].as_array().is_some_and(|j| !j.is_empty())
+    })
+    .await;
+    let page = app.get_json("/jobs?status=failed").await;
+    assert_eq!(
+        page["jobs"][0]["error"]["code"], "InvalidDomain.Offline",
+        "{page}"
+    );
+    assert_eq!(page["jobs"][0]["attempts"], 1, "not retried: {page}");
+}
