@@ -75,7 +75,7 @@ impl Store {
     /// Records what the CDN reported, in one transaction: each task's state; an item whose
     /// tasks all completed becomes `complete` (with `done_at`); one with a failed task and none
     /// open (or past `follow_until`, which this also closes) becomes `failed` with the CDN's
-    /// reason, and is sent once more in a new job (`resend`, within the job's `max_age`; a job
+    /// reason; a settled item's rows are deleted; and is sent once more in a new job (`resend`, within the job's `max_age`; a job
     /// that is itself a resubmission is not resent). Returns the items that completed, and how
     /// many failed.
     pub async fn record_cdn_tasks(
@@ -146,7 +146,16 @@ impl Store {
                 .bind(target)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let (Some(state), Some(item)) = (state, item) else {
+                let Some(state) = state else {
+                    continue;
+                };
+                // Settled: the item's rows have said all they can.
+                sqlx::query(sql.sql("DELETE FROM cdn_tasks WHERE job_id = $1 AND target = $2"))
+                    .bind(job_id)
+                    .bind(target)
+                    .execute(&mut *tx)
+                    .await?;
+                let Some(item) = item else {
                     continue;
                 };
                 match state {
