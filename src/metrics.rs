@@ -218,7 +218,7 @@ impl Metrics {
             followed: counter_vec(
                 &r,
                 "followed_items_total",
-                "Items followed to the edge, by result (complete, failed)",
+                "Items followed to the edge, by result (complete, failed, unconfirmed)",
                 &["result"],
             ),
             follow_errors: counter_vec(

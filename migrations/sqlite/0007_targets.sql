@@ -3,8 +3,11 @@
 -- DirectoryRefresh are new), and the target column (media_id) holds the normalised URL of a file
 -- or directory. Quota holds are per daily quota, which several tasks may share (a media ID's play
 -- URLs and files spend the same URL quota): quota names it (Refresh, Preload or Directory).
-ALTER TABLE jobs ADD COLUMN quota TEXT NOT NULL DEFAULT 'Refresh';
-UPDATE jobs SET quota = 'Preload' WHERE task = 'Preload';
+-- Computed from the task, so that every writer, a process of the previous release during a
+-- rolling update included, files a job under its quota.
+ALTER TABLE jobs ADD COLUMN quota TEXT GENERATED ALWAYS AS (CASE task
+    WHEN 'Preload' THEN 'Preload' WHEN 'FilePreload' THEN 'Preload'
+    WHEN 'DirectoryRefresh' THEN 'Directory' ELSE 'Refresh' END) VIRTUAL;
 DROP INDEX jobs_held;
 CREATE INDEX jobs_held ON jobs (quota, next_attempt_at) WHERE status = 'held';
 
@@ -16,6 +19,8 @@ CREATE INDEX jobs_held ON jobs (quota, next_attempt_at) WHERE status = 'held';
 CREATE TABLE cdn_tasks (
     job_id       TEXT    NOT NULL,
     target       TEXT    NOT NULL,
+    -- The play URL of a media ID's task; empty for a file or directory, whose URL is the target
+    -- (a URL of up to 2,048 bytes is stored once, within an index entry's limit).
     path         TEXT    NOT NULL,
     task_ids     TEXT    NOT NULL,
     object_type  TEXT    NOT NULL,

@@ -368,6 +368,13 @@ async fn enqueue(
                     }
                     // Its cover and snapshots: looked up by the flusher, then purged by URL.
                     if request.include_cover {
+                        if !request.task.tasks().contains(&TaskType::Refresh) {
+                            return Err(ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "unknown_task",
+                                "include cover purges the cover and snapshots: it needs task Refresh or RefreshThenPreload".to_owned(),
+                            ));
+                        }
                         if state.settings.vod.cdn_domains.is_empty() {
                             let e = crate::domain::UrlError::Disabled;
                             return Err(ApiError::new(

@@ -27,7 +27,7 @@ fn unknown_job(id: &str) -> ApiError {
 /// media ID as given.
 pub(crate) fn stored_target(state: &AppState, target: &str) -> Result<String, ApiError> {
     let trimmed = target.trim();
-    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+    if !is_url(trimmed) {
         return Ok(target.to_owned());
     }
     let kind = if trimmed.ends_with('/') {
@@ -41,6 +41,12 @@ pub(crate) fn stored_target(state: &AppState, target: &str) -> Result<String, Ap
         .cdn_domains
         .normalise(trimmed, kind)
         .map_err(|e| invalid_query(format!("target: {e}")))
+}
+
+/// Whether a target names a URL (`http://` or `https://`, in any case) rather than a media ID.
+pub(crate) fn is_url(target: &str) -> bool {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
 }
 
 /// List jobs, newest first.

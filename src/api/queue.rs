@@ -51,7 +51,7 @@ pub async fn target(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize_read(&req)?;
     let raw = query.into_inner().url;
-    if !(raw.trim().starts_with("http://") || raw.trim().starts_with("https://")) {
+    if !crate::api::jobs::is_url(raw.trim()) {
         return Err(ApiError::bad_request(
             "invalid_query",
             "url must be an http(s) URL; a media ID is looked up with /media/{id}".to_owned(),

@@ -202,6 +202,28 @@ impl RequestedTask {
 mod tests {
     use super::*;
 
+    /// The migrations compute a job's quota from its task in SQL (so that every writer files it
+    /// rightly): the same mapping as [`TaskType::quota`].
+    #[test]
+    fn the_migrations_file_each_task_under_its_quota() {
+        for migration in [
+            include_str!("../../migrations/sqlite/0007_targets.sql"),
+            include_str!("../../migrations/postgres/0005_targets.sql"),
+        ] {
+            for task in TaskType::ALL {
+                let rule = format!("WHEN '{task}' THEN '{}'", task.quota());
+                let named = migration.contains(&format!("WHEN '{task}' THEN"));
+                assert_eq!(
+                    named,
+                    task.quota() != Quota::Refresh,
+                    "{task}: only tasks outside the Refresh quota are named"
+                );
+                assert!(!named || migration.contains(&rule), "{rule}");
+            }
+            assert!(migration.contains("ELSE 'Refresh' END"));
+        }
+    }
+
     #[test]
     fn parse_table() {
         for (raw, want) in [

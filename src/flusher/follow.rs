@@ -130,11 +130,14 @@ pub async fn watch(
                 result = round => result,
             };
             match result {
-                Ok(Some((done, failed))) => {
-                    metrics
-                        .followed
-                        .with_label_values(&["failed"])
-                        .inc_by(failed);
+                Ok(Some(outcome)) => {
+                    let done = outcome.completed;
+                    for (result, n) in [
+                        ("failed", outcome.failed),
+                        ("unconfirmed", outcome.unconfirmed),
+                    ] {
+                        metrics.followed.with_label_values(&[result]).inc_by(n);
+                    }
                     for item in &done {
                         metrics
                             .time_to_complete
@@ -192,9 +195,10 @@ fn without_scheme(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// The open tasks the listing reports done: a media ID's task by its ID (and object type), a
-/// file's or directory's by one of its call's IDs and its URL. Tasks the listing does not name,
-/// or names in another state, are left open.
+/// The open tasks the listing reports done: by one of their IDs (and the object type) and their
+/// URL; a media ID's task by its ID alone where the listing has a single task of that ID (VOD
+/// may report a play URL in another form than `SuccessPlayUrls` named it). Tasks the listing
+/// does not name, or names in another state, are left open.
 pub fn matches(open: &[OpenCdnTask], listed: &[CdnTask]) -> Vec<CdnTaskUpdate> {
     let mut by_id: HashMap<(&str, &str), Vec<&CdnTask>> = HashMap::new();
     for task in listed {
@@ -208,12 +212,12 @@ pub fn matches(open: &[OpenCdnTask], listed: &[CdnTask]) -> Vec<CdnTaskUpdate> {
     open.iter()
         .filter_map(|task| {
             let found = task.task_ids.split(',').map(str::trim).find_map(|id| {
-                by_id
-                    .get(&(task.object_type.as_str(), id))?
+                let same_id = by_id.get(&(task.object_type.as_str(), id))?;
+                same_id
                     .iter()
-                    .find(|l| {
-                        task.kind == TargetKind::Media
-                            || without_scheme(&l.object_path) == without_scheme(&task.path)
+                    .find(|l| without_scheme(&l.object_path) == without_scheme(&task.url))
+                    .or_else(|| {
+                        (task.kind == TargetKind::Media && same_id.len() == 1).then(|| &same_id[0])
                     })
             })?;
             Some(CdnTaskUpdate {
@@ -235,7 +239,12 @@ mod tests {
         OpenCdnTask {
             job_id: "j".into(),
             target: path.into(),
-            path: path.into(),
+            path: if kind == TargetKind::Media {
+                path.into()
+            } else {
+                String::new()
+            },
+            url: path.into(),
             task_ids: ids.into(),
             object_type: object_type.into(),
             kind,
@@ -298,6 +307,9 @@ mod tests {
                 "https://cdn.example.com/d/",
                 9,
             ),
+            open(Media, "file", "78", "https://cdn.example.com/v/hd.mp4", 4),
+            // Not listed under its URL, and its ID is shared: left open.
+            open(Media, "file", "78", "https://cdn.example.com/v/4k.mp4", 4),
         ];
         let listing = [
             // The URLs of one domain share an ID; the path says which is which.
@@ -305,6 +317,9 @@ mod tests {
             listed("11", "file", "https://cdn.example.com/b.jpg", "Failed"),
             // A media ID's play URL: its own ID, whatever path VOD reports.
             listed("77", "file", "http://other/path.m3u8", "Complete"),
+            // Play URLs sharing an ID: each by its URL.
+            listed("78", "file", "https://cdn.example.com/v/sd.mp4", "Failed"),
+            listed("78", "file", "https://cdn.example.com/v/hd.mp4", "Complete"),
             // Another object type with the same ID is another task.
             listed("12", "file", "https://cdn.example.com/d/", "Complete"),
             listed(
@@ -316,7 +331,7 @@ mod tests {
         ];
         let got: Vec<(String, String)> = matches(&tasks, &listing)
             .into_iter()
-            .map(|u| (u.path, u.status))
+            .map(|u| (u.target, u.status))
             .collect();
         assert_eq!(
             got,
@@ -325,6 +340,10 @@ mod tests {
                 (b.to_owned(), "Failed".to_owned()),
                 (
                     "https://cdn.example.com/v/play.m3u8".to_owned(),
+                    "Complete".to_owned()
+                ),
+                (
+                    "https://cdn.example.com/v/hd.mp4".to_owned(),
                     "Complete".to_owned()
                 ),
             ]

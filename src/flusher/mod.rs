@@ -516,10 +516,13 @@ impl Flusher {
     }
 
     fn start(&self, job: Job, slot: OwnedSemaphorePermit) {
-        self.inner
-            .status
-            .quota
-            .sent(job.task.quota(), job.items.len() as u64);
+        // A cover lookup spends no quota; the purges it queues do.
+        if job.task != TaskType::ResolveCovers {
+            self.inner
+                .status
+                .quota
+                .sent(job.task.quota(), job.items.len() as u64);
+        }
         let flusher = self.clone();
         self.inner.calls.spawn(async move {
             flusher.send(job).await;

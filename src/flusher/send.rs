@@ -29,7 +29,7 @@ impl Flusher {
                 Ok(Success::default())
             }
             Sender::Vod(client) if job.task == TaskType::ResolveCovers => {
-                match self.resolve_covers(client, &ids).await {
+                match self.resolve_covers(client, &ids, job.priority).await {
                     Ok(result) => result,
                     // Not recorded: the lease runs out and the lookup is made again.
                     Err(error) => {
@@ -150,7 +150,7 @@ impl Flusher {
     ) -> Result<Success, VodError> {
         let mut task_ids: Vec<String> = Vec::new();
         let mut request_id = None;
-        let mut done = 0;
+        let (mut done, mut calls) = (0, 0);
         while done < paths.len() {
             let size = self.batch_size(task).max(1);
             let chunk = &paths[done..(done + size).min(paths.len())];
@@ -158,6 +158,11 @@ impl Flusher {
                 paths: chunk.to_vec(),
                 task,
             };
+            // The claim's permit paid for the first call; each later one takes its own.
+            if calls > 0 {
+                self.limiter(task).acquire().await;
+            }
+            calls += 1;
             self.limiter(task).depart().await;
             *started = tokio::time::Instant::now();
             match client.refresh_object_caches(&request).await {
@@ -200,6 +205,7 @@ impl Flusher {
         &self,
         client: &crate::vod::Client,
         ids: &[String],
+        priority: Priority,
     ) -> Result<Result<Success, VodError>, StoreError> {
         let inner = &self.inner;
         let mut urls: Vec<String> = Vec::new();
@@ -243,6 +249,9 @@ impl Flusher {
         }
         let mut items = Vec::new();
         for url in &urls {
+            // A signed URL (URL signing on the domain) carries its signature in the query: the
+            // object is the same, and the signature must not be stored.
+            let url = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
             match inner.config.cdn_domains.normalise(url, TargetKind::File) {
                 Ok(url) if !items.iter().any(|i: &NewItem| i.media_id.as_str() == url) => items
                     .push(NewItem {
@@ -251,7 +260,7 @@ impl Flusher {
                         options: PurgeOptions::default(),
                         fingerprint: PurgeOptions::default().fingerprint(),
                         debounce: Debounce::for_covers(),
-                        priority: Priority::Normal,
+                        priority,
                     }),
                 Ok(_) => {}
                 Err(error) => {

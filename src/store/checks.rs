@@ -16,9 +16,9 @@ const COUNT_CHECK: &str = "UPDATE jobs SET checks = checks + 1, check_at = CASE
 /// The job that resends a checked job's failed IDs ($1 its id, $2 now, $3 when to send it,
 /// $4 the checked job, $5 the quota code when it starts held): same task, options and budget.
 pub(super) const RESUBMISSION_JOB: &str = "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
-                       updated_at, next_attempt_at, resubmission_of, priority, error_code, held_since, quota)
+                       updated_at, next_attempt_at, resubmission_of, priority, error_code, held_since)
      SELECT $1, task, fingerprint, options, CASE WHEN $5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, $2,
-            budget_from, $2, $3, id, priority, $5, CASE WHEN $5 IS NULL THEN NULL ELSE $2 END, quota
+            budget_from, $2, $3, id, priority, $5, CASE WHEN $5 IS NULL THEN NULL ELSE $2 END
      FROM jobs WHERE id = $4";
 
 impl Store {

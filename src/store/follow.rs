@@ -11,12 +11,23 @@ use crate::domain::Ts;
 /// A task still followed: last read `Pending` or `Refreshing`, and within its deadline.
 const OPEN: &str = "status IN ('Pending', 'Refreshing')";
 
-/// What became of an item, from the states of its tasks: `Some(Ok)` when every task completed,
-/// `Some(Err(reason))` when none is open and one failed, `None` while one is open.
+/// What became of an item whose tasks are all closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Every task completed.
+    Complete,
+    /// A task failed, for this reason: the item is sent once more.
+    Failed(String),
+    /// A task was not reported done within `vod.follow_for`: nothing says it failed, so it is
+    /// not sent again (a long prefetch, a listing VOD refused for a while).
+    Unconfirmed,
+}
+
+/// What became of an item, from the states of its tasks; `None` while one is open.
 pub fn item_state<'a>(
     tasks: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-) -> Option<Result<(), String>> {
-    let mut failed = None;
+) -> Option<Settled> {
+    let (mut failed, mut expired) = (None, false);
     for (status, description) in tasks {
         match status {
             "Complete" => {}
@@ -28,14 +39,15 @@ pub fn item_state<'a>(
                         .to_owned()
                 });
             }
-            // Open, or past the deadline unread: not complete.
-            "Expired" => {
-                failed.get_or_insert_with(|| "the CDN did not report the task done in time".into());
-            }
+            "Expired" => expired = true,
             _ => return None,
         }
     }
-    Some(failed.map_or(Ok(()), Err))
+    Some(match failed {
+        Some(reason) => Settled::Failed(reason),
+        None if expired => Settled::Unconfirmed,
+        None => Settled::Complete,
+    })
 }
 
 impl Store {
@@ -61,6 +73,9 @@ impl Store {
                     Ok(OpenCdnTask {
                         job_id: row.text("job_id"),
                         target: row.text("target"),
+                        url: Some(row.text("path"))
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or_else(|| row.text("target")),
                         path: row.text("path"),
                         task_ids: row.text("task_ids"),
                         object_type: row.text("object_type"),
@@ -75,17 +90,22 @@ impl Store {
     /// Records what the CDN reported, in one transaction: each task's state; an item whose
     /// tasks all completed becomes `complete` (with `done_at`); one with a failed task and none
     /// open (or past `follow_until`, which this also closes) becomes `failed` with the CDN's
-    /// reason; a settled item's rows are deleted; and is sent once more in a new job (`resend`, within the job's `max_age`; a job
-    /// that is itself a resubmission is not resent). Returns the items that completed, and how
-    /// many failed.
+    /// reason, one past `follow_for` with none failed `unconfirmed`; a settled item's rows are
+    /// deleted; and is sent once more in a new job (`resend`, within the job's `max_age`; a job
+    /// that is itself a resubmission is not resent). Returns what was settled.
     pub async fn record_cdn_tasks(
         &self,
         updates: &[CdnTaskUpdate],
         now: Ts,
         resend: Option<CdnResend>,
-    ) -> Result<(Vec<Completed>, u64), StoreError> {
+    ) -> Result<FollowOutcome, StoreError> {
         with_backend!(self, b, sql => {
             let mut tx = b.begin_write().await?;
+            // One recording at a time (a leader cut off and its successor): each settles what it
+            // sees with the other's rows committed.
+            if let Some(lock) = sql.follow_lock() {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
             let mut touched: Vec<(String, String)> = Vec::new();
             for update in updates {
                 sqlx::query(sql.sql(&format!(
@@ -125,6 +145,7 @@ impl Store {
             .await?;
             let mut completed = Vec::new();
             let mut failed: Vec<(String, String)> = Vec::new();
+            let mut unconfirmed = 0;
             for (job_id, target) in &touched {
                 let tasks = sqlx::query(sql.sql(
                     "SELECT status, description FROM cdn_tasks WHERE job_id = $1 AND target = $2",
@@ -158,35 +179,39 @@ impl Store {
                 let Some(item) = item else {
                     continue;
                 };
+                let (outcome, code, message) = match &state {
+                    Settled::Complete => ("complete", None, None),
+                    Settled::Failed(reason) => ("failed", Some("CdnTaskFailed"), Some(reason.as_str())),
+                    Settled::Unconfirmed => (
+                        "unconfirmed",
+                        Some("CdnTaskUnconfirmed"),
+                        Some("the CDN did not report the task done within vod.follow_for"),
+                    ),
+                };
+                let done = sqlx::query(sql.sql(
+                    "UPDATE job_items SET outcome = $1, error_code = $2, error_message = $3,
+                            done_at = CASE WHEN $1 = 'complete' THEN $4 ELSE NULL END
+                     WHERE job_id = $5 AND media_id = $6 AND outcome IN ('sent', 'submitted')",
+                ))
+                .bind(outcome)
+                .bind(code)
+                .bind(message)
+                .bind(now.0)
+                .bind(job_id)
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    continue;
+                }
                 match state {
-                    Ok(()) => {
-                        sqlx::query(sql.sql(
-                            "UPDATE job_items SET outcome = 'complete', done_at = $1
-                             WHERE job_id = $2 AND media_id = $3",
-                        ))
-                        .bind(now.0)
-                        .bind(job_id)
-                        .bind(target)
-                        .execute(&mut *tx)
-                        .await?;
-                        completed.push(Completed {
-                            kind: rows::parse_task(&item.text("task"))?.kind(),
-                            target: target.clone(),
-                            seconds: now.since(Ts(item.int("first_seen"))).as_secs_f64(),
-                        });
-                    }
-                    Err(reason) => {
-                        sqlx::query(sql.sql(
-                            "UPDATE job_items SET outcome = 'failed', error_code = 'CdnTaskFailed', error_message = $1
-                             WHERE job_id = $2 AND media_id = $3",
-                        ))
-                        .bind(&reason)
-                        .bind(job_id)
-                        .bind(target)
-                        .execute(&mut *tx)
-                        .await?;
-                        failed.push((job_id.clone(), target.clone()));
-                    }
+                    Settled::Complete => completed.push(Completed {
+                        kind: rows::parse_task(&item.text("task"))?.kind(),
+                        target: target.clone(),
+                        seconds: now.since(Ts(item.int("first_seen"))).as_secs_f64(),
+                    }),
+                    Settled::Failed(_) => failed.push((job_id.clone(), target.clone())),
+                    Settled::Unconfirmed => unconfirmed += 1,
                 }
             }
             if let Some(resend) = resend {
@@ -233,7 +258,11 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok((completed, failed.len() as u64))
+            Ok(FollowOutcome {
+                completed,
+                failed: failed.len() as u64,
+                unconfirmed,
+            })
         })
     }
 
@@ -259,25 +288,25 @@ mod tests {
     #[test]
     fn an_item_is_done_when_no_task_is_open() {
         let failed = Some("Origin Timeout");
+        let reason = |r: &str| Some(Settled::Failed(r.to_owned()));
         for (tasks, want) in [
-            (vec![("Complete", None)], Some(Ok(()))),
+            (vec![("Complete", None)], Some(Settled::Complete)),
             (vec![("Complete", None), ("Refreshing", None)], None),
             (vec![("Pending", None), ("Failed", failed)], None),
             (
                 vec![("Complete", None), ("Failed", failed)],
-                Some(Err("Origin Timeout".to_owned())),
+                reason("Origin Timeout"),
             ),
-            (
-                vec![("Failed", Some(""))],
-                Some(Err("the CDN task failed".to_owned())),
-            ),
+            (vec![("Failed", Some(""))], reason("the CDN task failed")),
             (
                 vec![("Complete", None), ("Expired", None)],
-                Some(Err(
-                    "the CDN did not report the task done in time".to_owned()
-                )),
+                Some(Settled::Unconfirmed),
             ),
-            (vec![], Some(Ok(()))),
+            (
+                vec![("Expired", None), ("Failed", failed)],
+                reason("Origin Timeout"),
+            ),
+            (vec![], Some(Settled::Complete)),
         ] {
             assert_eq!(item_state(tasks.clone()), want, "{tasks:?}");
         }

@@ -252,7 +252,7 @@ impl Store {
             if let Some(follow) = &success.follow {
                 sqlx::query(sql.sql(
                     "INSERT INTO cdn_tasks (job_id, target, path, task_ids, object_type, status, created_at, follow_until)
-                     SELECT job_id, media_id, media_id, $2, $3, 'Pending', $4, $5 FROM job_items WHERE job_id = $1",
+                     SELECT job_id, media_id, '', $2, $3, 'Pending', $4, $5 FROM job_items WHERE job_id = $1",
                 ))
                 .bind(id)
                 .bind(&follow.task_ids)

@@ -67,6 +67,15 @@ impl Dialect {
         }
     }
 
+    /// A transaction-scoped lock that serialises the recordings of CDN task reports (PostgreSQL;
+    /// SQLite has one writer).
+    pub(crate) fn follow_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(1987081586, 5)"),
+        }
+    }
+
     pub(crate) fn json_strings(self, n: usize) -> String {
         match self {
             Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),

@@ -122,6 +122,8 @@ pub enum ItemOutcome {
     SubmitFailed,
     /// Every CDN task of the target completed: the edge serves the new content.
     Complete,
+    /// Sent, but a CDN task was not reported done within `vod.follow_for`.
+    Unconfirmed,
 }
 
 impl ItemOutcome {
@@ -135,6 +137,7 @@ impl ItemOutcome {
             ItemOutcome::Submitted => "submitted",
             ItemOutcome::SubmitFailed => "submit_failed",
             ItemOutcome::Complete => "complete",
+            ItemOutcome::Unconfirmed => "unconfirmed",
         }
     }
 
@@ -148,6 +151,7 @@ impl ItemOutcome {
             "submitted" => ItemOutcome::Submitted,
             "submit_failed" => ItemOutcome::SubmitFailed,
             "complete" => ItemOutcome::Complete,
+            "unconfirmed" => ItemOutcome::Unconfirmed,
             _ => return None,
         })
     }
@@ -305,8 +309,10 @@ pub struct OpenCdnTask {
     pub job_id: String,
     /// The job item's target: a media ID, or the URL of a file or directory.
     pub target: String,
-    /// The URL the task purges.
+    /// The play URL of a media ID's task, as stored; empty for a file or directory.
     pub path: String,
+    /// The URL the task purges: `path`, or the target's.
+    pub url: String,
     /// The task's ID, or the IDs a URL call answered (comma-separated).
     pub task_ids: String,
     pub object_type: String,
@@ -324,6 +330,16 @@ pub struct CdnTaskUpdate {
     /// `Complete` or `Failed`.
     pub status: String,
     pub description: String,
+}
+
+/// What one recording of the CDN's reports settled.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FollowOutcome {
+    pub completed: Vec<Completed>,
+    /// Items with a failed task.
+    pub failed: u64,
+    /// Items with a task not reported done within `vod.follow_for`.
+    pub unconfirmed: u64,
 }
 
 /// An item whose CDN tasks all completed, with the time from its first acknowledged event.

@@ -35,7 +35,10 @@ on_each_backend! {
         .expect("the simulator starts");
         let knobs = Knobs::default();
         let mut first = Service::start(backing, 0, &sim.base_url(), &knobs).await;
-        let file = "https://cdn.example.com/followed/cover.jpg";
+        // A long URL (1,900 bytes): stored once in the key of its task row, within an index
+        // entry's limit on PostgreSQL.
+        let file = format!("https://cdn.example.com/followed/{}.jpg", "c".repeat(1_860));
+        let file = file.as_str();
         first
             .post_body(&json!({"media_ids": ["followed"], "urls": [file]}))
             .await;

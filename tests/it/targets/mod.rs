@@ -212,6 +212,10 @@ async fn a_foreign_host_or_a_bad_url_is_refused_and_nothing_is_stored() {
             json!({"directories": [url("d/")], "task": "Preload"}),
             "unknown_task",
         ),
+        (
+            json!({"media_ids": ["v"], "include": ["cover"], "task": "Preload"}),
+            "unknown_task",
+        ),
     ] {
         let answer = app.webhook(body.clone()).await;
         assert_eq!(answer.status(), 422, "{body}");
@@ -219,6 +223,10 @@ async fn a_foreign_host_or_a_bad_url_is_refused_and_nothing_is_stored() {
         assert_eq!(error["error"]["code"], code, "{body}: {error}");
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
+    let answer = app
+        .webhook(json!({"media_ids": ["v"], "include": ["poster"]}))
+        .await;
+    assert_eq!(answer.status(), 400, "only the cover can be included");
     let queue = app.get_json("/queue").await;
     assert_eq!(queue["pending"], 0, "{queue}");
 
