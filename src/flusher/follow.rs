@@ -73,7 +73,9 @@ pub async fn watch(
                 let now = Ts::now();
                 let open = store.open_cdn_tasks(now, OPEN_LIMIT).await?;
                 let mut listed: Vec<CdnTask> = Vec::new();
-                for (object_type, oldest) in oldest_by_type(&open) {
+                // A listing that fails ends the reading: what was read is recorded all the same,
+                // and the deadlines run.
+                'listing: for (object_type, oldest) in oldest_by_type(&open) {
                     let start = oldest.0.max(now.0 - LISTING_REACH.as_millis() as i64);
                     let window = (
                         time_of(Ts(start) - CLOCK_MARGIN),
@@ -99,7 +101,7 @@ pub async fn watch(
                                     } else {
                                         tracing::debug!(error = %error, "DescribeVodRefreshTasks failed again");
                                     }
-                                    return Ok::<_, crate::store::StoreError>(None);
+                                    break 'listing;
                                 }
                             };
                             last_error = None;
@@ -119,7 +121,7 @@ pub async fn watch(
                 let resend = CdnResend {
                     max_age: config.max_age,
                 };
-                Ok(Some(
+                Ok::<_, crate::store::StoreError>(Some(
                     store
                         .record_cdn_tasks(&updates, Ts::now(), Some(resend))
                         .await?,
