@@ -127,6 +127,7 @@ async fn due_ids(store: &Store, now: Ts) -> Vec<String> {
 
 mod claims;
 mod due_times;
+mod follow;
 mod holds;
 mod ingest;
 mod jobs;
