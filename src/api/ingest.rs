@@ -383,14 +383,12 @@ async fn enqueue(
                                 format!("include cover: {e}"),
                             ));
                         }
-                        items.push(NewItem {
-                            media_id: media_id.clone(),
-                            task: TaskType::ResolveCovers,
-                            options: PurgeOptions::default(),
-                            fingerprint: default_fingerprint(),
+                        items.push(NewItem::plain(
+                            media_id.clone(),
+                            TaskType::ResolveCovers,
                             debounce,
                             priority,
-                        });
+                        ));
                     }
                 }
                 Err(why) => {
@@ -432,14 +430,12 @@ async fn enqueue(
                     let Some(task) = TaskType::for_kind(task, kind) else {
                         continue;
                     };
-                    items.push(NewItem {
-                        media_id: MediaId::from_trusted(url.clone()),
+                    items.push(NewItem::plain(
+                        MediaId::from_trusted(url.clone()),
                         task,
-                        options: PurgeOptions::default(),
-                        fingerprint: default_fingerprint(),
                         debounce,
                         priority,
-                    });
+                    ));
                 }
             }
         }
@@ -462,15 +458,6 @@ async fn enqueue(
     }
     let receipt = commit(state, source, counters, delivery_id, items, rejected).await?;
     Ok(HttpResponse::build(answer).json(receipt))
-}
-
-/// The fingerprint of the default options, which every URL and directory item carries (the
-/// options of `RefreshMediaPlayUrls` do not apply to them).
-fn default_fingerprint() -> String {
-    static FINGERPRINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    FINGERPRINT
-        .get_or_init(|| PurgeOptions::default().fingerprint())
-        .clone()
 }
 
 /// Stores valid items in one commit (through the group committer) and returns the receipt.

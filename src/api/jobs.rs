@@ -25,22 +25,28 @@ fn unknown_job(id: &str) -> ApiError {
 
 /// A target as the store holds it: a URL normalised as ingest does (on `vod.cdn_domains`), a
 /// media ID as given.
-pub(crate) fn stored_target(state: &AppState, target: &str) -> Result<String, ApiError> {
-    let trimmed = target.trim();
-    if !is_url(trimmed) {
+fn stored_target(state: &AppState, target: &str) -> Result<String, ApiError> {
+    if !is_url(target.trim()) {
         return Ok(target.to_owned());
     }
+    url_target(state, target).map(|(_, url)| url)
+}
+
+/// A file URL, or a directory URL (ending in `/`), normalised as ingest stores it.
+pub(crate) fn url_target(state: &AppState, raw: &str) -> Result<(TargetKind, String), ApiError> {
+    let trimmed = raw.trim();
     let kind = if trimmed.ends_with('/') {
         TargetKind::Directory
     } else {
         TargetKind::File
     };
-    state
+    let url = state
         .settings
         .vod
         .cdn_domains
         .normalise(trimmed, kind)
-        .map_err(|e| invalid_query(format!("target: {e}")))
+        .map_err(|e| invalid_query(format!("target: {e}")))?;
+    Ok((kind, url))
 }
 
 /// Whether a target names a URL (`http://` or `https://`, in any case) rather than a media ID.

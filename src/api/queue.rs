@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::views::*;
-use crate::domain::{Quota, TargetKind, Ts};
+use crate::domain::{Quota, Ts};
 use crate::flusher::hold::allowance;
 use crate::store::JobFilter;
 
@@ -23,18 +23,30 @@ pub async fn media(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize_read(&req)?;
     let id = id.into_inner();
-    let pending = state.store.pending_for_media(&id).await?;
+    let (pending, jobs) = pending_and_jobs(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(MediaView {
+        media_id: id,
+        pending,
+        jobs,
+    }))
+}
+
+/// What is pending for a target (a media ID or a stored URL), and its 20 most recent jobs.
+async fn pending_and_jobs(
+    state: &AppState,
+    name: &str,
+) -> Result<(Vec<PendingView>, Vec<JobView>), ApiError> {
+    let pending = state.store.pending_for_media(name).await?;
     let filter = JobFilter {
-        media_id: Some(id.clone()),
+        media_id: Some(name.to_owned()),
         limit: 20,
         ..JobFilter::default()
     };
     let jobs = state.store.list_jobs(&filter).await?;
-    Ok(HttpResponse::Ok().json(MediaView {
-        media_id: id,
-        pending: pending.into_iter().map(PendingView::from).collect(),
-        jobs: jobs.into_iter().map(JobView::from).collect(),
-    }))
+    Ok((
+        pending.into_iter().map(PendingView::from).collect(),
+        jobs.into_iter().map(JobView::from).collect(),
+    ))
 }
 
 /// Pending state and recent jobs of one file or directory URL (normalised as ingest does, so any
@@ -57,24 +69,13 @@ pub async fn target(
             "url must be an http(s) URL; a media ID is looked up with /media/{id}".to_owned(),
         ));
     }
-    let url = crate::api::jobs::stored_target(&state, &raw)?;
-    let kind = if url.ends_with('/') {
-        TargetKind::Directory
-    } else {
-        TargetKind::File
-    };
-    let pending = state.store.pending_for_media(&url).await?;
-    let filter = JobFilter {
-        media_id: Some(url.clone()),
-        limit: 20,
-        ..JobFilter::default()
-    };
-    let jobs = state.store.list_jobs(&filter).await?;
+    let (kind, url) = crate::api::jobs::url_target(&state, &raw)?;
+    let (pending, jobs) = pending_and_jobs(&state, &url).await?;
     Ok(HttpResponse::Ok().json(TargetView {
         kind,
         target: url,
-        pending: pending.into_iter().map(PendingView::from).collect(),
-        jobs: jobs.into_iter().map(JobView::from).collect(),
+        pending,
+        jobs,
     }))
 }
 

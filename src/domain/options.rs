@@ -170,6 +170,15 @@ impl PurgeOptions {
         })
     }
 
+    /// The fingerprint of the default options (computed once), which every URL, directory and
+    /// cover item carries: the options of `RefreshMediaPlayUrls` do not apply to them.
+    pub fn default_fingerprint() -> String {
+        static FINGERPRINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        FINGERPRINT
+            .get_or_init(|| PurgeOptions::default().fingerprint())
+            .clone()
+    }
+
     /// A short stable hash of the canonical form; equal meanings give equal fingerprints.
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_string(self).expect("options serialise");

@@ -27,11 +27,14 @@ impl Ts {
         self.0
     }
 
+    /// The same instant as a date and time (UTC); `None` out of its range.
+    pub fn to_datetime(self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).ok()
+    }
+
     /// RFC 3339 form, for JSON answers.
     pub fn to_rfc3339(self) -> String {
-        let nanos = i128::from(self.0) * 1_000_000;
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .ok()
+        self.to_datetime()
             .and_then(|t| {
                 t.format(&time::format_description::well_known::Rfc3339)
                     .ok()

@@ -71,7 +71,11 @@ pub async fn watch(
             let round = async {
                 client.credentials().wait_until_usable().await;
                 let now = Ts::now();
-                let open = store.open_cdn_tasks(now, OPEN_LIMIT).await?;
+                let open = store.open_cdn_tasks(OPEN_LIMIT).await?;
+                // Nothing open, nothing past its deadline: an idle round is this one read.
+                if open.is_empty() {
+                    return Ok(None);
+                }
                 let mut listed: Vec<CdnTask> = Vec::new();
                 // A listing that fails ends the reading: what was read is recorded all the same,
                 // and the deadlines run.
@@ -164,8 +168,7 @@ pub async fn watch(
 }
 
 fn time_of(ts: Ts) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts.0) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    ts.to_datetime().unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The pages after the first of a listing of `total` tasks that one round reads, in the order

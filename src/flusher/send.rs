@@ -5,16 +5,16 @@ use super::backoff;
 use super::backoff::Decision;
 use super::hold::HoldDecision;
 use super::{ErrorClass, Flusher, Sender};
-use crate::domain::{MediaId, Priority, PurgeOptions, TargetKind, TaskType, Ts};
+use crate::domain::{MediaId, Priority, TargetKind, TaskType, Ts};
 use crate::queue::Debounce;
 use crate::store::{Failure, Follow, Ingest, Job, NewItem, StoreError, Success};
+use crate::vod::{ObjectRequest, RefreshRequest, VodError};
 
 /// How long a cover lookup's answer is reused.
 const COVER_CACHE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The source the cover URLs a lookup found are recorded under.
 pub const COVERS_SOURCE: &str = "covers";
-use crate::vod::{ObjectRequest, RefreshRequest, VodError};
 
 impl Flusher {
     #[tracing::instrument(skip_all, fields(job_id = %job.id, task = %job.task, ids = job.items.len(), attempt = job.attempts))]
@@ -254,14 +254,12 @@ impl Flusher {
             let url = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
             match inner.config.cdn_domains.normalise(url, TargetKind::File) {
                 Ok(url) if !items.iter().any(|i: &NewItem| i.media_id.as_str() == url) => items
-                    .push(NewItem {
-                        media_id: MediaId::from_trusted(url),
-                        task: TaskType::FileRefresh,
-                        options: PurgeOptions::default(),
-                        fingerprint: PurgeOptions::default().fingerprint(),
-                        debounce: Debounce::for_covers(),
+                    .push(NewItem::plain(
+                        MediaId::from_trusted(url),
+                        TaskType::FileRefresh,
+                        Debounce::for_covers(),
                         priority,
-                    }),
+                    )),
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(error = %error, "a cover URL is not on vod.cdn_domains: not purged")
@@ -319,6 +317,8 @@ impl Flusher {
         }
         let class = error.class();
         let limiter = self.limiter(job.task);
+        // A per-minute limit or a full refresh queue: VOD answered, and is not down.
+        let minute_limit = error.code().is_some_and(backoff::is_minute_limit);
         let outage = match class {
             // Never sent: VOD is not the problem, and the attempt is not counted.
             _ if matches!(error, VodError::NoCredentials) => true,
@@ -327,12 +327,8 @@ impl Flusher {
                 inner.status.note_throttled(now);
                 false
             }
-            _ if error.code().is_some_and(backoff::is_minute_limit) => {
-                limiter.on_answer();
-                false
-            }
-            ErrorClass::Retryable => limiter.on_unavailable(),
-            ErrorClass::Permanent | ErrorClass::QuotaExhausted => {
+            ErrorClass::Retryable if !minute_limit => limiter.on_unavailable(),
+            _ => {
                 limiter.on_answer();
                 false
             }
@@ -356,9 +352,8 @@ impl Flusher {
         if job.held_since.is_some() && !answer_ends_hold(&error) {
             return self.keep_holding(job, now, &failure).await;
         }
-        // A per-minute limit, or a full refresh queue: the next minute, not counted as an
-        // attempt (within max_age).
-        if error.code().is_some_and(backoff::is_minute_limit) {
+        // The next minute, not counted as an attempt (within max_age).
+        if minute_limit {
             let at = backoff::next_minute(now);
             if at.since(job.budget_from) <= inner.config.retry.max_age {
                 tracing::warn!(code = %failure.code, retry_at = %at.to_rfc3339(), "VOD's per-minute refresh limit: the job waits for the next minute");

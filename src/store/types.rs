@@ -17,6 +17,26 @@ pub struct NewItem {
     pub priority: Priority,
 }
 
+impl NewItem {
+    /// An item with the default options: a URL, a directory or a cover lookup, to which the
+    /// options of `RefreshMediaPlayUrls` do not apply.
+    pub fn plain(
+        target: MediaId,
+        task: TaskType,
+        debounce: Debounce,
+        priority: Priority,
+    ) -> NewItem {
+        NewItem {
+            media_id: target,
+            task,
+            options: PurgeOptions::default(),
+            fingerprint: PurgeOptions::default_fingerprint(),
+            debounce,
+            priority,
+        }
+    }
+}
+
 /// One accepted request, stored whole or not at all.
 #[derive(Debug, Clone)]
 pub struct Ingest {
