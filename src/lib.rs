@@ -23,6 +23,7 @@ pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod flusher;
+mod lanes;
 pub mod metrics;
 pub mod queue;
 pub mod sim;

@@ -164,27 +164,33 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     print!("{}", settings.to_redacted_toml());
     println!();
-    if settings.vod.dry_run {
-        println!("# credentials: none needed (vod.dry_run = true)");
-        return Ok(());
-    }
-    let (resolved, _) = runtime()?.block_on(vod_purge::credentials::resolve_for(&settings))?;
-    for passed in &resolved.passed {
-        let verdict = if passed.failed { "failed" } else { "skipped" };
+    let runtime = runtime()?;
+    for account in settings.accounts() {
+        let name = &account.name;
+        if account.dry_run {
+            println!("# credentials [{name}]: none needed (dry_run = true)");
+            continue;
+        }
+        let chain = account.chain(&settings.environment);
+        let (resolved, _) = runtime.block_on(vod_purge::credentials::resolve_for(&chain))?;
+        for passed in &resolved.passed {
+            let verdict = if passed.failed { "failed" } else { "skipped" };
+            println!(
+                "# credentials [{name}]: {} {verdict}: {}",
+                passed.provider, passed.reason
+            );
+        }
+        let expiry = match resolved.first.expires_at {
+            Some(at) => format!(", expires {}, renewed in the background", at.to_rfc3339()),
+            None => String::new(),
+        };
         println!(
-            "# credentials: {} {verdict}: {}",
-            passed.provider, passed.reason
+            "# credentials [{name}]: using {} ({}{expiry}) for {}",
+            resolved.provider,
+            resolved.plan.describe(),
+            account.vod_base_url()
         );
     }
-    let expiry = match resolved.first.expires_at {
-        Some(at) => format!(", expires {}, renewed in the background", at.to_rfc3339()),
-        None => String::new(),
-    };
-    println!(
-        "# credentials: using {} ({}{expiry})",
-        resolved.provider,
-        resolved.plan.describe()
-    );
     Ok(())
 }
 

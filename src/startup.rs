@@ -23,11 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::credentials::{self, CredentialSource, Renewer};
-use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
+use crate::lanes::Lane;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::vod::{self, ClientConfig};
 use crate::workers::Workers;
 
 pub struct Application {
@@ -74,47 +72,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the store {}", settings.store.url))?;
         let metrics = Arc::new(Metrics::new());
-        let (sender, renewer) = if settings.vod.dry_run {
-            tracing::warn!("vod.dry_run is on: nothing will be sent to VOD");
-            (Sender::DryRun, None)
-        } else {
-            let (resolved, fetcher) = credentials::resolve_for(&settings).await?;
-            for passed in &resolved.passed {
-                tracing::debug!(provider = %passed.provider, reason = %passed.reason, "credential provider passed over");
-            }
-            tracing::info!(provider = %resolved.provider, uses = %resolved.plan.describe(),
-                expires_at = ?resolved.first.expires_at.map(crate::domain::Ts::to_rfc3339), "credential chain chose a provider");
-            let source = CredentialSource::new(resolved.provider, resolved.first);
-            let renewer = Renewer::new(source.clone(), resolved.plan, fetcher, metrics.clone());
-            let client = vod::Client::new(ClientConfig {
-                endpoint: settings.vod_base_url(),
-                timeout: settings.vod.timeout,
-                credentials: source,
-            })?;
-            (Sender::Vod(client), Some(renewer))
-        };
-        let vod_client = match &sender {
-            Sender::Vod(client) => Some(client.clone()),
-            Sender::DryRun => None,
-        };
-        let status = Arc::new(FlusherStatus::default());
-        let flusher = Flusher::new(
-            store.clone(),
-            sender,
-            FlusherConfig::from_settings(&settings),
-            status.clone(),
-            metrics.clone(),
-        );
+        // One lane per account, each with its own credential, client, limiter and holds. An
+        // account whose chain finds no credential stops the start, naming the account.
+        let mut lanes = Vec::new();
+        for account in settings.accounts() {
+            lanes.push(Lane::build(&settings, &account, &store, &metrics).await?);
+        }
         let draining = Arc::new(AtomicBool::new(false));
-        let mut state = AppState::new(
+        let state = AppState::new(
             store.clone(),
             settings.clone(),
             draining.clone(),
-            status.clone(),
+            lanes.iter().map(Lane::view).collect(),
             metrics.clone(),
         )
         .map_err(|e| anyhow::anyhow!(e))?;
-        state.credentials = vod_client.as_ref().map(|c| c.credentials().clone());
         let state = web::Data::new(state);
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
@@ -132,12 +104,9 @@ impl Application {
             draining,
         };
         let workers = Workers {
-            vod_client,
-            renewer,
+            lanes,
             metrics,
             store,
-            flusher,
-            status,
             settings,
         };
         Ok(Application {
@@ -164,9 +133,9 @@ impl Application {
             shutdown,
             ..
         } = self;
-        let (store, status, settings) = (
+        let (store, statuses, settings) = (
             workers.store.clone(),
-            workers.status.clone(),
+            workers.statuses(),
             workers.settings.clone(),
         );
         let handle: ServerHandle = server.handle();
@@ -198,7 +167,9 @@ impl Application {
             );
             workers.shutdown().await;
         }
-        status.set_active(false);
+        for status in &statuses {
+            status.set_active(false);
+        }
         let _ = server_task.await;
         store.close().await;
         tracing::info!("stopped");

@@ -16,37 +16,28 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::credentials::Renewer;
-use crate::flusher::{Flusher, FlusherStatus};
+use crate::flusher::FlusherStatus;
+use crate::lanes::Lane;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::vod;
 
 /// What the background tasks need, built by `Application::build`.
 pub(crate) struct Workers {
-    /// The client of the leader's other VOD callers (the submission checks and the quota
-    /// poll); `None` in dry-run mode.
-    pub(crate) vod_client: Option<vod::Client>,
-    /// Renews the credential VOD calls are signed with; `None` in dry-run mode.
-    pub(crate) renewer: Option<Renewer>,
+    /// One lane per account, `default` first.
+    pub(crate) lanes: Vec<Lane>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) store: Store,
-    pub(crate) flusher: Flusher,
-    pub(crate) status: Arc<FlusherStatus>,
     pub(crate) settings: Arc<Settings>,
 }
 
 impl Workers {
-    /// Starts every task; each ends when `token` is cancelled and then answers its name.
+    /// The status of every lane (leadership is set on all of them at once).
+    pub(crate) fn statuses(&self) -> Vec<Arc<FlusherStatus>> {
+        self.lanes.iter().map(|lane| lane.status.clone()).collect()
+    }
+
     pub(crate) fn spawn(self, token: &CancellationToken) -> JoinSet<&'static str> {
         let mut workers: JoinSet<&'static str> = JoinSet::new();
-        workers.spawn({
-            let (flusher, token) = (self.flusher.clone(), token.clone());
-            async move {
-                flusher.run(token).await;
-                "flusher"
-            }
-        });
         workers.spawn({
             let (store, token) = (self.store.clone(), token.clone());
             async move {
@@ -54,7 +45,6 @@ impl Workers {
                 "prune"
             }
         });
-        // On PostgreSQL, due times announced by the other replicas wake this one's flusher.
         if self.store.is_shared() {
             let (store, token) = (self.store.clone(), token.clone());
             workers.spawn(async move {
@@ -62,86 +52,112 @@ impl Workers {
                 "due-time relay"
             });
         }
-        // Every replica renews: a follower may become the leader at any moment.
-        if let Some(renewer) = self.renewer {
-            let token = token.clone();
-            workers.spawn(async move {
-                renewer.run(token).await;
-                "credential renewal"
-            });
-        }
         workers.spawn({
-            let (store, status, token) = (self.store.clone(), self.status.clone(), token.clone());
+            let (store, statuses, token) = (self.store.clone(), self.statuses(), token.clone());
             async move {
-                leadership_loop(store, status, token).await;
+                leadership_loop(store, statuses, token).await;
                 "leadership"
             }
         });
-        // The leader's other callers of VOD: the quota poll and the submission checks.
-        let vod = &self.settings.vod;
-        if let Some(client) = &self.vod_client
-            && !vod.quota_poll_interval.is_zero()
-        {
-            let watch = crate::flusher::quota_poll::watch(
-                client.clone(),
-                self.status.clone(),
-                self.metrics.clone(),
-                vod.quota_poll_interval,
-                token.clone(),
+        for lane in self.lanes {
+            spawn_lane(
+                &mut workers,
+                lane,
+                &self.settings,
+                &self.store,
+                &self.metrics,
+                token,
             );
-            workers.spawn(async move {
-                watch.await;
-                "quota poll"
-            });
-        }
-        if let Some(client) = &self.vod_client
-            && !vod.check_after.is_zero()
-        {
-            let checks = crate::flusher::checks::watch(
-                client.clone(),
-                self.store.clone(),
-                self.status.clone(),
-                self.metrics.clone(),
-                crate::flusher::checks::CheckConfig {
-                    check_after: vod.check_after,
-                    per_second: vod.checks_per_second,
-                    max_age: vod.max_age,
-                    resubmit_after: vod.retry_max,
-                    hold: crate::flusher::hold::HoldPolicy::from_settings(vod),
-                    follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
-                },
-                token.clone(),
-            );
-            workers.spawn(async move {
-                checks.await;
-                "submission checks"
-            });
-        }
-        if let Some(client) = &self.vod_client
-            && !vod.follow_for.is_zero()
-        {
-            let follow = crate::flusher::follow::watch(
-                client.clone(),
-                self.store.clone(),
-                self.status.clone(),
-                self.metrics.clone(),
-                crate::flusher::follow::FollowConfig {
-                    interval: vod.follow_interval,
-                    per_second: vod.checks_per_second,
-                    max_age: vod.max_age,
-                },
-                token.clone(),
-            );
-            workers.spawn(async move {
-                follow.await;
-                "CDN task follower"
-            });
         }
         workers
     }
 }
 
-/// Forgets expired delivery IDs, and option sets no pending item names, once a minute.
+/// The loops of one account: its flusher, its credential renewal, and (with a client) its quota
+/// poll, submission checks and CDN task follower. None of them waits on another lane's.
+fn spawn_lane(
+    workers: &mut JoinSet<&'static str>,
+    lane: Lane,
+    settings: &Settings,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    token: &CancellationToken,
+) {
+    let vod = &settings.vod;
+    let account = lane.account.name.clone();
+    workers.spawn({
+        let (flusher, token) = (lane.flusher.clone(), token.clone());
+        async move {
+            flusher.run(token).await;
+            "flusher"
+        }
+    });
+    if let Some(renewer) = lane.renewer {
+        let token = token.clone();
+        workers.spawn(async move {
+            renewer.run(token).await;
+            "credential renewal"
+        });
+    }
+    let Some(client) = lane.client else {
+        return;
+    };
+    if !vod.quota_poll_interval.is_zero() {
+        let watch = crate::flusher::quota_poll::watch(
+            client.clone(),
+            lane.status.clone(),
+            metrics.clone(),
+            vod.quota_poll_interval,
+            token.clone(),
+        );
+        workers.spawn(async move {
+            watch.await;
+            "quota poll"
+        });
+    }
+    if !vod.check_after.is_zero() {
+        let checks = crate::flusher::checks::watch(
+            client.clone(),
+            store.clone(),
+            lane.status.clone(),
+            metrics.clone(),
+            crate::flusher::checks::CheckConfig {
+                account: account.clone(),
+                check_after: vod.check_after,
+                per_second: vod.checks_per_second,
+                max_age: vod.max_age,
+                resubmit_after: vod.retry_max,
+                hold: crate::flusher::hold::HoldPolicy::for_account(&lane.account),
+                follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
+            },
+            token.clone(),
+        );
+        workers.spawn(async move {
+            checks.await;
+            "submission checks"
+        });
+    }
+    if !vod.follow_for.is_zero() {
+        let follow = crate::flusher::follow::watch(
+            client,
+            store.clone(),
+            lane.status.clone(),
+            metrics.clone(),
+            crate::flusher::follow::FollowConfig {
+                account,
+                interval: vod.follow_interval,
+                per_second: vod.checks_per_second,
+                max_age: vod.max_age,
+            },
+            token.clone(),
+        );
+        workers.spawn(async move {
+            follow.await;
+            "CDN task follower"
+        });
+    }
+}
+
 async fn prune_loop(store: Store, token: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -168,7 +184,17 @@ const LEADER_POLL: Duration = Duration::from_secs(1);
 /// lock can change hands while the old leader is alive but cut off from the database; within
 /// one poll it notices and stops claiming, and the wait keeps the two leaders' calls at least a
 /// second apart, so the account's per-second rate is not exceeded across a handover.
-async fn leadership_loop(store: Store, status: Arc<FlusherStatus>, token: CancellationToken) {
+async fn leadership_loop(
+    store: Store,
+    statuses: Vec<Arc<FlusherStatus>>,
+    token: CancellationToken,
+) {
+    let set_active = |active: bool| {
+        for status in &statuses {
+            status.set_active(active);
+        }
+    };
+    let status = statuses[0].clone();
     let handover = if store.is_shared() {
         2 * LEADER_POLL
     } else {
@@ -204,10 +230,10 @@ async fn leadership_loop(store: Store, status: Arc<FlusherStatus>, token: Cancel
                 }
             }
             tracing::info!("flusher active");
-            status.set_active(true);
+            set_active(true);
         } else if !leading && status.is_active() {
             tracing::warn!("lost the flusher leadership: no new calls from this process");
-            status.set_active(false);
+            set_active(false);
         }
     }
 }

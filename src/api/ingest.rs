@@ -21,7 +21,8 @@ use crate::api::error::{ApiError, ErrorBody, retry_after_secs};
 use crate::api::guard::{client, reader, report_unlisted_proxy, stranger_failed};
 use crate::api::{AppState, caller_request_id, guard};
 use crate::domain::{
-    MediaId, Priority, PurgeOptions, RawOptions, RequestedTask, TargetKind, TaskType, Ts,
+    AccountName, MediaId, Priority, PurgeOptions, RawOptions, RequestedTask, TargetKind, TaskType,
+    Ts,
 };
 use crate::metrics::StoredCounters;
 use crate::queue::Debounce;
@@ -123,7 +124,12 @@ async fn purge_inner(
         &state.admin_stored,
         delivery_id,
         requests,
-        (state.debounce, Priority::Normal),
+        SenderDefaults {
+            debounce: state.debounce,
+            priority: Priority::Normal,
+            account: &AccountName::default_account(),
+            may_name_account: true,
+        },
         StatusCode::ACCEPTED,
     )
     .await
@@ -311,10 +317,64 @@ async fn webhook_inner(
         &entry.stored,
         delivery_id,
         extracted.requests,
-        (debounce, source.priority()),
+        SenderDefaults {
+            debounce,
+            priority: source.priority(),
+            account: source.account(),
+            may_name_account: source.allows_account_override(),
+        },
         answer,
     )
     .await
+}
+
+/// What a request takes from its sender where its body says nothing.
+struct SenderDefaults<'a> {
+    debounce: Debounce,
+    priority: Priority,
+    account: &'a AccountName,
+    /// A body may name another account (`allow_account_override`, or the admin token).
+    may_name_account: bool,
+}
+
+/// The lane of the account a request goes to: the one its body names, when its sender may name
+/// one (`allow_account_override`, or the admin token), else its source's.
+fn request_lane<'s>(
+    state: &'s AppState,
+    request: &PurgeRequest,
+    source_account: &AccountName,
+    may_name_account: bool,
+) -> Result<&'s crate::api::LaneState, ApiError> {
+    let refuse = |code: &'static str, why: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, why)
+    };
+    let name = match &request.account {
+        None => source_account.as_str(),
+        Some(named) if named.as_str() == source_account.as_str() => source_account.as_str(),
+        Some(_) if !may_name_account => {
+            return Err(refuse(
+                "account_not_allowed",
+                "this source does not let a body name its account (allow_account_override)"
+                    .to_owned(),
+            ));
+        }
+        Some(named) => named.as_str(),
+    };
+    state.lane(name).ok_or_else(|| {
+        let shown: String = name.chars().take(40).collect();
+        let known: Vec<&str> = state
+            .lanes
+            .iter()
+            .map(|l| l.account.name.as_str())
+            .collect();
+        refuse(
+            "unknown_account",
+            format!(
+                "account {shown:?} is not configured (known: {})",
+                known.join(", ")
+            ),
+        )
+    })
 }
 
 /// Validates every ID, then stores the whole request in one commit; answers `answer` (`202`,
@@ -325,9 +385,15 @@ async fn enqueue(
     counters: &StoredCounters,
     delivery_id: Option<String>,
     requests: Vec<PurgeRequest>,
-    (debounce, source_priority): (Debounce, Priority),
+    defaults: SenderDefaults<'_>,
     answer: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
+    let SenderDefaults {
+        debounce,
+        priority: source_priority,
+        account: source_account,
+        may_name_account,
+    } = defaults;
     let total: usize = requests
         .iter()
         .map(|r| r.media_ids.len() + r.urls.len() + r.directories.len())
@@ -351,6 +417,8 @@ async fn enqueue(
             )
         })?;
         let fingerprint = options.fingerprint();
+        let lane = request_lane(state, request, source_account, may_name_account)?;
+        let account = &lane.account.name;
         let priority = request.priority.unwrap_or(source_priority);
         let debounce = debounce.for_priority(priority);
         for raw in &request.media_ids {
@@ -358,6 +426,7 @@ async fn enqueue(
                 Ok(media_id) => {
                     for &task in request.task.tasks() {
                         items.push(NewItem {
+                            account: account.clone(),
                             media_id: media_id.clone(),
                             task,
                             options: options.clone(),
@@ -375,7 +444,7 @@ async fn enqueue(
                                 "include cover purges the cover and snapshots: it needs task Refresh or RefreshThenPreload".to_owned(),
                             ));
                         }
-                        if state.settings.vod.cdn_domains.is_empty() {
+                        if lane.account.cdn_domains.is_empty() {
                             let e = crate::domain::UrlError::Disabled;
                             return Err(ApiError::new(
                                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -384,6 +453,7 @@ async fn enqueue(
                             ));
                         }
                         items.push(NewItem::plain(
+                            account.clone(),
                             media_id.clone(),
                             TaskType::ResolveCovers,
                             debounce,
@@ -412,18 +482,13 @@ async fn enqueue(
             ("directories", &request.directories, TargetKind::Directory),
         ] {
             for (i, raw) in list.iter().enumerate() {
-                let url = state
-                    .settings
-                    .vod
-                    .cdn_domains
-                    .normalise(raw, kind)
-                    .map_err(|e| {
-                        ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            e.code(),
-                            format!("{at}{field}[{i}]: {e}"),
-                        )
-                    })?;
+                let url = lane.account.cdn_domains.normalise(raw, kind).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        e.code(),
+                        format!("{at}{field}[{i}]: {e}"),
+                    )
+                })?;
                 for &task in request.task.tasks() {
                     // The parser refuses a directory prefetch; a source's default task cannot
                     // name one, since sources read no directories.
@@ -431,6 +496,7 @@ async fn enqueue(
                         continue;
                     };
                     items.push(NewItem::plain(
+                        account.clone(),
                         MediaId::from_trusted(url.clone()),
                         task,
                         debounce,

@@ -40,13 +40,18 @@ pub(crate) fn url_target(state: &AppState, raw: &str) -> Result<(TargetKind, Str
     } else {
         TargetKind::File
     };
-    let url = state
-        .settings
-        .vod
-        .cdn_domains
-        .normalise(trimmed, kind)
-        .map_err(|e| invalid_query(format!("target: {e}")))?;
-    Ok((kind, url))
+    // Any account's domains: a URL is normalised as the account that could store it did.
+    let mut first_error = None;
+    for lane in &state.lanes {
+        match lane.account.cdn_domains.normalise(trimmed, kind) {
+            Ok(url) => return Ok((kind, url)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let e = first_error.unwrap_or(crate::domain::UrlError::Disabled);
+    Err(invalid_query(format!("target: {e}")))
 }
 
 /// Whether a target names a URL (`http://` or `https://`, in any case) rather than a media ID.
@@ -74,7 +79,20 @@ pub async fn list_jobs(
             "limit {limit} is outside 1 to {MAX_PAGE}"
         )));
     }
+    let account = match q.account {
+        None => None,
+        Some(name) => Some(
+            state
+                .lane(&name)
+                .map(|lane| lane.account.name.clone())
+                .ok_or_else(|| {
+                    let shown: String = name.chars().take(40).collect();
+                    invalid_query(format!("unknown account {shown:?}"))
+                })?,
+        ),
+    };
     let filter = JobFilter {
+        account,
         status: q
             .status
             .map(|s| {
@@ -210,6 +228,7 @@ pub async fn resubmit_job(
         .iter()
         .filter(|item| item.outcome == ItemOutcome::SubmitFailed)
         .map(|item| NewItem {
+            account: job.account.clone(),
             media_id: item.media_id.clone(),
             task: job.task,
             options: job.options.clone(),

@@ -43,11 +43,14 @@ pub struct AppState {
     pub sources: HashMap<String, SourceState>,
     pub id_rules: MediaIdRules,
     pub debounce: Debounce,
-    /// The quota settings (`/queue` shows the reserve and the next reset).
+    /// The `default` account's quota settings (`/queue` shows the reserve and the next reset).
     pub hold: HoldPolicy,
     /// Set when a shutdown begins; `/readyz` then fails so that no new traffic arrives.
     pub draining: Arc<AtomicBool>,
+    /// The `default` account's lane status (leadership is the same on every lane).
     pub flusher: Arc<FlusherStatus>,
+    /// Every account's lane, `default` first.
+    pub lanes: Vec<LaneState>,
     pub metrics: Arc<Metrics>,
     /// The counters of `POST /purge` deliveries.
     pub admin_stored: StoredCounters,
@@ -55,7 +58,18 @@ pub struct AppState {
     pub peers: guard::PeerGuard,
     /// Whom a request comes from (`server.trusted_proxies`, `server.forwarded_header`).
     pub proxies: guard::Proxies,
-    /// What VOD calls are signed with (for the expiry metric); `None` in dry-run mode.
+    /// What the `default` account's VOD calls are signed with (for the expiry metric); `None`
+    /// in dry-run mode.
+    pub credentials: Option<crate::credentials::CredentialSource>,
+}
+
+/// One account's lane as the handlers see it.
+pub struct LaneState {
+    pub account: crate::config::AccountSettings,
+    pub status: Arc<FlusherStatus>,
+    /// The account's quota settings.
+    pub hold: HoldPolicy,
+    /// What its calls are signed with; `None` in dry-run mode.
     pub credentials: Option<crate::credentials::CredentialSource>,
 }
 
@@ -75,9 +89,17 @@ impl AppState {
         store: Store,
         settings: Arc<Settings>,
         draining: Arc<AtomicBool>,
-        flusher: Arc<FlusherStatus>,
+        lanes: Vec<LaneState>,
         metrics: Arc<Metrics>,
     ) -> Result<AppState, String> {
+        let default = lanes
+            .first()
+            .ok_or_else(|| "no account lane: the default account is missing".to_owned())?;
+        let (flusher, hold, credentials) = (
+            default.status.clone(),
+            default.hold,
+            default.credentials.clone(),
+        );
         let mut sources = HashMap::new();
         for cfg in &settings.sources {
             let source = Source::new(cfg)?;
@@ -106,7 +128,6 @@ impl AppState {
             quiet: settings.queue.quiet,
             max_wait: settings.queue.max_wait,
         };
-        let hold = HoldPolicy::from_settings(&settings.vod);
         let server = &settings.server;
         let peers = guard::PeerGuard::new(
             server.peer_failures_per_second,
@@ -128,10 +149,16 @@ impl AppState {
             hold,
             draining,
             flusher,
+            lanes,
             admin_stored: metrics.stored_counters(ingest::ADMIN_SOURCE),
             metrics,
-            credentials: None,
+            credentials,
         })
+    }
+
+    /// The lane of the account named `name`.
+    pub fn lane(&self, name: &str) -> Option<&LaneState> {
+        self.lanes.iter().find(|l| l.account.name.as_str() == name)
     }
 
     fn admin_token(&self) -> Option<&str> {

@@ -9,6 +9,9 @@ use crate::store::{ItemOutcome, Job, JobStatus, PendingItem};
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
+    /// The VOD account its calls go to (`default`, or an `[[accounts]]` name).
+    #[schema(value_type = String)]
+    pub account: crate::domain::AccountName,
     /// `Refresh` and `Preload` for media IDs; `FileRefresh`, `FilePreload`, `DirectoryRefresh`.
     pub task: TaskType,
     /// What the job's targets are: `media`, `file` or `directory`.
@@ -156,6 +159,8 @@ pub struct QuotaLeftView {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    /// Only the jobs of this account (`default`, or an `[[accounts]]` name).
+    pub account: Option<String>,
     /// `in_flight`, `retrying`, `held`, `succeeded` or `failed`.
     #[param(value_type = Option<JobStatus>)]
     pub status: Option<String>,
@@ -194,6 +199,7 @@ impl From<Job> for JobView {
         JobView {
             options: options_json(&job.options),
             id: job.id,
+            account: job.account,
             task: job.task,
             kind: job.task.kind(),
             status: job.status,

@@ -3,6 +3,7 @@
 //! captured beside it ([`Settings::environment`]) for the chain to read at start. Everything is
 //! validated once, at load, with messages that name the key.
 
+mod accounts;
 mod sections;
 mod validate;
 mod values;
@@ -13,10 +14,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use accounts::{AccountSettings, env_name as account_env_name};
 pub use sections::*;
 pub use values::{StoreLocation, TrustedProxies};
 
-use crate::credentials::{Credentials, Environment};
+use crate::credentials::Environment;
 use crate::webhook::SourceConfig;
 
 /// The documented defaults; also the configuration reference.
@@ -34,6 +36,12 @@ pub struct Settings {
     pub queue: QueueSettings,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// The `[[accounts]]` tables as written; read into [`Settings::extra_accounts`] at load.
+    #[serde(default, rename = "accounts", skip_serializing)]
+    account_tables: Vec<toml::Table>,
+    /// The accounts besides `default` (`[[accounts]]`), each complete (see [`accounts`]).
+    #[serde(skip)]
+    pub extra_accounts: Vec<AccountSettings>,
     /// The credential chain's variables (`ALIBABA_CLOUD_*`, `HOME`), captured at load; empty
     /// for settings parsed from text alone.
     #[serde(skip)]
@@ -100,10 +108,17 @@ impl Settings {
             figment = figment.merge(
                 Env::prefixed("VOD_PURGE_")
                     .ignore(&NOT_SETTINGS_ENV)
+                    // An account's variables are read with its table (see `accounts::parse`).
+                    .filter(|key| !key.as_str().starts_with("accounts__"))
                     .split("__"),
             );
         }
         let mut settings: Settings = figment.extract().map_err(describe)?;
+        let process_vars = || std::env::vars().collect::<Vec<_>>();
+        settings.extra_accounts = accounts::parse(
+            &settings.account_tables,
+            read_process_env.then_some(&process_vars as &dyn Fn() -> Vec<(String, String)>),
+        )?;
         settings.environment = Environment::capture(&env);
         settings.resolve_source_secrets(&env)?;
         settings.validate()?;
@@ -124,7 +139,8 @@ impl Settings {
             .fold(Figment::from(Toml::string(DEFAULTS)), |figment, layer| {
                 figment.admerge(Toml::string(layer))
             });
-        let settings: Settings = figment.extract().map_err(describe)?;
+        let mut settings: Settings = figment.extract().map_err(describe)?;
+        settings.extra_accounts = accounts::parse(&settings.account_tables, None)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -150,41 +166,46 @@ impl Settings {
         Ok(())
     }
 
-    /// The keys of `vod.access_key_id` / `_secret` / `vod.security_token`, when set.
-    pub fn config_keys(&self) -> Option<Credentials> {
-        let vod = &self.vod;
-        (!vod.access_key_id.is_empty() && !vod.access_key_secret.is_empty()).then(|| {
-            Credentials::new(
-                vod.access_key_id.clone(),
-                vod.access_key_secret.expose(),
-                Some(vod.security_token.expose().to_owned()),
-            )
-        })
+    /// Every account, `default` (the `[vod]` section) first.
+    pub fn accounts(&self) -> Vec<AccountSettings> {
+        let mut all = vec![AccountSettings::from_vod(
+            crate::domain::AccountName::default_account(),
+            &self.vod,
+        )];
+        all.extend(self.extra_accounts.iter().cloned());
+        all
     }
 
-    /// Where the STS calls of the chain go (see [`crate::credentials::settings::sts_endpoint`]).
-    pub fn sts_endpoint(&self) -> String {
-        crate::credentials::settings::sts_endpoint(&self.vod.sts_endpoint, &self.environment)
+    /// The `default` account (the `[vod]` section).
+    pub fn default_account(&self) -> AccountSettings {
+        AccountSettings::from_vod(crate::domain::AccountName::default_account(), &self.vod)
     }
 
-    /// The VOD base URL: the explicit endpoint, or the region's.
-    pub fn vod_base_url(&self) -> String {
-        if self.vod.endpoint.is_empty() {
-            format!("https://vod.{}.aliyuncs.com", self.vod.region)
-        } else {
-            self.vod.endpoint.trim_end_matches('/').to_owned()
-        }
+    /// The account named `name`, if the configuration has it.
+    pub fn account(&self, name: &str) -> Option<AccountSettings> {
+        self.accounts()
+            .into_iter()
+            .find(|a| a.name.as_str() == name)
     }
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+        let render = || -> Result<String, toml::ser::Error> {
+            let mut tree = toml::Table::try_from(self)?;
+            if !self.extra_accounts.is_empty() {
+                tree.insert(
+                    "accounts".to_owned(),
+                    toml::Value::try_from(&self.extra_accounts)?,
+                );
+            }
+            toml::to_string_pretty(&tree)
+        };
+        render().unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
     }
 }
 
 /// Figment's errors name the key and the source; make them one readable line each.
-fn describe(error: figment::Error) -> ConfigError {
+pub(crate) fn describe(error: figment::Error) -> ConfigError {
     let lines = error
         .into_iter()
         .map(|e| {
@@ -324,9 +345,12 @@ mod tests {
     fn credential_settings() {
         // No keys is valid: the credential chain decides at start.
         let s = Settings::from_toml("").unwrap();
-        assert_eq!(s.config_keys(), None);
+        assert_eq!(s.default_account().config_keys(), None);
         assert_eq!(s.vod.credentials, Choice::default());
-        assert_eq!(s.sts_endpoint(), "https://sts.aliyuncs.com");
+        assert_eq!(
+            s.default_account().chain(&s.environment).sts_endpoint,
+            "https://sts.aliyuncs.com"
+        );
         let table = [
             ("[vod]\naccess_key_id = \"id\"", "vod.access_key_id"),
             ("[vod]\nsecurity_token = \"t\"", "vod.security_token"),
@@ -345,7 +369,10 @@ mod tests {
             "[vod]\naccess_key_id = \"id\"\naccess_key_secret = \"secret\"\ncredentials = \"config\"",
         )
         .unwrap();
-        assert_eq!(s.config_keys().unwrap().access_key_id(), "id");
+        assert_eq!(
+            s.default_account().config_keys().unwrap().access_key_id(),
+            "id"
+        );
         assert!(
             !format!("{s:?}").contains("secret\""),
             "secret must not show in Debug"
@@ -358,9 +385,12 @@ mod tests {
             _ => None,
         };
         let s = Settings::load_with_env(None, env, false).unwrap();
-        assert_eq!(s.config_keys(), None);
+        assert_eq!(s.default_account().config_keys(), None);
         assert_eq!(s.environment.get("ALIBABA_CLOUD_ACCESS_KEY_ID"), Some("id"));
-        assert_eq!(s.sts_endpoint(), "https://sts.cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            s.default_account().chain(&s.environment).sts_endpoint,
+            "https://sts.cn-hangzhou.aliyuncs.com"
+        );
     }
 }
 

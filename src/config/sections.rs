@@ -67,6 +67,15 @@ pub struct VodSettings {
     pub credentials: Choice,
     pub sts_endpoint: String,
     pub metadata_endpoint: String,
+    /// RRSA: the role to assume (in place of `ALIBABA_CLOUD_ROLE_ARN`); empty: the variable.
+    pub role_arn: String,
+    /// In place of `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`.
+    pub oidc_provider_arn: String,
+    /// In place of `ALIBABA_CLOUD_OIDC_TOKEN_FILE`.
+    pub oidc_token_file: String,
+    /// The profile of `~/.aliyun/config.json` or `credentials.ini` (in place of
+    /// `ALIBABA_CLOUD_PROFILE`).
+    pub profile: String,
     pub max_requests_per_second: u32,
     pub burst: u32,
     pub max_in_flight: usize,

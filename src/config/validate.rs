@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::{ConfigError, Settings, VOD_MAX_QPS};
-use crate::credentials::ProviderName;
 use crate::webhook::Source;
 
 impl Settings {
@@ -12,27 +11,15 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: String| Err(ConfigError::invalid(key, why));
         let vod = &self.vod;
-        // VOD limits each operation to VOD_MAX_QPS calls per second per account.
-        for (key, value, action) in [
-            (
-                "vod.max_requests_per_second",
-                vod.max_requests_per_second,
-                "RefreshMediaPlayUrls",
-            ),
-            (
+        self.default_account().validate()?;
+        let checks = vod.checks_per_second;
+        if checks == 0 || checks > VOD_MAX_QPS {
+            return fail(
                 "vod.checks_per_second",
-                vod.checks_per_second,
-                "GetMediaRefreshJobs",
-            ),
-        ] {
-            if value == 0 || value > VOD_MAX_QPS {
-                return fail(
-                    key,
-                    format!(
-                        "{value} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} {action} calls per second per account"
-                    ),
-                );
-            }
+                format!(
+                    "{checks} is outside 1 to {VOD_MAX_QPS}; VOD allows {VOD_MAX_QPS} GetMediaRefreshJobs calls per second per account"
+                ),
+            );
         }
         if vod.burst == 0 || vod.burst > vod.max_requests_per_second {
             return fail(
@@ -41,15 +28,6 @@ impl Settings {
                     "{} must be between 1 and max_requests_per_second",
                     vod.burst
                 ),
-            );
-        }
-        if vod.quota_probe_interval.is_zero() {
-            return fail("vod.quota_probe_interval", "must be more than zero".into());
-        }
-        if vod.max_hold.is_zero() {
-            return fail(
-                "vod.max_hold",
-                "must be more than zero (a job held on the quota fails after it)".into(),
             );
         }
         if !(1..=1000).contains(&vod.urls_per_call) {
@@ -92,59 +70,6 @@ impl Settings {
             return fail(
                 "vod.retry_base",
                 "must be more than zero and at most vod.retry_max".into(),
-            );
-        }
-        let is_url = vod.endpoint.starts_with("http://") || vod.endpoint.starts_with("https://");
-        if !vod.endpoint.is_empty() && !is_url {
-            return fail(
-                "vod.endpoint",
-                format!("{:?} is not an http:// or https:// URL", vod.endpoint),
-            );
-        }
-        if vod.endpoint.is_empty()
-            && !vod
-                .region
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return fail(
-                "vod.region",
-                format!("{:?} is not a region ID such as cn-shanghai", vod.region),
-            );
-        }
-        if vod.access_key_id.is_empty() != vod.access_key_secret.is_empty() {
-            return fail(
-                "vod.access_key_id",
-                "vod.access_key_id and vod.access_key_secret go together: set both or neither"
-                    .into(),
-            );
-        }
-        if !vod.security_token.is_empty() && vod.access_key_id.is_empty() {
-            return fail(
-                "vod.security_token",
-                "an STS token needs vod.access_key_id and vod.access_key_secret".into(),
-            );
-        }
-        if vod.credentials.pinned() == Some(ProviderName::Config) && self.config_keys().is_none() {
-            return fail(
-                "vod.credentials",
-                "\"config\" pins the configuration's keys, but vod.access_key_id is empty".into(),
-            );
-        }
-        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
-        if !is_http(&vod.metadata_endpoint) {
-            return fail(
-                "vod.metadata_endpoint",
-                format!(
-                    "{:?} is not an http:// or https:// URL",
-                    vod.metadata_endpoint
-                ),
-            );
-        }
-        if vod.sts_endpoint.contains(char::is_whitespace) {
-            return fail(
-                "vod.sts_endpoint",
-                format!("{:?} is not a URL or host name", vod.sts_endpoint),
             );
         }
         let queue = &self.queue;
@@ -203,6 +128,16 @@ impl Settings {
                 return fail(
                     &format!("sources[{i}].name"),
                     format!("{:?} is used by two sources", source.name),
+                );
+            }
+            if self.account(source.account.as_str()).is_none() {
+                return fail(
+                    &format!("sources[{i}].account"),
+                    format!(
+                        "source {:?} names the account {:?}, which is neither \"default\" nor an [[accounts]] table",
+                        source.name,
+                        source.account.as_str()
+                    ),
                 );
             }
             Source::new(source).map_err(|why| {

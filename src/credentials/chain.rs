@@ -24,6 +24,11 @@ pub struct Inputs<'a> {
     pub env: &'a Environment,
     /// For the default role session name.
     pub now_secs: i64,
+    /// Where the account's keys are written (`vod`, `accounts[intl]`), for messages.
+    pub key_prefix: &'a str,
+    /// The profile files only for a profile the account names (`ALIBABA_CLOUD_PROFILE` in its
+    /// environment).
+    pub profiles_need_a_name: bool,
 }
 
 /// One provider as the chain sees it.
@@ -58,12 +63,18 @@ pub struct Resolved {
 pub struct ChainError {
     pub pinned: Option<ProviderName>,
     pub passed: Vec<Passed>,
+    /// Where the account's keys are written (`vod`, `accounts[intl]`).
+    pub key_prefix: String,
 }
 
 impl fmt::Display for ChainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pinned {
-            Some(p) => write!(f, "vod.credentials = \"{p}\" cannot produce a credential")?,
+            Some(p) => write!(
+                f,
+                "{}.credentials = \"{p}\" cannot produce a credential",
+                self.key_prefix
+            )?,
             None => write!(
                 f,
                 "no credential for VOD: no provider of the default chain produced one"
@@ -86,7 +97,10 @@ pub fn find(provider: ProviderName, inputs: &Inputs<'_>) -> Result<Found, Creden
     match provider {
         ProviderName::Config => match &inputs.config_keys {
             Some(keys) => Ok(Found::Plan(Plan::Fixed(keys.clone()))),
-            None => absent("vod.access_key_id and vod.access_key_secret are empty"),
+            None => Ok(Found::Absent(format!(
+                "{0}.access_key_id and {0}.access_key_secret are empty",
+                inputs.key_prefix
+            ))),
         },
         ProviderName::Env => {
             let id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID");
@@ -138,6 +152,14 @@ pub fn find(provider: ProviderName, inputs: &Inputs<'_>) -> Result<Found, Creden
                 policy: None,
                 sts_endpoint: None,
             })))
+        }
+        ProviderName::CliProfile | ProviderName::CredentialsFile
+            if inputs.profiles_need_a_name && env.get("ALIBABA_CLOUD_PROFILE").is_none() =>
+        {
+            Ok(Found::Absent(format!(
+                "{}.profile is empty (the files' own profile belongs to the default account)",
+                inputs.key_prefix
+            )))
         }
         ProviderName::CliProfile => {
             if env.flag("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
@@ -267,6 +289,7 @@ pub async fn resolve(
     Err(ChainError {
         pinned: choice.pinned(),
         passed,
+        key_prefix: inputs.key_prefix.to_owned(),
     })
 }
 
@@ -279,6 +302,8 @@ mod tests {
             config_keys: None,
             env,
             now_secs: 1_764_460_800,
+            key_prefix: "vod",
+            profiles_need_a_name: false,
         };
         find(provider, &inputs).map_err(|e| e.to_string())
     }

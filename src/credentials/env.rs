@@ -68,6 +68,13 @@ impl Environment {
         self
     }
 
+    /// The same environment without these variables.
+    pub fn without(&self, names: &[&str]) -> Environment {
+        let mut env = self.clone();
+        env.vars.retain(|name, _| !names.contains(&name.as_str()));
+        env
+    }
+
     /// The variable's value, `None` when it is unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars

@@ -33,23 +33,25 @@ pub use chain::Resolved;
 pub use env::Environment;
 pub use keys::Credentials;
 pub use renew::Renewer;
-pub use settings::Choice;
+pub use settings::{ChainSettings, Choice};
 pub use source::{CredentialSource, Issued};
 
-/// Walks the chain as `settings` say (`vod.credentials`, the captured environment, the STS and
-/// metadata endpoints) and returns its choice with the fetcher that renews it.
-pub async fn resolve_for(
-    settings: &crate::config::Settings,
-) -> anyhow::Result<(Resolved, fetch::Fetcher)> {
-    let fetcher = fetch::Fetcher::new(&settings.sts_endpoint(), &settings.vod.metadata_endpoint)
+/// Walks one account's chain as its settings say and returns its choice with the fetcher that
+/// renews it.
+pub async fn resolve_for(chain: &ChainSettings) -> anyhow::Result<(Resolved, fetch::Fetcher)> {
+    let fetcher = fetch::Fetcher::new(&chain.sts_endpoint, &chain.metadata_endpoint)
         .map_err(anyhow::Error::msg)?;
     let now_secs = crate::domain::Ts::now().millis() / 1000;
     let inputs = chain::Inputs {
-        config_keys: settings.config_keys(),
-        env: &settings.environment,
+        config_keys: chain.config_keys.clone(),
+        env: &chain.environment,
         now_secs,
+        key_prefix: &chain.key_prefix,
+        profiles_need_a_name: chain.profiles_need_a_name,
     };
-    let resolved = chain::resolve(settings.vod.credentials, &inputs, &fetcher).await?;
+    let resolved = chain::resolve(chain.choice, &inputs, &fetcher)
+        .await
+        .map_err(|e| anyhow::anyhow!("account {:?}: {e}", chain.account))?;
     Ok((resolved, fetcher))
 }
 

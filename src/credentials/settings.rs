@@ -3,7 +3,30 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Environment, ProviderName};
+use super::{Credentials, Environment, ProviderName};
+
+/// What one account's credential chain reads, handed over by the configuration: `credentials/`
+/// never sees the settings tree.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    /// The account's name, for messages.
+    pub account: String,
+    /// Where the account's keys are written (`vod`, `accounts[intl]`), for messages.
+    pub key_prefix: String,
+    /// `credentials`: the chain, or one pinned provider.
+    pub choice: Choice,
+    /// `access_key_id` / `access_key_secret` / `security_token`, when set.
+    pub config_keys: Option<Credentials>,
+    /// Where `AssumeRole` and `AssumeRoleWithOIDC` go (see [`sts_endpoint`]).
+    pub sts_endpoint: String,
+    pub metadata_endpoint: String,
+    /// The chain's variables as this account sees them.
+    pub environment: Environment,
+    /// The profile files are read only for a profile named by the account (an account other
+    /// than `default` does not take the files' current or default profile, which is another
+    /// account's).
+    pub profiles_need_a_name: bool,
+}
 
 /// `vod.credentials`: `"auto"` (the chain), or the name of one provider, which pins it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

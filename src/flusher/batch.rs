@@ -95,6 +95,7 @@ mod tests {
 
     fn urgent_group(due_count: u64, urgent_count: u64, oldest_due_at: i64) -> DueGroup {
         DueGroup {
+            account: crate::domain::AccountName::default(),
             task: TaskType::Refresh,
             fingerprint: "f".into(),
             due_count,

@@ -44,9 +44,11 @@ const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 /// `DescribeVodRefreshTasks` reads the last 3 days only.
 const LISTING_REACH: Duration = Duration::from_secs(3 * 24 * 3600 - 600);
 
-/// How the follower runs (from `[vod]`).
+/// How the follower runs (from `[vod]`), for one account's tasks.
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
+    /// The account whose tasks are followed, with its own client.
+    pub account: crate::domain::AccountName,
     pub interval: Duration,
     /// Calls per second to `DescribeVodRefreshTasks` (`vod.checks_per_second`).
     pub per_second: u32,
@@ -71,7 +73,7 @@ pub async fn watch(
             let round = async {
                 client.credentials().wait_until_usable().await;
                 let now = Ts::now();
-                let open = store.open_cdn_tasks(OPEN_LIMIT).await?;
+                let open = store.open_cdn_tasks(&config.account, OPEN_LIMIT).await?;
                 // Nothing open, nothing past its deadline: an idle round is this one read.
                 if open.is_empty() {
                     return Ok(None);

@@ -43,12 +43,14 @@ pub enum HoldDecision {
 }
 
 impl HoldPolicy {
-    pub fn from_settings(vod: &crate::config::VodSettings) -> HoldPolicy {
+    /// An account's policy (`quota_probe_interval`, `quota_reset`, `max_hold`,
+    /// `urgent_quota_reserve`).
+    pub fn for_account(account: &crate::config::AccountSettings) -> HoldPolicy {
         HoldPolicy {
-            probe_interval: vod.quota_probe_interval,
-            reset: vod.quota_reset,
-            max_hold: vod.max_hold,
-            reserve: vod.urgent_quota_reserve,
+            probe_interval: account.quota_probe_interval,
+            reset: account.quota_reset,
+            max_hold: account.max_hold,
+            reserve: account.urgent_quota_reserve,
         }
     }
 

@@ -35,8 +35,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
-use crate::domain::{Priority, Quota, TargetKind, TaskType, Ts};
+use crate::config::{AccountSettings, Settings};
+use crate::domain::{AccountName, Priority, Quota, TargetKind, TaskType, Ts};
 use crate::metrics::Metrics;
 use crate::store::{ClaimBatch, Job, Store, StoreError};
 use crate::vod::{self, ErrorClass};
@@ -73,8 +73,12 @@ pub enum FlushOutcome {
     Idle(Option<Ts>),
 }
 
+/// What one lane runs with: the account it sends for, its limits, and the settings every lane
+/// shares.
 #[derive(Debug, Clone)]
 pub struct FlusherConfig {
+    /// The account whose items and jobs this lane sends, and nothing else.
+    pub account: AccountName,
     pub linger: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -99,15 +103,22 @@ pub struct FlusherConfig {
 }
 
 impl FlusherConfig {
+    /// The lane of the `default` account.
     pub fn from_settings(settings: &Settings) -> FlusherConfig {
+        FlusherConfig::for_account(settings, &settings.default_account())
+    }
+
+    /// The lane of `account`: its own rate, holds and CDN domains, the rest shared.
+    pub fn for_account(settings: &Settings, account: &AccountSettings) -> FlusherConfig {
         let vod = &settings.vod;
         FlusherConfig {
+            account: account.name.clone(),
             linger: settings.queue.linger,
             lease: settings.queue.lease,
             poll_interval: settings.queue.poll_interval,
             max_in_flight: vod.max_in_flight,
-            max_rps: vod.max_requests_per_second,
-            burst: vod.burst,
+            max_rps: account.max_requests_per_second,
+            burst: vod.burst.min(account.max_requests_per_second),
             retry: RetryPolicy {
                 max_attempts: vod.max_attempts,
                 max_age: vod.max_age,
@@ -115,11 +126,11 @@ impl FlusherConfig {
                 max: vod.retry_max,
             },
             check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
-            hold: HoldPolicy::from_settings(vod),
+            hold: HoldPolicy::for_account(account),
             urls_per_call: vod.urls_per_call,
             url_rps: vod.url_requests_per_second,
             follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
-            cdn_domains: vod.cdn_domains.clone(),
+            cdn_domains: account.cdn_domains.clone(),
             lookups_per_second: vod.checks_per_second,
         }
     }
@@ -224,7 +235,7 @@ impl Flusher {
                 let next_work = self
                     .inner
                     .store
-                    .next_work(now)
+                    .next_work(&self.inner.config.account, now)
                     .await
                     .unwrap_or_else(|error| {
                         tracing::debug!(error = %error, "cannot read when work is next due");
@@ -267,7 +278,8 @@ impl Flusher {
         let mut retries_looked_at = std::time::Instant::now();
 
         let now = Ts::now();
-        let groups = inner.store.due_groups(now).await?;
+        let account = &inner.config.account;
+        let groups = inner.store.due_groups(account, now).await?;
         let size = |task| self.batch_size(task);
         for group in batch::ready(&groups, now, inner.config.linger, size) {
             let max_batch = self.batch_size(group.task);
@@ -301,6 +313,7 @@ impl Flusher {
                 }
                 let now = Ts::now();
                 let claim = ClaimBatch {
+                    account: account.clone(),
                     task: group.task,
                     fingerprint: group.fingerprint.clone(),
                     now,
@@ -361,7 +374,8 @@ impl Flusher {
             *read_at = Some(std::time::Instant::now());
         }
         let mut held = Vec::new();
-        for hold in inner.store.held_tasks().await? {
+        let account = &inner.config.account;
+        for hold in inner.store.held_tasks(Some(account)).await? {
             // A probe in flight answers for itself; the probe's size is read only when a
             // reading could end the hold at all.
             let back = hold.probes == 0
@@ -369,10 +383,13 @@ impl Flusher {
                 && quota.poll_ends_hold(
                     hold.quota,
                     hold.since,
-                    inner.store.probe_size(hold.quota).await?,
+                    inner.store.probe_size(account, hold.quota).await?,
                 );
             if back {
-                let released = inner.store.release_held(hold.quota, Ts::now()).await?;
+                let released = inner
+                    .store
+                    .release_held(account, hold.quota, Ts::now())
+                    .await?;
                 inner
                     .metrics
                     .quota_hold_ends
@@ -399,7 +416,9 @@ impl Flusher {
         let now = Ts::now();
         let due_jobs = inner
             .store
-            .due_jobs_within(now, 64, |task| quota.retry_room(task, policy, now))
+            .due_jobs_within(&inner.config.account, now, 64, |task| {
+                quota.retry_room(task, policy, now)
+            })
             .await?;
         for due in due_jobs {
             let probe = due.is_probe();
@@ -447,7 +466,10 @@ impl Flusher {
                 // One probe at a time: the task type's other held jobs wait for its answer.
                 let since = due.held_since.unwrap_or(now);
                 let next = inner.config.hold.next_probe(since, now);
-                inner.store.defer_held(spends, next).await?;
+                inner
+                    .store
+                    .defer_held(&inner.config.account, spends, next)
+                    .await?;
                 tracing::info!(quota = %spends, job_id = %job.id, "quota hold: probing with one held job");
             }
             self.start(job, permit);

@@ -109,7 +109,11 @@ impl Flusher {
             inner.status.note_rate(inner.limiter.current_rps());
         }
         if ends_hold {
-            match inner.store.release_held(job.task.quota(), now).await {
+            match inner
+                .store
+                .release_held(&job.account, job.task.quota(), now)
+                .await
+            {
                 // The in-memory flag is left to the next step's reading of the store: another
                 // call's quota answer may have just held the task type again.
                 Ok(jobs) => {
@@ -255,6 +259,7 @@ impl Flusher {
             match inner.config.cdn_domains.normalise(url, TargetKind::File) {
                 Ok(url) if !items.iter().any(|i: &NewItem| i.media_id.as_str() == url) => items
                     .push(NewItem::plain(
+                        inner.config.account.clone(),
                         MediaId::from_trusted(url),
                         TaskType::FileRefresh,
                         Debounce::for_covers(),

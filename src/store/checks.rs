@@ -14,25 +14,33 @@ const COUNT_CHECK: &str = "UPDATE jobs SET checks = checks + 1, check_at = CASE
      WHERE id = $1";
 
 /// The job that resends a checked job's failed IDs ($1 its id, $2 now, $3 when to send it,
-/// $4 the checked job, $5 the quota code when it starts held): same task, options and budget.
-pub(super) const RESUBMISSION_JOB: &str = "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
+/// $4 the checked job, $5 the quota code when it starts held): same account, task, options and
+/// budget.
+pub(super) const RESUBMISSION_JOB: &str = "INSERT INTO jobs (id, account, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
                        updated_at, next_attempt_at, resubmission_of, priority, error_code, held_since)
-     SELECT $1, task, fingerprint, options, CASE WHEN $5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, $2,
+     SELECT $1, account, task, fingerprint, options, CASE WHEN $5 IS NULL THEN 'retrying' ELSE 'held' END, dry_run, 0, $2,
             budget_from, $2, $3, id, priority, $5, CASE WHEN $5 IS NULL THEN NULL ELSE $2 END
      FROM jobs WHERE id = $4";
 
 impl Store {
-    /// Successful jobs whose submissions are due to be checked, the longest waiting first.
-    pub async fn due_checks(&self, now: Ts, limit: usize) -> Result<Vec<DueCheck>, StoreError> {
+    /// An account's successful jobs whose submissions are due to be checked, the longest
+    /// waiting first.
+    pub async fn due_checks(
+        &self,
+        account: &crate::domain::AccountName,
+        now: Ts,
+        limit: usize,
+    ) -> Result<Vec<DueCheck>, StoreError> {
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&format!(
                 "SELECT id, vod_job_id, checks, budget_from FROM jobs {}
-                 WHERE check_at <= $1 AND status = 'succeeded' AND vod_job_id IS NOT NULL
+                 WHERE check_at <= $1 AND account = $3 AND status = 'succeeded' AND vod_job_id IS NOT NULL
                  ORDER BY check_at LIMIT $2",
                 sql.indexed_by("jobs_check")
             )))
             .bind(now.0)
             .bind(limit as i64)
+            .bind(account.as_str())
             .fetch_all(b.reads())
             .await?;
             Ok(rows.iter().map(due_check_from_row).collect())

@@ -51,17 +51,22 @@ pub fn item_state<'a>(
 }
 
 impl Store {
-    /// The tasks still open, the oldest first (at most `limit`); those past their deadline are
+    /// An account's tasks still open, the oldest first (at most `limit`); those past their deadline are
     /// among them until [`Store::record_cdn_tasks`] closes them.
-    pub async fn open_cdn_tasks(&self, limit: usize) -> Result<Vec<OpenCdnTask>, StoreError> {
+    pub async fn open_cdn_tasks(
+        &self,
+        account: &crate::domain::AccountName,
+        limit: usize,
+    ) -> Result<Vec<OpenCdnTask>, StoreError> {
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&format!(
                 "SELECT t.job_id, t.target, t.path, t.task_ids, t.object_type, t.created_at, j.task
                  FROM cdn_tasks t JOIN jobs j ON j.id = t.job_id
-                 WHERE t.{OPEN}
+                 WHERE t.{OPEN} AND j.account = $2
                  ORDER BY t.created_at, t.job_id LIMIT $1"
             )))
             .bind(limit as i64)
+            .bind(account.as_str())
             .fetch_all(b.reads())
             .await?;
             rows.iter()

@@ -6,65 +6,85 @@ use super::Store;
 use super::jobs::HELD_OR_PROBING;
 use super::rows::{self, StoreRow};
 use super::types::*;
-use crate::domain::{Quota, Ts};
+use crate::domain::{AccountName, Quota, Ts};
 
 impl Store {
-    /// Ends the hold of a quota ($1 now, $2 quota): its held jobs are due now, as
-    /// retries, with their time on hold added to their retry budget; returns how many.
-    pub async fn release_held(&self, quota: Quota, now: Ts) -> Result<u64, StoreError> {
+    /// Ends the hold of an account's quota ($1 now, $2 quota, $3 account): its held jobs are due
+    /// now, as retries, with their time on hold added to their retry budget; returns how many.
+    pub async fn release_held(
+        &self,
+        account: &AccountName,
+        quota: Quota,
+        now: Ts,
+    ) -> Result<u64, StoreError> {
         with_backend!(self, b, sql => {
             let done = sqlx::query(sql.sql(
                 "UPDATE jobs SET status = 'retrying', next_attempt_at = $1, held_since = NULL,
                         budget_from = budget_from + ($1 - updated_at), updated_at = $1
-                 WHERE status = 'held' AND quota = $2",
+                 WHERE status = 'held' AND quota = $2 AND account = $3",
             ))
             .bind(now.0)
             .bind(quota.as_str())
+            .bind(account.as_str())
             .execute(b.writes())
             .await?;
             Ok(done.rows_affected())
         })
     }
 
-    /// Moves the next probe of a quota's held jobs to `until` (one probe at a time).
-    pub async fn defer_held(&self, quota: Quota, until: Ts) -> Result<u64, StoreError> {
+    /// Moves the next probe of an account's held jobs of a quota to `until` (one probe at a
+    /// time).
+    pub async fn defer_held(
+        &self,
+        account: &AccountName,
+        quota: Quota,
+        until: Ts,
+    ) -> Result<u64, StoreError> {
         with_backend!(self, b, sql => {
             let done = sqlx::query(sql.sql(
                 "UPDATE jobs SET next_attempt_at = $1
-                 WHERE status = 'held' AND quota = $2 AND next_attempt_at < $1",
+                 WHERE status = 'held' AND quota = $2 AND account = $3 AND next_attempt_at < $1",
             ))
             .bind(until.0)
             .bind(quota.as_str())
+            .bind(account.as_str())
             .execute(b.writes())
             .await?;
             Ok(done.rows_affected())
         })
     }
 
-    /// How many targets the held job of a quota probed next carries (0 when none is held).
-    pub async fn probe_size(&self, quota: Quota) -> Result<u64, StoreError> {
+    /// How many targets the held job of an account's quota probed next carries (0 when none
+    /// is held).
+    pub async fn probe_size(&self, account: &AccountName, quota: Quota) -> Result<u64, StoreError> {
         with_backend!(self, b, sql => {
             let ids: i64 = sqlx::query_scalar(sql.sql(
                 "SELECT COUNT(*) FROM job_items WHERE job_id = (
-                     SELECT id FROM jobs WHERE quota = $1 AND status = 'held'
+                     SELECT id FROM jobs WHERE quota = $1 AND account = $2 AND status = 'held'
                      ORDER BY next_attempt_at, id LIMIT 1)",
             ))
             .bind(quota.as_str())
+            .bind(account.as_str())
             .fetch_one(b.writes())
             .await?;
             Ok(u64::try_from(ids).unwrap_or(0))
         })
     }
 
-    /// The quotas that are held, with their held jobs.
-    pub async fn held_tasks(&self) -> Result<Vec<HeldTask>, StoreError> {
+    /// The quotas of an account (of every account: `None`) that are held, with their held jobs.
+    pub async fn held_tasks(
+        &self,
+        account: Option<&AccountName>,
+    ) -> Result<Vec<HeldTask>, StoreError> {
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql.sql(&format!(
-                "SELECT quota, COUNT(*) AS jobs, MIN(held_since) AS since,
+                "SELECT account, quota, COUNT(*) AS jobs, MIN(held_since) AS since,
                         MIN(CASE WHEN status = 'held' THEN next_attempt_at END) AS until, MAX(error_code) AS code,
                         SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END) AS probes
-                 FROM jobs WHERE {HELD_OR_PROBING} GROUP BY quota ORDER BY quota"
+                 FROM jobs WHERE ($1 IS NULL OR account = $1) AND {HELD_OR_PROBING}
+                 GROUP BY account, quota ORDER BY account, quota"
             )))
+            .bind(account.map(AccountName::as_str))
             .fetch_all(b.writes())
             .await?;
             rows.iter().map(held_task_from_row).collect()
@@ -75,6 +95,7 @@ impl Store {
 /// A row of [`Store::held_tasks`].
 fn held_task_from_row(row: &impl StoreRow) -> Result<HeldTask, StoreError> {
     Ok(HeldTask {
+        account: rows::parse_account(&row.text("account"))?,
         quota: rows::parse_quota(&row.text("quota"))?,
         jobs: row.int("jobs") as u64,
         since: Ts(row.opt_int("since").unwrap_or_default()),

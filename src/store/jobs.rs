@@ -8,7 +8,7 @@ use super::Store;
 use super::rows::{self, StoreRow};
 use super::sql::Dialect;
 use super::types::*;
-use crate::domain::{Priority, Quota, Ts};
+use crate::domain::{AccountName, Priority, Quota, Ts};
 
 /// Jobs of a quota that is held: held, or the probe of a hold in flight (a probe keeps its
 /// `held_since`).
@@ -18,7 +18,8 @@ pub(super) const HELD_OR_PROBING: &str =
 /// The number of IDs of the job `j`.
 const JOB_IDS: &str = "(SELECT COUNT(*) FROM job_items i WHERE i.job_id = j.id)";
 
-/// Jobs whose next attempt is due ($1 now, $2 limit), with their priority and size:
+/// Jobs of one account ($9) whose next attempt is due ($1 now, $2 limit), with their priority
+/// and size (holds are an account's own: another account's held quota holds nothing here):
 /// - first the probes of holds: a probe whose lease ran out (its process died mid-call, or
 ///   could not record the answer), then held jobs whose probe time has come, unless a live
 ///   probe of the same quota is in flight (one probe at a time);
@@ -34,17 +35,18 @@ fn due_jobs_sql() -> String {
     format!(
         "SELECT j.id, j.task, j.status, j.held_since, j.priority, {JOB_IDS} AS ids
          FROM jobs j
-         WHERE (j.held_since IS NOT NULL
+         WHERE j.account = $9 AND (
+               (j.held_since IS NOT NULL
                 AND ((j.status = 'held' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
-                AND NOT EXISTS ({LIVE_PROBE} AND p.quota = j.quota))
+                AND NOT EXISTS ({LIVE_PROBE} AND p.quota = j.quota AND p.account = j.account))
             OR (j.held_since IS NULL
                 AND ((j.status = 'retrying' AND j.next_attempt_at <= $1)
                      OR (j.status = 'in_flight' AND j.lease_until <= $1))
-                AND j.quota NOT IN (SELECT quota FROM jobs WHERE {HELD_OR_PROBING})
+                AND j.quota NOT IN (SELECT quota FROM jobs WHERE account = $9 AND {HELD_OR_PROBING})
                 AND {JOB_IDS} <= CASE WHEN j.priority > 0
                                     THEN CASE j.quota WHEN 'Refresh' THEN $4 WHEN 'Preload' THEN $6 ELSE $8 END
-                                    ELSE CASE j.quota WHEN 'Refresh' THEN $3 WHEN 'Preload' THEN $5 ELSE $7 END END)
+                                    ELSE CASE j.quota WHEN 'Refresh' THEN $3 WHEN 'Preload' THEN $5 ELSE $7 END END))
          ORDER BY CASE WHEN j.held_since IS NULL THEN 2 WHEN j.status = 'in_flight' THEN 0 ELSE 1 END,
                   j.priority DESC, COALESCE(j.next_attempt_at, j.lease_until), j.id LIMIT $2"
     )
@@ -66,7 +68,8 @@ fn claim_job_sql(sql: Dialect) -> String {
                        AND ((c.status IN ('retrying', 'held') AND c.next_attempt_at <= $2)
                             OR (c.status = 'in_flight' AND c.lease_until <= $2))
                        AND NOT (c.held_since IS NOT NULL AND EXISTS (
-                           SELECT 1 FROM jobs p WHERE p.quota = c.quota AND p.id <> c.id AND p.status = 'in_flight'
+                           SELECT 1 FROM jobs p WHERE p.quota = c.quota AND p.account = c.account
+                             AND p.id <> c.id AND p.status = 'in_flight'
                              AND p.held_since IS NOT NULL AND p.lease_until > $2))
                      {})",
         sql.for_update_skip_locked()
@@ -122,14 +125,21 @@ macro_rules! end_attempt {
 impl Store {
     /// Jobs whose next attempt is due: probes first, then urgent ones, then the oldest (see
     /// [`due_jobs_sql`]).
-    pub async fn due_jobs(&self, now: Ts, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        self.due_jobs_within(now, limit, |_| RetryRoom::OPEN).await
+    pub async fn due_jobs(
+        &self,
+        account: &AccountName,
+        now: Ts,
+        limit: usize,
+    ) -> Result<Vec<DueJob>, StoreError> {
+        self.due_jobs_within(account, now, limit, |_| RetryRoom::OPEN)
+            .await
     }
 
     /// As [`Store::due_jobs`], leaving out the retries larger than `room` of their quota (the
     /// probes of holds always come).
     pub async fn due_jobs_within(
         &self,
+        account: &AccountName,
         now: Ts,
         limit: usize,
         room: impl Fn(Quota) -> RetryRoom,
@@ -149,6 +159,7 @@ impl Store {
                 .bind(preload.1)
                 .bind(directory.0)
                 .bind(directory.1)
+                .bind(account.as_str())
                 .fetch_all(b.writes())
                 .await?;
             rows.iter().map(due_job_from_row).collect()

@@ -65,14 +65,14 @@ macro_rules! load_job {
 }
 
 /// Creates the job a claim takes its items into ($1 id, $2 task, $3 fingerprint, $4 options,
-/// $5 dry run, $6 now, $7 lease, $8 priority), in flight with its first attempt. Its `quota`
+/// $5 dry run, $6 now, $7 lease, $8 priority, $9 account), in flight with its first attempt. Its `quota`
 /// is computed from its task.
 macro_rules! insert_claimed_job {
     ($conn:expr, $sql:expr, $claim:expr, $options:expr, $priority:expr) => {
         sqlx::query($sql.sql(
             "INSERT INTO jobs (id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from,
-                               updated_at, lease_until, priority)
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7, $8)",
+                               updated_at, lease_until, priority, account)
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, 1, $6, $6, $6, $7, $8, $9)",
         ))
         .bind(&$claim.job_id)
         .bind($claim.task.as_str())
@@ -82,6 +82,7 @@ macro_rules! insert_claimed_job {
         .bind($claim.now.0)
         .bind($claim.lease_until.0)
         .bind($priority)
+        .bind($claim.account.as_str())
         .execute($conn)
         .await
     };

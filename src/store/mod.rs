@@ -43,7 +43,7 @@ use wake::Wake;
 pub use types::*;
 
 use crate::config::StoreLocation;
-use crate::domain::Ts;
+use crate::domain::{AccountName, Ts};
 use backend::{Claims, Housekeeping, Leadership, PendingReads};
 use commit::{Waiting, postgres_committer, sqlite_committer};
 use postgres::PgStore;
@@ -156,13 +156,18 @@ impl Store {
         dispatch!(self, s => s.close().await)
     }
 
-    /// The groups (task type, option set) that have due items, with their count, urgent count
+    /// The groups (task type, option set) of `account` that have due items, with their count, urgent count
     /// and the earliest due time, groups with urgent items first.
-    pub async fn due_groups(&self, now: Ts) -> Result<Vec<DueGroup>, StoreError> {
+    pub async fn due_groups(
+        &self,
+        account: &AccountName,
+        now: Ts,
+    ) -> Result<Vec<DueGroup>, StoreError> {
         dispatch!(self, s => s.settle_due(now).await)?;
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql::due_groups_sql(sql))
                 .bind(now.0)
+                .bind(account.as_str())
                 .fetch_all(b.writes())
                 .await?;
             rows.iter().map(rows::due_group_from_row).collect()
@@ -198,7 +203,30 @@ impl Store {
             next_due_at: items.next_due_at,
             in_flight_jobs: in_flight as u64,
             retrying_jobs: retrying as u64,
-            held: self.held_tasks().await?,
+            held: self.held_tasks(None).await?,
+        })
+    }
+
+    /// Each account's pending items and those due by their stored time (a lower bound of the
+    /// real due time, so `due` may count items a fold would find due later).
+    pub async fn queue_by_account(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql.sql(
+                "SELECT account, COUNT(*), COALESCE(SUM(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END), 0)
+                 FROM items GROUP BY account ORDER BY account",
+            ))
+            .bind(now.0)
+            .fetch_all(b.reads())
+            .await?;
+            rows.into_iter()
+                .map(|(account, pending, due)| {
+                    Ok(AccountQueue {
+                        account: rows::parse_account(&account)?,
+                        pending: u64::try_from(pending).unwrap_or(0),
+                        due: u64::try_from(due).unwrap_or(0),
+                    })
+                })
+                .collect()
         })
     }
 

@@ -44,19 +44,24 @@ impl Store {
         })
     }
 
-    /// The next instant after `now` at which a pending item becomes due or a retry is due (when
+    /// The next instant after `now` at which a pending item of `account` becomes due or a retry is due (when
     /// the idle flusher wakes): two index seeks (`items_due`, `jobs_status`).
-    pub async fn next_work(&self, now: Ts) -> Result<Option<Ts>, StoreError> {
+    pub async fn next_work(
+        &self,
+        account: &crate::domain::AccountName,
+        now: Ts,
+    ) -> Result<Option<Ts>, StoreError> {
         with_backend!(self, b, sql => {
             let next: Option<i64> = sqlx::query_scalar(sql.sql(
                 "SELECT MIN(t) AS t FROM (
-                     SELECT MIN(due_at) AS t FROM items WHERE due_at > $1
+                     SELECT MIN(due_at) AS t FROM items WHERE due_at > $1 AND account = $2
                      UNION ALL
                      SELECT MIN(next_attempt_at) AS t FROM jobs
-                     WHERE status IN ('retrying', 'held') AND next_attempt_at > $1
+                     WHERE status IN ('retrying', 'held') AND next_attempt_at > $1 AND account = $2
                  ) AS w",
             ))
             .bind(now.0)
+            .bind(account.as_str())
             .fetch_one(b.writes())
             .await?;
             Ok(next.map(Ts))
@@ -81,8 +86,8 @@ impl Store {
     }
 }
 
-/// The `GET /jobs` query with its parameters bound. Parameters come in this order: status,
-/// task, since, before, media ID (each only when the filter has it), then the limit.
+/// The `GET /jobs` query with its parameters bound. Parameters come in this order: account,
+/// status, task, since, before, media ID (each only when the filter has it), then the limit.
 fn list_jobs_query<DB>(filter: &JobFilter, sql: Dialect) -> Query<'static, DB, DB::Arguments>
 where
     DB: Database,
@@ -90,6 +95,9 @@ where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     let mut query = sqlx::query(sql.sql(&list_jobs_sql(filter)));
+    if let Some(account) = &filter.account {
+        query = query.bind(account.as_str());
+    }
     if let Some(status) = filter.status {
         query = query.bind(status.as_str());
     }
@@ -116,6 +124,9 @@ fn list_jobs_sql(filter: &JobFilter) -> String {
         n += 1;
         format!("${n}")
     };
+    if filter.account.is_some() {
+        sql.push_str(&format!(" AND account = {}", next()));
+    }
     if filter.status.is_some() {
         sql.push_str(&format!(" AND status = {}", next()));
     }

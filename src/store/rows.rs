@@ -4,11 +4,11 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TaskType, Ts};
+use crate::domain::{AccountName, MediaId, Priority, PurgeOptions, Quota, TaskType, Ts};
 use crate::store::types::*;
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
-pub(crate) const JOB_COLUMNS: &str = "id, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
+pub(crate) const JOB_COLUMNS: &str = "id, account, task, fingerprint, options, status, dry_run, attempts, created_at, budget_from, updated_at, \
      next_attempt_at, lease_until, vod_job_id, request_id, error_code, error_message, check_at, resubmission_of, held_since, holds, priority";
 
 /// The columns [`job_item_from_row`] reads.
@@ -16,14 +16,16 @@ pub(crate) const JOB_ITEM_COLUMNS: &str =
     "media_id, outcome, first_seen, events, error_code, error_message";
 
 /// The columns [`pending_from_row`] reads.
-pub(crate) const PENDING_COLUMNS: &str = "media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority";
+pub(crate) const PENDING_COLUMNS: &str = "account, media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority";
 
 /// A Preload is held back while a Refresh of the same media ID or file is pending or being sent.
 /// Plain SQL that both dialects accept; `i` is the `items` row under consideration.
 pub(crate) const PRELOAD_RULE: &str = "(i.task NOT IN ('Preload', 'FilePreload') OR (
-        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.task IN ('Refresh', 'FileRefresh'))
+        NOT EXISTS (SELECT 1 FROM items r WHERE r.media_id = i.media_id AND r.account = i.account
+                    AND r.task IN ('Refresh', 'FileRefresh'))
     AND NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id
-                    WHERE ji.media_id = i.media_id AND j.task IN ('Refresh', 'FileRefresh')
+                    WHERE ji.media_id = i.media_id AND j.account = i.account
+                      AND j.task IN ('Refresh', 'FileRefresh')
                       AND j.status IN ('in_flight', 'retrying', 'held'))))";
 
 /// The job a claim has just created, built from what the claim wrote rather than read back:
@@ -36,6 +38,7 @@ pub(crate) fn claimed_job(
 ) -> Result<Job, StoreError> {
     Ok(Job {
         id: claim.job_id.clone(),
+        account: claim.account.clone(),
         task: claim.task,
         fingerprint: claim.fingerprint.clone(),
         options: parse_options(options)?,
@@ -109,6 +112,7 @@ where
 pub(crate) fn job_from_row(row: &impl StoreRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: row.text("id"),
+        account: parse_account(&row.text("account"))?,
         task: parse_task(&row.text("task"))?,
         fingerprint: row.text("fingerprint"),
         options: parse_options(&row.text("options"))?,
@@ -190,6 +194,7 @@ pub(crate) fn submission_outcome(
 /// An `items` row (columns [`PENDING_COLUMNS`]).
 pub(crate) fn pending_from_row(row: &impl StoreRow) -> Result<PendingItem, StoreError> {
     Ok(PendingItem {
+        account: parse_account(&row.text("account"))?,
         media_id: MediaId::from_trusted(row.text("media_id")),
         task: parse_task(&row.text("task"))?,
         fingerprint: row.text("fingerprint"),
@@ -208,6 +213,7 @@ pub(crate) fn pending_from_row(row: &impl StoreRow) -> Result<PendingItem, Store
 /// `oldest` (earliest due time).
 pub(crate) fn due_group_from_row(row: &impl StoreRow) -> Result<DueGroup, StoreError> {
     Ok(DueGroup {
+        account: parse_account(&row.text("account"))?,
         task: parse_task(&row.text("task"))?,
         fingerprint: row.text("fingerprint"),
         due_count: row.int("n") as u64,
@@ -220,6 +226,13 @@ pub(crate) fn parse_task(raw: &str) -> Result<TaskType, StoreError> {
     raw.parse().map_err(|_| StoreError::Corrupt {
         table: "items/jobs",
         detail: format!("task {raw:?}"),
+    })
+}
+
+pub(crate) fn parse_account(raw: &str) -> Result<AccountName, StoreError> {
+    AccountName::parse(raw).map_err(|_| StoreError::Corrupt {
+        table: "items/jobs",
+        detail: format!("account {:?}", raw.chars().take(40).collect::<String>()),
     })
 }
 

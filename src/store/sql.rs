@@ -92,17 +92,17 @@ impl Dialect {
     }
 }
 
-/// The groups (task type, option set) with due items ($1 now): their count, urgent count and
+/// The groups (task type, option set) of one account ($2) with due items ($1 now): their count, urgent count and
 /// earliest due time, groups with urgent items first. On SQLite a range of `items_due` (which
 /// covers every column read here): without `INDEXED BY` it walks a whole group index to avoid
 /// sorting, which reads every pending item each poll.
 pub(crate) fn due_groups_sql(sql: Dialect) -> AssertSqlSafe<String> {
     const URGENT: &str = "SUM(CASE WHEN i.priority > 0 THEN 1 ELSE 0 END)";
     sql.sql(&format!(
-        "SELECT i.task, i.fingerprint, COUNT(*) AS n, {URGENT} AS urgent, MIN(i.due_at) AS oldest
+        "SELECT i.account, i.task, i.fingerprint, COUNT(*) AS n, {URGENT} AS urgent, MIN(i.due_at) AS oldest
          FROM items i {}
-         WHERE i.due_at <= $1 AND {}
-         GROUP BY i.task, i.fingerprint ORDER BY {URGENT} > 0 DESC, i.task DESC, oldest",
+         WHERE i.due_at <= $1 AND i.account = $2 AND {}
+         GROUP BY i.account, i.task, i.fingerprint ORDER BY {URGENT} > 0 DESC, i.task DESC, oldest",
         sql.indexed_by("items_due"),
         super::rows::PRELOAD_RULE
     ))

@@ -2,12 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{MediaId, Priority, PurgeOptions, Quota, TargetKind, TaskType, Ts};
+use crate::domain::{
+    AccountName, MediaId, Priority, PurgeOptions, Quota, TargetKind, TaskType, Ts,
+};
 use crate::queue::Debounce;
 
 /// One pending-item upsert of an ingest request.
 #[derive(Debug, Clone)]
 pub struct NewItem {
+    /// The VOD account it is purged in; part of the item's key.
+    pub account: AccountName,
     pub media_id: MediaId,
     pub task: TaskType,
     pub options: PurgeOptions,
@@ -21,12 +25,14 @@ impl NewItem {
     /// An item with the default options: a URL, a directory or a cover lookup, to which the
     /// options of `RefreshMediaPlayUrls` do not apply.
     pub fn plain(
+        account: AccountName,
         target: MediaId,
         task: TaskType,
         debounce: Debounce,
         priority: Priority,
     ) -> NewItem {
         NewItem {
+            account,
             media_id: target,
             task,
             options: PurgeOptions::default(),
@@ -73,9 +79,10 @@ pub struct RejectedId {
     pub reason: String,
 }
 
-/// A (task, fingerprint) group with items that are due now.
+/// A (task, fingerprint) group of one account with items that are due now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueGroup {
+    pub account: AccountName,
     pub task: TaskType,
     pub fingerprint: String,
     pub due_count: u64,
@@ -192,6 +199,8 @@ pub struct JobItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: String,
+    /// The VOD account its calls go to.
+    pub account: AccountName,
     pub task: TaskType,
     pub fingerprint: String,
     pub options: PurgeOptions,
@@ -274,6 +283,7 @@ impl DueJob {
 /// The jobs of a task type held on the daily quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTask {
+    pub account: AccountName,
     pub quota: Quota,
     pub jobs: u64,
     /// When the oldest hold began.
@@ -289,6 +299,7 @@ pub struct HeldTask {
 /// Claim up to `max` due items of one group into a new job.
 #[derive(Debug, Clone)]
 pub struct ClaimBatch {
+    pub account: AccountName,
     pub task: TaskType,
     pub fingerprint: String,
     pub now: Ts,
@@ -435,6 +446,7 @@ pub struct Failure {
 /// Filters of `GET /jobs`, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
+    pub account: Option<AccountName>,
     pub status: Option<JobStatus>,
     pub media_id: Option<String>,
     pub task: Option<TaskType>,
@@ -447,6 +459,7 @@ pub struct JobFilter {
 /// One pending item, as `/media/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingItem {
+    pub account: AccountName,
     pub media_id: MediaId,
     pub task: TaskType,
     pub fingerprint: String,
@@ -459,6 +472,14 @@ pub struct PendingItem {
     pub due_at: Ts,
     pub events: u64,
     pub priority: Priority,
+}
+
+/// An account's pending items: how many, and how many due by their stored time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountQueue {
+    pub account: AccountName,
+    pub pending: u64,
+    pub due: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -188,6 +188,13 @@ pub struct SourceConfig {
     /// Burst on top of `rate_limit` (default: equal to `rate_limit`).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// The VOD account this source's purges go to: `default` (the `[vod]` section) or the name
+    /// of an `[[accounts]]` table.
+    #[serde(default)]
+    pub account: crate::domain::AccountName,
+    /// A `native` body may name another account (`"account": "intl"`).
+    #[serde(default)]
+    pub allow_account_override: bool,
 }
 
 /// Secrets are shown as `<redacted>` wherever the configuration is printed.

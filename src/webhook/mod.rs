@@ -107,6 +107,9 @@ pub struct PurgeRequest {
     pub options: RawOptions,
     /// Set by the body (the native `priority` field); otherwise the source's.
     pub priority: Option<Priority>,
+    /// The native `account` field, raw: the caller checks that the sender may name one and that
+    /// it exists; otherwise the source's.
+    pub account: Option<String>,
 }
 
 /// A source compiled from its configuration: secrets decoded, pointers parsed.
@@ -120,6 +123,8 @@ pub struct Source {
     rate_limit: Option<u32>,
     burst: Option<u32>,
     delivery_id_header: Option<String>,
+    account: crate::domain::AccountName,
+    allow_account_override: bool,
 }
 
 impl std::fmt::Debug for Source {
@@ -146,7 +151,19 @@ impl Source {
             rate_limit: cfg.rate_limit,
             burst: cfg.burst,
             delivery_id_header: cfg.delivery_id_header.clone(),
+            account: cfg.account.clone(),
+            allow_account_override: cfg.allow_account_override,
         })
+    }
+
+    /// The account this source's purges go to, unless a body may name another.
+    pub fn account(&self) -> &crate::domain::AccountName {
+        &self.account
+    }
+
+    /// Whether a native body may name another account (`allow_account_override`).
+    pub fn allows_account_override(&self) -> bool {
+        self.allow_account_override
     }
 
     pub fn name(&self) -> &str {

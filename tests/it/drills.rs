@@ -87,6 +87,7 @@ mod store_at_scale {
     fn items(ids: std::ops::Range<usize>, prefix: &str, quiet: Duration) -> Vec<NewItem> {
         let options = PurgeOptions::default();
         ids.map(|i| NewItem {
+            account: vod_purge::domain::AccountName::default(),
             media_id: MediaIdRules::default()
                 .parse(&format!("{prefix}{i:05}"))
                 .unwrap(),
@@ -128,6 +129,7 @@ mod store_at_scale {
 
     fn claim(now: i64) -> ClaimBatch {
         ClaimBatch {
+            account: vod_purge::domain::AccountName::default(),
             task: TaskType::Refresh,
             fingerprint: PurgeOptions::default().fingerprint(),
             now: Ts(now),
@@ -161,7 +163,10 @@ mod store_at_scale {
         let mut want: Vec<String> = (0..5).map(|i| format!("early{i:05}")).collect();
         want.extend((0..15).map(|i| format!("late{i:05}")));
         assert_eq!(ids, want);
-        let groups = store.due_groups(Ts(5_000)).await.unwrap();
+        let groups = store
+            .due_groups(&vod_purge::domain::AccountName::default(), Ts(5_000))
+            .await
+            .unwrap();
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].due_count, 285);
         let stats = store.queue_stats(Ts(5_000)).await.unwrap();
@@ -198,7 +203,13 @@ mod store_at_scale {
         // The figures are right on a large store; that the polls read ranges of indexes, not
         // every pending item, the query plans check (`store::sqlite` unit tests).
         let now = Ts(2_000);
-        assert!(store.due_groups(now).await.unwrap().is_empty());
+        assert!(
+            store
+                .due_groups(&vod_purge::domain::AccountName::default(), now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let stats = store.queue_stats(now).await.unwrap();
         assert_eq!((stats.pending, stats.due), (N as u64 + 1, 0));
         assert_eq!(stats.next_due_at, Some(Ts(1_000 + 3_600_000)));

@@ -1,3 +1,4 @@
+mod accounts;
 mod credentials;
 mod drills;
 mod fuzz_props;

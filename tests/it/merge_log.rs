@@ -193,13 +193,19 @@ async fn the_flusher_decides_on_what_is_really_due() {
     thirty_items_and_twenty_five_merged(&store).await;
     // By their stored due times all 30 are due at 2.5 s; really only the 5 not merged again, so a
     // group that lingers for a full batch keeps lingering.
-    let groups = store.due_groups(Ts(2_500)).await.unwrap();
+    let groups = store
+        .due_groups(&vod_purge::domain::AccountName::default(), Ts(2_500))
+        .await
+        .unwrap();
     assert_eq!(
         (groups.len(), groups[0].due_count, groups[0].oldest_due_at),
         (1, 5, Ts(2_000))
     );
     assert_eq!(logged_rows(&dir), 0, "their merges were folded");
-    let groups = store.due_groups(Ts(3_000)).await.unwrap();
+    let groups = store
+        .due_groups(&vod_purge::domain::AccountName::default(), Ts(3_000))
+        .await
+        .unwrap();
     assert_eq!(groups[0].due_count, 30);
 }
 

@@ -38,7 +38,7 @@ each_backend! {
         assert_eq!((b.due_at, b.events), (Ts(1_500), 3));
         let stats = store.queue_stats(Ts(1_700)).await.unwrap();
         assert_eq!((stats.pending, stats.urgent, stats.due), (3, 1, 1));
-        let groups = store.due_groups(Ts(1_700)).await.unwrap();
+        let groups = store.due_groups(&vod_purge::domain::AccountName::default(), Ts(1_700)).await.unwrap();
         assert_eq!(
             groups
                 .iter()
@@ -99,10 +99,11 @@ each_backend! {
         assert!(hold().await.unwrap());
         // A stale attempt cannot hold it again.
         assert!(!hold().await.unwrap());
-        let held = store.held_tasks().await.unwrap();
+        let held = store.held_tasks(None).await.unwrap();
         assert_eq!(
             held,
             vec![HeldTask {
+                account: vod_purge::domain::AccountName::default(),
                 quota: Quota::Refresh,
                 jobs: 1,
                 since: Ts(4_000),
@@ -133,12 +134,12 @@ each_backend! {
                     .unwrap()
             );
         }
-        let due = store.due_jobs(Ts(6_000), 10).await.unwrap();
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(6_000), 10).await.unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             [preload.id.as_str()]
         );
-        let due = store.due_jobs(Ts(9_000), 10).await.unwrap();
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(9_000), 10).await.unwrap();
         let held_due = due
             .iter()
             .find(|d| d.id == job.id)
@@ -158,7 +159,7 @@ each_backend! {
             .expect("the probe");
         assert_eq!(probe.budget_from, Ts(job.budget_from.0 + 5_000));
         assert_eq!(probe.held_since, Some(Ts(4_000)));
-        let held = store.held_tasks().await.unwrap();
+        let held = store.held_tasks(None).await.unwrap();
         assert_eq!((held.len(), held[0].until), (1, None));
         // It meets the quota again: held once more, the hold's start kept, two holds counted.
         assert!(
@@ -180,14 +181,14 @@ each_backend! {
         );
         assert_eq!(
             store
-                .defer_held(Quota::Refresh, Ts(20_000))
+                .defer_held(&vod_purge::domain::AccountName::default(), Quota::Refresh, Ts(20_000))
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
             store
-                .defer_held(Quota::Refresh, Ts(15_000))
+                .defer_held(&vod_purge::domain::AccountName::default(), Quota::Refresh, Ts(15_000))
                 .await
                 .unwrap(),
             0,
@@ -197,7 +198,7 @@ each_backend! {
         // The hold ends: the held job is a retry due now, and the other retry is free again.
         assert_eq!(
             store
-                .release_held(Quota::Refresh, Ts(12_000))
+                .release_held(&vod_purge::domain::AccountName::default(), Quota::Refresh, Ts(12_000))
                 .await
                 .unwrap(),
             1
@@ -208,8 +209,8 @@ each_backend! {
             (JobStatus::Retrying, Some(Ts(12_000)), None)
         );
         assert_eq!(got.budget_from, Ts(job.budget_from.0 + 5_000 + 2_900));
-        assert!(store.held_tasks().await.unwrap().is_empty());
-        let due = store.due_jobs(Ts(12_000), 10).await.unwrap();
+        assert!(store.held_tasks(None).await.unwrap().is_empty());
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(12_000), 10).await.unwrap();
         assert!(due.iter().any(|d| d.id == other.id));
     }
 }

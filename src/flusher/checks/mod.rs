@@ -70,7 +70,11 @@ pub async fn watch(
     };
     loop {
         if status.is_active() {
-            match checker.store.due_checks(Ts::now(), BATCH).await {
+            match checker
+                .store
+                .due_checks(&checker.config.account, Ts::now(), BATCH)
+                .await
+            {
                 Ok(due) => {
                     let full = due.len() == BATCH;
                     let run = futures_util::stream::iter(due)
@@ -95,9 +99,11 @@ pub async fn watch(
     }
 }
 
-/// How the checks run (from `[vod]`).
+/// How the checks run (from `[vod]`), for one account's jobs.
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
+    /// The account whose jobs are checked, with its own client.
+    pub account: crate::domain::AccountName,
     /// `check_after`: the first check's delay, doubled for each check after it.
     pub check_after: Duration,
     /// `checks_per_second`.

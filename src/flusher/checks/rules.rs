@@ -175,6 +175,7 @@ mod tests {
     #[test]
     fn passing_failures_are_resubmitted_within_the_budget() {
         let config = CheckConfig {
+            account: crate::domain::AccountName::default(),
             check_after: Duration::from_secs(10),
             per_second: 10,
             max_age: Duration::from_secs(3600),

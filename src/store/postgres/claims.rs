@@ -20,7 +20,7 @@ impl Claims for PgStore {
             }
             let sql = format!(
                 "SELECT i.id, i.media_id, i.options, i.first_seen, i.events, i.priority FROM items i
-                 WHERE i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
+                 WHERE i.account = $5 AND i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
                  ORDER BY i.first_seen, i.id LIMIT $4
                  FOR UPDATE OF i SKIP LOCKED",
                 if urgent { "i.priority > 0" } else { "i.priority = 0" }
@@ -31,6 +31,7 @@ impl Claims for PgStore {
                     .bind(&claim.fingerprint)
                     .bind(claim.now.0)
                     .bind(max as i64)
+                    .bind(claim.account.as_str())
                     .fetch_all(&mut *tx)
                     .await?,
             );

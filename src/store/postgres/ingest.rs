@@ -16,21 +16,21 @@ const DEADLOCK_RETRIES: usize = 3;
 
 /// Creates the pending items of one round of a group, or folds each event into the item already
 /// pending under the same key. The arrays, one element per row, are media IDs, tasks,
-/// fingerprints, options, sources, event times, deadlines, due times and priorities. For a
+/// fingerprints, options, sources, event times, deadlines, due times, priorities and accounts. For a
 /// pending item the due time follows [`crate::queue::MERGE_DUE_AT`] (`due_at - last_seen` of the
 /// new row is the event's quiet delay, at most max_wait).
-const UPSERT_ITEMS: &str = "INSERT INTO items (media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority)
-     SELECT u.media_id, u.task, u.fingerprint, u.options, u.source, u.now, u.now, u.deadline, u.due_at, 1, u.priority
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-          AS u(media_id, task, fingerprint, options, source, now, deadline, due_at, priority)
-     ON CONFLICT (media_id, task, fingerprint) DO UPDATE SET
+const UPSERT_ITEMS: &str = "INSERT INTO items (account, media_id, task, fingerprint, options, source, first_seen, last_seen, deadline, due_at, events, priority)
+     SELECT u.account, u.media_id, u.task, u.fingerprint, u.options, u.source, u.now, u.now, u.deadline, u.due_at, 1, u.priority
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
+          AS u(media_id, task, fingerprint, options, source, now, deadline, due_at, priority, account)
+     ON CONFLICT (account, media_id, task, fingerprint) DO UPDATE SET
          last_seen = GREATEST(items.last_seen, EXCLUDED.last_seen),
          events = items.events + 1,
          priority = GREATEST(items.priority, EXCLUDED.priority),
          due_at = CASE WHEN GREATEST(items.priority, EXCLUDED.priority) > 0
                        THEN LEAST(items.due_at, GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen))
                        ELSE LEAST(GREATEST(items.last_seen, EXCLUDED.last_seen) + (EXCLUDED.due_at - EXCLUDED.last_seen), items.deadline) END
-     RETURNING media_id, task, fingerprint, events";
+     RETURNING account, media_id, task, fingerprint, events";
 
 impl PgStore {
     pub async fn ingest_group(&self, group: &[Ingest]) -> Result<Vec<Receipt>, StoreError> {
@@ -223,7 +223,7 @@ async fn upsert_items(
 ) -> Result<Vec<Vec<i64>>, StoreError> {
     // (request index, item index) of every item, in group order, split into rounds.
     let mut rounds: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut occurrences: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut occurrences: HashMap<Key<'_>, usize> = HashMap::new();
     // Items usually share their options: serialise each set once.
     let mut options: HashMap<&str, String> = HashMap::new();
     for &r in fresh {
@@ -251,6 +251,7 @@ async fn upsert_items(
         for part in by_size(&round, |slot| {
             let (ingest, item) = at(slot);
             item.media_id.as_str().len()
+                + item.account.as_str().len()
                 + item.fingerprint.len()
                 + options[item.fingerprint.as_str()].len()
                 + ingest.source.len()
@@ -262,9 +263,12 @@ async fn upsert_items(
     Ok(events)
 }
 
-/// The key of a pending item: media ID, task, options fingerprint.
-fn key(item: &NewItem) -> (&str, &str, &str) {
+/// The key of a pending item: account, media ID, task, options fingerprint.
+type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+fn key(item: &NewItem) -> Key<'_> {
     (
+        item.account.as_str(),
         item.media_id.as_str(),
         item.task.as_str(),
         item.fingerprint.as_str(),
@@ -272,8 +276,8 @@ fn key(item: &NewItem) -> (&str, &str, &str) {
 }
 
 /// Bytes a row adds to an upsert besides its strings: the task, four numbers, and the length
-/// of each of its nine array elements.
-const ROW_OVERHEAD: usize = 7 + 4 * 8 + 9 * 4;
+/// of each of its ten array elements.
+const ROW_OVERHEAD: usize = 7 + 4 * 8 + 10 * 4;
 
 /// One upsert statement: the rows of `part` (slots of one round, in key order); their event
 /// counts go into `events`.
@@ -318,12 +322,14 @@ where
             item.debounce.due_at(ingest.now, deadline).0
         }))
         .bind(column(&|_, item| item.priority.rank()))
+        .bind(text(&|_, item| item.account.as_str()))
         .fetch_all(&mut *conn)
         .await?;
     let returned = rows
         .iter()
         .map(|row| {
             Ok((
+                row.try_get::<String, _>("account")?,
                 row.try_get::<String, _>("media_id")?,
                 row.try_get::<String, _>("task")?,
                 row.try_get::<String, _>("fingerprint")?,
@@ -331,11 +337,16 @@ where
             ))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let counts: HashMap<(&str, &str, &str), i64> = returned
+    let counts: HashMap<Key<'_>, i64> = returned
         .iter()
-        .map(|(media_id, task, fingerprint, events)| {
+        .map(|(account, media_id, task, fingerprint, events)| {
             (
-                (media_id.as_str(), task.as_str(), fingerprint.as_str()),
+                (
+                    account.as_str(),
+                    media_id.as_str(),
+                    task.as_str(),
+                    fingerprint.as_str(),
+                ),
                 *events,
             )
         })
@@ -344,7 +355,7 @@ where
         let key = key(at(&(r, index)).1);
         events[r][index] = *counts.get(&key).ok_or_else(|| StoreError::Corrupt {
             table: "items",
-            detail: format!("the upsert returned no row for {} ({})", key.0, key.1),
+            detail: format!("the upsert returned no row for {} ({})", key.1, key.2),
         })?;
     }
     Ok(())

@@ -68,6 +68,11 @@ fn migrator() -> Migrator {
             "targets",
             include_str!("../../../migrations/postgres/0005_targets.sql"),
         ),
+        (
+            6,
+            "accounts",
+            include_str!("../../../migrations/postgres/0006_accounts.sql"),
+        ),
     ])
 }
 

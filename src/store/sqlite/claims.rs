@@ -143,7 +143,7 @@ impl SqliteStore {
         // Urgent items first (a partial index holds only them), then the oldest normal ones.
         let urgent = format!(
             "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_urgent
-             WHERE i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
+             WHERE i.account = ?5 AND i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
              ORDER BY i.first_seen, i.id LIMIT ?4"
         );
         let mut rows = sqlx::query(AssertSqlSafe(urgent))
@@ -151,6 +151,7 @@ impl SqliteStore {
             .bind(&claim.fingerprint)
             .bind(claim.now.0)
             .bind(max as i64)
+            .bind(claim.account.as_str())
             .fetch_all(&mut *tx)
             .await?;
         if rows.len() < max && !claim.urgent_only {
@@ -172,7 +173,8 @@ impl SqliteStore {
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
         let window = format!(
             "SELECT {CANDIDATE_COLUMNS} FROM (
-                 SELECT * FROM items INDEXED BY items_group_order WHERE task = ?1 AND fingerprint = ?2
+                 SELECT * FROM items INDEXED BY items_group_order
+                 WHERE account = ?6 AND task = ?1 AND fingerprint = ?2
                  ORDER BY first_seen, id LIMIT ?5) i
              WHERE i.due_at <= ?3 AND i.priority = 0 AND {PRELOAD_RULE}
              ORDER BY i.first_seen, i.id LIMIT ?4"
@@ -183,12 +185,14 @@ impl SqliteStore {
             .bind(claim.now.0)
             .bind(max as i64)
             .bind(CLAIM_WINDOW)
+            .bind(claim.account.as_str())
             .fetch_all(&mut *tx)
             .await?;
         if rows.len() < max {
             let group_size: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE task = ? AND fingerprint = ? LIMIT ?)",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE account = ? AND task = ? AND fingerprint = ? LIMIT ?)",
             )
+            .bind(claim.account.as_str())
             .bind(claim.task.as_str())
             .bind(&claim.fingerprint)
             .bind(CLAIM_WINDOW + 1)
@@ -197,11 +201,12 @@ impl SqliteStore {
             if group_size > CLAIM_WINDOW {
                 let all_due = format!(
                     "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
-                     WHERE i.due_at <= ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
+                     WHERE i.due_at <= ? AND i.account = ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
                      ORDER BY i.first_seen, i.id LIMIT ?"
                 );
                 rows = sqlx::query(AssertSqlSafe(all_due))
                     .bind(claim.now.0)
+                    .bind(claim.account.as_str())
                     .bind(claim.task.as_str())
                     .bind(&claim.fingerprint)
                     .bind(max as i64)

@@ -70,6 +70,11 @@ fn migrator() -> Migrator {
             "targets",
             include_str!("../../../migrations/sqlite/0007_targets.sql"),
         ),
+        (
+            8,
+            "accounts",
+            include_str!("../../../migrations/sqlite/0008_accounts.sql"),
+        ),
     ])
 }
 
@@ -220,6 +225,7 @@ mod tests {
     /// Up to 20 due Refresh items of `fingerprint` at 500 ms into job `job_id`.
     fn claim(fingerprint: &str, job_id: &str) -> ClaimBatch {
         ClaimBatch {
+            account: crate::domain::AccountName::default(),
             task: TaskType::Refresh,
             fingerprint: fingerprint.into(),
             now: Ts(500),

@@ -34,8 +34,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new item. `OR IGNORE`: an item already pending under the same key is merged into instead
 /// (see [`super::merges`]). (Neither statement can abort half-way, so SQLite needs no statement journal
 /// for them; an `ON CONFLICT DO UPDATE` upsert copied every page it touched into one.)
-const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority, quiet)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8, ?9)";
+const INSERT_ITEM: &str = "INSERT OR IGNORE INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events, priority, quiet, account)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8, ?9, ?10)";
 
 /// The options of a fingerprint, stored once (an option set seen before is left as it is: equal
 /// fingerprints mean equal options).
@@ -44,10 +44,11 @@ const INSERT_OPTION_SET: &str =
 
 /// The pending item of a key, with its timing: its ID names it in the merge log.
 const FIND_ITEM: &str = "SELECT id, last_seen, deadline, due_at, events, priority, quiet FROM items
-     WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
+     WHERE account = ?4 AND media_id = ?1 AND task = ?2 AND fingerprint = ?3";
 
 /// The ID of the pending item of a key: a lookup in the key's unique index alone.
-const FIND_ID: &str = "SELECT id FROM items WHERE media_id = ?1 AND task = ?2 AND fingerprint = ?3";
+const FIND_ID: &str =
+    "SELECT id FROM items WHERE account = ?4 AND media_id = ?1 AND task = ?2 AND fingerprint = ?3";
 
 /// Writes an item's timing after a fold that brought its due time forward.
 const SET_TIMING: &str =
@@ -229,6 +230,7 @@ fn apply_group(
                 due_at.0,
                 item.priority.rank(),
                 quiet_ms,
+                item.account.as_str(),
             ])?;
             if inserted == 1 {
                 pushed.push(Pushed::New);
@@ -266,7 +268,12 @@ fn merge(
     due_at: Ts,
     delays_only: bool,
 ) -> Result<(), StoreError> {
-    let key = params![item.media_id.as_str(), item.task.as_str(), item.fingerprint];
+    let key = params![
+        item.media_id.as_str(),
+        item.task.as_str(),
+        item.fingerprint,
+        item.account.as_str()
+    ];
     let quiet_ms = due_at.0 - now.0;
     let id = if delays_only {
         tx.prepare_cached(FIND_ID)?

@@ -14,7 +14,8 @@ use crate::domain::{Priority, PurgeOptions, RawOptions, RequestedTask};
 use super::super::error::PayloadError;
 use super::super::{MAX_IDS_PER_DELIVERY, PurgeRequest};
 
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
+    "account",
     "media_ids",
     "urls",
     "directories",
@@ -81,7 +82,7 @@ fn parse_one(
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(PayloadError::invalid(format!(
-            "unknown field {unknown:?}{}: expected media_ids, urls, directories, task, options, priority, include",
+            "unknown field {unknown:?}{}: expected media_ids, urls, directories, task, options, priority, include, account",
             located(at)
         )));
     }
@@ -143,6 +144,16 @@ fn parse_one(
             !include.is_empty()
         }
     };
+    let account = match map.get("account") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(PayloadError::invalid(format!(
+                "{at}account must be a string naming a configured account, found {}",
+                kind(other)
+            )));
+        }
+    };
     Ok(PurgeRequest {
         media_ids,
         urls,
@@ -151,6 +162,7 @@ fn parse_one(
         task,
         options,
         priority,
+        account,
     })
 }
 

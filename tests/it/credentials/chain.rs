@@ -6,7 +6,7 @@ use super::*;
 async fn resolve(sim: &SimHandle, env: Environment, choice: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let settings = chain_settings(dir.path(), sim, env, choice);
-    credentials::resolve_for(&settings)
+    credentials::resolve_for(&settings.default_account().chain(&settings.environment))
         .await
         .map(|(r, _)| r.provider.to_string())
         .map_err(|e| e.to_string())
@@ -145,11 +145,11 @@ fn check_config_says_which_provider_was_chosen_and_why_not_the_others() {
     let stdout = &out.stdout;
     assert!(out.success, "{}", out.stderr);
     assert!(
-        stdout.contains("# credentials: config skipped: not configured: vod.access_key_id and vod.access_key_secret are empty"),
+        stdout.contains("# credentials [default]: config skipped: not configured: vod.access_key_id and vod.access_key_secret are empty"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("# credentials: using env (AccessKey LTAI5tExample)"),
+        stdout.contains("# credentials [default]: using env (AccessKey LTAI5tExample)"),
         "{stdout}"
     );
     assert!(!stdout.contains("never-printed-secret"), "{stdout}");
@@ -223,7 +223,7 @@ async fn the_rrsa_manifest_configures_the_oidc_provider() {
     let stdout = &out.stdout;
     assert!(out.success, "{}", out.stderr);
     assert!(
-        stdout.contains("# credentials: using oidc (AssumeRoleWithOIDC of acs:ram::"),
+        stdout.contains("# credentials [default]: using oidc (AssumeRoleWithOIDC of acs:ram::"),
         "{stdout}"
     );
     let sts = calls_of(&sim, "AssumeRoleWithOIDC");

@@ -59,7 +59,7 @@ fn use_settings(text: &str) {
             let _ = settings.validate();
             let _ = settings.to_redacted_toml();
             let _ = settings.store.url.to_string();
-            let _ = settings.vod_base_url();
+            let _ = settings.default_account().vod_base_url();
             for source in &settings.sources {
                 let _ = vod_purge::webhook::Source::new(source);
             }

@@ -157,6 +157,7 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
     let now = Ts::now();
     let claimed = store
         .claim_batch(&ClaimBatch {
+            account: vod_purge::domain::AccountName::default(),
             task: vod_purge::domain::TaskType::Refresh,
             fingerprint: PurgeOptions::default().fingerprint(),
             now,

@@ -196,6 +196,10 @@ async fn the_quota_poll_ends_a_hold_without_a_probe() {
     let app = spawn(|s| {
         s.vod.quota_poll_interval = Duration::from_millis(300);
         s.vod.quota_probe_interval = Duration::from_secs(3600);
+        // The next reset twelve hours away, whatever the time of day.
+        let minute_of_day = (vod_purge::domain::Ts::now().0 / 60_000 + 12 * 60) % (24 * 60);
+        let reset = format!("{:02}:{:02}+00:00", minute_of_day / 60, minute_of_day % 60);
+        s.vod.quota_reset = reset.parse().unwrap();
     })
     .await;
     // The poll fails while the quota runs out, so the batches are not bounded by it.

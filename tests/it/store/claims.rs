@@ -15,7 +15,7 @@ each_backend! {
                 .await
                 .unwrap();
         }
-        let groups = store.due_groups(Ts(10_000)).await.unwrap();
+        let groups = store.due_groups(&vod_purge::domain::AccountName::default(), Ts(10_000)).await.unwrap();
         assert_eq!(groups.len(), 1);
         assert_eq!(
             (groups[0].due_count, groups[0].oldest_due_at),
@@ -75,7 +75,7 @@ each_backend! {
             .ingest(ingest(&["a", "b"], TaskType::Preload, 0, None))
             .await
             .unwrap();
-        let groups = store.due_groups(Ts(10_000)).await.unwrap();
+        let groups = store.due_groups(&vod_purge::domain::AccountName::default(), Ts(10_000)).await.unwrap();
         let preload = groups.iter().find(|g| g.task == TaskType::Preload).unwrap();
         assert_eq!(
             preload.due_count, 1,
@@ -124,7 +124,7 @@ each_backend! {
         c.lease_until = Ts(6_000);
         let job = store.claim_batch(&c).await.unwrap().unwrap();
         assert!(
-            store.due_jobs(Ts(5_999), 10).await.unwrap().is_empty(),
+            store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(5_999), 10).await.unwrap().is_empty(),
             "lease still held"
         );
         assert_eq!(due_ids(&store, Ts(6_000)).await, vec![job.id.clone()]);

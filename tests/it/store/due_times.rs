@@ -36,6 +36,7 @@ async fn run_case(store: &Store, name: &str, steps: &[(Step, Expected)]) {
                 };
                 let mut request = ingest(&[], TaskType::Refresh, at, None);
                 request.items = vec![NewItem {
+                    account: vod_purge::domain::AccountName::default(),
                     media_id: media_id.clone(),
                     task: TaskType::Refresh,
                     options: PurgeOptions::default(),
@@ -47,6 +48,7 @@ async fn run_case(store: &Store, name: &str, steps: &[(Step, Expected)]) {
             }
             Claim(at, events) => {
                 let batch = ClaimBatch {
+                    account: vod_purge::domain::AccountName::default(),
                     fingerprint: fingerprint.clone(),
                     ..claim(at, TaskType::Refresh)
                 };

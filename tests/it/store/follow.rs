@@ -20,6 +20,7 @@ async fn sent_files(store: &Store, urls: &[&str], until: i64) -> Job {
     files.items = urls
         .iter()
         .map(|url| NewItem {
+            account: vod_purge::domain::AccountName::default(),
             // Normalised URLs, as ingest stores them.
             media_id: vod_purge::domain::MediaId::from_trusted((*url).to_owned()),
             ..item("placeholder", TaskType::FileRefresh)
@@ -68,7 +69,7 @@ each_backend! {
         let long = format!("https://cdn.example.com/{}.jpg", "x".repeat(1_870));
         let short = "https://cdn.example.com/a.jpg";
         let job = sent_files(&store, &[short, &long], 100_000).await;
-        let mut open = store.open_cdn_tasks(100).await.unwrap();
+        let mut open = store.open_cdn_tasks(&vod_purge::domain::AccountName::default(), 100).await.unwrap();
         open.sort_by(|a, b| a.url.cmp(&b.url));
         let seen: Vec<(&str, &str, &str, TargetKind)> = open
             .iter()
@@ -89,7 +90,7 @@ each_backend! {
         // The same reports again (a recording made again) change nothing.
         let again = store.record_cdn_tasks(&reports, Ts(11_000), Some(RESEND)).await.unwrap();
         assert_eq!((again.completed.len(), again.failed), (0, 0));
-        assert!(store.open_cdn_tasks(100).await.unwrap().is_empty());
+        assert!(store.open_cdn_tasks(&vod_purge::domain::AccountName::default(), 100).await.unwrap().is_empty());
 
         let mut got = outcomes(&store.get_job(&job.id).await.unwrap().unwrap());
         got.sort_by(|a, b| a.0.cmp(&b.0));

@@ -26,10 +26,10 @@ each_backend! {
             assert!(store.record_hold(&job.id, 1, Ts(at), Ts(10_000), &quota_failure()).await.unwrap());
         }
         // Both held jobs are due as probes; the Preload job's lease has not run out.
-        let due = store.due_jobs(Ts(10_000), 10).await.unwrap();
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(10_000), 10).await.unwrap();
         assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first.id.as_str(), second.id.as_str()]);
         assert!(due.iter().all(|d| d.is_probe() && d.ids == 1), "{due:?}");
-        assert_eq!(store.probe_size(Quota::Refresh).await.unwrap(), 1);
+        assert_eq!(store.probe_size(&vod_purge::domain::AccountName::default(), Quota::Refresh).await.unwrap(), 1);
 
         // The first goes out as the probe; while it is in flight no other probe is due.
         let probe = store
@@ -42,15 +42,15 @@ each_backend! {
         assert!(store.claim_probe(&second.id, Quota::Refresh, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
         assert!(store.claim_job(&second.id, Ts(10_000), Ts(15_000)).await.unwrap().is_none());
         assert_eq!(due_ids(&store, Ts(14_999)).await, Vec::<String>::new());
-        let held = store.held_tasks().await.unwrap();
+        let held = store.held_tasks(None).await.unwrap();
         assert_eq!((held.len(), held[0].quota, held[0].jobs), (1, Quota::Refresh, 2), "{held:?}");
 
         // Its process dies: once the lease runs out it is due again, as the probe, and its
         // task type stays held meanwhile.
-        let due = store.due_jobs(Ts(15_000), 10).await.unwrap();
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(15_000), 10).await.unwrap();
         assert_eq!(due[0].id, first.id, "{due:?}");
         assert!(due[0].is_probe(), "{due:?}");
-        assert_eq!(store.held_tasks().await.unwrap().len(), 1);
+        assert_eq!(store.held_tasks(None).await.unwrap().len(), 1);
         let again = store.claim_job(&first.id, Ts(15_000), Ts(20_000)).await.unwrap().unwrap();
         assert_eq!((again.attempts, again.held_since), (3, Some(Ts(5_100))));
         // The probe's answer cannot be recorded either (the attempt was taken over): still due.
@@ -61,9 +61,9 @@ each_backend! {
         // The probe goes through: the hold ends, the other held job is a retry due now.
         let success = Success { vod_job_id: Some("v".into()), ..Success::default() };
         assert!(store.record_success(&again.id, again.attempts, Ts(20_100), &success).await.unwrap());
-        assert_eq!(store.release_held(Quota::Refresh, Ts(20_100)).await.unwrap(), 1);
-        assert_eq!(store.held_tasks().await.unwrap(), vec![]);
-        let due = store.due_jobs(Ts(20_100), 10).await.unwrap();
+        assert_eq!(store.release_held(&vod_purge::domain::AccountName::default(), Quota::Refresh, Ts(20_100)).await.unwrap(), 1);
+        assert_eq!(store.held_tasks(None).await.unwrap(), vec![]);
+        let due = store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(20_100), 10).await.unwrap();
         assert_eq!(due.len(), 1, "{due:?}");
         assert!(!due[0].is_probe() && due[0].id == second.id, "{due:?}");
         let _ = preload;
@@ -94,7 +94,7 @@ each_backend! {
         let due = |room: fn(Quota) -> RetryRoom| {
             let store = store.clone();
             async move {
-                let due = store.due_jobs_within(Ts(8_000), 10, room).await.unwrap();
+                let due = store.due_jobs_within(&vod_purge::domain::AccountName::default(), Ts(8_000), 10, room).await.unwrap();
                 due.into_iter().map(|d| d.id).collect::<Vec<_>>()
             }
         };

@@ -59,7 +59,7 @@ each_backend! {
                 .await
                 .unwrap()
         );
-        assert!(store.due_jobs(Ts(19_999), 10).await.unwrap().is_empty());
+        assert!(store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(19_999), 10).await.unwrap().is_empty());
         let bad = store
             .claim_job(&bad.id, Ts(20_000), Ts(80_000))
             .await
@@ -170,10 +170,10 @@ each_backend! {
                 .unwrap()
         );
         assert!(
-            store.due_checks(Ts(14_999), 10).await.unwrap().is_empty(),
+            store.due_checks(&vod_purge::domain::AccountName::default(), Ts(14_999), 10).await.unwrap().is_empty(),
             "not due before check_at"
         );
-        let due = store.due_checks(Ts(15_000), 10).await.unwrap();
+        let due = store.due_checks(&vod_purge::domain::AccountName::default(), Ts(15_000), 10).await.unwrap();
         assert_eq!(
             due,
             vec![DueCheck {
@@ -244,7 +244,7 @@ each_backend! {
             .map(|i| (i.media_id.as_str(), i.outcome))
             .collect();
         assert_eq!(again_items, vec![("bad", ItemOutcome::Pending)]);
-        assert!(store.due_jobs(Ts(74_999), 10).await.unwrap().is_empty());
+        assert!(store.due_jobs(&vod_purge::domain::AccountName::default(), Ts(74_999), 10).await.unwrap().is_empty());
         assert_eq!(
             due_ids(&store, Ts(75_000)).await,
             vec!["resubmitted".to_owned()]
@@ -278,8 +278,8 @@ each_backend! {
             ]
         );
         assert_eq!(seen.check_at, Some(Ts(35_000)), "asked again for \"late\"");
-        assert!(store.due_checks(Ts(34_999), 10).await.unwrap().is_empty());
-        assert_eq!(store.due_checks(Ts(35_000), 10).await.unwrap()[0].checks, 1);
+        assert!(store.due_checks(&vod_purge::domain::AccountName::default(), Ts(34_999), 10).await.unwrap().is_empty());
+        assert_eq!(store.due_checks(&vod_purge::domain::AccountName::default(), Ts(35_000), 10).await.unwrap()[0].checks, 1);
 
         // The last ID is reported: nothing is left to ask about, whatever again_at says.
         let second = CheckResult {
@@ -297,7 +297,7 @@ each_backend! {
         assert_eq!(done.check_at, None);
         let late = done.items.iter().find(|i| i.media_id.as_str() == "late");
         assert_eq!(late.map(|i| i.outcome), Some(ItemOutcome::Submitted));
-        assert!(store.due_checks(Ts(i64::MAX), 10).await.unwrap().is_empty());
+        assert!(store.due_checks(&vod_purge::domain::AccountName::default(), Ts(i64::MAX), 10).await.unwrap().is_empty());
 
         // A job recorded without a check time is never checked.
         store
@@ -315,7 +315,7 @@ each_backend! {
                 .await
                 .unwrap()
         );
-        assert!(store.due_checks(Ts(i64::MAX), 10).await.unwrap().is_empty());
+        assert!(store.due_checks(&vod_purge::domain::AccountName::default(), Ts(i64::MAX), 10).await.unwrap().is_empty());
     }
 }
 
@@ -332,6 +332,7 @@ each_backend! {
         let due = 1_000 + QUIET.as_millis() as i64;
         for _ in 0..ids.len() {
             let one = ClaimBatch {
+                account: vod_purge::domain::AccountName::default(),
                 max: 1,
                 ..claim(due, TaskType::Refresh)
             };

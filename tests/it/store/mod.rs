@@ -73,6 +73,7 @@ pub(crate) use each_backend;
 pub(super) fn item(id: &str, task: TaskType) -> NewItem {
     let options = PurgeOptions::default();
     NewItem {
+        account: vod_purge::domain::AccountName::default(),
         media_id: MediaIdRules::default().parse(id).unwrap(),
         task,
         fingerprint: options.fingerprint(),
@@ -99,6 +100,7 @@ pub(super) fn ingest(ids: &[&str], task: TaskType, now: i64, delivery: Option<&s
 
 pub(super) fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
     ClaimBatch {
+        account: vod_purge::domain::AccountName::default(),
         task,
         fingerprint: PurgeOptions::default().fingerprint(),
         now: Ts(store_now),
@@ -121,7 +123,10 @@ pub(super) async fn claimed(store: &Store, store_now: i64, task: TaskType) -> Jo
 
 /// The IDs of the jobs due at `now`.
 async fn due_ids(store: &Store, now: Ts) -> Vec<String> {
-    let due = store.due_jobs(now, 10).await.unwrap();
+    let due = store
+        .due_jobs(&vod_purge::domain::AccountName::default(), now, 10)
+        .await
+        .unwrap();
     due.into_iter().map(|d| d.id).collect()
 }
 

@@ -127,6 +127,7 @@ impl Replay<'_> {
             self.model
                 .push_event(self.key(&media_id), Ts(at), debounce, priority);
             request.items.push(NewItem {
+                account: vod_purge::domain::AccountName::default(),
                 media_id,
                 task: TaskType::Refresh,
                 options: PurgeOptions::default(),
@@ -153,6 +154,7 @@ impl Replay<'_> {
             })
             .collect();
         let batch = ClaimBatch {
+            account: vod_purge::domain::AccountName::default(),
             fingerprint: self.fingerprint.clone(),
             ..claim(self.now, TaskType::Refresh)
         };

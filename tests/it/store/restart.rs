@@ -36,8 +36,21 @@ async fn max_wait_and_redelivery_hold_across_a_restart(location: StoreLocation) 
         Ts(31_000),
         "never later than first_seen + max_wait"
     );
-    assert!(store.due_groups(Ts(30_999)).await.unwrap().is_empty());
-    assert_eq!(store.due_groups(Ts(31_000)).await.unwrap().len(), 1);
+    assert!(
+        store
+            .due_groups(&vod_purge::domain::AccountName::default(), Ts(30_999))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .due_groups(&vod_purge::domain::AccountName::default(), Ts(31_000))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // The first delivery's ID is remembered: its redelivery stores nothing.
     let again = store
         .ingest(ingest(&["a"], TaskType::Refresh, 41_000, Some("d1")))
