@@ -45,7 +45,13 @@ impl Lane {
             tracing::info!(account = %name, provider = %resolved.provider, uses = %resolved.plan.describe(),
                 expires_at = ?resolved.first.expires_at.map(crate::domain::Ts::to_rfc3339), "credential chain chose a provider");
             let source = CredentialSource::new(resolved.provider, resolved.first);
-            let renewer = Renewer::new(source.clone(), resolved.plan, fetcher, metrics.clone());
+            let renewer = Renewer::new(
+                source.clone(),
+                resolved.plan,
+                fetcher,
+                metrics.clone(),
+                name.as_str(),
+            );
             let client = vod::Client::new(ClientConfig {
                 endpoint: account.vod_base_url(),
                 timeout: settings.vod.timeout,
@@ -57,6 +63,7 @@ impl Lane {
             Sender::Vod(client) => Some(client.clone()),
             Sender::DryRun => None,
         };
+        metrics.start_account(name.as_str());
         let status = Arc::new(FlusherStatus::default());
         let flusher = Flusher::new(
             store.clone(),

@@ -31,10 +31,11 @@ pub struct Metrics {
     pub jobs_finished: IntCounterVec,
     /// 1 while this process is the active flusher.
     pub flusher_active: IntGauge,
-    /// 1 while the last VOD answer was a credential error.
-    pub vod_credential_error: IntGauge,
-    pub queue_pending: IntGauge,
-    pub queue_due: IntGauge,
+    /// 1 while the last VOD answer was a credential error, by account.
+    pub vod_credential_error: prometheus::IntGaugeVec,
+    /// Pending items and those due, by account.
+    pub queue_pending: prometheus::IntGaugeVec,
+    pub queue_due: prometheus::IntGaugeVec,
     pub queue_oldest_age: prometheus::Gauge,
     pub jobs_in_flight: IntGauge,
     pub jobs_retrying: IntGauge,
@@ -183,13 +184,13 @@ impl Metrics {
                 &r,
                 "media_submissions_total",
                 "Media IDs of sent jobs whose CDN task submission VOD reported (GetMediaRefreshJobs), by result and error code",
-                &["result", "code"],
+                &["account", "result", "code"],
             ),
             check_errors: counter_vec(
                 &r,
                 "submission_check_errors_total",
                 "GetMediaRefreshJobs calls that failed, by error code",
-                &["code"],
+                &["account", "code"],
             ),
             deliveries: counter_vec(
                 &r,
@@ -204,13 +205,13 @@ impl Metrics {
                 &r,
                 "vod_calls_total",
                 "RefreshMediaPlayUrls calls by outcome and error code",
-                &["outcome", "code"],
+                &["account", "outcome", "code"],
             ),
             time_to_complete: histogram_vec(
                 &r,
                 "time_to_complete_seconds",
                 "From an item's first acknowledged event to all of its CDN tasks done, by kind",
-                &["kind"],
+                &["account", "kind"],
                 vec![
                     5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
                 ],
@@ -219,13 +220,13 @@ impl Metrics {
                 &r,
                 "followed_items_total",
                 "Items followed to the edge, by result (complete, failed, unconfirmed)",
-                &["result"],
+                &["account", "result"],
             ),
             follow_errors: counter_vec(
                 &r,
                 "follow_errors_total",
                 "DescribeVodRefreshTasks calls that failed, by error code",
-                &["code"],
+                &["account", "code"],
             ),
             vod_call_duration: histogram(
                 &r,
@@ -245,20 +246,26 @@ impl Metrics {
                 &r,
                 "jobs_finished_total",
                 "Jobs that reached a final status",
-                &["status"],
+                &["account", "status"],
             ),
             flusher_active: gauge(
                 &r,
                 "flusher_active",
                 "1 while this process is the active flusher",
             ),
-            vod_credential_error: gauge(
+            vod_credential_error: gauge_vec(
                 &r,
                 "vod_credential_error",
                 "1 while VOD rejects the credentials",
+                &["account"],
             ),
-            queue_pending: gauge(&r, "queue_pending_items", "Pending items"),
-            queue_due: gauge(&r, "queue_due_items", "Pending items that are due"),
+            queue_pending: gauge_vec(&r, "queue_pending_items", "Pending items", &["account"]),
+            queue_due: gauge_vec(
+                &r,
+                "queue_due_items",
+                "Pending items that are due",
+                &["account"],
+            ),
             queue_oldest_age,
             jobs_in_flight: gauge(&r, "jobs_in_flight", "Jobs whose call is in flight"),
             jobs_retrying: gauge(&r, "jobs_retrying", "Jobs waiting for their next attempt"),
@@ -266,49 +273,49 @@ impl Metrics {
                 &r,
                 "vod_quota_daily",
                 "VOD daily quota (DescribeVodRefreshQuota)",
-                &["kind"],
+                &["account", "kind"],
             ),
             vod_quota_remaining: gauge_vec(
                 &r,
                 "vod_quota_remaining",
                 "VOD daily quota left today",
-                &["kind"],
+                &["account", "kind"],
             ),
             quota_holds: counter_vec(
                 &r,
                 "quota_holds_total",
                 "Calls answered with a used-up daily quota, holding their job",
-                &["task"],
+                &["account", "task"],
             ),
             quota_hold_ends: counter_vec(
                 &r,
                 "quota_hold_ends_total",
                 "Quota holds ended, by what ended them: a probe's answer or the quota poll",
-                &["task", "by"],
+                &["account", "task", "by"],
             ),
             quota_held_jobs: gauge_vec(
                 &r,
                 "quota_held_jobs",
                 "Jobs held on the daily quota",
-                &["task"],
+                &["account", "task"],
             ),
             quota_held_until: gauge_vec(
                 &r,
                 "quota_held_until_seconds",
                 "When the next probe of a task type held on the daily quota goes out (Unix time; 0: not held)",
-                &["task"],
+                &["account", "task"],
             ),
             credential_expiry: float_gauge_vec(
                 &r,
                 "credential_expiry_seconds",
                 "Seconds left on the STS credential VOD calls are signed with",
-                &["provider"],
+                &["account", "provider"],
             ),
             credential_renewals: counter_vec(
                 &r,
                 "credential_renewals_total",
                 "Credential renewals by provider and result",
-                &["provider", "result"],
+                &["account", "provider", "result"],
             ),
             registry: r,
         }
@@ -318,11 +325,18 @@ impl Metrics {
     /// Starts the series that alert rules compute increases of at zero, so that their first
     /// increment shows as an increase rather than as a new series.
     fn with_zero_series(self) -> Metrics {
-        for status in ["succeeded", "failed"] {
-            self.jobs_finished.with_label_values(&[status]);
-        }
-        self.vod_calls.with_label_values(&["success", ""]);
+        self.start_account(crate::domain::AccountName::DEFAULT);
         self
+    }
+
+    /// Starts an account's series that alert rules compute increases of (see
+    /// [`Metrics::with_zero_series`]).
+    pub fn start_account(&self, account: &str) {
+        for status in ["succeeded", "failed"] {
+            self.jobs_finished.with_label_values(&[account, status]);
+        }
+        self.vod_calls.with_label_values(&[account, "success", ""]);
+        self.vod_credential_error.with_label_values(&[account]);
     }
 
     /// The counters of one source's stored deliveries.

@@ -104,6 +104,7 @@ fn spawn_lane(
     };
     if !vod.quota_poll_interval.is_zero() {
         let watch = crate::flusher::quota_poll::watch(
+            account.clone(),
             client.clone(),
             lane.status.clone(),
             metrics.clone(),

@@ -85,10 +85,14 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let now = crate::domain::Ts::now();
+    let mut stats_queue = None;
     match state.store.queue_stats(now).await {
         Ok(stats) => {
-            m.queue_pending.set(stats.pending as i64);
-            m.queue_due.set(stats.due as i64);
+            stats_queue = Some(vec![crate::store::AccountQueue {
+                account: crate::domain::AccountName::default_account(),
+                pending: stats.pending,
+                due: stats.due,
+            }]);
             m.queue_oldest_age.set(
                 stats
                     .oldest_first_seen
@@ -96,25 +100,56 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             );
             m.jobs_in_flight.set(stats.in_flight_jobs as i64);
             m.jobs_retrying.set(stats.retrying_jobs as i64);
-            for task in Quota::ALL {
-                let hold = stats.held.iter().find(|h| h.quota == task);
-                m.quota_held_jobs
-                    .with_label_values(&[task.as_str()])
-                    .set(hold.map_or(0, |h| h.jobs as i64));
-                m.quota_held_until
-                    .with_label_values(&[task.as_str()])
-                    .set(hold.and_then(|h| h.until).map_or(0, |t| t.0 / 1000));
+            for lane in &state.lanes {
+                let account = lane.account.name.as_str();
+                for task in Quota::ALL {
+                    let hold = stats
+                        .held
+                        .iter()
+                        .find(|h| h.quota == task && h.account.as_str() == account);
+                    m.quota_held_jobs
+                        .with_label_values(&[account, task.as_str()])
+                        .set(hold.map_or(0, |h| h.jobs as i64));
+                    m.quota_held_until
+                        .with_label_values(&[account, task.as_str()])
+                        .set(hold.and_then(|h| h.until).map_or(0, |t| t.0 / 1000));
+                }
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
     }
+    let queues = if state.lanes.len() == 1 {
+        // One account: the exact figures read above (due by the items' real due times).
+        stats_queue.ok_or(())
+    } else {
+        state.store.queue_by_account(now).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics");
+        })
+    };
+    match queues {
+        Ok(queues) => {
+            for lane in &state.lanes {
+                let account = lane.account.name.as_str();
+                let queue = queues.iter().find(|q| q.account.as_str() == account);
+                m.queue_pending
+                    .with_label_values(&[account])
+                    .set(queue.map_or(0, |q| q.pending as i64));
+                m.queue_due
+                    .with_label_values(&[account])
+                    .set(queue.map_or(0, |q| q.due as i64));
+            }
+        }
+        Err(()) => {}
+    }
     m.flusher_active.set(i64::from(state.flusher.is_active()));
-    if let Some(source) = &state.credentials
-        && let Some(left) = source.expires_in(now)
-    {
-        m.credential_expiry
-            .with_label_values(&[source.provider().as_str()])
-            .set(left.as_secs_f64());
+    for lane in &state.lanes {
+        if let Some(source) = &lane.credentials
+            && let Some(left) = source.expires_in(now)
+        {
+            m.credential_expiry
+                .with_label_values(&[lane.account.name.as_str(), source.provider().as_str()])
+                .set(left.as_secs_f64());
+        }
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

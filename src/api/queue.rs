@@ -92,6 +92,35 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     state.authorize_read(&req)?;
     let now = Ts::now();
     let stats = state.store.queue_stats(now).await?;
+    let queues = state.store.queue_by_account(now).await?;
+    let held_view = |h: &crate::store::HeldTask| HeldView {
+        account: h.account.to_string(),
+        task: h.quota,
+        jobs: h.jobs,
+        reason: h.code.clone(),
+        since: h.since.to_rfc3339(),
+        until: h.until.map(Ts::to_rfc3339),
+    };
+    let accounts = state
+        .lanes
+        .iter()
+        .map(|lane| {
+            let name = lane.account.name.as_str();
+            let queue = queues.iter().find(|q| q.account.as_str() == name);
+            AccountQueueView {
+                account: name.to_owned(),
+                pending: queue.map_or(0, |q| q.pending),
+                due: queue.map_or(0, |q| q.due),
+                held: stats
+                    .held
+                    .iter()
+                    .filter(|h| h.account.as_str() == name)
+                    .map(held_view)
+                    .collect(),
+                quota: quota_left(lane, now),
+            }
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(QueueView {
         pending: stats.pending,
         urgent: stats.urgent,
@@ -100,28 +129,19 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         next_due_at: stats.next_due_at.map(Ts::to_rfc3339),
         in_flight_batches: stats.in_flight_jobs,
         retrying_batches: stats.retrying_jobs,
-        held: stats
-            .held
-            .into_iter()
-            .map(|h| HeldView {
-                task: h.quota,
-                jobs: h.jobs,
-                reason: h.code,
-                since: h.since.to_rfc3339(),
-                until: h.until.map(Ts::to_rfc3339),
-            })
-            .collect(),
-        quota: quota_left(&state, now),
+        held: stats.held.iter().map(held_view).collect(),
+        quota: quota_left(&state.lanes[0], now),
+        accounts,
     }))
 }
 
-/// The last poll of the daily quota, as the active flusher sees it.
-fn quota_left(state: &AppState, now: Ts) -> Vec<QuotaLeftView> {
-    let policy = state.hold;
+/// The last poll of an account's daily quota, as the active flusher sees it.
+fn quota_left(lane: &crate::api::LaneState, now: Ts) -> Vec<QuotaLeftView> {
+    let policy = lane.hold;
     Quota::ALL
         .into_iter()
         .filter_map(|task| {
-            let (polled, sent) = state.flusher.quota.last(task);
+            let (polled, sent) = lane.status.quota.last(task);
             let polled = polled.filter(|p| p.is_current(policy.reset, now))?;
             let allowance = allowance(Some(polled), sent, &policy, false, now);
             Some(QuotaLeftView {

@@ -41,6 +41,31 @@ pub struct StatusView {
     /// The time from an item's first event to its purge complete at the edge, for the items
     /// completed in the last hour.
     pub time_to_complete: TimeToComplete,
+    /// Each account's lane, `default` first.
+    pub accounts: Vec<AccountView>,
+}
+
+/// One account's lane on the status page: its queue, its rate, its quota and its holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountView {
+    pub name: String,
+    /// The VOD endpoint its calls go to.
+    pub endpoint: String,
+    pub pending: u64,
+    /// Due by their stored due time (a lower bound of the real one).
+    pub due: u64,
+    /// Its `max_requests_per_second`.
+    pub rate_configured: u32,
+    /// Its limiter's target after its last call (absent before one).
+    pub rate_current: Option<u32>,
+    pub throttled_last_minute: usize,
+    /// Its daily quotas by the last poll.
+    pub quota: Vec<QuotaView>,
+    /// The quotas held (`Refresh`, `Preload`, `Directory`).
+    pub held: Vec<String>,
+    /// VOD refused its credential on the last call.
+    pub credential_refused: bool,
+    pub dry_run: bool,
 }
 
 /// Percentiles of the time to purge, in seconds (0 when no item completed).
@@ -141,15 +166,51 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
         })
         .collect();
     let metrics = &state.metrics;
-    let quota = ["refresh", "preload", "directory"]
-        .into_iter()
-        .filter_map(|kind| {
-            let daily = metrics.vod_quota_daily.with_label_values(&[kind]).get();
-            (daily > 0).then(|| QuotaView {
-                kind: kind.to_owned(),
-                daily,
-                remaining: metrics.vod_quota_remaining.with_label_values(&[kind]).get(),
+    let quota_of = |account: &str| -> Vec<QuotaView> {
+        ["refresh", "preload", "directory"]
+            .into_iter()
+            .filter_map(|kind| {
+                let daily = metrics
+                    .vod_quota_daily
+                    .with_label_values(&[account, kind])
+                    .get();
+                (daily > 0).then(|| QuotaView {
+                    kind: kind.to_owned(),
+                    daily,
+                    remaining: metrics
+                        .vod_quota_remaining
+                        .with_label_values(&[account, kind])
+                        .get(),
+                })
             })
+            .collect()
+    };
+    let quota = quota_of(crate::domain::AccountName::DEFAULT);
+    let queues = state.store.queue_by_account(now).await?;
+    let accounts = state
+        .lanes
+        .iter()
+        .map(|lane| {
+            let name = lane.account.name.as_str();
+            let queue = queues.iter().find(|q| q.account.as_str() == name);
+            AccountView {
+                name: name.to_owned(),
+                endpoint: lane.account.vod_base_url(),
+                pending: queue.map_or(0, |q| q.pending),
+                due: queue.map_or(0, |q| q.due),
+                rate_configured: lane.account.max_requests_per_second,
+                rate_current: lane.status.current_rate(),
+                throttled_last_minute: lane.status.throttled_in_last_minute(now),
+                quota: quota_of(name),
+                held: stats
+                    .held
+                    .iter()
+                    .filter(|h| h.account.as_str() == name)
+                    .map(|h| h.quota.as_str().to_owned())
+                    .collect(),
+                credential_refused: lane.status.credential_error().is_some(),
+                dry_run: lane.account.dry_run,
+            }
         })
         .collect();
     Ok(StatusView {
@@ -184,6 +245,7 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
                 .completion_times(now - Duration::from_secs(3600))
                 .await?,
         ),
+        accounts,
     })
 }
 

@@ -121,13 +121,28 @@ pub struct QueueView {
     pub retrying_batches: u64,
     /// The daily quotas that are held (no batch spending them goes out but one probe).
     pub held: Vec<HeldView>,
-    /// The daily quotas by the last poll; read on the active flusher only
+    /// The `default` account's daily quotas by the last poll; read on the active flusher only
     /// (empty on other replicas and before the first poll).
+    pub quota: Vec<QuotaLeftView>,
+    /// Each account's part, `default` first.
+    pub accounts: Vec<AccountQueueView>,
+}
+
+/// One account's queue: its pending items, its holds and its quotas.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AccountQueueView {
+    pub account: String,
+    pub pending: u64,
+    /// Due by their stored due time (a lower bound of the real one).
+    pub due: u64,
+    pub held: Vec<HeldView>,
     pub quota: Vec<QuotaLeftView>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeldView {
+    /// The account whose quota it is.
+    pub account: String,
     /// The quota: `Refresh` (URL purges: the play URLs of media IDs and files), `Preload` or
     /// `Directory`.
     pub task: Quota,

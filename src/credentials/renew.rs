@@ -52,6 +52,8 @@ pub struct Renewer {
     plan: Plan,
     fetcher: Fetcher,
     metrics: Arc<Metrics>,
+    /// The account whose credential this is (the metrics' `account` label).
+    account: String,
 }
 
 impl Renewer {
@@ -60,12 +62,14 @@ impl Renewer {
         plan: Plan,
         fetcher: Fetcher,
         metrics: Arc<Metrics>,
+        account: &str,
     ) -> Renewer {
         Renewer {
             source,
             plan,
             fetcher,
             metrics,
+            account: account.to_owned(),
         }
     }
 
@@ -98,7 +102,7 @@ impl Renewer {
                     self.source.set(issued);
                     self.metrics
                         .credential_renewals
-                        .with_label_values(&[label, "success"])
+                        .with_label_values(&[&self.account, label, "success"])
                         .inc();
                 }
                 Err(error) => {
@@ -109,7 +113,7 @@ impl Renewer {
                         "credential renewal failed; the current credential is used while it is valid");
                     self.metrics
                         .credential_renewals
-                        .with_label_values(&[label, "failure"])
+                        .with_label_values(&[&self.account, label, "failure"])
                         .inc();
                 }
             }

@@ -68,6 +68,7 @@ pub async fn watch(
     let rate = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
     let mut last_error: Option<String> = None;
+    let account = config.account.clone();
     loop {
         if status.is_active() {
             let round = async {
@@ -100,7 +101,10 @@ pub async fn watch(
                                 Ok(answer) => answer,
                                 Err(error) => {
                                     let code = error.code().unwrap_or_else(|| error_kind(&error));
-                                    metrics.follow_errors.with_label_values(&[code]).inc();
+                                    metrics
+                                        .follow_errors
+                                        .with_label_values(&[account.as_str(), code])
+                                        .inc();
                                     if last_error.as_deref() != Some(code) {
                                         tracing::warn!(error = %error, "DescribeVodRefreshTasks failed; repeats are logged at debug level");
                                         last_error = Some(code.to_owned());
@@ -144,18 +148,21 @@ pub async fn watch(
                         ("failed", outcome.failed),
                         ("unconfirmed", outcome.unconfirmed),
                     ] {
-                        metrics.followed.with_label_values(&[result]).inc_by(n);
+                        metrics
+                            .followed
+                            .with_label_values(&[account.as_str(), result])
+                            .inc_by(n);
                     }
                     for item in &done {
                         metrics
                             .time_to_complete
-                            .with_label_values(&[item.kind.as_str()])
+                            .with_label_values(&[account.as_str(), item.kind.as_str()])
                             .observe(item.seconds);
                         tracing::info!(kind = item.kind.as_str(), target = %item.target, seconds = item.seconds, "purge complete at the edge");
                     }
                     metrics
                         .followed
-                        .with_label_values(&["complete"])
+                        .with_label_values(&[account.as_str(), "complete"])
                         .inc_by(done.len() as u64);
                 }
                 Ok(None) => {}

@@ -393,7 +393,7 @@ impl Flusher {
                 inner
                     .metrics
                     .quota_hold_ends
-                    .with_label_values(&[hold.quota.as_str(), "poll"])
+                    .with_label_values(&[account.as_str(), hold.quota.as_str(), "poll"])
                     .inc();
                 tracing::info!(quota = %hold.quota, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
             } else {

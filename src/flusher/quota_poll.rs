@@ -26,6 +26,7 @@ use crate::vod;
 const LOW_SHARE: f64 = 0.1;
 
 pub async fn watch(
+    account: crate::domain::AccountName,
     client: vod::Client,
     status: Arc<FlusherStatus>,
     metrics: Arc<Metrics>,
@@ -69,11 +70,11 @@ pub async fn watch(
                         );
                         metrics
                             .vod_quota_daily
-                            .with_label_values(&[kind])
+                            .with_label_values(&[account.as_str(), kind])
                             .set(total as i64);
                         metrics
                             .vod_quota_remaining
-                            .with_label_values(&[kind])
+                            .with_label_values(&[account.as_str(), kind])
                             .set(remain as i64);
                         if total > 0 && (remain as f64) < total as f64 * LOW_SHARE {
                             tracing::warn!(

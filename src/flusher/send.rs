@@ -85,16 +85,20 @@ impl Flusher {
                 }
                 limiter.on_success();
                 inner.status.set_credential_error(None);
-                inner.metrics.vod_credential_error.set(0);
+                inner
+                    .metrics
+                    .vod_credential_error
+                    .with_label_values(&[job.account.as_str()])
+                    .set(0);
                 inner
                     .metrics
                     .vod_calls
-                    .with_label_values(&["success", ""])
+                    .with_label_values(&[job.account.as_str(), "success", ""])
                     .inc();
                 inner
                     .metrics
                     .jobs_finished
-                    .with_label_values(&["succeeded"])
+                    .with_label_values(&[job.account.as_str(), "succeeded"])
                     .inc();
                 tracing::info!(vod_job_id = ?success.vod_job_id, request_id = ?success.request_id,
                     non_existent = success.non_existent.len(), forbidden = success.forbidden.len(), "job sent");
@@ -120,7 +124,11 @@ impl Flusher {
                     inner
                         .metrics
                         .quota_hold_ends
-                        .with_label_values(&[job.task.quota().as_str(), "probe"])
+                        .with_label_values(&[
+                            job.account.as_str(),
+                            job.task.quota().as_str(),
+                            "probe",
+                        ])
                         .inc();
                     tracing::info!(quota = %job.task.quota(), jobs, "the probe met no quota limit: the hold ends and the held jobs are sent")
                 }
@@ -319,6 +327,11 @@ impl Flusher {
             inner
                 .status
                 .set_credential_error(Some(failure.message.clone()));
+            inner
+                .metrics
+                .vod_credential_error
+                .with_label_values(&[job.account.as_str()])
+                .set(1);
         }
         let class = error.class();
         let limiter = self.limiter(job.task);
@@ -348,7 +361,7 @@ impl Flusher {
             inner
                 .metrics
                 .vod_calls
-                .with_label_values(&[outcome, &failure.code])
+                .with_label_values(&[job.account.as_str(), outcome, &failure.code])
                 .inc();
         }
         if class == ErrorClass::QuotaExhausted {
@@ -415,7 +428,7 @@ impl Flusher {
                 inner
                     .metrics
                     .quota_holds
-                    .with_label_values(&[job.task.quota().as_str()])
+                    .with_label_values(&[job.account.as_str(), job.task.quota().as_str()])
                     .inc();
                 let recorded = inner
                     .store
@@ -489,7 +502,7 @@ impl Flusher {
         self.inner
             .metrics
             .jobs_finished
-            .with_label_values(&["failed"])
+            .with_label_values(&[job.account.as_str(), "failed"])
             .inc();
         self.inner
             .store

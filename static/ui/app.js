@@ -111,6 +111,28 @@
     }));
   }
 
+  function drawAccounts(accounts) {
+    const body = $('accounts');
+    body.replaceChildren(...accounts.map((a) => {
+      const quota = a.quota.map((q) => q.kind + ' ' + number(q.remaining) + ' / ' + number(q.daily)).join(', ');
+      const rate = (a.rate_current == null ? '–' : String(a.rate_current)) + ' of ' + a.rate_configured + '/s';
+      return el('tr', { 'data-account': a.name, title: a.endpoint },
+        el('td', null, el('code', null, a.name), a.dry_run ? ' (dry run)' : '', a.credential_refused ? ' credential refused' : ''),
+        el('td', null, number(a.pending)),
+        el('td', null, number(a.due)),
+        el('td', null, rate),
+        el('td', null, String(a.throttled_last_minute)),
+        el('td', null, quota || '–'),
+        el('td', { class: a.held.length ? 'status-held' : '' }, a.held.length ? a.held.join(', ') : 'no'));
+    }));
+    // The jobs filter offers every account; the chosen one stays chosen.
+    const select = $('jobs-account');
+    const chosen = select.value;
+    select.replaceChildren(el('option', { value: '' }, 'all'),
+      ...accounts.map((a) => el('option', { value: a.name }, a.name)));
+    select.value = accounts.some((a) => a.name === chosen) ? chosen : '';
+  }
+
   function seconds(value) {
     return value < 120 ? Math.round(value) + ' s' : Math.round(value / 60) + ' min';
   }
@@ -132,13 +154,15 @@
         : 'no replica is flushing'));
     setText('replica', f.replica);
     drawQuota(s.quota);
+    drawAccounts(s.accounts);
     const t = s.time_to_complete;
     setText('q-complete', t.count ? seconds(t.p50) + ' / ' + seconds(t.p90) + ' / ' + seconds(t.p99) : '–');
   }
 
-  function jobRow(job, extra) {
+  function jobRow(job, extra, withAccount) {
     const row = el('tr', { class: 'job', 'data-job': job.id, title: job.id },
       el('td', null, el('code', null, shortId(job.id))),
+      ...(withAccount ? [el('td', null, job.account)] : []),
       el('td', { class: 'status-' + job.status }, job.status),
       el('td', null, job.task),
       el('td', null, job.items.length),
@@ -153,14 +177,14 @@
   function drawJobs(jobs) {
     const body = $('jobs');
     if (!jobs.length) {
-      body.replaceChildren(el('tr', null, el('td', { colspan: 6, class: 'muted' }, 'No jobs yet.')));
+      body.replaceChildren(el('tr', null, el('td', { colspan: 7, class: 'muted' }, 'No jobs yet.')));
       return;
     }
     // The error's code here; its message is in the job's details (click the row).
     body.replaceChildren(...jobs.map((job) => jobRow(job, [
       el('td', null, el('code', null, shortId(job.vod_job_id))),
       el('td', { class: 'error', title: errorText(job.error) }, job.error ? job.error.code : ''),
-    ])));
+    ], true)));
   }
 
   function actionButton(label, job, path) {
@@ -266,7 +290,7 @@
     try {
       const [status, recent, failed] = await Promise.all([
         api('/ui/status.json'),
-        api('/jobs?limit=15'),
+        api('/jobs?limit=15' + ($('jobs-account').value ? '&account=' + encodeURIComponent($('jobs-account').value) : '')),
         api('/jobs?status=failed&limit=15'),
       ]);
       drawStatus(status);
@@ -303,6 +327,7 @@
       sessionStorage.removeItem(TOKEN_KEY);
       askForToken('The token is forgotten.');
     });
+    $('jobs-account').addEventListener('change', () => refresh());
     $('search').addEventListener('submit', (event) => {
       event.preventDefault();
       const id = $('media-id').value.trim();

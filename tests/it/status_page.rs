@@ -319,3 +319,90 @@ async fn urls_are_searched_and_links_open_a_search_or_a_job() {
     browser.quit().await;
     app.stop().await;
 }
+
+/// Each account has its line (queue, rate, quota, holds), and the recent jobs filter by account.
+#[tokio::test]
+async fn each_account_has_its_line_and_the_jobs_filter_by_account() {
+    let test = "each_account_has_its_line_and_the_jobs_filter_by_account";
+    let Some(browser) = browser::launch(test).await else {
+        return;
+    };
+    let sim = sim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite").to_string_lossy().into_owned();
+    let settings = settings(
+        &db,
+        &sim.base_url(),
+        "[[accounts]]\nname = \"intl\"\ndry_run = true\nmax_requests_per_second = 7\n",
+    );
+    let app = spawn_with_settings(settings, sim).await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["cnpage1"]}))
+            .await
+            .status(),
+        202
+    );
+    let r = app
+        .purge(json!({"media_ids": ["sgpage1", "sgpage2"], "account": "intl"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    wait_until(Duration::from_secs(10), "both accounts' jobs", || async {
+        let jobs = app.get_json("/jobs?status=succeeded").await;
+        let accounts: Vec<String> = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["account"].as_str().unwrap().to_owned())
+            .collect();
+        accounts.contains(&"default".to_owned()) && accounts.contains(&"intl".to_owned())
+    })
+    .await;
+    let status = app.get_json("/ui/status.json").await;
+    let names: Vec<&str> = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "intl"], "{status}");
+    assert_eq!(status["accounts"][1]["rate_configured"], 7);
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["accounts"][1]["account"], "intl", "{queue}");
+
+    browser.goto(&format!("{}/ui/", app.address)).await;
+    browser.wait_text("#notice", "admin token").await;
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#token-form button").await;
+    let line = browser
+        .wait_text("#accounts tr[data-account=intl]", "intl")
+        .await;
+    assert!(
+        line.contains("of 7/s") && line.contains("(dry run)"),
+        "{line}"
+    );
+    browser.wait_text("#jobs", "intl").await;
+    browser
+        .script(
+            "const s = document.getElementById('jobs-account'); s.value = 'intl'; s.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+    wait_until(Duration::from_secs(10), "only the intl jobs listed", || async {
+        let accounts = browser
+            .script(
+                "return [...document.querySelectorAll('#jobs tr.job td:nth-child(2)')].map(td => td.textContent);",
+                json!([]),
+            )
+            .await;
+        let accounts: Vec<&str> = accounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        !accounts.is_empty() && accounts.iter().all(|a| *a == "intl")
+    })
+    .await;
+    browser.quit().await;
+    app.stop().await;
+}

@@ -151,7 +151,7 @@ impl Checker {
                     };
                     self.metrics
                         .submissions
-                        .with_label_values(&[label, code])
+                        .with_label_values(&[self.config.account.as_str(), label, code])
                         .inc();
                     if let Err((code, message)) = &submission.result {
                         tracing::warn!(job_id = %job.job_id, vod_job_id = %job.vod_job_id,
@@ -188,7 +188,10 @@ impl Checker {
 
     fn on_error(&self, job: &DueCheck, now: Ts, done: u32, error: &VodError) -> CheckResult {
         let code = error.code().unwrap_or_else(|| error_kind(error));
-        self.metrics.check_errors.with_label_values(&[code]).inc();
+        self.metrics
+            .check_errors
+            .with_label_values(&[self.config.account.as_str(), code])
+            .inc();
         let again = match error.class() {
             ErrorClass::Permanent => None,
             ErrorClass::Retryable | ErrorClass::Throttled | ErrorClass::QuotaExhausted => {
