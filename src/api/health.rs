@@ -126,20 +126,17 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics");
         })
     };
-    match queues {
-        Ok(queues) => {
-            for lane in &state.lanes {
-                let account = lane.account.name.as_str();
-                let queue = queues.iter().find(|q| q.account.as_str() == account);
-                m.queue_pending
-                    .with_label_values(&[account])
-                    .set(queue.map_or(0, |q| q.pending as i64));
-                m.queue_due
-                    .with_label_values(&[account])
-                    .set(queue.map_or(0, |q| q.due as i64));
-            }
+    if let Ok(queues) = queues {
+        for lane in &state.lanes {
+            let account = lane.account.name.as_str();
+            let queue = queues.iter().find(|q| q.account.as_str() == account);
+            m.queue_pending
+                .with_label_values(&[account])
+                .set(queue.map_or(0, |q| q.pending as i64));
+            m.queue_due
+                .with_label_values(&[account])
+                .set(queue.map_or(0, |q| q.due as i64));
         }
-        Err(()) => {}
     }
     m.flusher_active.set(i64::from(state.flusher.is_active()));
     for lane in &state.lanes {
