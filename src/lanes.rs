@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::api::LaneState;
 use crate::config::{AccountSettings, Settings};
 use crate::credentials::{self, CredentialSource, Renewer};
-use crate::flusher::hold::HoldPolicy;
+use crate::flusher::backoff::RetryPolicy;
 use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -68,7 +68,7 @@ impl Lane {
         let flusher = Flusher::new(
             store.clone(),
             sender,
-            FlusherConfig::for_account(settings, account),
+            flusher_config(settings, account),
             status.clone(),
             metrics.clone(),
         );
@@ -86,8 +86,36 @@ impl Lane {
         LaneState {
             account: self.account.clone(),
             status: self.status.clone(),
-            hold: HoldPolicy::for_account(&self.account),
+            hold: self.account.hold_policy(),
             credentials: self.client.as_ref().map(|c| c.credentials().clone()),
         }
+    }
+}
+
+/// What the flusher of `account`'s lane runs with: its own rate, holds and CDN domains, the rest
+/// shared by every lane.
+pub(crate) fn flusher_config(settings: &Settings, account: &AccountSettings) -> FlusherConfig {
+    let vod = &settings.vod;
+    FlusherConfig {
+        account: account.name.clone(),
+        linger: settings.queue.linger,
+        lease: settings.queue.lease,
+        poll_interval: settings.queue.poll_interval,
+        max_in_flight: vod.max_in_flight,
+        max_rps: account.max_requests_per_second,
+        burst: vod.burst.min(account.max_requests_per_second),
+        retry: RetryPolicy {
+            max_attempts: vod.max_attempts,
+            max_age: vod.max_age,
+            base: vod.retry_base,
+            max: vod.retry_max,
+        },
+        check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
+        hold: account.hold_policy(),
+        urls_per_call: vod.urls_per_call,
+        url_rps: vod.url_requests_per_second,
+        follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
+        cdn_domains: account.cdn_domains.clone(),
+        lookups_per_second: vod.checks_per_second,
     }
 }

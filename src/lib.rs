@@ -18,6 +18,7 @@
 //! - [`metrics`]: Prometheus metrics in a registry per application.
 //! - [`quota`]: polls VOD's daily refresh quota into metrics.
 
+pub mod acs;
 pub mod api;
 pub mod config;
 pub mod credentials;

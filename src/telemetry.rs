@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use serde::{Deserialize, Serialize};
 
 /// The default filter: `info`, except actix-http's per-connection protocol errors. A malformed
 /// request is answered 400 and closed; actix also logs it as an `ERROR` ("stream error"), which
@@ -13,6 +13,14 @@ use crate::config::LogFormat;
 pub const DEFAULT_FILTER: &str = "info,actix_http::h1::dispatcher=off";
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default ([`DEFAULT_FILTER`]).
+/// `server.log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

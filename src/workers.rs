@@ -128,7 +128,7 @@ fn spawn_lane(
                 per_second: vod.checks_per_second,
                 max_age: vod.max_age,
                 resubmit_after: vod.retry_max,
-                hold: crate::flusher::hold::HoldPolicy::for_account(&lane.account),
+                hold: lane.account.hold_policy(),
                 follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
             },
             token.clone(),

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, DEFAULTS, Secret, VOD_MAX_QPS, VodSettings, describe};
 use crate::credentials::{ChainSettings, Choice, Credentials, Environment, ProviderName};
+use crate::domain::quota_terms::{QuotaReset, Reserve};
 use crate::domain::{AccountName, CdnDomains};
-use crate::flusher::quota_terms::{QuotaReset, Reserve};
+use crate::flusher::hold::HoldPolicy;
 
 /// One account: the `[vod]` section's account keys, or one `[[accounts]]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -88,6 +89,17 @@ impl AccountSettings {
             urgent_quota_reserve: vod.urgent_quota_reserve,
             cdn_domains: vod.cdn_domains.clone(),
             dry_run: vod.dry_run,
+        }
+    }
+
+    /// The account's quota holds (`quota_probe_interval`, `quota_reset`, `max_hold`,
+    /// `urgent_quota_reserve`).
+    pub fn hold_policy(&self) -> HoldPolicy {
+        HoldPolicy {
+            probe_interval: self.quota_probe_interval,
+            reset: self.quota_reset,
+            max_hold: self.max_hold,
+            reserve: self.urgent_quota_reserve,
         }
     }
 

@@ -14,9 +14,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::store::StoreLocation;
+pub use crate::telemetry::LogFormat;
 pub use accounts::{AccountSettings, env_name as account_env_name};
 pub use sections::*;
-pub use values::{StoreLocation, TrustedProxies};
+pub use values::{TrustedProxies, parse_proxy};
 
 use crate::credentials::Environment;
 use crate::webhook::SourceConfig;

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{StoreLocation, TrustedProxies};
+use super::values::TrustedProxies;
 use crate::credentials::Choice;
 use crate::domain::MediaIdRules;
-use crate::flusher::quota_terms::{QuotaReset, Reserve};
+use crate::domain::quota_terms::{QuotaReset, Reserve};
+use crate::store::StoreLocation;
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -38,13 +40,6 @@ pub enum ForwardedHeader {
     XForwardedFor,
     /// `Forwarded`, RFC 7239 (its `for=` parameter).
     Forwarded,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

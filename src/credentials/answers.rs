@@ -10,8 +10,8 @@
 use serde::Deserialize;
 
 use super::{CredentialError, Credentials, Issued, ProviderName};
+use crate::acs::remote;
 use crate::domain::Ts;
-use crate::vod::remote;
 
 /// How many characters of an unexpected answer a message quotes.
 const EXCERPT: usize = 160;

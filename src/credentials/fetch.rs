@@ -3,7 +3,7 @@
 //! is checked; a bad one becomes a [`CredentialError`] that names the provider and what was
 //! wrong with it.
 //!
-//! What those errors may say is limited (`vod::remote`): an `AssumeRole` URL carries the base
+//! What those errors may say is limited (`acs::remote`): an `AssumeRole` URL carries the base
 //! key's security token and a signature, a credentials URI's query may carry a token, and the
 //! answers hold new keys. So an error names the endpoint by its host, never quotes a URL, and
 //! quotes an answer only with the secrets the request carried taken out. No request follows a
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::answers::{self, excerpt};
 use super::{AssumedRole, CredentialError, EcsRole, Issued, OidcRole, Plan, ProviderName};
-use crate::vod::remote::{self, CREDENTIAL_ANSWER_CAP, ReadError};
-use crate::vod::signing::{percent_encode, sign};
+use crate::acs::remote::{self, CREDENTIAL_ANSWER_CAP, ReadError};
+use crate::acs::signing::{percent_encode, sign};
 
 /// The STS API version of `AssumeRole` and `AssumeRoleWithOIDC`.
 pub const STS_VERSION: &str = "2015-04-01";
@@ -292,7 +292,7 @@ fn common_query(action: &str) -> BTreeMap<String, String> {
         ("Format".to_owned(), "JSON".to_owned()),
         (
             "Timestamp".to_owned(),
-            crate::vod::rpc_timestamp(time::OffsetDateTime::now_utc()),
+            crate::acs::rpc_timestamp(time::OffsetDateTime::now_utc()),
         ),
     ])
 }

@@ -179,7 +179,7 @@ impl fmt::Debug for Plan {
             // information): show its host only.
             Plan::Uri(uri) => f
                 .debug_tuple("Uri")
-                .field(&crate::vod::remote::host_of(uri))
+                .field(&crate::acs::remote::host_of(uri))
                 .finish(),
         }
     }
@@ -207,7 +207,7 @@ impl Plan {
             },
             Plan::Uri(uri) => format!(
                 "GET of the credentials URI at {}",
-                crate::vod::remote::host_of(uri)
+                crate::acs::remote::host_of(uri)
             ),
         }
     }

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod media_id;
 pub mod options;
+pub mod quota_terms;
 pub mod target;
 pub mod task;
 pub mod time;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::quota_terms::{QuotaReset, Reserve};
+use crate::domain::quota_terms::{QuotaReset, Reserve};
 use crate::domain::{Quota, Ts};
 use crate::store::RetryRoom;
 
@@ -43,17 +43,6 @@ pub enum HoldDecision {
 }
 
 impl HoldPolicy {
-    /// An account's policy (`quota_probe_interval`, `quota_reset`, `max_hold`,
-    /// `urgent_quota_reserve`).
-    pub fn for_account(account: &crate::config::AccountSettings) -> HoldPolicy {
-        HoldPolicy {
-            probe_interval: account.quota_probe_interval,
-            reset: account.quota_reset,
-            max_hold: account.max_hold,
-            reserve: account.urgent_quota_reserve,
-        }
-    }
-
     /// When a hold that started at `since` is next probed, seen at `now`: a probe interval later,
     /// at the next reset if that comes first, and never past the end of `max_hold`.
     pub fn next_probe(&self, since: Ts, now: Ts) -> Ts {

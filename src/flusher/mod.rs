@@ -23,7 +23,6 @@ pub mod hold;
 pub mod limiter;
 pub mod pacing;
 pub mod quota_poll;
-pub mod quota_terms;
 mod send;
 mod status;
 
@@ -35,7 +34,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AccountSettings, Settings};
 use crate::domain::{AccountName, Priority, Quota, TargetKind, TaskType, Ts};
 use crate::metrics::Metrics;
 use crate::store::{ClaimBatch, Job, Store, StoreError};
@@ -100,40 +98,6 @@ pub struct FlusherConfig {
     pub cdn_domains: crate::domain::CdnDomains,
     /// `GetVideoInfo` calls per second (`vod.checks_per_second`).
     pub lookups_per_second: u32,
-}
-
-impl FlusherConfig {
-    /// The lane of the `default` account.
-    pub fn from_settings(settings: &Settings) -> FlusherConfig {
-        FlusherConfig::for_account(settings, &settings.default_account())
-    }
-
-    /// The lane of `account`: its own rate, holds and CDN domains, the rest shared.
-    pub fn for_account(settings: &Settings, account: &AccountSettings) -> FlusherConfig {
-        let vod = &settings.vod;
-        FlusherConfig {
-            account: account.name.clone(),
-            linger: settings.queue.linger,
-            lease: settings.queue.lease,
-            poll_interval: settings.queue.poll_interval,
-            max_in_flight: vod.max_in_flight,
-            max_rps: account.max_requests_per_second,
-            burst: vod.burst.min(account.max_requests_per_second),
-            retry: RetryPolicy {
-                max_attempts: vod.max_attempts,
-                max_age: vod.max_age,
-                base: vod.retry_base,
-                max: vod.retry_max,
-            },
-            check_after: Some(vod.check_after).filter(|d| !d.is_zero()),
-            hold: HoldPolicy::for_account(account),
-            urls_per_call: vod.urls_per_call,
-            url_rps: vod.url_requests_per_second,
-            follow_for: Some(vod.follow_for).filter(|d| !d.is_zero()),
-            cdn_domains: account.cdn_domains.clone(),
-            lookups_per_second: vod.checks_per_second,
-        }
-    }
 }
 
 /// The flusher; cheap to clone.

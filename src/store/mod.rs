@@ -27,6 +27,7 @@ mod commit;
 mod follow;
 mod holds;
 mod jobs;
+mod location;
 pub mod postgres;
 mod reads;
 mod rows;
@@ -40,9 +41,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wake::Wake;
 
+pub use location::StoreLocation;
 pub use types::*;
 
-use crate::config::StoreLocation;
 use crate::domain::{AccountName, Ts};
 use backend::{Claims, Housekeeping, Leadership, PendingReads};
 use commit::{Waiting, postgres_committer, sqlite_committer};

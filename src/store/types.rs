@@ -218,7 +218,7 @@ pub struct Job {
     pub request_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    /// When VOD is next asked what became of the submissions (see [`crate::flusher::checks`]).
+    /// When VOD is next asked what became of the submissions (see the flusher's submission checks).
     pub check_at: Option<Ts>,
     /// The job whose failed submissions this job sends again (see [`Resubmission`]).
     pub resubmission_of: Option<String>,

@@ -20,7 +20,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 use super::remote::{self, ReadError, VOD_ANSWER_CAP};
 use super::signing::{percent_encode, sign};
@@ -51,12 +50,7 @@ pub fn endpoint_for_region(region: &str) -> String {
     format!("https://vod.{region}.aliyuncs.com")
 }
 
-/// Installs rustls' ring provider for the process. reqwest is built with `rustls-no-provider`,
-/// so every process must do this before it builds a `reqwest::Client`; installing twice is a
-/// no-op error that is ignored.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::acs::install_tls_provider;
 
 /// A VOD client; clones share the connection pool.
 #[derive(Debug, Clone)]
@@ -288,13 +282,7 @@ impl Client {
     }
 }
 
-/// `yyyy-MM-ddTHH:mm:ssZ` in UTC, no fractional seconds.
-pub fn rpc_timestamp(now: OffsetDateTime) -> String {
-    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    now.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
-}
+pub use crate::acs::rpc_timestamp;
 
 /// A request that failed before an answer was read whole. The error's URL (signed, with the
 /// token) is dropped; the endpoint is named by its host.

@@ -8,9 +8,9 @@
 
 mod client;
 mod error;
-pub mod remote;
-pub mod signing;
 mod types;
+
+pub use crate::acs::{remote, signing};
 
 pub use crate::credentials::{CredentialSource, Credentials};
 pub use client::{

@@ -27,14 +27,7 @@ use ipnet::IpNet;
 
 use crate::config::ForwardedHeader;
 
-/// Parses `server.trusted_proxies` entries: an address or a CIDR range.
-pub fn parse_proxy(entry: &str) -> Result<IpNet, String> {
-    let entry = entry.trim();
-    entry
-        .parse::<IpNet>()
-        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{entry:?} is not an IP address or a CIDR range"))
-}
+pub use crate::config::parse_proxy;
 
 /// Whom a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

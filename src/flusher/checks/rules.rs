@@ -182,9 +182,9 @@ mod tests {
             resubmit_after: Duration::from_secs(60),
             hold: crate::flusher::hold::HoldPolicy {
                 probe_interval: Duration::from_secs(300),
-                reset: crate::flusher::quota_terms::QuotaReset::CHINA_MIDNIGHT,
+                reset: crate::domain::quota_terms::QuotaReset::CHINA_MIDNIGHT,
                 max_hold: Duration::from_secs(48 * 3600),
-                reserve: crate::flusher::quota_terms::Reserve::Percent(10.0),
+                reserve: crate::domain::quota_terms::Reserve::Percent(10.0),
             },
             follow_for: None,
         };

@@ -30,7 +30,7 @@ async fn static_keys_from_the_configuration_and_the_environment() {
     assert_eq!(purge_one(&app, "static-env").await.access_key_id, "testid");
     let metrics = app.metrics().await;
     assert!(
-        !metrics.contains("vod_purge_credential_expiry_seconds{"),
+        !metrics.contains("vod_purge_credential_expiry_seconds{account=\"default\","),
         "keys that do not expire have no expiry: {metrics}"
     );
     app.stop().await;
@@ -84,12 +84,12 @@ async fn rrsa_renews_before_expiry_and_reads_the_token_file_again() {
     let metrics = app.metrics().await;
     assert!(
         metrics
-            .contains(r#"vod_purge_credential_renewals_total{provider="oidc",result="success"}"#),
+            .contains(r#"vod_purge_credential_renewals_total{account="default",provider="oidc",result="success"}"#),
         "{metrics}"
     );
     let left = crate::support::metric_value(
         &metrics,
-        r#"vod_purge_credential_expiry_seconds{provider="oidc"}"#,
+        r#"vod_purge_credential_expiry_seconds{account="default",provider="oidc"}"#,
     );
     assert!(left > 0.0 && left <= 3.0, "seconds left: {left}");
     app.stop().await;

@@ -169,7 +169,7 @@ async fn sts_down_while_the_credential_runs_out() {
     let metrics = app.metrics().await;
     assert!(
         metrics
-            .contains(r#"vod_purge_credential_renewals_total{provider="oidc",result="failure"}"#),
+            .contains(r#"vod_purge_credential_renewals_total{account="default",provider="oidc",result="failure"}"#),
         "{metrics}"
     );
     app.stop().await;

@@ -113,7 +113,7 @@ async fn metrics_count_deliveries_calls_and_queue() {
         let text = app.metrics().await;
         crate::support::has_sample(
             &text,
-            r#"vod_purge_vod_calls_total{code="",outcome="success"} 1"#,
+            r#"vod_purge_vod_calls_total{account="default",code="",outcome="success"} 1"#,
         )
     })
     .await;
@@ -127,8 +127,8 @@ async fn metrics_count_deliveries_calls_and_queue() {
         r#"vod_purge_media_ids_total{result="merged"} 1"#,
         r#"vod_purge_media_ids_total{result="rejected"} 1"#,
         r#"vod_purge_batch_size_count 1"#,
-        r#"vod_purge_jobs_finished_total{status="succeeded"} 1"#,
-        "vod_purge_queue_pending_items 0",
+        r#"vod_purge_jobs_finished_total{account="default",status="succeeded"} 1"#,
+        r#"vod_purge_queue_pending_items{account="default"} 0"#,
         "vod_purge_vod_call_duration_seconds_bucket",
         "vod_purge_rate_limiter_wait_seconds_total",
     ] {

@@ -39,5 +39,6 @@ pub fn configmap_config(variant: &str) -> String {
 mod api;
 mod config;
 mod deploy;
+mod layers;
 mod quota;
 mod shutdown;

@@ -25,15 +25,16 @@ async fn the_daily_quota_is_published_as_metrics() {
         "the quota after the purge",
         || async {
             let text = app.metrics().await;
-            crate::support::has_sample(&text, r#"vod_purge_vod_quota_daily{kind="refresh"} 2000"#)
-                && crate::support::has_sample(
-                    &text,
-                    r#"vod_purge_vod_quota_remaining{kind="refresh"} 1997"#,
-                )
-                && crate::support::has_sample(
-                    &text,
-                    r#"vod_purge_vod_quota_remaining{kind="preload"} 500"#,
-                )
+            crate::support::has_sample(
+                &text,
+                r#"vod_purge_vod_quota_daily{account="default",kind="refresh"} 2000"#,
+            ) && crate::support::has_sample(
+                &text,
+                r#"vod_purge_vod_quota_remaining{account="default",kind="refresh"} 1997"#,
+            ) && crate::support::has_sample(
+                &text,
+                r#"vod_purge_vod_quota_remaining{account="default",kind="preload"} 500"#,
+            )
         },
     )
     .await;

@@ -85,8 +85,8 @@ async fn submissions_are_checked_and_a_failed_one_is_shown_with_vods_code() {
 
     let metrics = app.metrics().await;
     for line in [
-        r#"vod_purge_media_submissions_total{code="",result="submitted"} 1"#,
-        r#"vod_purge_media_submissions_total{code="PreloadQueueFull",result="submit_failed"} 1"#,
+        r#"vod_purge_media_submissions_total{account="default",code="",result="submitted"} 1"#,
+        r#"vod_purge_media_submissions_total{account="default",code="PreloadQueueFull",result="submit_failed"} 1"#,
     ] {
         assert!(
             crate::support::has_sample(&metrics, line),
@@ -196,7 +196,7 @@ async fn a_check_that_fails_retryably_is_asked_again_and_a_permanent_failure_sto
     );
     assert!(crate::support::has_sample(
         &app.metrics().await,
-        r#"vod_purge_submission_check_errors_total{code="InternalError"} 1"#
+        r#"vod_purge_submission_check_errors_total{account="default",code="InternalError"} 1"#
     ));
 
     // A permanent error ends the job's checks: the ID stays "sent", and nothing is asked again.

@@ -167,7 +167,7 @@ async fn a_poll_that_shows_less_than_a_batch_keeps_the_hold() {
     wait_until(Duration::from_secs(10), "the reading of 5", || async {
         support::has_sample(
             &app.metrics().await,
-            r#"vod_purge_vod_quota_remaining{kind="refresh"} 5"#,
+            r#"vod_purge_vod_quota_remaining{account="default",kind="refresh"} 5"#,
         )
     })
     .await;
@@ -475,7 +475,7 @@ async fn a_reading_taken_before_the_hold_began_does_not_end_it() {
     wait_until(Duration::from_secs(10), "the reading", || async {
         support::has_sample(
             &app.metrics().await,
-            r#"vod_purge_vod_quota_remaining{kind="refresh"} 1000"#,
+            r#"vod_purge_vod_quota_remaining{account="default",kind="refresh"} 1000"#,
         )
     })
     .await;

@@ -88,11 +88,17 @@ pub(super) async fn wait_for_the_hold(app: &TestApp) {
     assert!(hold["jobs"].as_u64().unwrap() >= 1, "{queue}");
     let metrics = app.metrics().await;
     assert!(
-        support::metric_value(&metrics, "vod_purge_quota_held_jobs{task=\"Refresh\"}") >= 1.0,
+        support::metric_value(
+            &metrics,
+            "vod_purge_quota_held_jobs{account=\"default\",task=\"Refresh\"}"
+        ) >= 1.0,
         "{metrics}"
     );
     assert_eq!(
-        support::metric_value(&metrics, "vod_purge_quota_held_jobs{task=\"Preload\"}"),
+        support::metric_value(
+            &metrics,
+            "vod_purge_quota_held_jobs{account=\"default\",task=\"Preload\"}"
+        ),
         0.0
     );
 }
@@ -176,7 +182,7 @@ async fn a_used_up_quota_holds_the_jobs_and_a_probe_each_interval_resumes_them()
 pub(super) fn hold_ends(metrics: &str, by: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("vod_purge_quota_hold_ends_total{"))
+        .filter(|l| l.starts_with("vod_purge_quota_hold_ends_total{account=\"default\","))
         .filter(|l| l.contains(&format!("by=\"{by}\"")) && l.contains("task=\"Refresh\""))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()

@@ -32,7 +32,9 @@ async fn media_ids_and_files_reach_complete_and_the_time_to_purge_is_measured() 
         assert!(
             has_sample(
                 &metrics,
-                &format!("vod_purge_time_to_complete_seconds_count{{kind=\"{kind}\"}} 1")
+                &format!(
+                    "vod_purge_time_to_complete_seconds_count{{account=\"default\",kind=\"{kind}\"}} 1"
+                )
             ),
             "{kind}: {metrics}"
         );
@@ -103,7 +105,7 @@ async fn a_failed_cdn_task_shows_its_reason_and_is_sent_once_more() {
     assert!(
         has_sample(
             &metrics,
-            "vod_purge_followed_items_total{result=\"failed\"} 2"
+            "vod_purge_followed_items_total{account=\"default\",result=\"failed\"} 2"
         ),
         "{metrics}"
     );

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Ts;
+use super::Ts;
 
 const DAY_MS: i64 = 86_400_000;
 
