@@ -2,6 +2,7 @@
 //! endpoint, signed with that account's key; one account down never slows another; a start
 //! without a credential for an account names it.
 
+mod credentials;
 mod migration;
 
 use std::collections::BTreeSet;
