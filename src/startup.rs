@@ -74,6 +74,21 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         // One lane per account, each with its own credential, client, limiter and holds. An
         // account whose chain finds no credential stops the start, naming the account.
+        // Work stored for an account the configuration no longer names would never be sent.
+        let stranded: Vec<String> = store
+            .accounts_with_work()
+            .await
+            .context("cannot read the accounts with stored work")?
+            .into_iter()
+            .filter(|(account, _, _)| settings.account(account.as_str()).is_none())
+            .map(|(account, items, jobs)| format!("{account} ({items} pending items, {jobs} jobs)"))
+            .collect();
+        if !stranded.is_empty() {
+            anyhow::bail!(
+                "the store holds work of accounts the configuration does not name: {}; add their [[accounts]] tables back (with dry_run = true their work is recorded as sent without a call)",
+                stranded.join(", ")
+            );
+        }
         let mut lanes = Vec::new();
         for account in settings.accounts() {
             lanes.push(Lane::build(&settings, &account, &store, &metrics).await?);

@@ -62,7 +62,12 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
         },
     };
     let ready = !draining && store == "ok";
-    let credential_error = state.flusher.credential_error();
+    // Any account's refused credential, named by its account.
+    let credential_error = state.lanes.iter().find_map(|lane| {
+        lane.status
+            .credential_error()
+            .map(|e| format!("account {}: {e}", lane.account.name))
+    });
     let body = Readiness {
         ready,
         store,

@@ -360,19 +360,12 @@ fn request_lane<'s>(
         }
         Some(named) => named.as_str(),
     };
+    // The configured accounts are not listed: a sender learns only that this one is unknown.
     state.lane(name).ok_or_else(|| {
         let shown: String = name.chars().take(40).collect();
-        let known: Vec<&str> = state
-            .lanes
-            .iter()
-            .map(|l| l.account.name.as_str())
-            .collect();
         refuse(
             "unknown_account",
-            format!(
-                "account {shown:?} is not configured (known: {})",
-                known.join(", ")
-            ),
+            format!("account {shown:?} is not configured"),
         )
     })
 }

@@ -75,6 +75,9 @@ pub struct JobPage {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingView {
+    /// The VOD account it will be purged in.
+    #[schema(value_type = String)]
+    pub account: crate::domain::AccountName,
     pub task: TaskType,
     pub kind: TargetKind,
     #[schema(value_type = Object)]
@@ -253,6 +256,7 @@ impl From<Job> for JobView {
 impl From<PendingItem> for PendingView {
     fn from(p: PendingItem) -> PendingView {
         PendingView {
+            account: p.account,
             task: p.task,
             kind: p.task.kind(),
             options: options_json(&p.options),

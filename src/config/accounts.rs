@@ -154,7 +154,7 @@ impl AccountSettings {
             config_keys: self.config_keys(),
             sts_endpoint: crate::credentials::settings::sts_endpoint(&self.sts_endpoint, &env),
             metadata_endpoint: self.metadata_endpoint.clone(),
-            profiles_need_a_name: isolated && self.profile.trim().is_empty(),
+            isolated,
             environment: env,
         }
     }
@@ -320,6 +320,14 @@ pub(super) fn parse(
         }
         let account: AccountSettings =
             figment.extract().map_err(|e| at(describe(e).to_string()))?;
+        // An account is named by its table: a variable cannot rename it (into another's name).
+        if account.name != name {
+            return Err(ConfigError::invalid(
+                format!("accounts[{name}].name"),
+                "an account's name is set in its [[accounts]] table, not by the environment"
+                    .to_owned(),
+            ));
+        }
         account.validate()?;
         accounts.push(account);
     }
@@ -408,6 +416,18 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_digits_is_taken_as_text_and_never_quoted() {
+        let s = load(
+            "[vod]\ndry_run = true\n[[accounts]]\nname = \"intl\"\naccess_key_id = \"id\"\naccess_key_secret = 123456789\n",
+        )
+        .unwrap();
+        let keys = s.accounts()[1].config_keys().unwrap();
+        assert_eq!(keys.access_key_id(), "id");
+        assert_eq!(keys.access_key_secret(), "123456789");
+        assert!(!s.to_redacted_toml().contains("123456789"));
+    }
+
+    #[test]
     fn another_account_does_not_inherit_the_process_identity() {
         let s = load(
             "[vod]\ndry_run = true\n[[accounts]]\nname = \"intl\"\nrole_arn = \"acs:ram::2:role/intl\"\noidc_provider_arn = \"acs:ram::2:oidc-provider/ack\"\n",
@@ -426,7 +446,7 @@ mod tests {
             default.environment.get("ALIBABA_CLOUD_ACCESS_KEY_ID"),
             Some("id")
         );
-        assert!(!default.profiles_need_a_name);
+        assert!(!default.isolated);
         let intl = all[1].chain(&process);
         assert_eq!(intl.environment.get("ALIBABA_CLOUD_ACCESS_KEY_ID"), None);
         assert_eq!(
@@ -438,7 +458,7 @@ mod tests {
             Some("/var/run/token")
         );
         assert_eq!(intl.sts_endpoint, "https://sts.ap-southeast-1.aliyuncs.com");
-        assert!(intl.profiles_need_a_name);
+        assert!(intl.isolated);
         assert_eq!(intl.key_prefix, "accounts[intl]");
     }
 }

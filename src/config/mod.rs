@@ -111,7 +111,7 @@ impl Settings {
                 Env::prefixed("VOD_PURGE_")
                     .ignore(&NOT_SETTINGS_ENV)
                     // An account's variables are read with its table (see `accounts::parse`).
-                    .filter(|key| !key.as_str().starts_with("accounts__"))
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("accounts__"))
                     .split("__"),
             );
         }

@@ -26,9 +26,8 @@ pub struct Inputs<'a> {
     pub now_secs: i64,
     /// Where the account's keys are written (`vod`, `accounts[intl]`), for messages.
     pub key_prefix: &'a str,
-    /// The profile files only for a profile the account names (`ALIBABA_CLOUD_PROFILE` in its
-    /// environment).
-    pub profiles_need_a_name: bool,
+    /// An account other than `default` (see [`super::ChainSettings::isolated`]).
+    pub isolated: bool,
 }
 
 /// One provider as the chain sees it.
@@ -154,7 +153,7 @@ pub fn find(provider: ProviderName, inputs: &Inputs<'_>) -> Result<Found, Creden
             })))
         }
         ProviderName::CliProfile | ProviderName::CredentialsFile
-            if inputs.profiles_need_a_name && env.get("ALIBABA_CLOUD_PROFILE").is_none() =>
+            if inputs.isolated && env.get("ALIBABA_CLOUD_PROFILE").is_none() =>
         {
             Ok(Found::Absent(format!(
                 "{}.profile is empty (the files' own profile belongs to the default account)",
@@ -252,7 +251,20 @@ pub async fn resolve(
     };
     let mut passed = Vec::new();
     for provider in providers {
-        let outcome = match find(provider, inputs) {
+        // The instance's role is the machine's identity: another account takes it only when it
+        // pins it, never by falling through the chain.
+        let found = if inputs.isolated
+            && provider == ProviderName::EcsRamRole
+            && choice.pinned().is_none()
+        {
+            Ok(Found::Absent(format!(
+                "the instance RAM role is the machine's: {}.credentials = \"ecs-ram-role\" pins it for this account",
+                inputs.key_prefix
+            )))
+        } else {
+            find(provider, inputs)
+        };
+        let outcome = match found {
             Ok(Found::Plan(plan)) => match fetcher.fetch(provider, &plan).await {
                 Ok(first) => {
                     return Ok(Resolved {
@@ -303,7 +315,7 @@ mod tests {
             env,
             now_secs: 1_764_460_800,
             key_prefix: "vod",
-            profiles_need_a_name: false,
+            isolated: false,
         };
         find(provider, &inputs).map_err(|e| e.to_string())
     }

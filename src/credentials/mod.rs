@@ -47,7 +47,7 @@ pub async fn resolve_for(chain: &ChainSettings) -> anyhow::Result<(Resolved, fet
         env: &chain.environment,
         now_secs,
         key_prefix: &chain.key_prefix,
-        profiles_need_a_name: chain.profiles_need_a_name,
+        isolated: chain.isolated,
     };
     let resolved = chain::resolve(chain.choice, &inputs, &fetcher)
         .await

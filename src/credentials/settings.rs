@@ -22,10 +22,10 @@ pub struct ChainSettings {
     pub metadata_endpoint: String,
     /// The chain's variables as this account sees them.
     pub environment: Environment,
-    /// The profile files are read only for a profile named by the account (an account other
-    /// than `default` does not take the files' current or default profile, which is another
-    /// account's).
-    pub profiles_need_a_name: bool,
+    /// An account other than `default`: it uses only what it names itself. The profile files
+    /// are read only for a profile it names (the files' current or default profile is another
+    /// account's), and the machine's instance RAM role only when it pins `ecs-ram-role`.
+    pub isolated: bool,
 }
 
 /// `vod.credentials`: `"auto"` (the chain), or the name of one provider, which pins it.

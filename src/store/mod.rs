@@ -208,6 +208,32 @@ impl Store {
         })
     }
 
+    /// The accounts with work stored: pending items, or jobs with a call to come (in flight,
+    /// retrying, held), with how many of each.
+    pub async fn accounts_with_work(&self) -> Result<Vec<(AccountName, u64, u64)>, StoreError> {
+        with_backend!(self, b, sql => {
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql.sql(
+                "SELECT account, CAST(SUM(items) AS BIGINT), CAST(SUM(jobs) AS BIGINT) FROM (
+                     SELECT account, COUNT(*) AS items, 0 AS jobs FROM items GROUP BY account
+                     UNION ALL
+                     SELECT account, 0, COUNT(*) FROM jobs
+                     WHERE status IN ('in_flight', 'retrying', 'held') GROUP BY account
+                 ) AS w GROUP BY account ORDER BY account",
+            ))
+            .fetch_all(b.reads())
+            .await?;
+            rows.into_iter()
+                .map(|(account, items, jobs)| {
+                    Ok((
+                        rows::parse_account(&account)?,
+                        u64::try_from(items).unwrap_or(0),
+                        u64::try_from(jobs).unwrap_or(0),
+                    ))
+                })
+                .collect()
+        })
+    }
+
     /// Each account's pending items and those due by their stored time (a lower bound of the
     /// real due time, so `due` may count items a fold would find due later).
     pub async fn queue_by_account(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError> {

@@ -93,7 +93,7 @@ impl Dialect {
 }
 
 /// The groups (task type, option set) of one account ($2) with due items ($1 now): their count, urgent count and
-/// earliest due time, groups with urgent items first. On SQLite a range of `items_due` (which
+/// earliest due time, groups with urgent items first. On SQLite a range of `items_account_due` (which
 /// covers every column read here): without `INDEXED BY` it walks a whole group index to avoid
 /// sorting, which reads every pending item each poll.
 pub(crate) fn due_groups_sql(sql: Dialect) -> AssertSqlSafe<String> {
@@ -103,7 +103,7 @@ pub(crate) fn due_groups_sql(sql: Dialect) -> AssertSqlSafe<String> {
          FROM items i {}
          WHERE i.due_at <= $1 AND i.account = $2 AND {}
          GROUP BY i.account, i.task, i.fingerprint ORDER BY {URGENT} > 0 DESC, i.task DESC, oldest",
-        sql.indexed_by("items_due"),
+        sql.indexed_by("items_account_due"),
         super::rows::PRELOAD_RULE
     ))
 }

@@ -189,8 +189,8 @@ mod store_at_scale {
             .unwrap();
         sqlx::query(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-             INSERT INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
-             SELECT printf('bulk%07d', i), t.task, t.fingerprint, t.source, t.first_seen + i,
+             INSERT INTO items (account, media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
+             SELECT t.account, printf('bulk%07d', i), t.task, t.fingerprint, t.source, t.first_seen + i,
                     t.last_seen + i, t.deadline, t.due_at, 1
              FROM n, (SELECT * FROM items WHERE media_id = 'template00000') AS t",
         )

@@ -200,7 +200,7 @@ impl SqliteStore {
             .await?;
             if group_size > CLAIM_WINDOW {
                 let all_due = format!(
-                    "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
+                    "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
                      WHERE i.due_at <= ? AND i.account = ? AND i.task = ? AND i.fingerprint = ? AND i.priority = 0 AND {PRELOAD_RULE}
                      ORDER BY i.first_seen, i.id LIMIT ?"
                 );

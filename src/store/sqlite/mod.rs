@@ -325,8 +325,8 @@ mod tests {
         }
         for (task, fingerprint) in [("Refresh", "f-refresh"), ("Preload", "f-preload")] {
             sqlx::query(
-                "INSERT INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at)
-                 VALUES ('m1', ?, ?, 'cms', 10, 10, 1000, 100)",
+                "INSERT INTO items (account, media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at)
+                 VALUES ('default', 'm1', ?, ?, 'cms', 10, 10, 1000, 100)",
             )
             .bind(task)
             .bind(fingerprint)
@@ -366,7 +366,7 @@ mod tests {
     /// The plan of each statement a poll runs (the flusher's `due_groups`, the queue figures of
     /// `/metrics` and `/queue`): what they read must not grow with the pending items that are
     /// not due. A full scan of `items` (or of an index over all of them, but for the count of
-    /// all items) fails; `due_groups` must take a range of `items_due`.
+    /// all items) fails; `due_groups` must take a range of `items_account_due`.
     #[tokio::test]
     async fn polls_read_ranges_of_indexes_not_every_pending_item() {
         let dir = tempfile::tempdir().unwrap();
@@ -390,7 +390,7 @@ mod tests {
         assert!(
             due_groups
                 .iter()
-                .any(|l| l.contains("USING INDEX items_due (due_at<?)")),
+                .any(|l| l.contains("USING INDEX items_account_due (account=? AND due_at<?)")),
             "{due_groups:#?}"
         );
         let stats = plan(reads::item_stats_sql()).await;

@@ -190,7 +190,10 @@ async fn a_body_names_its_account_only_where_allowed_and_only_a_known_one() {
     assert_eq!(r.status(), 422);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(code(body.clone()), "unknown_account");
-    assert!(body.to_string().contains("default, intl"), "{body}");
+    assert!(
+        !body.to_string().contains("intl"),
+        "no configured account is listed: {body}"
+    );
     // Not a name at all: the body is malformed.
     let r = app
         .purge(json!({"media_ids": ["abc125"], "account": 7}))
@@ -269,7 +272,7 @@ async fn an_account_without_a_credential_stops_the_start_naming_it() {
         .join("vod-purge.db")
         .to_string_lossy()
         .into_owned();
-    let mut settings = settings(
+    let mut unpinned = settings(
         &db,
         &default.base_url(),
         &format!(
@@ -277,17 +280,87 @@ async fn an_account_without_a_credential_stops_the_start_naming_it() {
         ),
     );
     // The process's own keys are the default account's, never another's.
-    settings.environment = vod_purge::credentials::Environment::from_pairs([
+    unpinned.environment = vod_purge::credentials::Environment::from_pairs([
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid"),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret"),
     ]);
-    let error = match vod_purge::startup::Application::build(settings).await {
+    let error = match vod_purge::startup::Application::build(unpinned).await {
         Ok(_) => panic!("the start must fail"),
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains("account \"intl\""), "{error}");
     assert!(error.contains("ecs-ram-role"), "{error}");
+    // The machine's instance role is not taken by falling through the chain...
+    assert!(error.contains("pins it for this account"), "{error}");
     assert!(error.contains("accounts[intl].access_key_id"), "{error}");
     assert!(!error.contains("testsecret"), "{error}");
-    default.stop().await;
+    // ...but when the account pins it.
+    let db2 = dir.path().join("pinned.db").to_string_lossy().into_owned();
+    let base = default.base_url();
+    let pinned = settings(
+        &db2,
+        &base,
+        &format!(
+            "[[accounts]]\nname = \"intl\"\nendpoint = \"{base}\"\ncredentials = \"ecs-ram-role\"\nmetadata_endpoint = \"{base}\"\n"
+        ),
+    );
+    let app = spawn_with_settings(pinned, default).await;
+    let r = app
+        .purge(json!({"media_ids": ["ecsrole1"], "account": "intl"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    wait_until(Duration::from_secs(10), "the intl purge", || async {
+        app.sim.calls().iter().any(|c| {
+            c.status == 200
+                && c.media_ids.contains(&"ecsrole1".to_owned())
+                && c.access_key_id.starts_with("STS.")
+        })
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn work_stored_for_an_account_the_configuration_no_longer_names_stops_the_start() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (app, dir) = spawn_two(&nowhere, "").await;
+    let r = post(
+        &app,
+        "intl-cms",
+        INTL_TOKEN,
+        json!({"media_ids": ids("sgleft", 3)}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let db = app.db_path.clone();
+    let (sim, _) = app.stop().await;
+    // The intl account is gone from the configuration: its three IDs would never be sent.
+    let without = settings(&db, &sim.base_url(), "");
+    let error = match vod_purge::startup::Application::build(without).await {
+        Ok(_) => panic!("the start must fail"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("intl (3 pending items, 0 jobs)"), "{error}");
+    // With the account back (running dry), the work goes out.
+    let back = two_accounts(&db, &sim, &nowhere, "");
+    let mut back = back;
+    back.extra_accounts[0].dry_run = true;
+    let app = spawn_with_settings(back, sim).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the stranded work recorded",
+        || async {
+            let jobs = app.get_json("/jobs?account=intl").await;
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["dry_run"] == true)
+        },
+    )
+    .await;
+    app.stop().await;
+    drop(dir);
 }

@@ -41,6 +41,52 @@ fn check_config_names_the_wrong_key_and_redacts_secrets() {
         assert!(!out.status.success(), "{text:?} was accepted");
         assert!(stderr.contains(key), "{text:?}: {stderr}");
     }
+    // An account's keys from the environment; a variable naming no account stops the start.
+    let accounts = dir.path().join("accounts.toml");
+    std::fs::write(
+        &accounts,
+        "[vod]\ndry_run = true\n[[accounts]]\nname = \"cn-prod\"\ndry_run = true\n",
+    )
+    .unwrap();
+    let stdout = stdout_of(
+        binary()
+            .args(["check-config", "--config"])
+            .arg(&accounts)
+            .env_clear()
+            .env("VOD_PURGE_ACCOUNTS__CN_PROD__MAX_REQUESTS_PER_SECOND", "7")
+            .env("VOD_PURGE_ACCOUNTS__CN_PROD__ACCESS_KEY_ID", "envid")
+            .env(
+                "VOD_PURGE_ACCOUNTS__CN_PROD__ACCESS_KEY_SECRET",
+                "envsecret",
+            ),
+    );
+    assert!(stdout.contains("max_requests_per_second = 7"), "{stdout}");
+    assert!(
+        stdout.contains("envid") && !stdout.contains("envsecret"),
+        "{stdout}"
+    );
+    for (variable, wanted) in [
+        (
+            "VOD_PURGE_ACCOUNTS__INTL__REGION",
+            "names no [[accounts]] table",
+        ),
+        (
+            "VOD_PURGE_ACCOUNTS__CN_PROD__NAME",
+            "not by the environment",
+        ),
+        ("VOD_PURGE_ACCOUNTS__CN_PROD__MAX_HOLD", "max_hold"),
+    ] {
+        let out = binary()
+            .args(["check-config", "--config"])
+            .arg(&accounts)
+            .env_clear()
+            .env(variable, "default")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{variable} was accepted");
+        assert!(stderr.contains(wanted), "{variable}: {stderr}");
+    }
     // A single `_` where `__` belongs is named, with the fix.
     let path = dir.path().join("plain.toml");
     std::fs::write(&path, "[vod]\ndry_run = true\n").unwrap();
