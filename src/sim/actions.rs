@@ -42,7 +42,7 @@ pub fn dispatch(
             "This http method is not supported.",
         )),
         "GetMediaRefreshJobs" => get_media_refresh_jobs(state, access_key_id, params),
-        "DescribeVodRefreshQuota" => describe_vod_refresh_quota(state),
+        "DescribeVodRefreshQuota" => describe_vod_refresh_quota(state, access_key_id),
         "RefreshVodObjectCaches" => urls::refresh_object_caches(state, access_key_id, params),
         "PreloadVodObjectCaches" => urls::preload_object_caches(state, access_key_id, params),
         "DescribeVodRefreshTasks" => urls::describe_refresh_tasks(state, access_key_id, params),
@@ -196,10 +196,13 @@ fn refresh_media_play_urls(
     let quota_message = format!("The {kind} quota of the day has been used up.");
     // In per-ID mode the IDs past what is left are accepted and reported failed later.
     // A refresh draws from the URL pool, which `RefreshVodObjectCaches` draws from too.
+    // Each account draws from its own pools.
     let pool = if preload { Pool::Preload } else { Pool::Url };
+    let owner = state.account_of(access_key_id);
     let within_quota = if state.quota_per_id {
-        usize::try_from(lock(&state.quota).take_up_to(pool, units, now)).unwrap_or(usize::MAX)
-    } else if lock(&state.quota).take(pool, units, now) {
+        usize::try_from(lock(&state.quota).of(&owner).take_up_to(pool, units, now))
+            .unwrap_or(usize::MAX)
+    } else if lock(&state.quota).of(&owner).take(pool, units, now) {
         ok.len()
     } else {
         return Err(ApiError::new(400, quota_code, quota_message));
@@ -271,7 +274,6 @@ fn refresh_media_play_urls(
             })
             .collect()
     };
-    let owner = state.account_of(access_key_id);
     let kind = if preload {
         TaskKind::Preload
     } else {
@@ -377,9 +379,12 @@ fn get_media_refresh_jobs(
     Ok(json!({ "MediaRefreshJobs": items }))
 }
 
-fn describe_vod_refresh_quota(state: &SimState) -> Result<Value, ApiError> {
+/// `DescribeVodRefreshQuota`: the pools of the caller's account.
+fn describe_vod_refresh_quota(state: &SimState, access_key_id: &str) -> Result<Value, ApiError> {
     let now = state.clock.now_secs();
-    let mut quota = lock(&state.quota);
+    let owner = state.account_of(access_key_id);
+    let mut book = lock(&state.quota);
+    let quota = book.of(&owner);
     // All strings on the wire, and `blockRemain` really is lower-case. Nothing the simulator
     // does takes from the block quota.
     Ok(json!({

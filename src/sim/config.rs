@@ -6,15 +6,61 @@ use std::time::Duration;
 
 use super::Faults;
 
-/// An AccessKey the simulator accepts. An ID starting with `STS.` is a temporary key: requests
-/// with it must carry a `SecurityToken`, which must be one of `security_tokens` (any token is
-/// accepted when the list is empty).
+/// An account of the simulator, named by the AccessKey it accepts. An ID starting with `STS.` is
+/// a temporary key: requests with it must carry a `SecurityToken`, which must be one of
+/// `security_tokens` (any token is accepted when the list is empty).
+///
+/// Each account has limits of its own: its rates (`qps`, `url_qps`) apply to its key and to the
+/// STS keys issued for it, and its daily quotas (`quota_refresh`, `quota_preload`, `quota_dir`)
+/// are pools no other account draws from. A limit left out takes the simulator's setting
+/// (`SimConfig::qps` and so on). `uid` is the account's numeric ID, which a role's ARN names
+/// (`acs:ram::<uid>:role/<name>`): the STS keys of such a role belong to this account.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Account {
     pub access_key_id: String,
     pub access_key_secret: String,
     #[serde(default)]
     pub security_tokens: Vec<String>,
+    /// The account's numeric ID (digits only), written as a string or a number in the file.
+    #[serde(default, deserialize_with = "uid_text")]
+    pub uid: Option<String>,
+    /// Calls per second per AccessKey and action; `SimConfig::qps` when `None`.
+    #[serde(default)]
+    pub qps: Option<u32>,
+    /// The same for the URL calls; `SimConfig::url_qps` when `None`, and the account's rate
+    /// (above) when that is not set either.
+    #[serde(default)]
+    pub url_qps: Option<u32>,
+    /// The account's daily URL refresh quota; `SimConfig::quota_refresh` when `None`.
+    #[serde(default)]
+    pub quota_refresh: Option<u64>,
+    /// The account's daily preload quota; `SimConfig::quota_preload` when `None`.
+    #[serde(default)]
+    pub quota_preload: Option<u64>,
+    /// The account's daily directory refresh quota; `SimConfig::quota_dir` when `None`.
+    #[serde(default)]
+    pub quota_dir: Option<u64>,
+}
+
+/// Reads `uid` as TOML writes it either way: `"1234"` or `1234`.
+fn uid_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Uid {
+        Text(String),
+        Number(u64),
+    }
+    let uid = <Uid as serde::Deserialize>::deserialize(deserializer).map_err(|_| {
+        <D::Error as serde::de::Error>::custom("uid must be a string of digits or a number")
+    })?;
+    Ok(Some(match uid {
+        Uid::Text(text) => text,
+        Uid::Number(n) => n.to_string(),
+    }))
 }
 
 impl Account {
@@ -23,6 +69,12 @@ impl Account {
             access_key_id: access_key_id.into(),
             access_key_secret: access_key_secret.into(),
             security_tokens: Vec::new(),
+            uid: None,
+            qps: None,
+            url_qps: None,
+            quota_refresh: None,
+            quota_preload: None,
+            quota_dir: None,
         }
     }
 
@@ -69,20 +121,66 @@ impl Account {
 /// access_key_id = "STS.example"
 /// access_key_secret = "testsecret"
 /// security_tokens = ["token-1", "token-2"]   # optional; empty accepts any token
+///
+/// [[accounts]]
+/// access_key_id = "other"
+/// access_key_secret = "othersecret"
+/// uid = "1234"            # optional: the account's ID, as role ARNs name it
+/// qps = 5                 # optional: --qps when left out
+/// url_qps = 2             # optional: --url-qps, else the account's qps, when left out
+/// quota_refresh = 100     # optional: --quota-refresh when left out
+/// quota_preload = 10      # optional: --quota-preload when left out
+/// quota_dir = 5           # optional: --quota-dir when left out
 /// ```
+///
+/// Any other key, in the file or in an account, is refused.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccountsFile {
     accounts: Vec<Account>,
 }
 
+/// Reads and checks an accounts file (see [`AccountsFile`]).
 pub fn load_accounts_file(path: &Path) -> anyhow::Result<Vec<Account>> {
     use anyhow::Context as _;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: AccountsFile =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    check_accounts(&file.accounts)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("checking {}", path.display()))?;
     Ok(file.accounts)
+}
+
+/// Checks the limits and IDs of `accounts`: rates of at least 1, `uid`s of digits only, no
+/// `uid` given to two accounts (a role's ARN must name one account).
+pub fn check_accounts(accounts: &[Account]) -> Result<(), String> {
+    let mut uids = std::collections::HashMap::new();
+    for account in accounts {
+        let id = &account.access_key_id;
+        if account.qps == Some(0) {
+            return Err(format!("account {id:?}: qps must be at least 1"));
+        }
+        if account.url_qps == Some(0) {
+            return Err(format!("account {id:?}: url_qps must be at least 1"));
+        }
+        if let Some(uid) = &account.uid {
+            if uid.is_empty() || !uid.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "account {id:?}: uid {uid:?} must be the account's numeric ID"
+                ));
+            }
+            if let Some(other) = uids.insert(uid.as_str(), id.as_str())
+                && other != id
+            {
+                return Err(format!(
+                    "accounts {other:?} and {id:?} have the same uid {uid:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The whole simulator configuration. `Default` is what the tests and `vod-purge sim` start from.
@@ -90,11 +188,14 @@ pub fn load_accounts_file(path: &Path) -> anyhow::Result<Vec<Account>> {
 pub struct SimConfig {
     /// Where to listen; `None` means `127.0.0.1:0` (a free port).
     pub listen: Option<SocketAddr>,
+    /// The accounts; the first one is the default account of the quota helpers (`GET
+    /// /_sim/quota` without an account). Each may set limits of its own.
     pub accounts: Vec<Account>,
     /// Calls per second per AccessKey and action (token bucket, burst of the same size): VOD
-    /// limits each operation on its own.
+    /// limits each operation on its own. An account's `qps` replaces it for its keys.
     pub qps: u32,
     /// The same limit for `RefreshVodObjectCaches` and `PreloadVodObjectCaches`; `None` is `qps`.
+    /// An account's `url_qps` (or else its `qps`) replaces it for its keys.
     pub url_qps: Option<u32>,
     /// Accepted distance between `Timestamp` and the simulator's clock.
     pub tolerance: Duration,
@@ -114,14 +215,17 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Appends every recorded call as a JSON line to this file.
     pub calls_log: Option<PathBuf>,
-    /// The daily URL purge quota (`UrlQuota`), one pool for both ways of purging: a
-    /// `RefreshVodObjectCaches` call of files takes one unit per URL, a `RefreshMediaPlayUrls`
-    /// refresh one per media ID (as it always has here).
+    /// The daily URL purge quota (`UrlQuota`) of each account that sets none of its own, one
+    /// pool per account for both ways of purging: a `RefreshVodObjectCaches` call of files takes
+    /// one unit per URL, a `RefreshMediaPlayUrls` refresh one per media ID (as it always has
+    /// here).
     pub quota_refresh: u64,
-    /// The daily prefetch quota (`PreloadQuota`): a `PreloadVodObjectCaches` call takes one unit
-    /// per URL, a `RefreshMediaPlayUrls` preload one per media ID.
+    /// The daily prefetch quota (`PreloadQuota`) of each account that sets none of its own: a
+    /// `PreloadVodObjectCaches` call takes one unit per URL, a `RefreshMediaPlayUrls` preload one
+    /// per media ID.
     pub quota_preload: u64,
-    /// The daily directory purge quota (`DirQuota`), one unit per directory.
+    /// The daily directory purge quota (`DirQuota`) of each account that sets none of its own,
+    /// one unit per directory.
     pub quota_dir: u64,
     /// At most this many URLs in one `RefreshVodObjectCaches` / `PreloadVodObjectCaches` call,
     /// beyond which it is refused with `SingleRequest.OverLimit`.
@@ -237,5 +341,62 @@ mod tests {
         );
         std::fs::write(&path, "[[accounts]]\naccess_key_id = \"a\"\n").unwrap();
         assert!(load_accounts_file(&path).is_err());
+    }
+
+    #[test]
+    fn accounts_file_limits_and_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        std::fs::write(
+            &path,
+            "[[accounts]]\naccess_key_id = \"a\"\naccess_key_secret = \"b\"\nuid = \"1234\"\n\
+             qps = 2\nurl_qps = 1\nquota_refresh = 10\nquota_preload = 3\nquota_dir = 4\n\n\
+             [[accounts]]\naccess_key_id = \"c\"\naccess_key_secret = \"d\"\nuid = 5678\n",
+        )
+        .unwrap();
+        let accounts = load_accounts_file(&path).unwrap();
+        assert_eq!(
+            accounts[0],
+            Account {
+                uid: Some("1234".to_owned()),
+                qps: Some(2),
+                url_qps: Some(1),
+                quota_refresh: Some(10),
+                quota_preload: Some(3),
+                quota_dir: Some(4),
+                ..Account::new("a", "b")
+            }
+        );
+        assert_eq!(
+            accounts[1],
+            Account {
+                uid: Some("5678".to_owned()),
+                ..Account::new("c", "d")
+            }
+        );
+        let entry = "[[accounts]]\naccess_key_id = \"a\"\naccess_key_secret = \"b\"\n";
+        for bad in [
+            "qps_limit = 2\n",
+            "qps = 0\n",
+            "url_qps = 0\n",
+            "qps = -1\n",
+            "quota_dir = \"x\"\n",
+            "uid = \"12a\"\n",
+            "uid = \"\"\n",
+            "uid = true\n",
+        ] {
+            std::fs::write(&path, format!("{entry}{bad}")).unwrap();
+            assert!(load_accounts_file(&path).is_err(), "{bad}");
+        }
+        std::fs::write(
+            &path,
+            format!(
+                "{entry}uid = \"1\"\n[[accounts]]\naccess_key_id = \"c\"\n\
+                 access_key_secret = \"d\"\nuid = \"1\"\n"
+            ),
+        )
+        .unwrap();
+        let err = format!("{:#}", load_accounts_file(&path).unwrap_err());
+        assert!(err.contains("same uid"), "{err}");
     }
 }

@@ -79,9 +79,17 @@ pub fn handle(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
     let allowed = match qps {
         Some(qps) if sliding => state.within_sliding_second(key, qps),
         Some(qps) if window => state.within_window(key, qps),
-        // The URL calls have a rate of their own (`url_qps`); the `qps` fault lowers both.
-        _ if actions::is_url_call(action) => state.url_limiter(qps).check_key(&key).is_ok(),
-        _ => state.limiter(qps).check_key(&key).is_ok(),
+        // Each account has its rates, which apply to its keys and the STS keys issued for it;
+        // the URL calls have a rate of their own (`url_qps`); the `qps` fault lowers both, for
+        // every account.
+        _ => state
+            .limiter(
+                &state.account_of(access_key_id),
+                actions::is_url_call(action),
+                qps,
+            )
+            .check_key(&key)
+            .is_ok(),
     };
     if !allowed {
         return Err(ApiError::new(

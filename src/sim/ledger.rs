@@ -1,8 +1,9 @@
 //! What VOD keeps for an account, as the simulator plays it: the refresh jobs it created (what
 //! `GetMediaRefreshJobs` reads) and the daily quotas (what `RefreshMediaPlayUrls` and the URL
-//! calls use up and `DescribeVodRefreshQuota` reports). The CDN tasks are in `tasks.rs`.
+//! calls use up and `DescribeVodRefreshQuota` reports), each account's apart. The CDN tasks are
+//! in `tasks.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// One media ID of a job, serialised as `GetMediaRefreshJobs` returns it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -176,6 +177,65 @@ impl QuotaState {
     }
 }
 
+/// The size of an account's three daily pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyQuotas {
+    /// The URL pool (`UrlQuota`).
+    pub refresh: u64,
+    /// The prefetch pool (`PreloadQuota`).
+    pub preload: u64,
+    /// The directory pool (`DirQuota`).
+    pub dir: u64,
+}
+
+/// The daily quotas of every account: each account draws from and reports its own pools, which
+/// roll over at the same midnight.
+#[derive(Debug)]
+pub struct QuotaBook {
+    pools: HashMap<String, QuotaState>,
+    /// The pools of an account without quotas of its own (the role's account).
+    default: DailyQuotas,
+}
+
+impl QuotaBook {
+    /// A book with no account yet; an account opened later without quotas gets `default`.
+    pub(super) fn new(default: DailyQuotas) -> QuotaBook {
+        QuotaBook {
+            pools: HashMap::new(),
+            default,
+        }
+    }
+
+    /// Gives `account` pools of the sizes `quotas` (full today), replacing any it had.
+    pub(super) fn open(&mut self, account: &str, quotas: DailyQuotas) {
+        self.pools.insert(
+            account.to_owned(),
+            QuotaState::new(quotas.refresh, quotas.preload, quotas.dir),
+        );
+    }
+
+    /// The pools of `account`; an account not opened gets the default sizes, full today.
+    pub fn of(&mut self, account: &str) -> &mut QuotaState {
+        let default = self.default;
+        self.pools
+            .entry(account.to_owned())
+            .or_insert_with(|| QuotaState::new(default.refresh, default.preload, default.dir))
+    }
+
+    /// The pools of every account.
+    pub fn all(&mut self) -> impl Iterator<Item = &mut QuotaState> {
+        self.pools.values_mut()
+    }
+
+    /// Every account's quotas and what is left of them, by account.
+    pub fn views(&mut self, now_secs: i64) -> BTreeMap<String, QuotaView> {
+        self.pools
+            .iter_mut()
+            .map(|(account, pools)| (account.clone(), pools.view(now_secs)))
+            .collect()
+    }
+}
+
 /// Today's quotas and what is left of them (`refresh_*` is the URL pool, `dir_*` the directory
 /// pool).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -238,6 +298,44 @@ mod tests {
         );
         assert_eq!(left(&mut q, day1 + 16 * 3600), (3, 1), "midnight in UTC+8");
         assert_eq!(q.left(Pool::Dir, day1 + 16 * 3600), 2, "every pool resets");
+    }
+
+    #[test]
+    fn each_account_draws_from_its_own_pools() {
+        let day1 = 1_736_899_200;
+        let mut book = QuotaBook::new(DailyQuotas {
+            refresh: 5,
+            preload: 5,
+            dir: 5,
+        });
+        book.open(
+            "a",
+            DailyQuotas {
+                refresh: 2,
+                preload: 1,
+                dir: 1,
+            },
+        );
+        assert!(book.of("a").take(Pool::Url, 2, day1));
+        assert!(!book.of("a").take(Pool::Url, 1, day1));
+        assert_eq!(
+            book.of("b").left(Pool::Url, day1),
+            5,
+            "another account's pool"
+        );
+        for pools in book.all() {
+            pools.set_left(Pool::Dir, Some(0), day1);
+        }
+        let views = book.views(day1);
+        assert_eq!(views.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            (views["a"].refresh_remaining, views["a"].dir_remaining),
+            (0, 0)
+        );
+        assert_eq!(
+            (views["b"].refresh_remaining, views["b"].dir_remaining),
+            (5, 0)
+        );
     }
 
     #[test]

@@ -19,6 +19,16 @@
 //! `RefreshVodObjectCaches` and the media IDs of `RefreshMediaPlayUrls` refreshes), directories
 //! (`--quota-dir`) and prefetches (`--quota-preload`, URLs and media IDs alike).
 //!
+//! It serves several accounts at once, each an AccessKey (`--account`, `--accounts-file`) with
+//! its own jobs, CDN tasks, daily pools and rates: an account of the accounts file may set its
+//! `qps`, `url_qps` and quotas (the flags' values otherwise) and its numeric `uid` (see
+//! [`Account`]). An account spends only its own pools, `DescribeVodRefreshQuota` reports the
+//! caller's account's, and `QuotaExceeded.*` answers when the caller's account's pool is used
+//! up. The STS keys handed out belong to an account too (see `sts.rs`): the signer's for
+//! `AssumeRole`, unless the role's ARN names another account's `uid`; the `uid`'s account, else
+//! [`ROLE_ACCOUNT`], for `AssumeRoleWithOIDC`; [`ROLE_ACCOUNT`] for the metadata service. That
+//! account has the flags' limits.
+//!
 //! Besides `/` it serves `GET`/`DELETE /_sim/calls` (recorded calls) and `GET`/`PUT /_sim/faults`
 //! (fault settings as JSON, see [`Faults`]; a `PUT` replaces them all, omitted fields take their
 //! defaults). `GET /_sim/tasks` lists the CDN tasks of every account in their current state.
@@ -27,7 +37,9 @@
 //! until it is cleared (`GET /_sim/stalled` lists them as they arrive). `GET`/`PUT /_sim/quota`
 //! shows and sets what is left of today's quotas (`{"refresh_remaining": 0}` uses the URL
 //! quota up; a larger figure gives it back, as the reset at midnight does; `preload_remaining`
-//! and `dir_remaining` likewise).
+//! and `dir_remaining` likewise). Without a query, `GET` shows the first account's quotas and
+//! `PUT` changes every account's; `?access_key_id=ID` names one account (by its key, an STS key
+//! handed out for it, or [`ROLE_ACCOUNT`]). `GET /_sim/quotas` shows every account's.
 //!
 //! It also plays the parts of Alibaba Cloud that hand out short-lived credentials
 //! (`docs/alibaba-credentials.md`), each credential valid for `--sts-lifetime`: STS at `/sts/`
@@ -66,14 +78,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use config::load_accounts_file;
 use faults::parse_error_code;
 
-pub use config::{Account, ImdsMode, SimConfig};
+pub use config::{Account, ImdsMode, SimConfig, load_accounts_file};
 pub use faults::{Faults, TaskFailure};
 pub use ledger::{QuotaChange, QuotaView};
 pub use server::{SimHandle, start, start_with_listener};
-pub use state::{IssuedKey, RecordedCall};
+pub use state::{IssuedKey, ROLE_ACCOUNT, RecordedCall};
 pub use tasks::CdnTask;
 
 /// Command-line arguments of `vod-purge sim`.
@@ -86,10 +97,13 @@ pub struct SimArgs {
     /// Without any account, testid / testsecret is accepted.
     #[arg(long = "account", value_name = "ID:SECRET", value_parser = Account::parse_spec)]
     pub accounts: Vec<Account>,
-    /// TOML file with `[[accounts]]` tables (access_key_id, access_key_secret, security_tokens).
+    /// TOML file with `[[accounts]]` tables (access_key_id, access_key_secret, security_tokens;
+    /// optional limits of the account: qps, url_qps, quota_refresh, quota_preload, quota_dir;
+    /// optional uid, the account's numeric ID named by role ARNs).
     #[arg(long, value_name = "FILE")]
     pub accounts_file: Option<PathBuf>,
-    /// Calls per second allowed per AccessKey and action before `Throttling` (503).
+    /// Calls per second allowed per AccessKey and action before `Throttling` (503), for every
+    /// account that sets no `qps` of its own.
     #[arg(long, default_value_t = 50)]
     pub qps: u32,
     /// A media ID to report in `NonExistMediaIds` (repeatable).
@@ -140,19 +154,21 @@ pub struct SimArgs {
 /// The flags of `vod-purge sim` for the daily quotas and the CDN side (URL calls, their tasks).
 #[derive(Debug, clap::Args)]
 pub struct CdnArgs {
-    /// Daily URL refresh quota (`UrlQuota`): one unit per URL of `RefreshVodObjectCaches`, one
-    /// per media ID of a `RefreshMediaPlayUrls` refresh.
+    /// Daily URL refresh quota (`UrlQuota`) of each account that sets none of its own: one unit
+    /// per URL of `RefreshVodObjectCaches`, one per media ID of a `RefreshMediaPlayUrls` refresh.
     #[arg(long, visible_alias = "quota-url", default_value_t = 2000)]
     pub quota_refresh: u64,
-    /// Daily preload quota (`PreloadQuota`): one unit per URL of `PreloadVodObjectCaches`, one
-    /// per media ID of a `RefreshMediaPlayUrls` preload.
+    /// Daily preload quota (`PreloadQuota`) of each account that sets none of its own: one unit
+    /// per URL of `PreloadVodObjectCaches`, one per media ID of a `RefreshMediaPlayUrls` preload.
     #[arg(long, default_value_t = 500)]
     pub quota_preload: u64,
     /// Calls per second allowed per AccessKey for each of `RefreshVodObjectCaches` and
-    /// `PreloadVodObjectCaches` before `Throttling` (503); --qps when not given.
+    /// `PreloadVodObjectCaches` before `Throttling` (503), for every account that sets no
+    /// `url_qps` of its own; the account's qps (--qps or its own) when not given.
     #[arg(long)]
     pub url_qps: Option<u32>,
-    /// Daily directory refresh quota (`DirQuota`), one unit per directory.
+    /// Daily directory refresh quota (`DirQuota`) of each account that sets none of its own, one
+    /// unit per directory.
     #[arg(long, default_value_t = 100)]
     pub quota_dir: u64,
     /// Most URLs in one `RefreshVodObjectCaches` / `PreloadVodObjectCaches` call
@@ -188,6 +204,7 @@ impl SimArgs {
         if accounts.is_empty() {
             accounts = SimConfig::default().accounts;
         }
+        config::check_accounts(&accounts).map_err(anyhow::Error::msg)?;
         parse_error_code(&self.error_code).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.error_rate),

@@ -1,6 +1,7 @@
 //! The HTTP side of the simulator: the RPC endpoint `/`, the `/_sim` inspection and steering
 //! endpoints, and `start`/`SimHandle` for tests and the `sim` subcommand.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,20 +112,71 @@ impl SimHandle {
         lock(&self.state.faults).clone()
     }
 
-    /// Today's quotas and what is left of them.
+    /// Today's quotas of the default account (the first configured) and what is left of them,
+    /// as `GET /_sim/quota` shows them.
     pub fn quota(&self) -> QuotaView {
-        lock(&self.state.quota).view(self.state.clock.now_secs())
+        let now = self.state.clock.now_secs();
+        lock(&self.state.quota)
+            .of(&self.state.default_account)
+            .view(now)
     }
 
-    /// Sets what is left of today's quotas, as `PUT /_sim/quota` does.
+    /// Today's quotas of the account `access_key_id` acts for (a configured account's key, an
+    /// STS key the simulator handed out, or [`ROLE_ACCOUNT`](super::ROLE_ACCOUNT)), as `GET
+    /// /_sim/quota?access_key_id=ID` shows them; `None` for a key the simulator does not know.
+    pub fn quota_of(&self, access_key_id: &str) -> Option<QuotaView> {
+        let account = self.state.known_account(access_key_id)?;
+        let now = self.state.clock.now_secs();
+        Some(lock(&self.state.quota).of(&account).view(now))
+    }
+
+    /// Today's quotas of every account, by account (a configured account's AccessKeyId, or
+    /// [`ROLE_ACCOUNT`](super::ROLE_ACCOUNT)), as `GET /_sim/quotas` shows them.
+    pub fn quotas(&self) -> BTreeMap<String, QuotaView> {
+        lock(&self.state.quota).views(self.state.clock.now_secs())
+    }
+
+    /// Sets what is left of today's quotas of every account, as `PUT /_sim/quota` does.
     pub fn set_quota(&self, change: QuotaChange) {
-        lock(&self.state.quota).set_remaining(&change, self.state.clock.now_secs());
+        let now = self.state.clock.now_secs();
+        for pools in lock(&self.state.quota).all() {
+            pools.set_remaining(&change, now);
+        }
     }
 
-    /// Sets what is left of today's directory quota, as `PUT /_sim/quota` with
-    /// `{"dir_remaining": N}` does.
+    /// Sets what is left of today's quotas of the account `access_key_id` acts for (see
+    /// [`SimHandle::quota_of`]), as `PUT /_sim/quota?access_key_id=ID` does; its quotas after
+    /// the change, or `None`, changing nothing, for a key the simulator does not know.
+    #[must_use = "None means the key is unknown and nothing changed"]
+    pub fn set_quota_of(&self, access_key_id: &str, change: QuotaChange) -> Option<QuotaView> {
+        let account = self.state.known_account(access_key_id)?;
+        let now = self.state.clock.now_secs();
+        let mut book = lock(&self.state.quota);
+        let pools = book.of(&account);
+        pools.set_remaining(&change, now);
+        Some(pools.view(now))
+    }
+
+    /// Sets what is left of today's directory quota of every account, as `PUT /_sim/quota`
+    /// with `{"dir_remaining": N}` does.
     pub fn set_dir_remaining(&self, left: u64) {
-        lock(&self.state.quota).set_left(Pool::Dir, Some(left), self.state.clock.now_secs());
+        let now = self.state.clock.now_secs();
+        for pools in lock(&self.state.quota).all() {
+            pools.set_left(Pool::Dir, Some(left), now);
+        }
+    }
+
+    /// As [`SimHandle::set_dir_remaining`], for the account `access_key_id` acts for only (see
+    /// [`SimHandle::quota_of`]); its quotas after the change, or `None`, changing nothing, for a
+    /// key the simulator does not know.
+    #[must_use = "None means the key is unknown and nothing changed"]
+    pub fn set_dir_remaining_of(&self, access_key_id: &str, left: u64) -> Option<QuotaView> {
+        let account = self.state.known_account(access_key_id)?;
+        let now = self.state.clock.now_secs();
+        let mut book = lock(&self.state.quota);
+        let pools = book.of(&account);
+        pools.set_left(Pool::Dir, Some(left), now);
+        Some(pools.view(now))
     }
 
     /// Every CDN task kept (of every account), oldest first, in the state the simulator's clock
@@ -189,6 +241,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_quota))
             .route(web::put().to(put_quota)),
     )
+    .route("/_sim/quotas", web::get().to(list_quotas))
     .service(
         web::resource("/sts/")
             .route(web::get().to(sts::sts))
@@ -372,20 +425,70 @@ async fn put_faults(body: web::Bytes, state: web::Data<SimState>) -> HttpRespons
     }
 }
 
-async fn get_quota(state: web::Data<SimState>) -> HttpResponse {
-    HttpResponse::Ok().json(lock(&state.quota).view(state.clock.now_secs()))
+/// The account the query of a `/_sim/quota` request names: `Ok(None)` without
+/// `access_key_id` (the default account for a read, every account for a change); the answer to
+/// send instead for another parameter (400) or a key the simulator does not know (404).
+fn quota_account(req: &HttpRequest, state: &SimState) -> Result<Option<String>, Box<HttpResponse>> {
+    let mut named = None;
+    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if name != "access_key_id" || named.is_some() {
+            return Err(Box::new(HttpResponse::BadRequest().json(serde_json::json!({
+                "error": format!("unexpected query parameter {name:?}: only one access_key_id is taken")
+            }))));
+        }
+        named = Some(value.into_owned());
+    }
+    match named {
+        None => Ok(None),
+        Some(key) => match state.known_account(&key) {
+            Some(account) => Ok(Some(account)),
+            None => Err(Box::new(HttpResponse::NotFound().json(serde_json::json!({
+                "error": format!("no account acts for the access key {key:?}")
+            })))),
+        },
+    }
+}
+
+/// `GET /_sim/quota`: the quotas of the default account (the first configured), or with
+/// `?access_key_id=ID` those of the account that key acts for.
+async fn get_quota(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let account = match quota_account(&req, &state) {
+        Ok(account) => account.unwrap_or_else(|| state.default_account.clone()),
+        Err(answer) => return *answer,
+    };
+    let now = state.clock.now_secs();
+    HttpResponse::Ok().json(lock(&state.quota).of(&account).view(now))
+}
+
+/// `GET /_sim/quotas`: every account's quotas, by account.
+async fn list_quotas(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&state.quota).views(state.clock.now_secs()))
 }
 
 /// `PUT /_sim/quota` with `{"refresh_remaining": 0}` uses up today's URL refresh quota;
 /// `{"refresh_remaining": 2000}` gives it back, as the reset at midnight would.
-/// `preload_remaining` and `dir_remaining` do the same for the other pools.
-async fn put_quota(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+/// `preload_remaining` and `dir_remaining` do the same for the other pools. It changes every
+/// account's pools, or with `?access_key_id=ID` only those of the account that key acts for,
+/// and answers with the quotas of that account (of the default account without one).
+async fn put_quota(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let account = match quota_account(&req, &state) {
+        Ok(account) => account,
+        Err(answer) => return *answer,
+    };
     match serde_json::from_slice::<QuotaSetting>(&body) {
         Ok(setting) => {
             let now = state.clock.now_secs();
-            let mut quota = lock(&state.quota);
-            quota.apply(&setting, now);
-            HttpResponse::Ok().json(quota.view(now))
+            let mut book = lock(&state.quota);
+            match &account {
+                Some(account) => book.of(account).apply(&setting, now),
+                None => {
+                    for pools in book.all() {
+                        pools.apply(&setting, now);
+                    }
+                }
+            }
+            let shown = account.as_deref().unwrap_or(&state.default_account);
+            HttpResponse::Ok().json(book.of(shown).view(now))
         }
         Err(error) => {
             HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))

@@ -1,4 +1,5 @@
-//! The simulator's shared state: accounts, limits, remembered nonces, jobs, quota, recorded calls.
+//! The simulator's shared state: accounts and their limits, remembered nonces, jobs, quotas,
+//! recorded calls.
 //!
 //! One `SimState` per simulator, shared by its handlers (no globals, so several simulators can run
 //! in one test process). Each store has its own lock and every lock is held only for a few map
@@ -16,9 +17,9 @@ use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::clock::SimClock;
-use super::config::{Account, ImdsMode, SimConfig};
+use super::config::{Account, ImdsMode, SimConfig, check_accounts};
 use super::faults::Faults;
-use super::ledger::{JobStore, QuotaState};
+use super::ledger::{DailyQuotas, JobStore, QuotaBook};
 use super::tasks::{Lifecycle, TaskStore};
 
 /// One call as the simulator saw it; `GET /_sim/calls` returns a list of these.
@@ -58,8 +59,20 @@ pub type Limiter = RateLimiter<
     NoOpMiddleware<Duration>,
 >;
 
+/// A limiter in force and the rate it was built for.
+type LimiterSlot = (NonZeroU32, std::sync::Arc<Limiter>);
+
 pub struct SimState {
+    /// The configured accounts, by AccessKeyId.
     pub accounts: HashMap<String, Account>,
+    /// The first configured account: the one the quota helpers read when not told which.
+    pub default_account: String,
+    /// The configured accounts' rates and quotas (their own, or the simulator's), by account.
+    allowances: HashMap<String, Allowance>,
+    /// The rates and quotas of an account configured without any (the role's account).
+    default_allowance: Allowance,
+    /// The configured accounts' numeric IDs → the account (its AccessKeyId).
+    uids: HashMap<String, String>,
     pub tolerance: Duration,
     pub nonexistent: HashSet<String>,
     pub forbidden: HashSet<String>,
@@ -67,21 +80,17 @@ pub struct SimState {
     /// See [`SimConfig::quota_per_id`](super::SimConfig::quota_per_id).
     pub quota_per_id: bool,
     pub clock: SimClock,
-    /// The configured calls per second per AccessKey and action (`--qps`).
-    pub qps: NonZeroU32,
-    /// The same for the URL calls (`--url-qps`, `qps` when not given).
-    pub url_qps: NonZeroU32,
-    /// The limiter in force and the rate it was built for (the `qps` fault changes it).
-    limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
-    /// The same for the URL calls, which may have a rate of their own.
-    url_limiter: Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
+    /// The limiters in force, per account and for the URL calls or the others, with the rate
+    /// each was built for (the account's, or the `qps` fault's).
+    limiters: Mutex<HashMap<(String, bool), LimiterSlot>>,
     /// Calls per AccessKey and action in the current second (the `qps_window` fault).
     windows: Mutex<HashMap<(String, String), (i64, u32)>>,
     /// Arrival times in the last second per AccessKey and action (the `qps_sliding` fault).
     arrivals: Mutex<HashMap<(String, String), std::collections::VecDeque<i64>>>,
     pub nonces: Mutex<NonceStore>,
     pub jobs: Mutex<JobStore>,
-    pub quota: Mutex<QuotaState>,
+    /// The daily quotas of every account.
+    pub quota: Mutex<QuotaBook>,
     /// The CDN tasks of every account.
     pub tasks: Mutex<TaskStore>,
     /// When tasks move from `Pending` to `Refreshing` to done.
@@ -115,6 +124,8 @@ pub struct IssuedKey {
     /// When it was handed out, epoch milliseconds by the simulator's clock.
     pub issued_ms: i64,
     pub expires_ms: i64,
+    /// The account it acts for: [`ROLE_ACCOUNT`] or a configured account's AccessKeyId.
+    pub account: String,
 }
 
 /// The temporary keys handed out. An expired key is remembered a day, so that a call signed with
@@ -127,8 +138,8 @@ pub struct IssuedKeys {
 const FORGET_EXPIRED_MS: i64 = 24 * 3600 * 1000;
 
 impl IssuedKeys {
-    /// Hands out a new key valid until `expires_ms`; returns its ID.
-    pub fn issue(&mut self, now_ms: i64, expires_ms: i64) -> (String, IssuedKey) {
+    /// Hands out a new key of `account` valid until `expires_ms`; returns its ID.
+    pub fn issue(&mut self, now_ms: i64, expires_ms: i64, account: String) -> (String, IssuedKey) {
         if self.keys.len() >= 10_000 {
             self.keys
                 .retain(|_, k| k.expires_ms.saturating_add(FORGET_EXPIRED_MS) > now_ms);
@@ -143,6 +154,7 @@ impl IssuedKeys {
             ),
             issued_ms: now_ms,
             expires_ms,
+            account,
         };
         self.keys.insert(id.clone(), key.clone());
         (id, key)
@@ -164,9 +176,22 @@ impl IssuedKeys {
     }
 }
 
-/// The account that STS keys handed out by this simulator belong to: every renewal of a role's
-/// credential is the same account, so a job created with one key is seen with the next.
+/// The account that STS keys handed out by this simulator belong to when no configured account
+/// claims them (the metadata service's and the credentials URI's keys, and those of a role whose
+/// ARN names no configured account's `uid`): every renewal of a role's credential is the same
+/// account, so a job created with one key is seen with the next. It has the simulator's rates and
+/// quotas.
 pub const ROLE_ACCOUNT: &str = "sts-role-account";
+
+/// What an account may do: its rates and the size of its daily quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Calls per second per AccessKey and action.
+    pub qps: NonZeroU32,
+    /// The same for the URL calls.
+    pub url_qps: NonZeroU32,
+    pub quotas: DailyQuotas,
+}
 
 impl SimState {
     /// Counts a call of `key` in the current one-second window of the simulator's clock; false
@@ -200,52 +225,75 @@ impl SimState {
         true
     }
 
-    /// The limiter for a rate of `qps` calls per second (the configured one when `None`): the
-    /// one in force, or a new one when the rate changed (its buckets start full).
-    pub fn limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
-        self.limiter_in(
-            &self.limiter,
-            qps.and_then(NonZeroU32::new).unwrap_or(self.qps),
-        )
-    }
-
-    /// As [`SimState::limiter`], for the URL calls (configured rate: `url_qps`). Kept apart so
-    /// that two rates in force at once do not rebuild each other's limiter on every call.
-    pub fn url_limiter(&self, qps: Option<u32>) -> std::sync::Arc<Limiter> {
-        self.limiter_in(
-            &self.url_limiter,
-            qps.and_then(NonZeroU32::new).unwrap_or(self.url_qps),
-        )
-    }
-
-    fn limiter_in(
+    /// The limiter of `account`'s keys for the URL calls (`url_call`) or the others, at a rate
+    /// of `qps` calls per second (the account's when `None`): the one in force, or a new one
+    /// when the rate changed (its buckets start full). Each account, and each of its two rates,
+    /// has a limiter of its own, so that rates in force at once do not rebuild each other's
+    /// limiter on every call.
+    pub fn limiter(
         &self,
-        slot: &Mutex<(NonZeroU32, std::sync::Arc<Limiter>)>,
-        wanted: NonZeroU32,
+        account: &str,
+        url_call: bool,
+        qps: Option<u32>,
     ) -> std::sync::Arc<Limiter> {
-        let mut slot = lock(slot);
+        let allowance = self.allowance(account);
+        let configured = if url_call {
+            allowance.url_qps
+        } else {
+            allowance.qps
+        };
+        let wanted = qps.and_then(NonZeroU32::new).unwrap_or(configured);
+        let mut limiters = lock(&self.limiters);
+        let slot = limiters
+            .entry((account.to_owned(), url_call))
+            .or_insert_with(|| (wanted, self.new_limiter(wanted)));
         if slot.0 != wanted {
-            *slot = (
-                wanted,
-                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
-                    Quota::per_second(wanted),
-                    self.clock.clone(),
-                )),
-            );
+            *slot = (wanted, self.new_limiter(wanted));
         }
         slot.1.clone()
     }
 
+    fn new_limiter(&self, qps: NonZeroU32) -> std::sync::Arc<Limiter> {
+        std::sync::Arc::new(RateLimiter::hashmap_with_clock(
+            Quota::per_second(qps),
+            self.clock.clone(),
+        ))
+    }
+
+    /// The rates and quotas of `account`: a configured account's, or the simulator's for any
+    /// other (the role's account).
+    pub fn allowance(&self, account: &str) -> Allowance {
+        self.allowances
+            .get(account)
+            .copied()
+            .unwrap_or(self.default_allowance)
+    }
+
     /// The account a call's AccessKey acts for: the key itself for a configured account, the
-    /// role's account for a key this simulator handed out.
+    /// account it was issued for for a key this simulator handed out.
     pub fn account_of(&self, access_key_id: &str) -> String {
-        if !self.accounts.contains_key(access_key_id)
-            && lock(&self.issued).get(access_key_id).is_some()
-        {
-            ROLE_ACCOUNT.to_owned()
-        } else {
-            access_key_id.to_owned()
+        if self.accounts.contains_key(access_key_id) {
+            return access_key_id.to_owned();
         }
+        match lock(&self.issued).get(access_key_id) {
+            Some(key) => key.account.clone(),
+            None => access_key_id.to_owned(),
+        }
+    }
+
+    /// The configured account whose `uid` is `uid`.
+    pub fn account_with_uid(&self, uid: &str) -> Option<&str> {
+        self.uids.get(uid).map(String::as_str)
+    }
+
+    /// The account `name` designates for the steering endpoints and helpers: a configured
+    /// account's AccessKeyId, an STS key handed out (its account), or [`ROLE_ACCOUNT`]; `None`
+    /// for anything else.
+    pub fn known_account(&self, name: &str) -> Option<String> {
+        if self.accounts.contains_key(name) || name == ROLE_ACCOUNT {
+            return Some(name.to_owned());
+        }
+        lock(&self.issued).get(name).map(|key| key.account.clone())
     }
 }
 
@@ -266,12 +314,20 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimState {
     pub fn new(cfg: &SimConfig) -> std::io::Result<SimState> {
         let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
-        let qps =
-            NonZeroU32::new(cfg.qps).ok_or_else(|| invalid("qps must be at least 1".to_owned()))?;
-        let url_qps = match cfg.url_qps {
-            None => qps,
-            Some(n) => NonZeroU32::new(n)
-                .ok_or_else(|| invalid("url_qps must be at least 1".to_owned()))?,
+        let rate = |qps: u32, name: &str| {
+            NonZeroU32::new(qps).ok_or_else(|| invalid(format!("{name} must be at least 1")))
+        };
+        let qps = rate(cfg.qps, "qps")?;
+        let url_qps = cfg.url_qps.map(|n| rate(n, "url_qps")).transpose()?;
+        let quotas = DailyQuotas {
+            refresh: cfg.quota_refresh,
+            preload: cfg.quota_preload,
+            dir: cfg.quota_dir,
+        };
+        let default_allowance = Allowance {
+            qps,
+            url_qps: url_qps.unwrap_or(qps),
+            quotas,
         };
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let life = Lifecycle {
@@ -292,10 +348,36 @@ impl SimState {
                 .map(|d| d.trim().to_ascii_lowercase())
                 .collect()
         };
-        if cfg.accounts.is_empty() {
+        let Some(first) = cfg.accounts.first() else {
             return Err(invalid(
                 "the simulator needs at least one account".to_owned(),
             ));
+        };
+        check_accounts(&cfg.accounts).map_err(invalid)?;
+        let mut allowances = HashMap::new();
+        let mut uids = HashMap::new();
+        let mut quota = QuotaBook::new(quotas);
+        quota.open(ROLE_ACCOUNT, quotas);
+        for account in &cfg.accounts {
+            let qps = account.qps.and_then(NonZeroU32::new).unwrap_or(qps);
+            let allowance = Allowance {
+                qps,
+                url_qps: account
+                    .url_qps
+                    .and_then(NonZeroU32::new)
+                    .or(url_qps)
+                    .unwrap_or(qps),
+                quotas: DailyQuotas {
+                    refresh: account.quota_refresh.unwrap_or(quotas.refresh),
+                    preload: account.quota_preload.unwrap_or(quotas.preload),
+                    dir: account.quota_dir.unwrap_or(quotas.dir),
+                },
+            };
+            quota.open(&account.access_key_id, allowance.quotas);
+            allowances.insert(account.access_key_id.clone(), allowance);
+            if let Some(uid) = &account.uid {
+                uids.insert(uid.clone(), account.access_key_id.clone());
+            }
         }
         let clock = SimClock::new();
         let faults = cfg
@@ -313,6 +395,10 @@ impl SimState {
                 .iter()
                 .map(|a| (a.access_key_id.clone(), a.clone()))
                 .collect(),
+            default_account: first.access_key_id.clone(),
+            allowances,
+            default_allowance,
+            uids,
             tolerance: cfg.tolerance,
             nonexistent: cfg.nonexistent.iter().cloned().collect(),
             forbidden: cfg.forbidden.iter().cloned().collect(),
@@ -320,30 +406,11 @@ impl SimState {
             quota_per_id: cfg.quota_per_id,
             windows: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(HashMap::new()),
-            limiter: Mutex::new((
-                qps,
-                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
-                    Quota::per_second(qps),
-                    clock.clone(),
-                )),
-            )),
-            url_limiter: Mutex::new((
-                url_qps,
-                std::sync::Arc::new(RateLimiter::hashmap_with_clock(
-                    Quota::per_second(url_qps),
-                    clock.clone(),
-                )),
-            )),
-            qps,
-            url_qps,
+            limiters: Mutex::new(HashMap::new()),
             clock,
             nonces: Mutex::new(NonceStore::default()),
             jobs: Mutex::new(JobStore::new(cfg.max_jobs)),
-            quota: Mutex::new(QuotaState::new(
-                cfg.quota_refresh,
-                cfg.quota_preload,
-                cfg.quota_dir,
-            )),
+            quota: Mutex::new(quota),
             // Task IDs count up from a random start, as long numbers the way the CDN's look, so
             // that IDs of two simulators (or two runs) do not collide.
             tasks: Mutex::new(TaskStore::new(
@@ -453,6 +520,62 @@ mod tests {
             store.insert(key("a"), 300, 101),
             "expired entries may be reused"
         );
+    }
+
+    #[test]
+    fn each_account_has_its_rates_and_quotas() {
+        let config = |url_qps: Option<u32>| SimConfig {
+            accounts: vec![
+                Account::new("plain", "s"),
+                Account {
+                    qps: Some(5),
+                    quota_dir: Some(1),
+                    uid: Some("42".to_owned()),
+                    ..Account::new("own", "s")
+                },
+                Account {
+                    url_qps: Some(2),
+                    ..Account::new("url", "s")
+                },
+            ],
+            qps: 10,
+            url_qps,
+            ..SimConfig::default()
+        };
+        let rates = |state: &SimState, account: &str| {
+            let allowance = state.allowance(account);
+            (allowance.qps.get(), allowance.url_qps.get())
+        };
+        let state = SimState::new(&config(None)).unwrap();
+        assert_eq!(rates(&state, "plain"), (10, 10));
+        assert_eq!(
+            rates(&state, "own"),
+            (5, 5),
+            "the URL rate follows the account's"
+        );
+        assert_eq!(rates(&state, "url"), (10, 2));
+        assert_eq!(rates(&state, ROLE_ACCOUNT), (10, 10));
+        assert_eq!(state.allowance("own").quotas.dir, 1);
+        assert_eq!(state.allowance("own").quotas.refresh, 2000);
+        assert_eq!(state.account_with_uid("42"), Some("own"));
+        assert_eq!(state.default_account, "plain");
+        let state = SimState::new(&config(Some(3))).unwrap();
+        assert_eq!(
+            rates(&state, "own"),
+            (5, 3),
+            "--url-qps before the account's qps"
+        );
+        assert_eq!(rates(&state, ROLE_ACCOUNT), (10, 3));
+
+        let (id, _) = lock(&state.issued).issue(0, i64::MAX, "own".to_owned());
+        assert_eq!(state.account_of(&id), "own");
+        assert_eq!(state.known_account(&id).as_deref(), Some("own"));
+        assert_eq!(state.account_of("plain"), "plain");
+        assert_eq!(state.known_account("nobody"), None);
+
+        let mut bad = config(None);
+        bad.accounts[0].qps = Some(0);
+        assert!(SimState::new(&bad).is_err());
     }
 
     #[test]

@@ -3,6 +3,15 @@
 //! service at its own paths, and a credentials URI at `/_sim/credentials`. Each hands out a new
 //! STS key valid for the simulator's `sts_lifetime`, which the VOD gateway then accepts until it
 //! expires. Every request is recorded like a VOD call, with the action named after it.
+//!
+//! Each key belongs to an account, whose jobs, tasks, quotas and rates it shares:
+//! - `AssumeRole`: the account of the key that signed the call, unless the `RoleArn`
+//!   (`acs:ram::<uid>:role/<name>`) names the `uid` of another configured account, whose key it
+//!   then is (a role of that account assumed from this one);
+//! - `AssumeRoleWithOIDC`: the configured account whose `uid` the `RoleArn` names, else
+//!   [`ROLE_ACCOUNT`];
+//! - the metadata service and the credentials URI: [`ROLE_ACCOUNT`] (the instance's role names
+//!   no account).
 
 use std::collections::BTreeMap;
 
@@ -15,20 +24,55 @@ use super::faults::parse_error_code;
 use super::gateway::{self, Incoming};
 use super::reply::{ApiError, json_response};
 use super::server::answer_rpc;
-use super::state::{RecordedCall, SimState, lock};
+use super::state::{ROLE_ACCOUNT, RecordedCall, SimState, lock};
 
 /// The STS API version.
 const STS_VERSION: &str = "2015-04-01";
 const TOKEN_TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
 
-/// Issues a key valid for the configured lifetime, truncated to the second as `Expiration` is.
-fn issue(state: &SimState) -> (String, String, String, String) {
+/// Issues a key of `account` valid for the configured lifetime, truncated to the second as
+/// `Expiration` is.
+fn issue(state: &SimState, account: String) -> (String, String, String, String) {
     let now = state.clock.now_ms();
     let lifetime = i64::try_from(state.sts_lifetime.as_millis()).unwrap_or(i64::MAX);
     let expires_ms = (now.saturating_add(lifetime) / 1000) * 1000;
-    let (id, key) = lock(&state.issued).issue(now, expires_ms);
+    let (id, key) = lock(&state.issued).issue(now, expires_ms, account);
     (id, key.secret, key.token, rfc3339(expires_ms))
+}
+
+/// The account ID a role's ARN names: `1234` in `acs:ram::1234:role/name`; `None` for an ARN
+/// of another form.
+fn role_arn_uid(role_arn: &str) -> Option<&str> {
+    let mut parts = role_arn.splitn(5, ':');
+    let (Some(scheme), Some(service), Some(region), Some(uid), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let is_role = resource
+        .get(..5)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("role/"));
+    (scheme.eq_ignore_ascii_case("acs")
+        && service.eq_ignore_ascii_case("ram")
+        && region.is_empty()
+        && is_role
+        && !uid.is_empty()
+        && uid.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(uid)
+}
+
+/// The account the keys of a role belong to: the configured account whose `uid` the role's ARN
+/// names, else `otherwise` (the caller's account for `AssumeRole`, the role's account for
+/// `AssumeRoleWithOIDC`).
+fn role_account(state: &SimState, role_arn: &str, otherwise: String) -> String {
+    role_arn_uid(role_arn)
+        .and_then(|uid| state.account_with_uid(uid))
+        .map_or(otherwise, str::to_owned)
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -77,7 +121,9 @@ fn sts_action(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
             .ok_or_else(|| ApiError::missing(name))
     };
     let action = need("Action")?;
-    let assumed_by = match action.as_str() {
+    // Who asks: `None` for the anonymous `AssumeRoleWithOIDC`, the caller's account for
+    // `AssumeRole`.
+    let (assumed_by, caller) = match action.as_str() {
         "AssumeRoleWithOIDC" => {
             if params.get("Version").map(String::as_str) != Some(STS_VERSION) {
                 return Err(ApiError::new(
@@ -93,11 +139,11 @@ fn sts_action(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
             }
             need("OIDCProviderArn")?;
             need("OIDCToken")?;
-            "oidc"
+            ("oidc", None)
         }
         "AssumeRole" => {
-            gateway::authenticate(state, method, incoming, STS_VERSION)?;
-            "key"
+            let access_key_id = gateway::authenticate(state, method, incoming, STS_VERSION)?;
+            ("key", Some(state.account_of(access_key_id)))
         }
         other => {
             return Err(ApiError::new(
@@ -140,7 +186,12 @@ fn sts_action(state: &SimState, method: &str, incoming: &Incoming) -> Result<Val
             format!("Injected fault {code}."),
         ));
     }
-    let (id, secret, token, expiration) = issue(state);
+    let account = role_account(
+        state,
+        &role_arn,
+        caller.unwrap_or_else(|| ROLE_ACCOUNT.to_owned()),
+    );
+    let (id, secret, token, expiration) = issue(state, account);
     let mut answer = json!({
         "AssumedRoleUser": {
             "Arn": format!("{role_arn}/{session}"),
@@ -267,7 +318,7 @@ fn coded_credentials(state: &SimState) -> Value {
     if let Some(code) = lock(&state.faults).metadata_code.clone() {
         return json!({"Code": code, "Message": "Injected fault"});
     }
-    let (id, secret, token, expiration) = issue(state);
+    let (id, secret, token, expiration) = issue(state, ROLE_ACCOUNT.to_owned());
     json!({
         "Code": "Success",
         "AccessKeyId": id,
@@ -276,4 +327,27 @@ fn coded_credentials(state: &SimState) -> Value {
         "Expiration": expiration,
         "LastUpdated": rfc3339(state.clock.now_ms()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_name_an_account_id() {
+        for (arn, uid) in [
+            ("acs:ram::1234:role/vod-purge", Some("1234")),
+            ("ACS:RAM::5678:Role/x", Some("5678")),
+            ("acs:ram::1234:role/a:b", Some("1234")),
+            ("acs:ram::12a4:role/x", None),
+            ("acs:ram:::role/x", None),
+            ("acs:ram:cn-hangzhou:1234:role/x", None),
+            ("acs:ram::1234:user/x", None),
+            ("acs:oss::1234:role/x", None),
+            ("acs:ram::1234", None),
+            ("", None),
+        ] {
+            assert_eq!(role_arn_uid(arn), uid, "{arn}");
+        }
+    }
 }

@@ -145,9 +145,9 @@ fn object_urls(
     Ok(urls)
 }
 
-/// Takes the quota for `urls` from `pool` and creates their tasks (the URLs of one domain share
-/// an ID); the call's comma-separated task IDs. Nothing is taken or created when too little is
-/// left.
+/// Takes the quota for `urls` from the caller's account's `pool` and creates their tasks (the
+/// URLs of one domain share an ID); the call's comma-separated task IDs. Nothing is taken or
+/// created when too little is left.
 fn submit(
     state: &SimState,
     access_key_id: &str,
@@ -158,8 +158,10 @@ fn submit(
     let now_ms = state.clock.now_ms();
     let now_secs = now_ms.div_euclid(1000);
     let units = u64::try_from(urls.len()).unwrap_or(u64::MAX);
+    let owner = state.account_of(access_key_id);
     {
-        let mut quota = lock(&state.quota);
+        let mut book = lock(&state.quota);
+        let quota = book.of(&owner);
         if !quota.take(pool, units, now_secs) {
             let left = quota.left(pool, now_secs);
             let (code, what) = match pool {
@@ -186,7 +188,6 @@ fn submit(
             })
             .collect()
     };
-    let owner = state.account_of(access_key_id);
     let ids = lock(&state.tasks).create(&owner, kind, now_ms, entries, true);
     Ok(id_list(&ids))
 }

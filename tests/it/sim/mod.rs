@@ -118,6 +118,7 @@ async fn fixed_sim(cfg: SimConfig) -> SimHandle {
     sim
 }
 
+mod accounts;
 mod gateway;
 mod limits;
 mod recording;

@@ -55,7 +55,7 @@ async fn issued_sts_keys_work_until_they_expire_and_only_with_their_token() {
 }
 
 /// An STS call's query and form body; `secret` signs both together (Signature 1.0).
-async fn sts_call(
+pub(super) async fn sts_call(
     sim: &SimHandle,
     query: &BTreeMap<String, String>,
     form: &BTreeMap<String, String>,
