@@ -182,8 +182,9 @@ EOF
     echo "$line"
     case "$run" in
     down)
-        echo "  intl while down: $(curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/queue" |
-            python3 -c 'import json,sys; q = json.load(sys.stdin); a = [x for x in q["accounts"] if x["account"] == "intl"][0]; print(f"{a[\"pending\"]} pending")'), none lost; its VOD comes back"
+        pending=$(curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/queue" |
+            python3 -c 'import json,sys; q = json.load(sys.stdin); print([x for x in q["accounts"] if x["account"] == "intl"][0]["pending"])')
+        echo "  intl while down: $pending IDs still pending, none sent; its VOD comes back"
         back=$SECONDS
         start_sim "$INTL_SIM" --account intlid:intlsecret --quota-refresh 100000000
         if wait_sent "$INTL_SIM" sg; then

@@ -364,3 +364,101 @@ async fn work_stored_for_an_account_the_configuration_no_longer_names_stops_the_
     app.stop().await;
     drop(dir);
 }
+
+/// One simulator serving both accounts, as one VOD serves two AccessKeys of two accounts: the
+/// international account's quota runs out and its calls are throttled at 5 per second, while
+/// the default account drains at its own pace; the held work goes out once the quota is back.
+#[tokio::test]
+async fn one_accounts_used_up_quota_and_throttling_leave_the_other_draining() {
+    let sim = sim::start(SimConfig {
+        accounts: vec![
+            Account::new("testid", "testsecret"),
+            Account {
+                qps: Some(5),
+                ..Account::new("intlid", "intlsecret")
+            },
+        ],
+        quota_refresh: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir
+        .path()
+        .join("vod-purge.db")
+        .to_string_lossy()
+        .into_owned();
+    let base = sim.base_url();
+    let settings = two_accounts(&db, &sim, &base, "");
+    let mut settings = settings;
+    settings.extra_accounts[0].quota_probe_interval = Duration::from_secs(1);
+    let app = spawn_with_settings(settings, sim).await;
+    // The intl account has used up its day's quota; the default account has all of its own.
+    let used_up = vod_purge::sim::QuotaChange {
+        refresh_remaining: Some(0),
+        preload_remaining: None,
+    };
+    assert!(app.sim.set_quota_of("intlid", used_up).is_some());
+    let sg = ids("sgheld", 400);
+    for chunk in sg.chunks(200) {
+        let r = post(&app, "intl-cms", INTL_TOKEN, json!({"media_ids": chunk})).await;
+        assert_eq!(r.status(), 202);
+    }
+    wait_until(
+        Duration::from_secs(15),
+        "the intl account held on its quota",
+        || async {
+            let queue = app.get_json("/queue").await;
+            queue["accounts"][1]["held"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty())
+        },
+    )
+    .await;
+    let cn = ids("cnfree", 600);
+    for chunk in cn.chunks(200) {
+        assert_eq!(app.webhook(json!({"media_ids": chunk})).await.status(), 202);
+    }
+    let want: BTreeSet<String> = cn.iter().cloned().collect();
+    wait_until(
+        Duration::from_secs(15),
+        "the default account drained",
+        || async { sent(&app.sim.calls()).0.is_superset(&want) },
+    )
+    .await;
+    let calls = app.sim.calls();
+    let default_calls: Vec<&RecordedCall> = calls
+        .iter()
+        .filter(|c| c.access_key_id == "testid" && c.action == "RefreshMediaPlayUrls")
+        .collect();
+    assert!(
+        default_calls.iter().all(|c| c.status == 200),
+        "the default account was never refused"
+    );
+    // Each account spent its own quota.
+    assert!(app.sim.quota_of("testid").unwrap().refresh_remaining < 1_000_000);
+    assert_eq!(app.sim.quota_of("intlid").unwrap().refresh_remaining, 0);
+    let intl_refused = calls
+        .iter()
+        .filter(|c| c.access_key_id == "intlid" && c.status != 200)
+        .count();
+    assert!(intl_refused > 0, "the intl account met its quota");
+
+    // The intl quota comes back: its held work goes out.
+    let _ = app.sim.set_quota_of(
+        "intlid",
+        vod_purge::sim::QuotaChange {
+            refresh_remaining: Some(1_000_000),
+            preload_remaining: None,
+        },
+    );
+    let want: BTreeSet<String> = sg.iter().cloned().collect();
+    wait_until(
+        Duration::from_secs(30),
+        "the intl account drained",
+        || async { sent(&app.sim.calls()).0.is_superset(&want) },
+    )
+    .await;
+    app.stop().await;
+}
