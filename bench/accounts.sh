@@ -182,9 +182,9 @@ EOF
     echo "$line"
     case "$run" in
     down)
-        pending=$(curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/queue" |
-            python3 -c 'import json,sys; q = json.load(sys.stdin); print([x for x in q["accounts"] if x["account"] == "intl"][0]["pending"])')
-        echo "  intl while down: $pending IDs still pending, none sent; its VOD comes back"
+        failed=$(curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/jobs?account=intl&status=failed" |
+            python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
+        echo "  intl while down: nothing sent, $failed jobs failed (its attempts do not count during an outage); its VOD comes back"
         back=$SECONDS
         start_sim "$INTL_SIM" --account intlid:intlsecret --quota-refresh 100000000
         if wait_sent "$INTL_SIM" sg; then
