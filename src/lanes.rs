@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::api::LaneState;
 use crate::config::{AccountSettings, Settings};
-use crate::credentials::{self, CredentialSource, Renewer};
+use crate::credentials::{self, CredentialSource, Issued, Renewer, Start};
 use crate::flusher::backoff::RetryPolicy;
 use crate::flusher::{Flusher, FlusherConfig, FlusherStatus, Sender};
 use crate::metrics::Metrics;
@@ -29,6 +29,7 @@ impl Lane {
     pub(crate) async fn build(
         settings: &Settings,
         account: &AccountSettings,
+        several: bool,
         store: &Store,
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Lane> {
@@ -38,16 +39,33 @@ impl Lane {
             (Sender::DryRun, None)
         } else {
             let chain = account.chain(&settings.environment);
-            let (resolved, fetcher) = credentials::resolve_for(&chain).await?;
-            for passed in &resolved.passed {
-                tracing::debug!(account = %name, provider = %passed.provider, reason = %passed.reason, "credential provider passed over");
-            }
-            tracing::info!(account = %name, provider = %resolved.provider, uses = %resolved.plan.describe(),
-                expires_at = ?resolved.first.expires_at.map(crate::domain::Ts::to_rfc3339), "credential chain chose a provider");
-            let source = CredentialSource::new(resolved.provider, resolved.first);
+            let (start, fetcher) = credentials::start_for(&chain).await?;
+            let (source, plan) = match start {
+                Start::Ready(resolved) => {
+                    for passed in &resolved.passed {
+                        tracing::debug!(account = %name, provider = %passed.provider, reason = %passed.reason, "credential provider passed over");
+                    }
+                    tracing::info!(account = %name, provider = %resolved.provider, uses = %resolved.plan.describe(),
+                        expires_at = ?resolved.first.expires_at.map(crate::domain::Ts::to_rfc3339), "credential chain chose a provider");
+                    let source = CredentialSource::new(resolved.provider, resolved.first);
+                    (source, resolved.plan)
+                }
+                // With several accounts, one whose STS or metadata service fails at start does
+                // not keep the others from starting: its lane waits for its renewer. (One
+                // account alone stops the start, as it always has: nothing else would run.)
+                Start::Waiting {
+                    provider,
+                    plan,
+                    why,
+                } if several => {
+                    tracing::error!(account = %name, provider = %provider, error = %why, "no credential for this account yet: its calls wait while the renewal tries again");
+                    (CredentialSource::new(provider, Issued::none_yet()), plan)
+                }
+                Start::Waiting { why, .. } => anyhow::bail!(why),
+            };
             let renewer = Renewer::new(
                 source.clone(),
-                resolved.plan,
+                plan,
                 fetcher,
                 metrics.clone(),
                 name.as_str(),

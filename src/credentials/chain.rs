@@ -64,6 +64,9 @@ pub struct ChainError {
     pub passed: Vec<Passed>,
     /// Where the account's keys are written (`vod`, `accounts[intl]`).
     pub key_prefix: String,
+    /// The first provider that was configured but could not fetch a credential (STS or the
+    /// metadata service down, say), with its plan: what a renewal would try again.
+    pub failed_plan: Option<(ProviderName, Plan)>,
 }
 
 impl fmt::Display for ChainError {
@@ -250,6 +253,7 @@ pub async fn resolve(
         None => ProviderName::ALL.to_vec(),
     };
     let mut passed = Vec::new();
+    let mut failed_plan = None;
     for provider in providers {
         // The instance's role is the machine's identity: another account takes it only when it
         // pins it, never by falling through the chain.
@@ -274,7 +278,10 @@ pub async fn resolve(
                         passed,
                     });
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    failed_plan.get_or_insert((provider, plan));
+                    Err(e)
+                }
             },
             Ok(Found::Absent(why)) => Ok(why),
             Err(e) => Err(e),
@@ -302,6 +309,7 @@ pub async fn resolve(
         pinned: choice.pinned(),
         passed,
         key_prefix: inputs.key_prefix.to_owned(),
+        failed_plan,
     })
 }
 

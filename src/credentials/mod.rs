@@ -37,8 +37,32 @@ pub use settings::{ChainSettings, Choice};
 pub use source::{CredentialSource, Issued};
 
 /// Walks one account's chain as its settings say and returns its choice with the fetcher that
-/// renews it.
+/// renews it; no credential is an error that names the account and what each provider said.
 pub async fn resolve_for(chain: &ChainSettings) -> anyhow::Result<(Resolved, fetch::Fetcher)> {
+    match start_for(chain).await? {
+        (Start::Ready(resolved), fetcher) => Ok((resolved, fetcher)),
+        (Start::Waiting { why, .. }, _) => Err(anyhow::anyhow!(why)),
+    }
+}
+
+/// How an account's credential starts.
+pub enum Start {
+    /// The chain produced one.
+    Ready(Resolved),
+    /// A configured provider could not fetch one (STS or the metadata service unreachable or
+    /// refusing): the lane starts without a credential and its renewer tries the plan again.
+    Waiting {
+        provider: ProviderName,
+        plan: Plan,
+        /// Why, naming the account and what each provider said.
+        why: String,
+    },
+}
+
+/// As [`resolve_for`], but a provider that is configured and fails only to fetch is not a start
+/// error: its plan is handed back to be tried again ([`Start::Waiting`]). A chain with nothing
+/// configured still is one.
+pub async fn start_for(chain: &ChainSettings) -> anyhow::Result<(Start, fetch::Fetcher)> {
     let fetcher = fetch::Fetcher::new(&chain.sts_endpoint, &chain.metadata_endpoint)
         .map_err(anyhow::Error::msg)?;
     let now_secs = crate::domain::Ts::now().millis() / 1000;
@@ -49,10 +73,20 @@ pub async fn resolve_for(chain: &ChainSettings) -> anyhow::Result<(Resolved, fet
         key_prefix: &chain.key_prefix,
         isolated: chain.isolated,
     };
-    let resolved = chain::resolve(chain.choice, &inputs, &fetcher)
-        .await
-        .map_err(|e| anyhow::anyhow!("account {:?}: {e}", chain.account))?;
-    Ok((resolved, fetcher))
+    match chain::resolve(chain.choice, &inputs, &fetcher).await {
+        Ok(resolved) => Ok((Start::Ready(resolved), fetcher)),
+        Err(e) => match e.failed_plan.clone() {
+            Some((provider, plan)) => Ok((
+                Start::Waiting {
+                    provider,
+                    plan,
+                    why: format!("account {:?}: {e}", chain.account),
+                },
+                fetcher,
+            )),
+            None => Err(anyhow::anyhow!("account {:?}: {e}", chain.account)),
+        },
+    }
 }
 
 /// The providers of the chain, in the chain's order.

@@ -40,6 +40,16 @@ impl Issued {
         Some(Ts(expires.0 - i64::try_from(guard.as_millis()).unwrap_or(0)))
     }
 
+    /// No credential yet: never usable, and due for renewal at once (a lane whose provider
+    /// could not fetch one at start waits for its renewer).
+    pub fn none_yet() -> Issued {
+        Issued {
+            credentials: Credentials::new("", "", None),
+            issued_at: Ts(0),
+            expires_at: Some(Ts(0)),
+        }
+    }
+
     pub fn usable_at(&self, now: Ts) -> bool {
         self.usable_until().is_none_or(|until| now < until)
     }

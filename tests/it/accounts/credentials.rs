@@ -135,3 +135,64 @@ async fn one_account_on_rrsa_another_on_static_keys_and_its_sts_failing_stops_on
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_accounts_sts_down_at_start_leaves_the_others_running_and_it_starts_once_sts_is_back() {
+    let default = sim::start(SimConfig::default()).await.unwrap();
+    let intl = sim::start(SimConfig {
+        accounts: vec![sim::Account::new("intlbase", "intlbasesecret")],
+        faults: Faults {
+            sts_error_code: Some("InternalError".to_owned()),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "eyJ.intl.token").unwrap();
+    let db = dir
+        .path()
+        .join("vod-purge.db")
+        .to_string_lossy()
+        .into_owned();
+    let base = intl.base_url();
+    let settings = settings(
+        &db,
+        &default.base_url(),
+        &format!(
+            "[[accounts]]\nname = \"intl\"\nendpoint = \"{base}\"\ncredentials = \"oidc\"\n\
+             sts_endpoint = \"{base}/sts\"\nrole_arn = \"{ROLE}\"\noidc_provider_arn = \"{OIDC_PROVIDER}\"\n\
+             oidc_token_file = \"{}\"\n",
+            token_file.display()
+        ),
+    );
+    // The start succeeds: the default account needs nothing from the intl account's STS.
+    let app = spawn_with_settings(settings, default).await;
+    assert_eq!(
+        app.webhook(json!({"media_ids": ["cnup1"]})).await.status(),
+        202
+    );
+    let r = app
+        .purge(json!({"media_ids": ["sgwaits1"], "account": "intl"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    wait_until(
+        Duration::from_secs(10),
+        "the default account's purge",
+        || async { sent(&app.sim.calls()).0.contains("cnup1") },
+    )
+    .await;
+    let ready = app.get_json("/readyz").await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert!(sent(&intl.calls()).0.is_empty());
+    intl.set_faults(Faults::default());
+    wait_until(
+        Duration::from_secs(20),
+        "the intl purge once STS is back",
+        || async { sent(&intl.calls()).0.contains("sgwaits1") },
+    )
+    .await;
+    app.stop().await;
+}
