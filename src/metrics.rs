@@ -36,7 +36,7 @@ pub struct Metrics {
     /// Pending items and those due, by account.
     pub queue_pending: prometheus::IntGaugeVec,
     pub queue_due: prometheus::IntGaugeVec,
-    pub queue_oldest_age: prometheus::Gauge,
+    pub queue_oldest_age: prometheus::GaugeVec,
     pub jobs_in_flight: IntGauge,
     pub jobs_retrying: IntGauge,
     /// VOD's daily quota and what is left of it, by kind (`refresh`, `preload`).
@@ -155,13 +155,12 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(limiter_wait.clone()))
             .expect("metric registered once");
-        let queue_oldest_age = prometheus::Gauge::new(
+        let queue_oldest_age = float_gauge_vec(
+            &r,
             "queue_oldest_pending_age_seconds",
-            "Age of the oldest pending item",
-        )
-        .expect("valid metric");
-        r.register(Box::new(queue_oldest_age.clone()))
-            .expect("metric registered once");
+            "Age of the oldest pending item, by account",
+            &["account"],
+        );
         let retries = counter(
             &r,
             "vod_retries_total",

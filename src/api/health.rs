@@ -97,12 +97,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 account: crate::domain::AccountName::default_account(),
                 pending: stats.pending,
                 due: stats.due,
+                oldest_first_seen: stats.oldest_first_seen,
             }]);
-            m.queue_oldest_age.set(
-                stats
-                    .oldest_first_seen
-                    .map_or(0.0, |t| now.since(t).as_secs_f64()),
-            );
             m.jobs_in_flight.set(stats.in_flight_jobs as i64);
             m.jobs_retrying.set(stats.retrying_jobs as i64);
             for lane in &state.lanes {
@@ -141,6 +137,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             m.queue_due
                 .with_label_values(&[account])
                 .set(queue.map_or(0, |q| q.due as i64));
+            m.queue_oldest_age.with_label_values(&[account]).set(
+                queue
+                    .and_then(|q| q.oldest_first_seen)
+                    .map_or(0.0, |t| now.since(t).as_secs_f64()),
+            );
         }
     }
     m.flusher_active.set(i64::from(state.flusher.is_active()));

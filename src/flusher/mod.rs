@@ -126,6 +126,9 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     /// The call tasks, so that shutdown can wait for them.
     calls: TaskTracker,
+    /// What this lane's idle flusher waits on (its own: another lane at work does not keep it
+    /// asleep).
+    sleeper: Arc<crate::store::wake::Sleeper>,
     /// When the store was last read for quota holds.
     holds_read_at: std::sync::Mutex<Option<std::time::Instant>>,
     status: Arc<FlusherStatus>,
@@ -150,6 +153,7 @@ impl Flusher {
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 calls: TaskTracker::new(),
                 holds_read_at: std::sync::Mutex::new(None),
+                sleeper: store.wake().sleeper(),
                 store,
                 sender,
                 config,
@@ -166,7 +170,7 @@ impl Flusher {
     /// due sooner ([`crate::store::wake`]).
     pub async fn run(&self, shutdown: CancellationToken) {
         let poll = self.inner.config.poll_interval;
-        let wake = self.inner.store.wake();
+        let wake = &self.inner.sleeper;
         while !shutdown.is_cancelled() {
             let pause = if !self.inner.status.is_active() {
                 poll
@@ -194,7 +198,7 @@ impl Flusher {
             // Sleep until something is due rather than a whole poll past it.
             Ok(FlushOutcome::Idle(next_linger)) => {
                 // From here on, anything stored wakes the sleep this decides on.
-                self.inner.store.wake().deciding();
+                self.inner.sleeper.deciding();
                 let now = Ts::now();
                 let next_work = self
                     .inner

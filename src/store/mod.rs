@@ -238,19 +238,21 @@ impl Store {
     /// real due time, so `due` may count items a fold would find due later).
     pub async fn queue_by_account(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError> {
         with_backend!(self, b, sql => {
-            let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql.sql(
-                "SELECT account, COUNT(*), COALESCE(SUM(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END), 0)
+            let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(sql.sql(
+                "SELECT account, COUNT(*), COALESCE(SUM(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END), 0),
+                        MIN(first_seen)
                  FROM items GROUP BY account ORDER BY account",
             ))
             .bind(now.0)
             .fetch_all(b.reads())
             .await?;
             rows.into_iter()
-                .map(|(account, pending, due)| {
+                .map(|(account, pending, due, oldest)| {
                     Ok(AccountQueue {
                         account: rows::parse_account(&account)?,
                         pending: u64::try_from(pending).unwrap_or(0),
                         due: u64::try_from(due).unwrap_or(0),
+                        oldest_first_seen: oldest.map(Ts),
                     })
                 })
                 .collect()

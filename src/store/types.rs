@@ -480,6 +480,7 @@ pub struct AccountQueue {
     pub account: AccountName,
     pub pending: u64,
     pub due: u64,
+    pub oldest_first_seen: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -17,29 +17,25 @@ use crate::store::Ingest;
 /// The channel replicas announce due times on.
 pub const CHANNEL: &str = "vod_purge_due";
 
+/// What the idle flusher of one lane waits on.
 #[derive(Debug)]
-pub struct Wake {
+pub struct Sleeper {
     /// Epoch milliseconds the flusher plans to wake at; `i64::MAX` while it is deciding (so any
     /// announcement wakes it), `i64::MIN` while it works (nothing to wake).
     planned: AtomicI64,
     notify: Notify,
-    /// Whether the relay listens for the other replicas' announcements (PostgreSQL's `LISTEN`
-    /// has returned): until then a replica's `NOTIFY` is lost on this one, and whoever must
-    /// not miss one (a test, say) waits on [`Wake::listening`].
-    listening: watch::Sender<bool>,
 }
 
-impl Default for Wake {
-    fn default() -> Wake {
-        Wake {
+impl Default for Sleeper {
+    fn default() -> Sleeper {
+        Sleeper {
             planned: AtomicI64::new(i64::MIN),
             notify: Notify::new(),
-            listening: watch::Sender::new(false),
         }
     }
 }
 
-impl Wake {
+impl Sleeper {
     /// The flusher is working: announcements need not wake it (its next decision reads the
     /// store).
     pub fn working(&self) {
@@ -73,6 +69,75 @@ impl Wake {
     /// Resolves when an announcement wakes the flusher (at once if one came while it decided).
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+}
+
+/// The announcements of due times, to every lane's flusher: each has a [`Sleeper`] of its own,
+/// so that one lane at work does not keep another asleep. (An announcement says when, not for
+/// which account: a lane woken for another's items reads the store once and sleeps again.)
+/// The `Wake`'s own sleeper serves a caller with no lane (tests).
+#[derive(Debug)]
+pub struct Wake {
+    sleepers: std::sync::Mutex<Vec<std::sync::Arc<Sleeper>>>,
+    own: std::sync::Arc<Sleeper>,
+    /// Whether the relay listens for the other replicas' announcements (PostgreSQL's `LISTEN`
+    /// has returned): until then a replica's `NOTIFY` is lost on this one, and whoever must
+    /// not miss one (a test, say) waits on [`Wake::listening`].
+    listening: watch::Sender<bool>,
+}
+
+impl Default for Wake {
+    fn default() -> Wake {
+        let own = std::sync::Arc::new(Sleeper::default());
+        Wake {
+            sleepers: std::sync::Mutex::new(vec![own.clone()]),
+            own,
+            listening: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Wake {
+    /// A sleeper of its own for a lane's flusher, woken by every announcement from now on.
+    pub fn sleeper(&self) -> std::sync::Arc<Sleeper> {
+        let sleeper = std::sync::Arc::new(Sleeper::default());
+        self.sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sleeper.clone());
+        sleeper
+    }
+
+    /// See [`Sleeper::working`] (the `Wake`'s own sleeper).
+    pub fn working(&self) {
+        self.own.working();
+    }
+
+    /// See [`Sleeper::deciding`].
+    pub fn deciding(&self) {
+        self.own.deciding();
+    }
+
+    /// See [`Sleeper::sleeping_until`].
+    pub fn sleeping_until(&self, at: Ts) {
+        self.own.sleeping_until(at);
+    }
+
+    /// Something is due at `due`: wakes every sleeper that planned to wake later.
+    pub fn announce(&self, due: Ts) {
+        for sleeper in self
+            .sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            sleeper.announce(due);
+        }
+    }
+
+    /// See [`Sleeper::notified`].
+    pub async fn notified(&self) {
+        self.own.notified().await;
     }
 
     /// The relay started (`true`, once `LISTEN` has returned) or stopped listening.

@@ -71,13 +71,7 @@ async fn post(
     token: &str,
     body: serde_json::Value,
 ) -> reqwest::Response {
-    app.http
-        .post(format!("{}/webhooks/{source}", app.address))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.webhook_to(source, token, body).await
 }
 
 /// The media IDs of the successful `RefreshMediaPlayUrls` calls, with the keys that signed them.

@@ -168,9 +168,19 @@ impl TestApp {
     }
 
     pub async fn webhook(&self, body: serde_json::Value) -> reqwest::Response {
+        self.webhook_to("cms", SOURCE_TOKEN, body).await
+    }
+
+    /// A delivery to `POST /webhooks/{source}` with a bearer token.
+    pub async fn webhook_to(
+        &self,
+        source: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.http
-            .post(format!("{}/webhooks/cms", self.address))
-            .bearer_auth(SOURCE_TOKEN)
+            .post(format!("{}/webhooks/{source}", self.address))
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
