@@ -90,15 +90,16 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let now = crate::domain::Ts::now();
-    let mut stats_queue = None;
+    let mut queues = None;
     match state.store.queue_stats(now).await {
         Ok(stats) => {
-            stats_queue = Some(vec![crate::store::AccountQueue {
-                account: crate::domain::AccountName::default_account(),
-                pending: stats.pending,
-                due: stats.due,
-                oldest_first_seen: stats.oldest_first_seen,
-            }]);
+            queues = state
+                .account_queues(&stats, now)
+                .await
+                .map_err(
+                    |e| tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics"),
+                )
+                .ok();
             m.jobs_in_flight.set(stats.in_flight_jobs as i64);
             m.jobs_retrying.set(stats.retrying_jobs as i64);
             for lane in &state.lanes {
@@ -119,15 +120,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
     }
-    let queues = if state.lanes.len() == 1 {
-        // One account: the exact figures read above (due by the items' real due times).
-        stats_queue.ok_or(())
-    } else {
-        state.store.queue_by_account(now).await.map_err(|e| {
-            tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics");
-        })
-    };
-    if let Ok(queues) = queues {
+    if let Some(queues) = queues {
         for lane in &state.lanes {
             let account = lane.account.name.as_str();
             let queue = queues.iter().find(|q| q.account.as_str() == account);

@@ -186,7 +186,7 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
             .collect()
     };
     let quota = quota_of(crate::domain::AccountName::DEFAULT);
-    let queues = state.store.queue_by_account(now).await?;
+    let queues = state.account_queues(&stats, now).await?;
     let accounts = state
         .lanes
         .iter()
