@@ -408,6 +408,14 @@ mod tests {
                 "[[accounts]]\nname = \"intl\"\nmax_hold = \"soon\"",
                 "max_hold",
             ),
+            (
+                "[[sources]]\nname = \"cms\"\nauth = \"none\"\nformat = \"native\"\naccount = \"intl\"",
+                "sources[0].account",
+            ),
+            (
+                "[[accounts]]\nname = \"intl\"\n[[sources]]\nname = \"cms\"\nauth = \"none\"\nformat = \"native\"\naccount = \"Intl\"",
+                "sources.0.account",
+            ),
         ];
         for (text, key) in table {
             let err = load(&format!("[vod]\ndry_run = true\n{text}")).expect_err(text);
