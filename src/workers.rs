@@ -40,8 +40,14 @@ impl Workers {
         let mut workers: JoinSet<&'static str> = JoinSet::new();
         workers.spawn({
             let (store, token) = (self.store.clone(), token.clone());
+            // Every account with items is configured: the start refuses a store where one is not.
+            let accounts: Vec<crate::domain::AccountName> = self
+                .lanes
+                .iter()
+                .map(|lane| lane.account.name.clone())
+                .collect();
             async move {
-                prune_loop(store, token).await;
+                prune_loop(store, accounts, token).await;
                 "prune"
             }
         });
@@ -159,7 +165,11 @@ fn spawn_lane(
     }
 }
 
-async fn prune_loop(store: Store, token: CancellationToken) {
+async fn prune_loop(
+    store: Store,
+    accounts: Vec<crate::domain::AccountName>,
+    token: CancellationToken,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -168,7 +178,7 @@ async fn prune_loop(store: Store, token: CancellationToken) {
                 if let Err(e) = store.prune_deliveries(crate::domain::Ts::now()).await {
                     tracing::warn!(error = %e, "cannot prune delivery IDs");
                 }
-                if let Err(e) = store.prune_option_sets().await {
+                if let Err(e) = store.prune_option_sets(&accounts).await {
                     tracing::warn!(error = %e, "cannot prune option sets");
                 }
             }

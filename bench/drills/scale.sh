@@ -51,8 +51,8 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = OFF;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $ITEMS)
-INSERT INTO items (media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
-SELECT printf('scale%07d', i), t.task, t.fingerprint, 'admin',
+INSERT INTO items (account, media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at, events)
+SELECT t.account, printf('scale%07d', i), t.task, t.fingerprint, 'admin',
        t.first_seen + i / 1000, t.first_seen + i / 1000, t.deadline, t.due_at, 1
 FROM n, (SELECT * FROM items WHERE media_id = 'template') AS t;
 DELETE FROM items WHERE media_id = 'template';

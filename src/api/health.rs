@@ -27,6 +27,10 @@ pub struct Readiness {
     pub vod_credentials_refused: bool,
     /// That error's text, shown with the admin token only.
     pub vod_credential_error: Option<String>,
+    /// The accounts whose calls wait for a credential (none was obtained yet, or the last one
+    /// expired and its renewal keeps failing); does not affect readiness.
+    #[serde(default)]
+    pub vod_credentials_missing: Vec<String>,
     /// Whether this process is the store's leader and runs the flusher (one per store).
     pub flusher_active: bool,
     /// When the flusher last completed a step (absent on replicas that do not flush).
@@ -74,6 +78,16 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
         draining,
         vod_credentials_refused: credential_error.is_some(),
         vod_credential_error: credential_error.filter(|_| detail),
+        vod_credentials_missing: state
+            .lanes
+            .iter()
+            .filter(|lane| {
+                lane.credentials
+                    .as_ref()
+                    .is_some_and(|c| c.usable(crate::domain::Ts::now()).is_none())
+            })
+            .map(|lane| lane.account.name.to_string())
+            .collect(),
         flusher_active: state.flusher.is_active(),
         flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
     };

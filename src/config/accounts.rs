@@ -127,8 +127,8 @@ impl AccountSettings {
     /// `ALIBABA_CLOUD_*` variables as they are; another account sees the variables that say
     /// where and how (the STS region, the metadata switches, the files' paths, the OIDC token
     /// file), not those that name an identity, and its own `role_arn`, `oidc_provider_arn`,
-    /// `oidc_token_file` and `profile` in their place. The machine's instance role stays
-    /// visible to every account.
+    /// `oidc_token_file` and `profile` in their place. Another account takes the machine's
+    /// instance role only when it pins `ecs-ram-role` (see `credentials::chain::resolve`).
     pub fn chain(&self, process: &Environment) -> ChainSettings {
         let isolated = !self.name.is_default();
         let mut env = if isolated {
@@ -334,6 +334,8 @@ pub(super) fn parse(
     if let Some(env) = env {
         // A variable for an account that does not exist is a typo, not a no-op.
         for (key, _) in env() {
+            // figment matches the prefix in any case; so does this check.
+            let key = key.to_ascii_uppercase();
             let Some(rest) = key.strip_prefix("VOD_PURGE_ACCOUNTS__") else {
                 continue;
             };
@@ -424,15 +426,24 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_of_digits_is_taken_as_text_and_never_quoted() {
+    fn a_secret_that_is_not_a_string_is_refused_and_never_quoted() {
+        for value in ["123456789", "1.50", "true", "[1, 2]"] {
+            let err = load(&format!(
+                "[vod]\ndry_run = true\n[[accounts]]\nname = \"intl\"\naccess_key_id = \"id\"\naccess_key_secret = {value}\n"
+            ))
+            .unwrap_err();
+            assert!(err.contains("quoted string"), "{value}: {err}");
+            assert!(!err.contains("123456789") && !err.contains("1.5"), "{err}");
+        }
         let s = load(
-            "[vod]\ndry_run = true\n[[accounts]]\nname = \"intl\"\naccess_key_id = \"id\"\naccess_key_secret = 123456789\n",
+            "[vod]\ndry_run = true\n[[accounts]]\nname = \"intl\"\naccess_key_id = \"id\"\naccess_key_secret = \"0123\"\n",
         )
         .unwrap();
-        let keys = s.accounts()[1].config_keys().unwrap();
-        assert_eq!(keys.access_key_id(), "id");
-        assert_eq!(keys.access_key_secret(), "123456789");
-        assert!(!s.to_redacted_toml().contains("123456789"));
+        assert_eq!(
+            s.accounts()[1].config_keys().unwrap().access_key_secret(),
+            "0123"
+        );
+        assert!(!s.to_redacted_toml().contains("0123"));
     }
 
     #[test]

@@ -128,16 +128,17 @@ pub struct QueueSettings {
     pub max_ids_per_request: usize,
 }
 
-/// A string that never shows in `Debug` output, in `check-config` or in an error: any scalar is
-/// taken as its text (a secret of digits written without quotes, or an environment variable
-/// figment reads as a number), so that no type error ever quotes it.
+/// A string that never shows in `Debug` output, in `check-config` or in an error: a value that
+/// is not a string (a secret of digits written without quotes, or an environment variable figment
+/// reads as a number, whose leading zeros it would drop) is refused without being quoted.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        const NOT_TEXT: &str = "a secret must be a quoted string (in an environment variable too: KEY='\"0123\"'); its value is not shown";
         struct Text;
-        impl serde::de::Visitor<'_> for Text {
+        impl<'de> serde::de::Visitor<'de> for Text {
             type Value = Secret;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a secret (a string)")
@@ -145,23 +146,29 @@ impl<'de> Deserialize<'de> for Secret {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
                 Ok(Secret(v.to_owned()))
             }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
             }
-            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
             }
-            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
             }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
             }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(serde::de::Error::custom(NOT_TEXT))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(serde::de::Error::custom(NOT_TEXT))
             }
         }
         d.deserialize_any(Text)

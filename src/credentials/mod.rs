@@ -75,7 +75,14 @@ pub async fn start_for(chain: &ChainSettings) -> anyhow::Result<(Start, fetch::F
     };
     match chain::resolve(chain.choice, &inputs, &fetcher).await {
         Ok(resolved) => Ok((Start::Ready(resolved), fetcher)),
-        Err(e) => match e.failed_plan.clone() {
+        // Waiting is for a provider the account really set up (pinned, or named by its
+        // settings or variables): the instance role the chain only tried on the way is not one,
+        // and an account with nothing set up stays a start error.
+        Err(e) => match e
+            .failed_plan
+            .clone()
+            .filter(|(p, _)| chain.choice.pinned().is_some() || *p != ProviderName::EcsRamRole)
+        {
             Some((provider, plan)) => Ok((
                 Start::Waiting {
                     provider,

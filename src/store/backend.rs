@@ -13,14 +13,14 @@
 #![allow(async_fn_in_trait)]
 
 use super::types::*;
-use crate::domain::Ts;
+use crate::domain::{AccountName, Ts};
 
 /// Which items are due, and taking them into a job. SQLite folds its merge log in first.
 pub trait Claims {
     /// Makes the stored due times of the items due by them exact, before the flusher reads
     /// which groups are due (`sql::due_groups_sql`). SQLite folds its merge log; PostgreSQL's
     /// stored due times are always exact.
-    async fn settle_due(&self, _now: Ts) -> Result<(), StoreError> {
+    async fn settle_due(&self, _account: &AccountName, _now: Ts) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -56,8 +56,9 @@ pub trait Housekeeping {
 
     async fn close(&self);
 
-    /// Forgets option sets that no pending item names any more.
-    async fn prune_option_sets(&self) -> Result<u64, StoreError>;
+    /// Forgets option sets that no pending item (of these accounts: every account with items)
+    /// names any more.
+    async fn prune_option_sets(&self, accounts: &[AccountName]) -> Result<u64, StoreError>;
 }
 
 /// Which process may flush: exactly one per store.

@@ -164,7 +164,7 @@ impl Store {
         account: &AccountName,
         now: Ts,
     ) -> Result<Vec<DueGroup>, StoreError> {
-        dispatch!(self, s => s.settle_due(now).await)?;
+        dispatch!(self, s => s.settle_due(account, now).await)?;
         with_backend!(self, b, sql => {
             let rows = sqlx::query(sql::due_groups_sql(sql))
                 .bind(now.0)
@@ -209,7 +209,7 @@ impl Store {
     }
 
     /// The accounts with work stored: pending items, or jobs with a call to come (in flight,
-    /// retrying, held), with how many of each.
+    /// retrying, held, or a submission check), with how many of each.
     pub async fn accounts_with_work(&self) -> Result<Vec<(AccountName, u64, u64)>, StoreError> {
         with_backend!(self, b, sql => {
             let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql.sql(
@@ -217,7 +217,8 @@ impl Store {
                      SELECT account, COUNT(*) AS items, 0 AS jobs FROM items GROUP BY account
                      UNION ALL
                      SELECT account, 0, COUNT(*) FROM jobs
-                     WHERE status IN ('in_flight', 'retrying', 'held') GROUP BY account
+                     WHERE status IN ('in_flight', 'retrying', 'held') OR check_at IS NOT NULL
+                     GROUP BY account
                  ) AS w GROUP BY account ORDER BY account",
             ))
             .fetch_all(b.reads())
@@ -272,7 +273,7 @@ impl Store {
 
     /// Forgets option sets that no pending item names (SQLite keeps each set once; PostgreSQL
     /// keeps the options in the item rows and has nothing to prune).
-    pub async fn prune_option_sets(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.prune_option_sets().await)
+    pub async fn prune_option_sets(&self, accounts: &[AccountName]) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_option_sets(accounts).await)
     }
 }

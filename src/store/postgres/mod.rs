@@ -35,7 +35,7 @@ use tokio::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::Ts;
+use crate::domain::{AccountName, Ts};
 use crate::store::backend::{Housekeeping, Leadership};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
@@ -199,7 +199,7 @@ impl Housekeeping for PgStore {
     }
 
     /// The options live in the item rows: there is nothing to prune.
-    async fn prune_option_sets(&self) -> Result<u64, StoreError> {
+    async fn prune_option_sets(&self, _accounts: &[AccountName]) -> Result<u64, StoreError> {
         Ok(0)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::{SqliteStore, merges, writer};
-use crate::domain::{Priority, Ts};
+use crate::domain::{AccountName, Priority, Ts};
 use crate::queue::Timing;
 use crate::store::backend::Claims;
 use crate::store::rows::{self, PRELOAD_RULE};
@@ -26,8 +26,9 @@ impl Claims for SqliteStore {
     /// merges, and writes the real due time of those not really due yet. So the flusher decides
     /// what is ready (a full batch, or a group that lingered long enough) on what is really due.
     /// A read finds them first; most polls find none and take no write lock.
-    async fn settle_due(&self, now: Ts) -> Result<(), StoreError> {
-        if unsettled(&mut *self.reader.acquire().await?, &self.log, now)
+    async fn settle_due(&self, account: &AccountName, now: Ts) -> Result<(), StoreError> {
+        let account = account.as_str();
+        if unsettled(&mut *self.reader.acquire().await?, &self.log, account, now)
             .await?
             .is_empty()
         {
@@ -36,7 +37,7 @@ impl Claims for SqliteStore {
         let mut taken = Taken::new(&self.log);
         let mut tx = self.begin_write().await?;
         // Again under the write lock, with the log as it is now.
-        for row in &unsettled(&mut tx, &self.log, now).await? {
+        for row in &unsettled(&mut tx, &self.log, account, now).await? {
             let mut candidate = candidate_from_row(row)?;
             if !settle(&mut tx, &self.log, &mut candidate, &mut taken, now).await? {
                 // Really due: its folded events are written, its due time stays.
@@ -287,18 +288,21 @@ pub(super) const REAL_DUE: &str =
 async fn unsettled(
     conn: &mut SqliteConnection,
     log: &Mutex<MergeLog>,
+    account: &str,
     now: Ts,
 ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-    let Some(logged) = logged_among_due(&mut *conn, log, now).await? else {
+    let Some(logged) = logged_among_due(&mut *conn, log, Some(account), now).await? else {
         return Ok(Vec::new());
     };
     let sql = format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_due
-         WHERE i.due_at <= ?1 AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
+        "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
+         WHERE i.account = ?3 AND i.due_at <= ?1
+           AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
     );
     Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(now.0)
         .bind(logged)
+        .bind(account)
         .fetch_all(&mut *conn)
         .await?)
 }
@@ -310,16 +314,33 @@ async fn unsettled(
 pub(super) async fn logged_among_due(
     conn: &mut SqliteConnection,
     log: &Mutex<MergeLog>,
+    account: Option<&str>,
     now: Ts,
 ) -> Result<Option<String>, StoreError> {
     let limit = writer::lock(log).len() + 1;
-    let due: Vec<i64> = sqlx::query_scalar(
-        "SELECT i.id FROM items i INDEXED BY items_due WHERE i.due_at <= ? LIMIT ?",
-    )
-    .bind(now.0)
-    .bind(limit as i64)
-    .fetch_all(&mut *conn)
-    .await?;
+    // One account's due range (a lane's), or every account's (the queue's figures).
+    let due: Vec<i64> = match account {
+        Some(account) => {
+            sqlx::query_scalar(
+                "SELECT i.id FROM items i INDEXED BY items_account_due
+             WHERE i.account = ? AND i.due_at <= ? LIMIT ?",
+            )
+            .bind(account)
+            .bind(now.0)
+            .bind(limit as i64)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT i.id FROM items i INDEXED BY items_due WHERE i.due_at <= ? LIMIT ?",
+            )
+            .bind(now.0)
+            .bind(limit as i64)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     if due.is_empty() {
         return Ok(None);
     }

@@ -20,7 +20,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlitePool};
 
-use crate::domain::TaskType;
+use crate::domain::{AccountName, TaskType};
 use crate::store::backend::{Housekeeping, Leadership};
 use crate::store::types::*;
 use merges::MergeLog;
@@ -115,15 +115,24 @@ impl Housekeeping for SqliteStore {
 
     /// Forgets the option sets that no pending item names any more (a job keeps its own copy).
     /// Each set costs a seek of `items_group_order` per task.
-    async fn prune_option_sets(&self) -> Result<u64, StoreError> {
-        let unused = |task: TaskType| {
+    async fn prune_option_sets(&self, accounts: &[AccountName]) -> Result<u64, StoreError> {
+        // Account names are checked words (a-z, 0-9, '-', '_'): safe inside the statement.
+        let unused = |(account, task): (&AccountName, TaskType)| {
             format!(
                 "NOT EXISTS (SELECT 1 FROM items INDEXED BY items_group_order
-                             WHERE task = '{}' AND fingerprint = option_sets.fingerprint)",
+                             WHERE account = '{}' AND task = '{}' AND fingerprint = option_sets.fingerprint)",
+                account.as_str(),
                 task.as_str()
             )
         };
-        let conditions: Vec<String> = TaskType::ALL.into_iter().map(unused).collect();
+        let conditions: Vec<String> = accounts
+            .iter()
+            .flat_map(|a| TaskType::ALL.into_iter().map(move |t| (a, t)))
+            .map(unused)
+            .collect();
+        if conditions.is_empty() {
+            return Ok(0);
+        }
         let sql = format!("DELETE FROM option_sets WHERE {}", conditions.join(" AND "));
         let done = sqlx::query(AssertSqlSafe(sql))
             .execute(&self.writer)
@@ -323,6 +332,7 @@ mod tests {
                 .await
                 .unwrap();
         }
+        let accounts = [AccountName::default_account()];
         for (task, fingerprint) in [("Refresh", "f-refresh"), ("Preload", "f-preload")] {
             sqlx::query(
                 "INSERT INTO items (account, media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at)
@@ -340,7 +350,7 @@ mod tests {
                 .await
                 .unwrap()
         };
-        assert_eq!(store.prune_option_sets().await.unwrap(), 1);
+        assert_eq!(store.prune_option_sets(&accounts).await.unwrap(), 1);
         assert_eq!(sets().await, ["f-preload", "f-refresh"]);
 
         let job = store
@@ -349,7 +359,7 @@ mod tests {
             .unwrap()
             .expect("m1 is due");
         assert_eq!(job.options, rows::parse_options(PLAIN).unwrap());
-        assert_eq!(store.prune_option_sets().await.unwrap(), 1);
+        assert_eq!(store.prune_option_sets(&accounts).await.unwrap(), 1);
         assert_eq!(sets().await, ["f-preload"]);
         // The job kept its own copy of the options.
         let kept: String = sqlx::query_scalar("SELECT options FROM jobs WHERE id = 'job-1'")

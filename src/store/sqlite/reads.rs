@@ -45,7 +45,7 @@ impl PendingReads for SqliteStore {
         // one for urgent items; for normal ones the end of their latest quiet period, unless
         // merges are still logged for them, which are folded here as the claim would.
         let mut conn = self.reader.acquire().await?;
-        let ids = logged_among_due(&mut conn, &self.log, now)
+        let ids = logged_among_due(&mut conn, &self.log, None, now)
             .await?
             .unwrap_or_else(|| "[]".to_owned());
         let row = sqlx::query(AssertSqlSafe(item_stats_sql()))

@@ -186,6 +186,7 @@ async fn an_accounts_sts_down_at_start_leaves_the_others_running_and_it_starts_o
     .await;
     let ready = app.get_json("/readyz").await;
     assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["vod_credentials_missing"], json!(["intl"]), "{ready}");
     assert!(sent(&intl.calls()).0.is_empty());
     intl.set_faults(Faults::default());
     wait_until(
