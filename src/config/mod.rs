@@ -206,6 +206,24 @@ impl Settings {
     }
 }
 
+/// A TOML parse error without the lines of the file it quotes (`6 | access_key_secret = ...`):
+/// the line may hold a secret, and its number and column say where to look.
+fn without_source_lines(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            // The quoted lines and the caret line sit behind a `|` gutter.
+            let gutter = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !gutter.starts_with('|')
+        })
+        .collect();
+    kept.join(": ")
+}
+
 /// Figment's errors name the key and the source; make them one readable line each.
 pub(crate) fn describe(error: figment::Error) -> ConfigError {
     let lines = error
@@ -218,7 +236,7 @@ pub(crate) fn describe(error: figment::Error) -> ConfigError {
                 .map(|m| m.name.to_string())
                 .unwrap_or_default();
             let mut line = match &e.kind {
-                _ if key.is_empty() => e.kind.to_string(),
+                _ if key.is_empty() => without_source_lines(&e.kind.to_string()),
                 // An entry of a list names itself: `server.trusted_proxies[1]: ...`.
                 figment::error::Kind::Message(message) if message.starts_with('[') => {
                     format!("{key}{message}")
@@ -309,6 +327,15 @@ mod tests {
             let err = load(text).expect_err(text);
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_parse_error_does_not_quote_the_file() {
+        let err = Settings::from_toml("[vod]\naccess_key_secret = 0123456789\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("0123456789"), "{err}");
     }
 
     #[test]
