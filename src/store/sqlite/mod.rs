@@ -420,6 +420,30 @@ mod tests {
                 );
             }
         }
+        // Each account's figures (several accounts): indexes only, never a table row.
+        let counts = plan(
+            "SELECT account, COUNT(*), COALESCE(SUM(CASE WHEN due_at <= ?1 THEN 1 ELSE 0 END), 0)
+             FROM items GROUP BY account ORDER BY account"
+                .to_owned(),
+        )
+        .await;
+        assert!(
+            counts
+                .iter()
+                .all(|l| !l.starts_with("SCAN items") || l.contains("COVERING INDEX")),
+            "{counts:#?}"
+        );
+        let oldest = plan(
+            "SELECT MIN(first_seen) FROM items INDEXED BY items_group_order WHERE account = ?1"
+                .to_owned(),
+        )
+        .await;
+        assert!(
+            oldest
+                .iter()
+                .any(|l| l.contains("SEARCH items USING COVERING INDEX items_group_order")),
+            "{oldest:#?}"
+        );
         store.close().await;
     }
 }
