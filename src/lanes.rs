@@ -29,7 +29,6 @@ impl Lane {
     pub(crate) async fn build(
         settings: &Settings,
         account: &AccountSettings,
-        several: bool,
         store: &Store,
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Lane> {
@@ -57,7 +56,7 @@ impl Lane {
                     provider,
                     plan,
                     why,
-                } if several => {
+                } if !settings.extra_accounts.is_empty() => {
                     tracing::error!(account = %name, provider = %provider, error = %why, "no credential for this account yet: its calls wait while the renewal tries again");
                     (CredentialSource::new(provider, Issued::none_yet()), plan)
                 }

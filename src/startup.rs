@@ -90,12 +90,11 @@ impl Application {
             );
         }
         // The accounts' chains are walked at once: a slow one does not add to the others.
-        let several = !settings.extra_accounts.is_empty();
         let accounts = settings.accounts();
         let lanes = futures_util::future::try_join_all(
             accounts
                 .iter()
-                .map(|account| Lane::build(&settings, account, several, &store, &metrics)),
+                .map(|account| Lane::build(&settings, account, &store, &metrics)),
         )
         .await?;
         let draining = Arc::new(AtomicBool::new(false));

@@ -88,8 +88,8 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
             })
             .map(|lane| lane.account.name.to_string())
             .collect(),
-        flusher_active: state.flusher.is_active(),
-        flusher_last_step: state.flusher.last_step().map(|t| t.to_rfc3339()),
+        flusher_active: state.flusher().is_active(),
+        flusher_last_step: state.flusher().last_step().map(|t| t.to_rfc3339()),
     };
     if ready {
         HttpResponse::Ok().json(body)
@@ -104,39 +104,44 @@ pub async fn readyz(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let now = crate::domain::Ts::now();
-    let mut queues = None;
-    match state.store.queue_stats(now).await {
-        Ok(stats) => {
-            queues = state
-                .account_queues(&stats, now)
-                .await
-                .map_err(
-                    |e| tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics"),
-                )
-                .ok();
-            m.jobs_in_flight.set(stats.in_flight_jobs as i64);
-            m.jobs_retrying.set(stats.retrying_jobs as i64);
-            for lane in &state.lanes {
-                let account = lane.account.name.as_str();
-                for task in Quota::ALL {
-                    let hold = stats
-                        .held
-                        .iter()
-                        .find(|h| h.quota == task && h.account.as_str() == account);
-                    m.quota_held_jobs
-                        .with_label_values(&[account, task.as_str()])
-                        .set(hold.map_or(0, |h| h.jobs as i64));
-                    m.quota_held_until
-                        .with_label_values(&[account, task.as_str()])
-                        .set(hold.and_then(|h| h.until).map_or(0, |t| t.0 / 1000));
-                }
+    let stats = state
+        .store
+        .queue_stats(now)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "cannot read queue figures for /metrics"))
+        .ok();
+    let queues = match &stats {
+        Some(stats) => state
+            .account_queues(stats, now)
+            .await
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics"),
+            )
+            .ok(),
+        None => None,
+    };
+    if let Some(stats) = &stats {
+        m.jobs_in_flight.set(stats.in_flight_jobs as i64);
+        m.jobs_retrying.set(stats.retrying_jobs as i64);
+    }
+    m.flusher_active.set(i64::from(state.flusher().is_active()));
+    for lane in &state.lanes {
+        let account = lane.account.name.as_str();
+        if let Some(stats) = &stats {
+            for task in Quota::ALL {
+                let hold = stats
+                    .held
+                    .iter()
+                    .find(|h| h.quota == task && h.account.as_str() == account);
+                m.quota_held_jobs
+                    .with_label_values(&[account, task.as_str()])
+                    .set(hold.map_or(0, |h| h.jobs as i64));
+                m.quota_held_until
+                    .with_label_values(&[account, task.as_str()])
+                    .set(hold.and_then(|h| h.until).map_or(0, |t| t.0 / 1000));
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot read queue figures for /metrics"),
-    }
-    if let Some(queues) = queues {
-        for lane in &state.lanes {
-            let account = lane.account.name.as_str();
+        if let Some(queues) = &queues {
             let queue = queues.iter().find(|q| q.account.as_str() == account);
             m.queue_pending
                 .with_label_values(&[account])
@@ -150,14 +155,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                     .map_or(0.0, |t| now.since(t).as_secs_f64()),
             );
         }
-    }
-    m.flusher_active.set(i64::from(state.flusher.is_active()));
-    for lane in &state.lanes {
         if let Some(source) = &lane.credentials
             && let Some(left) = source.expires_in(now)
         {
             m.credential_expiry
-                .with_label_values(&[lane.account.name.as_str(), source.provider().as_str()])
+                .with_label_values(&[account, source.provider().as_str()])
                 .set(left.as_secs_f64());
         }
     }

@@ -43,12 +43,8 @@ pub struct AppState {
     pub sources: HashMap<String, SourceState>,
     pub id_rules: MediaIdRules,
     pub debounce: Debounce,
-    /// The `default` account's quota settings (`/queue` shows the reserve and the next reset).
-    pub hold: HoldPolicy,
     /// Set when a shutdown begins; `/readyz` then fails so that no new traffic arrives.
     pub draining: Arc<AtomicBool>,
-    /// The `default` account's lane status (leadership is the same on every lane).
-    pub flusher: Arc<FlusherStatus>,
     /// Every account's lane, `default` first.
     pub lanes: Vec<LaneState>,
     pub metrics: Arc<Metrics>,
@@ -58,9 +54,6 @@ pub struct AppState {
     pub peers: guard::PeerGuard,
     /// Whom a request comes from (`server.trusted_proxies`, `server.forwarded_header`).
     pub proxies: guard::Proxies,
-    /// What the `default` account's VOD calls are signed with (for the expiry metric); `None`
-    /// in dry-run mode.
-    pub credentials: Option<crate::credentials::CredentialSource>,
 }
 
 /// One account's lane as the handlers see it.
@@ -92,14 +85,9 @@ impl AppState {
         lanes: Vec<LaneState>,
         metrics: Arc<Metrics>,
     ) -> Result<AppState, String> {
-        let default = lanes
-            .first()
-            .ok_or_else(|| "no account lane: the default account is missing".to_owned())?;
-        let (flusher, hold, credentials) = (
-            default.status.clone(),
-            default.hold,
-            default.credentials.clone(),
-        );
+        if lanes.is_empty() {
+            return Err("no account lane: the default account is missing".to_owned());
+        }
         let mut sources = HashMap::new();
         for cfg in &settings.sources {
             let source = Source::new(cfg)?;
@@ -146,14 +134,17 @@ impl AppState {
             sources,
             id_rules,
             debounce,
-            hold,
             draining,
-            flusher,
             lanes,
             admin_stored: metrics.stored_counters(ingest::ADMIN_SOURCE),
             metrics,
-            credentials,
         })
+    }
+
+    /// The `default` account's lane status (leadership is the same on every lane; `new`
+    /// refuses an application without lanes).
+    pub fn flusher(&self) -> &FlusherStatus {
+        &self.lanes[0].status
     }
 
     /// Each account's pending items. With one account they are the queue's figures already

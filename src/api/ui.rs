@@ -225,19 +225,19 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
         drain: DrainView {
             minutes,
             rate_configured: state.settings.vod.max_requests_per_second,
-            rate_current: state.flusher.current_rate(),
-            throttled_last_minute: state.flusher.throttled_in_last_minute(now),
+            rate_current: state.flusher().current_rate(),
+            throttled_last_minute: state.flusher().throttled_in_last_minute(now),
         },
         quota,
         flusher: FlusherView {
             replica: crate::telemetry::host_name().to_owned(),
-            active_here: state.flusher.is_active(),
+            active_here: state.flusher().is_active(),
             replica_flushing: state.store.flusher_replica().await.unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "cannot tell which replica flushes");
                 None
             }),
             shared_store: state.store.is_shared(),
-            last_step: state.flusher.last_step().map(Ts::to_rfc3339),
+            last_step: state.flusher().last_step().map(Ts::to_rfc3339),
         },
         time_to_complete: TimeToComplete::of(
             state

@@ -1,13 +1,14 @@
 //! Waking the idle flusher when ingest adds something due sooner than it planned to wake.
 //!
-//! The flusher says when it plans to wake ([`Wake::sleeping_until`]) and waits on
-//! [`Wake::notified`]; the group committer announces the soonest due time of every group it
+//! Each lane's flusher has a [`Sleeper`] ([`Wake::sleeper`]): it says when it plans to wake
+//! ([`Sleeper::sleeping_until`]) and waits on [`Sleeper::notified`]; the group committer announces the soonest due time of every group it
 //! commits ([`Wake::announce`]), which wakes the flusher only when that is earlier. On
 //! PostgreSQL a replica also announces to the others with `NOTIFY` (see
 //! [`crate::store::postgres`]), so the leader wakes for events that another replica stored; the
 //! flusher's poll stays as the fallback.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
 
@@ -75,11 +76,9 @@ impl Sleeper {
 /// The announcements of due times, to every lane's flusher: each has a [`Sleeper`] of its own,
 /// so that one lane at work does not keep another asleep. (An announcement says when, not for
 /// which account: a lane woken for another's items reads the store once and sleeps again.)
-/// The `Wake`'s own sleeper serves a caller with no lane (tests).
 #[derive(Debug)]
 pub struct Wake {
-    sleepers: std::sync::Mutex<Vec<std::sync::Arc<Sleeper>>>,
-    own: std::sync::Arc<Sleeper>,
+    sleepers: Mutex<Vec<Arc<Sleeper>>>,
     /// Whether the relay listens for the other replicas' announcements (PostgreSQL's `LISTEN`
     /// has returned): until then a replica's `NOTIFY` is lost on this one, and whoever must
     /// not miss one (a test, say) waits on [`Wake::listening`].
@@ -88,10 +87,8 @@ pub struct Wake {
 
 impl Default for Wake {
     fn default() -> Wake {
-        let own = std::sync::Arc::new(Sleeper::default());
         Wake {
-            sleepers: std::sync::Mutex::new(vec![own.clone()]),
-            own,
+            sleepers: Mutex::new(Vec::new()),
             listening: watch::Sender::new(false),
         }
     }
@@ -99,28 +96,13 @@ impl Default for Wake {
 
 impl Wake {
     /// A sleeper of its own for a lane's flusher, woken by every announcement from now on.
-    pub fn sleeper(&self) -> std::sync::Arc<Sleeper> {
-        let sleeper = std::sync::Arc::new(Sleeper::default());
+    pub fn sleeper(&self) -> Arc<Sleeper> {
+        let sleeper = Arc::new(Sleeper::default());
         self.sleepers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(sleeper.clone());
         sleeper
-    }
-
-    /// See [`Sleeper::working`] (the `Wake`'s own sleeper).
-    pub fn working(&self) {
-        self.own.working();
-    }
-
-    /// See [`Sleeper::deciding`].
-    pub fn deciding(&self) {
-        self.own.deciding();
-    }
-
-    /// See [`Sleeper::sleeping_until`].
-    pub fn sleeping_until(&self, at: Ts) {
-        self.own.sleeping_until(at);
     }
 
     /// Something is due at `due`: wakes every sleeper that planned to wake later.
@@ -133,11 +115,6 @@ impl Wake {
         {
             sleeper.announce(due);
         }
-    }
-
-    /// See [`Sleeper::notified`].
-    pub async fn notified(&self) {
-        self.own.notified().await;
     }
 
     /// The relay started (`true`, once `LISTEN` has returned) or stopped listening.
@@ -173,18 +150,19 @@ mod tests {
     #[tokio::test]
     async fn an_earlier_due_time_wakes_a_later_plan_only() {
         let wake = Wake::default();
-        wake.deciding();
-        wake.sleeping_until(Ts(1_000));
+        let sleeper = wake.sleeper();
+        sleeper.deciding();
+        sleeper.sleeping_until(Ts(1_000));
         wake.announce(Ts(2_000));
         wake.announce(Ts(1_000));
         let woken =
-            tokio::time::timeout(std::time::Duration::from_millis(20), wake.notified()).await;
+            tokio::time::timeout(std::time::Duration::from_millis(20), sleeper.notified()).await;
         assert!(
             woken.is_err(),
             "not woken for work due at or after its plan"
         );
         wake.announce(Ts(999));
-        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+        tokio::time::timeout(std::time::Duration::from_secs(1), sleeper.notified())
             .await
             .expect("woken for work due earlier");
     }
@@ -192,16 +170,17 @@ mod tests {
     #[tokio::test]
     async fn an_announcement_while_deciding_is_kept_and_one_while_working_is_not() {
         let wake = Wake::default();
-        wake.deciding();
+        let sleeper = wake.sleeper();
+        sleeper.deciding();
         wake.announce(Ts(5_000));
-        wake.sleeping_until(Ts(1_000));
-        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+        sleeper.sleeping_until(Ts(1_000));
+        tokio::time::timeout(std::time::Duration::from_secs(1), sleeper.notified())
             .await
             .expect("the announcement made while deciding wakes the sleep that follows");
-        wake.working();
+        sleeper.working();
         wake.announce(Ts(0));
         let woken =
-            tokio::time::timeout(std::time::Duration::from_millis(20), wake.notified()).await;
+            tokio::time::timeout(std::time::Duration::from_millis(20), sleeper.notified()).await;
         assert!(woken.is_err(), "a working flusher reads the store itself");
     }
 }

@@ -248,14 +248,15 @@ async fn a_replica_that_stores_an_item_wakes_the_others() {
     .await
     .expect("the leader's relay listens");
     // The leader's idle flusher sleeps for an hour.
-    leader.wake().deciding();
-    leader.wake().sleeping_until(Ts(i64::MAX - 1));
+    let sleeper = leader.wake().sleeper();
+    sleeper.deciding();
+    sleeper.sleeping_until(Ts(i64::MAX - 1));
     let now = Ts::now().0;
     follower
         .ingest(ingest(&["w"], TaskType::Refresh, now, None))
         .await
         .unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), leader.wake().notified())
+    tokio::time::timeout(std::time::Duration::from_secs(5), sleeper.notified())
         .await
         .expect("the follower's item wakes the leader");
     token.cancel();

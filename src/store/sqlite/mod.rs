@@ -33,6 +33,18 @@ pub(crate) mod writer;
 pub(crate) use writer::IngestWriter;
 
 /// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
+/// The migrations before `version`: the schema an earlier release left (tests make a database
+/// of that release with it).
+pub fn migrator_before(version: i64) -> Migrator {
+    Migrator::with_migrations(
+        migrator()
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect(),
+    )
+}
+
 fn migrator() -> Migrator {
     crate::store::sql::migrator(&[
         (
@@ -262,13 +274,9 @@ mod tests {
             .connect_with(options)
             .await
             .unwrap();
-        let old: Vec<_> = migrator()
-            .iter()
-            .filter(|m| m.version < 3)
-            .cloned()
-            .collect();
-        assert_eq!(old.len(), 2);
-        Migrator::with_migrations(old).run(&pool).await.unwrap();
+        let old = migrator_before(3);
+        assert_eq!(old.iter().count(), 2);
+        old.run(&pool).await.unwrap();
         let slow = r#"{"formats":["mp4"],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
         for (media_id, fingerprint, json, first_seen) in [
             ("m1", "f-mp4", slow, 10),

@@ -13,6 +13,34 @@ use crate::support::{settings, spawn_with_settings, wait_until};
 const ROLE: &str = "acs:ram::5678901234567890:role/vod-purge-intl";
 const OIDC_PROVIDER: &str = "acs:ram::5678901234567890:oidc-provider/ack-rrsa-intl";
 
+/// The test settings (store in `dir`) with an account `intl` on `intl`'s VOD, whose credential is
+/// RRSA with its own role and STS (the token in `dir`); `extra` is TOML added to them.
+fn rrsa_intl(
+    dir: &tempfile::TempDir,
+    default: &sim::SimHandle,
+    intl: &sim::SimHandle,
+    extra: &str,
+) -> vod_purge::config::Settings {
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "eyJ.intl.token").unwrap();
+    let db = dir
+        .path()
+        .join("vod-purge.db")
+        .to_string_lossy()
+        .into_owned();
+    let base = intl.base_url();
+    settings(
+        &db,
+        &default.base_url(),
+        &format!(
+            "[[accounts]]\nname = \"intl\"\nendpoint = \"{base}\"\ncredentials = \"oidc\"\n\
+             sts_endpoint = \"{base}/sts\"\nrole_arn = \"{ROLE}\"\noidc_provider_arn = \"{OIDC_PROVIDER}\"\n\
+             oidc_token_file = \"{}\"\n{extra}",
+            token_file.display()
+        ),
+    )
+}
+
 #[tokio::test]
 async fn one_account_on_rrsa_another_on_static_keys_and_its_sts_failing_stops_only_it() {
     let default = sim::start(SimConfig {
@@ -31,24 +59,13 @@ async fn one_account_on_rrsa_another_on_static_keys_and_its_sts_failing_stops_on
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.intl.token").unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
-    let base = intl.base_url();
-    let mut settings = settings(
-        &db,
-        &default.base_url(),
+    let mut settings = rrsa_intl(
+        &dir,
+        &default,
+        &intl,
         &format!(
-            "[[accounts]]\nname = \"intl\"\nendpoint = \"{base}\"\ncredentials = \"oidc\"\n\
-             sts_endpoint = \"{base}/sts\"\nrole_arn = \"{ROLE}\"\noidc_provider_arn = \"{OIDC_PROVIDER}\"\n\
-             oidc_token_file = \"{}\"\n\
-             [[sources]]\nname = \"intl-cms\"\nauth = \"bearer\"\nsecrets = [\"{INTL_TOKEN}\"]\n\
-             format = \"native\"\naccount = \"intl\"\n",
-            token_file.display()
+            "[[sources]]\nname = \"intl-cms\"\nauth = \"bearer\"\nsecrets = [\"{INTL_TOKEN}\"]\n\
+             format = \"native\"\naccount = \"intl\"\n"
         ),
     );
     // The process's own RRSA variables name another role: the default account's, unused here
@@ -150,24 +167,7 @@ async fn an_accounts_sts_down_at_start_leaves_the_others_running_and_it_starts_o
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "eyJ.intl.token").unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
-    let base = intl.base_url();
-    let settings = settings(
-        &db,
-        &default.base_url(),
-        &format!(
-            "[[accounts]]\nname = \"intl\"\nendpoint = \"{base}\"\ncredentials = \"oidc\"\n\
-             sts_endpoint = \"{base}/sts\"\nrole_arn = \"{ROLE}\"\noidc_provider_arn = \"{OIDC_PROVIDER}\"\n\
-             oidc_token_file = \"{}\"\n",
-            token_file.display()
-        ),
-    );
+    let settings = rrsa_intl(&dir, &default, &intl, "");
     // The start succeeds: the default account needs nothing from the intl account's STS.
     let app = spawn_with_settings(settings, default).await;
     assert_eq!(

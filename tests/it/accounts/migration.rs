@@ -1,106 +1,27 @@
 //! A database written by the release before accounts opens and drains under this one: its
 //! rows belong to the `default` account, on SQLite and PostgreSQL.
 //!
-//! The old database is made with the previous release's migrations (the same files, so the
-//! same checksums) and rows written as that release wrote them: a pending item (SQLite with its
-//! options in `option_sets`), a job waiting for its retry.
+//! The old database is made with the previous release's migrations (the store's own, up to the
+//! one that brought accounts, so the same checksums) and rows written as that release wrote
+//! them: a pending item (SQLite with its options in `option_sets`), a job waiting for its retry.
 
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Connection, SqlSafeStr};
+use sqlx::migrate::Migrator;
+use sqlx::{AssertSqlSafe, Connection};
 use vod_purge::domain::{PurgeOptions, Ts};
 use vod_purge::sim::{self, SimConfig};
 
 use crate::support::{postgres, settings, spawn_with_settings, wait_until};
 
-fn migrator(files: &[(i64, &str, &'static str)]) -> Migrator {
-    Migrator::with_migrations(
-        files
-            .iter()
-            .map(|&(version, name, sql)| {
-                Migration::new(
-                    version,
-                    name.to_owned().into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
-}
-
-/// The SQLite migrations of the release before accounts.
+/// The SQLite migrations of the release before accounts (version 8 brought them).
 fn sqlite_before_accounts() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "initial",
-            include_str!("../../../migrations/sqlite/0001_initial.sql"),
-        ),
-        (
-            2,
-            "queue indexes",
-            include_str!("../../../migrations/sqlite/0002_queue_indexes.sql"),
-        ),
-        (
-            3,
-            "option sets",
-            include_str!("../../../migrations/sqlite/0003_option_sets.sql"),
-        ),
-        (
-            4,
-            "submission checks",
-            include_str!("../../../migrations/sqlite/0004_submission_checks.sql"),
-        ),
-        (
-            5,
-            "quota holds",
-            include_str!("../../../migrations/sqlite/0005_quota_holds.sql"),
-        ),
-        (
-            6,
-            "merge log",
-            include_str!("../../../migrations/sqlite/0006_merge_log.sql"),
-        ),
-        (
-            7,
-            "targets",
-            include_str!("../../../migrations/sqlite/0007_targets.sql"),
-        ),
-    ])
+    vod_purge::store::sqlite::migrator_before(8)
 }
 
-/// The PostgreSQL migrations of the release before accounts.
+/// The PostgreSQL migrations of the release before accounts (version 6 brought them).
 fn postgres_before_accounts() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "initial",
-            include_str!("../../../migrations/postgres/0001_initial.sql"),
-        ),
-        (
-            2,
-            "queue indexes",
-            include_str!("../../../migrations/postgres/0002_queue_indexes.sql"),
-        ),
-        (
-            3,
-            "submission checks",
-            include_str!("../../../migrations/postgres/0003_submission_checks.sql"),
-        ),
-        (
-            4,
-            "quota holds",
-            include_str!("../../../migrations/postgres/0004_quota_holds.sql"),
-        ),
-        (
-            5,
-            "targets",
-            include_str!("../../../migrations/postgres/0005_targets.sql"),
-        ),
-    ])
+    vod_purge::store::postgres::migrator_before(6)
 }
 
 /// What the old release wrote, in its columns: a pending item due now and a job due for its
