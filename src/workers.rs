@@ -165,16 +165,28 @@ fn spawn_lane(
     }
 }
 
+/// How often the store's side tables are pruned, and PostgreSQL's queue counts folded.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const FOLD_COUNTS_EVERY: Duration = Duration::from_secs(10);
+
 async fn prune_loop(
     store: Store,
     accounts: Vec<crate::domain::AccountName>,
     token: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(FOLD_COUNTS_EVERY);
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tick.tick() => {
+                if let Err(e) = store.fold_item_counts().await {
+                    tracing::warn!(error = %e, "cannot fold the queue's counts");
+                }
+                if pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                    continue;
+                }
+                pruned = Some(std::time::Instant::now());
                 if let Err(e) = store.prune_deliveries(crate::domain::Ts::now()).await {
                     tracing::warn!(error = %e, "cannot prune delivery IDs");
                 }

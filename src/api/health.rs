@@ -110,16 +110,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .await
         .map_err(|e| tracing::warn!(error = %e, "cannot read queue figures for /metrics"))
         .ok();
-    let queues = match &stats {
-        Some(stats) => state
-            .account_queues(stats, now)
-            .await
-            .map_err(
-                |e| tracing::warn!(error = %e, "cannot read the accounts' queues for /metrics"),
-            )
-            .ok(),
-        None => None,
-    };
+    let queues = stats.as_ref().map(|s| &s.accounts);
     if let Some(stats) = &stats {
         m.jobs_in_flight.set(stats.in_flight_jobs as i64);
         m.jobs_retrying.set(stats.retrying_jobs as i64);

@@ -147,24 +147,6 @@ impl AppState {
         &self.lanes[0].status
     }
 
-    /// Each account's pending items. With one account they are the queue's figures already
-    /// read (`stats`, by the items' real due times), not a second read of every pending item.
-    pub async fn account_queues(
-        &self,
-        stats: &crate::store::QueueStats,
-        now: crate::domain::Ts,
-    ) -> Result<Vec<crate::store::AccountQueue>, crate::store::StoreError> {
-        if self.lanes.len() == 1 {
-            return Ok(vec![crate::store::AccountQueue {
-                account: self.lanes[0].account.name.clone(),
-                pending: stats.pending,
-                due: stats.due,
-                oldest_first_seen: stats.oldest_first_seen,
-            }]);
-        }
-        self.store.queue_by_account(now).await
-    }
-
     /// The lane of the account named `name`.
     pub fn lane(&self, name: &str) -> Option<&LaneState> {
         self.lanes.iter().find(|l| l.account.name.as_str() == name)

@@ -92,7 +92,7 @@ pub async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     state.authorize_read(&req)?;
     let now = Ts::now();
     let stats = state.store.queue_stats(now).await?;
-    let queues = state.account_queues(&stats, now).await?;
+    let queues = &stats.accounts;
     let held_view = |h: &crate::store::HeldTask| HeldView {
         account: h.account.to_string(),
         task: h.quota,

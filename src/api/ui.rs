@@ -186,7 +186,7 @@ async fn status(state: &AppState) -> Result<StatusView, ApiError> {
             .collect()
     };
     let quota = quota_of(crate::domain::AccountName::DEFAULT);
-    let queues = state.account_queues(&stats, now).await?;
+    let queues = &stats.accounts;
     let accounts = state
         .lanes
         .iter()

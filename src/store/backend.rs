@@ -33,18 +33,16 @@ pub trait Claims {
 pub trait PendingReads {
     async fn pending_for_media(&self, media_id: &str) -> Result<Vec<PendingItem>, StoreError>;
 
-    /// The queue's figures about pending items (the job figures are read by `Store`).
-    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError>;
-}
+    /// Corrects each account's figures, read by the stored due times
+    /// ([`Store::queue_by_account`](super::Store::queue_by_account)), to the real due times.
+    /// SQLite's stored due times may be early (see `sqlite::merges`); PostgreSQL's are exact.
+    async fn correct_due(&self, _queues: &mut [AccountQueue], _now: Ts) -> Result<(), StoreError> {
+        Ok(())
+    }
 
-/// The queue's figures about pending items, by their real due times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ItemStats {
-    pub pending: u64,
-    pub urgent: u64,
-    pub due: u64,
-    pub oldest_first_seen: Option<Ts>,
-    pub next_due_at: Option<Ts>,
+    /// The same figures counted from every pending item, by its real due time: what the kept
+    /// counts must equal (tests and benchmarks check them against it). Reads the whole queue.
+    async fn recount(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError>;
 }
 
 /// Health, the schema, closing, and pruning what each backend keeps on the side.

@@ -474,13 +474,18 @@ pub struct PendingItem {
     pub priority: Priority,
 }
 
-/// An account's pending items: how many, and how many due by their stored time.
+/// An account's pending items: how many, how many urgent, how many due, the oldest, and when
+/// the next falls due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountQueue {
     pub account: AccountName,
     pub pending: u64,
+    pub urgent: u64,
     pub due: u64,
     pub oldest_first_seen: Option<Ts>,
+    /// When the next item not due yet may fall due: never later than it does (SQLite finds it
+    /// by the stored due times, which logged merges may leave early).
+    pub next_due_at: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -495,6 +500,8 @@ pub struct QueueStats {
     pub retrying_jobs: u64,
     /// The task types held on the daily quota.
     pub held: Vec<HeldTask>,
+    /// Each account's pending items (the accounts with none left out).
+    pub accounts: Vec<AccountQueue>,
 }
 
 /// Jobs sent and their media IDs in one minute (by the time each job was claimed and first sent).

@@ -230,3 +230,86 @@ async fn figures(store: &Store, now: Ts) -> (u64, u64, Option<Ts>) {
     let stats = store.queue_stats(now).await.unwrap();
     (stats.pending, stats.due, stats.next_due_at)
 }
+
+/// A bulk fold of items already due by their stored time makes them due later without moving
+/// their stored due time: the settle step no longer reads the whole due range at each poll, so
+/// it must still find them (marked stale by the fold), and the queue's figures must not count
+/// them due meanwhile.
+#[tokio::test]
+async fn items_a_bulk_fold_makes_due_later_are_not_counted_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let account = vod_purge::domain::AccountName::default();
+    let ids: Vec<String> = (0..1_000).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    // Due at 2 s; the flusher's poll at 2.1 s settles them (due, with nothing logged).
+    let groups = store.due_groups(&account, Ts(2_100)).await.unwrap();
+    assert_eq!(groups[0].due_count, 1_000);
+    // 33 events for each from 2.1 s on: the writer folds the log in bulk, each item now due 2 s
+    // after its last event (4.43 s), its stored due time still 2 s.
+    for round in 0..33 {
+        store
+            .ingest(ingest(&all, TaskType::Refresh, 2_110 + round * 10, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(logged_rows(&dir), 0, "the writer folded the log");
+    assert_eq!(stored_due(&dir, "id0000"), 2_000);
+    let at = Ts(2_500);
+    assert_eq!(figures(&store, at).await, (1_000, 0, Some(Ts(4_430))));
+    assert_eq!(
+        store.queue_by_account(at).await.unwrap(),
+        store.recount_queue(at).await.unwrap()
+    );
+    assert!(store.due_groups(&account, at).await.unwrap().is_empty());
+    assert_eq!(stored_due(&dir, "id0000"), 4_430, "the poll wrote it");
+    assert_eq!(figures(&store, Ts(4_430)).await, (1_000, 1_000, None));
+}
+
+/// The counts the queue's figures read follow every change of an item: inserts, merges that
+/// move or keep its second, urgent events, claims, and a restart (they are stored, not kept in
+/// memory).
+#[tokio::test]
+async fn the_kept_counts_equal_a_count_of_every_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ids: Vec<String> = (0..60).map(|i| format!("c{i:02}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let check = |store: Store, now: i64| async move {
+        let at = Ts(now);
+        let kept = store.queue_by_account(at).await.unwrap();
+        assert_eq!(kept, store.recount_queue(at).await.unwrap(), "at {now}");
+        kept
+    };
+    store
+        .ingest(ingest(&all, TaskType::Refresh, 0, None))
+        .await
+        .unwrap();
+    check(store.clone(), 1_000).await;
+    store
+        .ingest(ingest(&all[..30], TaskType::Refresh, 500, None))
+        .await
+        .unwrap();
+    let mut urgent = ingest(&all[50..], TaskType::Refresh, 700, None);
+    for item in &mut urgent.items {
+        item.priority = Priority::Urgent;
+    }
+    store.ingest(urgent).await.unwrap();
+    let kept = check(store.clone(), 2_000).await;
+    assert_eq!((kept[0].pending, kept[0].urgent, kept[0].due), (60, 10, 30));
+    store
+        .claim_batch(&claim(2_000, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("due");
+    check(store.clone(), 2_000).await;
+    check(store.clone(), 2_999).await;
+    store.close().await;
+    let store = open(&dir).await;
+    let kept = check(store.clone(), 3_000).await;
+    assert_eq!(kept[0].pending, 40);
+}

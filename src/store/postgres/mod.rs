@@ -85,6 +85,11 @@ fn migrator() -> Migrator {
             "accounts",
             include_str!("../../../migrations/postgres/0006_accounts.sql"),
         ),
+        (
+            7,
+            "item counts",
+            include_str!("../../../migrations/postgres/0007_item_counts.sql"),
+        ),
     ])
 }
 
@@ -182,6 +187,27 @@ impl Leadership for PgStore {
     /// Whether the last leadership check found this process holding the flusher lock.
     fn is_leader(&self) -> bool {
         self.leader.held.load(Ordering::SeqCst)
+    }
+}
+
+impl PgStore {
+    /// Folds the rows the count triggers appended into one per account and second (see
+    /// `migrations/postgres/0007_item_counts.sql`), in one statement: every snapshot sees the
+    /// same sums before and after, and of two folds at once each row is deleted by one only.
+    /// Returns how many rows were folded.
+    pub(crate) async fn fold_item_counts(&self) -> Result<u64, StoreError> {
+        let (read,): (i64,) = sqlx::query_as(
+            "WITH folded AS (DELETE FROM item_counts RETURNING account, due_second, items, urgent),
+                  kept AS (
+                      INSERT INTO item_counts (account, due_second, items, urgent)
+                      SELECT account, due_second, SUM(items), SUM(urgent) FROM folded
+                      GROUP BY account, due_second HAVING SUM(items) <> 0 OR SUM(urgent) <> 0
+                  )
+             SELECT COUNT(*) FROM folded",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(read as u64)
     }
 }
 

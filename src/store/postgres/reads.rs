@@ -1,10 +1,10 @@
-//! Reads: jobs, pending items and the queue's figures.
+//! Reads: pending items, and the queue's figures counted from every item.
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 use super::PgStore;
 use crate::domain::Ts;
-use crate::store::backend::{ItemStats, PendingReads};
+use crate::store::backend::PendingReads;
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
@@ -19,22 +19,29 @@ impl PendingReads for PgStore {
         rows.iter().map(rows::pending_from_row).collect()
     }
 
-    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS pending, COUNT(*) FILTER (WHERE due_at <= $1) AS due,
-                    COUNT(*) FILTER (WHERE priority > 0) AS urgent,
-                    MIN(first_seen) AS oldest, MIN(due_at) FILTER (WHERE due_at > $1) AS next_due
-             FROM items",
+    async fn recount(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError> {
+        /// Account, pending, urgent, due, oldest first seen, next due.
+        type Row = (String, i64, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT account, COUNT(*), COUNT(*) FILTER (WHERE priority > 0),
+                    COUNT(*) FILTER (WHERE due_at <= $1), MIN(first_seen),
+                    MIN(due_at) FILTER (WHERE due_at > $1)
+             FROM items GROUP BY account ORDER BY account",
         )
         .bind(now.0)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(ItemStats {
-            pending: row.get::<i64, _>("pending") as u64,
-            urgent: row.get::<i64, _>("urgent") as u64,
-            due: row.get::<i64, _>("due") as u64,
-            oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
-            next_due_at: row.get::<Option<i64>, _>("next_due").map(Ts),
-        })
+        rows.into_iter()
+            .map(|(account, pending, urgent, due, oldest, next_due)| {
+                Ok(AccountQueue {
+                    account: rows::parse_account(&account)?,
+                    pending: pending as u64,
+                    urgent: urgent as u64,
+                    due: due as u64,
+                    oldest_first_seen: oldest.map(Ts),
+                    next_due_at: next_due.map(Ts),
+                })
+            })
+            .collect()
     }
 }

@@ -32,6 +32,7 @@ impl Claims for SqliteStore {
             .await?
             .is_empty()
         {
+            writer::lock(&self.log).settle(account, now);
             return Ok(());
         }
         let mut taken = Taken::new(&self.log);
@@ -46,6 +47,7 @@ impl Claims for SqliteStore {
         }
         tx.commit().await?;
         taken.committed();
+        writer::lock(&self.log).settle(account, now);
         Ok(())
     }
 
@@ -251,6 +253,9 @@ pub(super) fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candid
 struct Taken<'a> {
     log: &'a Mutex<MergeLog>,
     events: Vec<(i64, Vec<merges::Logged>)>,
+    /// The items whose real timing the transaction writes (or which it deletes): once it
+    /// commits, none is stale any more.
+    settled: Vec<i64>,
 }
 
 impl<'a> Taken<'a> {
@@ -258,12 +263,15 @@ impl<'a> Taken<'a> {
         Taken {
             log,
             events: Vec::new(),
+            settled: Vec::new(),
         }
     }
 
-    /// The transaction that deleted the taken events' rows committed: they stay out of the log.
+    /// The transaction that deleted the taken events' rows committed: they stay out of the log,
+    /// and the items it settled are no longer stale.
     fn committed(mut self) {
         self.events.clear();
+        writer::lock(self.log).settled_items(self.settled.drain(..));
     }
 }
 
@@ -280,80 +288,74 @@ impl Drop for Taken<'_> {
 }
 
 /// An item's real due time in SQL (see `merges::stored_timing`).
-pub(super) const REAL_DUE: &str =
+const REAL_DUE: &str =
     "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
 
-/// The items due by their stored time whose real timing differs: a later due time, or logged
-/// merges (see [`logged_among_due`]).
-async fn unsettled(
+/// The statement of [`unsettled`]: ?1 now, ?2 the logged and stale items (JSON), ?3 the account,
+/// ?4 its settled time.
+pub(super) fn unsettled_sql() -> String {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
+         WHERE i.account = ?3 AND i.due_at <= ?1 AND i.due_at > ?4 AND {REAL_DUE} > ?1
+         UNION
+         SELECT {CANDIDATE_COLUMNS} FROM items i
+         WHERE i.id IN (SELECT value FROM json_each(?2)) AND i.account = ?3 AND i.due_at <= ?1"
+    )
+}
+
+/// The items of `account` due by their stored time whose real timing may differ: those that
+/// fell due since the account's settled time with a later real due time, and the logged and
+/// stale ones (see [`merges`]).
+pub(super) async fn unsettled(
     conn: &mut SqliteConnection,
     log: &Mutex<MergeLog>,
     account: &str,
     now: Ts,
 ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-    let Some(logged) = logged_among_due(&mut *conn, log, Some(account), now).await? else {
+    let since = writer::lock(log).settled(account).map_or(i64::MIN, |t| t.0);
+    let Some(marked) = marked_among_due(&mut *conn, log, account, now).await? else {
         return Ok(Vec::new());
     };
-    let sql = format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
-         WHERE i.account = ?3 AND i.due_at <= ?1
-           AND ({REAL_DUE} > ?1 OR i.id IN (SELECT value FROM json_each(?2)))"
-    );
-    Ok(sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(unsettled_sql()))
         .bind(now.0)
-        .bind(logged)
+        .bind(marked)
         .bind(account)
+        .bind(since)
         .fetch_all(&mut *conn)
         .await?)
 }
 
-/// `None` when no item is due by its stored time (the common case: one index probe); otherwise
-/// the IDs, as a JSON array, of the logged items among those due, or of every logged item, which
-/// ever list is shorter to find: the due range of `items_due` is read only while it is no longer
-/// than the log.
-pub(super) async fn logged_among_due(
+/// `None` when no item of `account` is due by its stored time (the common case: one index
+/// probe); otherwise the IDs, as a JSON array, of the logged or stale items among those due, or
+/// of every logged or stale item, whichever list is shorter to find: the due range is read only
+/// while it is no longer than that list.
+async fn marked_among_due(
     conn: &mut SqliteConnection,
     log: &Mutex<MergeLog>,
-    account: Option<&str>,
+    account: &str,
     now: Ts,
 ) -> Result<Option<String>, StoreError> {
-    let limit = writer::lock(log).len() + 1;
-    // One account's due range (a lane's), or every account's (the queue's figures).
-    let due: Vec<i64> = match account {
-        Some(account) => {
-            sqlx::query_scalar(
-                "SELECT i.id FROM items i INDEXED BY items_account_due
-             WHERE i.account = ? AND i.due_at <= ? LIMIT ?",
-            )
-            .bind(account)
-            .bind(now.0)
-            .bind(limit as i64)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        None => {
-            sqlx::query_scalar(
-                "SELECT i.id FROM items i INDEXED BY items_due WHERE i.due_at <= ? LIMIT ?",
-            )
-            .bind(now.0)
-            .bind(limit as i64)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-    };
+    let limit = writer::lock(log).unsettled_len() + 1;
+    let due: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.id FROM items i INDEXED BY items_account_due
+         WHERE i.account = ? AND i.due_at <= ? LIMIT ?",
+    )
+    .bind(account)
+    .bind(now.0)
+    .bind(limit as i64)
+    .fetch_all(&mut *conn)
+    .await?;
     if due.is_empty() {
         return Ok(None);
     }
     let log = writer::lock(log);
-    let logged: Vec<i64> = if due.len() < limit {
-        due.into_iter()
-            .filter(|id| !log.peek(*id).is_empty())
-            .collect()
+    let marked: Vec<i64> = if due.len() < limit {
+        due.into_iter().filter(|id| log.is_unsettled(*id)).collect()
     } else {
-        log.items()
+        log.unsettled_items()
     };
     Ok(Some(
-        serde_json::to_string(&logged).expect("integers serialise"),
+        serde_json::to_string(&marked).expect("integers serialise"),
     ))
 }
 
@@ -367,6 +369,7 @@ async fn settle(
     now: Ts,
 ) -> Result<bool, StoreError> {
     let events = writer::lock(log).take(candidate.id);
+    taken.settled.push(candidate.id);
     if !events.is_empty() {
         candidate.timing = merges::fold(candidate.timing, &events);
         for event in &events {

@@ -20,8 +20,21 @@
 //! The map is shared by the two write connections, and each touches it only while it holds
 //! SQLite's write lock, so it always equals the table's committed rows. After a restart it is
 //! read back from the table.
+//!
+//! What the stored due times may not say is kept beside it, so that finding the items whose
+//! stored due time is early does not read every due item at each poll:
+//!
+//! - each account's *settled* time: every item stored as due by then has its real due time
+//!   written, except those logged or marked stale (the flusher's settle step moves it to the time
+//!   it settled at);
+//! - the items a bulk fold changed while they were stored as due (*stale*): their stored due
+//!   time may be earlier than their real one, and the settle step looks at them by ID.
+//!
+//! So the settle step and the queue's figures read the items that fell due since the last settle,
+//! the logged ones and the stale ones, not the whole due range. Both start empty after a restart
+//! (the first settle reads every due item once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
@@ -42,6 +55,10 @@ pub(crate) struct Logged {
 pub(crate) struct MergeLog {
     by_item: HashMap<i64, Vec<Logged>>,
     events: usize,
+    /// Items folded in bulk while stored as due (see the module's documentation).
+    stale: HashSet<i64>,
+    /// Each account's settled time (see the module's documentation).
+    settled: HashMap<String, Ts>,
 }
 
 impl MergeLog {
@@ -85,11 +102,6 @@ impl MergeLog {
         self.by_item.get(&item).map_or(&[], Vec::as_slice)
     }
 
-    /// The IDs of the items with logged events.
-    pub fn items(&self) -> Vec<i64> {
-        self.by_item.keys().copied().collect()
-    }
-
     /// Takes every item's events, by item ID (rows near each other in the table together).
     pub fn take_all(&mut self) -> Vec<(i64, Vec<Logged>)> {
         let mut all: Vec<(i64, Vec<Logged>)> = self.by_item.drain().collect();
@@ -101,6 +113,58 @@ impl MergeLog {
     /// How many events are logged.
     pub fn len(&self) -> usize {
         self.events
+    }
+
+    /// The log read back from the table after a rollback: the stale marks and settled times
+    /// stay (a mark of a fold that did not commit is only one more item looked at).
+    pub fn reload(&mut self, fresh: MergeLog) {
+        self.by_item = fresh.by_item;
+        self.events = fresh.events;
+    }
+
+    /// Marks an item folded in bulk while stored as due at `stored_due` (`now` the fold's time).
+    pub fn folded_in_bulk(&mut self, item: i64, stored_due: Ts, now: Ts) {
+        if stored_due <= now {
+            self.stale.insert(item);
+        }
+    }
+
+    /// Whether an item's stored due time may be earlier than its real one for a reason the
+    /// settled time does not cover: logged events, or a bulk fold while it was due.
+    pub fn is_unsettled(&self, item: i64) -> bool {
+        self.by_item.contains_key(&item) || self.stale.contains(&item)
+    }
+
+    /// The items with logged events or marked stale.
+    pub fn unsettled_items(&self) -> Vec<i64> {
+        let mut items: Vec<i64> = self.by_item.keys().chain(&self.stale).copied().collect();
+        items.sort_unstable();
+        items.dedup();
+        items
+    }
+
+    /// How many items [`MergeLog::unsettled_items`] lists, at most.
+    pub fn unsettled_len(&self) -> usize {
+        self.by_item.len() + self.stale.len()
+    }
+
+    /// The items whose real due times a committed transaction wrote (or which it deleted).
+    pub fn settled_items(&mut self, items: impl IntoIterator<Item = i64>) {
+        for item in items {
+            self.stale.remove(&item);
+        }
+    }
+
+    /// `account`'s settled time (`None`: nothing settled since the start).
+    pub fn settled(&self, account: &str) -> Option<Ts> {
+        self.settled.get(account).copied()
+    }
+
+    /// Every item of `account` stored as due by `at` has its real due time written, except
+    /// those logged or stale.
+    pub fn settle(&mut self, account: &str, at: Ts) {
+        let time = self.settled.entry(account.to_owned()).or_insert(at);
+        *time = (*time).max(at);
     }
 }
 

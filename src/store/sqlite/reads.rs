@@ -1,12 +1,12 @@
-//! Reads: jobs, pending items and the queue's figures (pending items as they really are, with
-//! their logged merges folded in).
+//! Reads: pending items as they really are, with their logged merges folded in, and the
+//! queue's figures corrected to the real due times.
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::claims::{CANDIDATE_COLUMNS, REAL_DUE, candidate_from_row, logged_among_due};
+use super::claims::{CANDIDATE_COLUMNS, candidate_from_row, unsettled};
 use super::{SqliteStore, merges, writer};
 use crate::domain::Ts;
-use crate::store::backend::{ItemStats, PendingReads};
+use crate::store::backend::PendingReads;
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
@@ -40,69 +40,71 @@ impl PendingReads for SqliteStore {
             .collect()
     }
 
-    async fn item_stats(&self, now: Ts) -> Result<ItemStats, StoreError> {
-        // Items are counted by their real due time (see `merges::stored_timing`): the stored
-        // one for urgent items; for normal ones the end of their latest quiet period, unless
-        // merges are still logged for them, which are folded here as the claim would.
+    async fn correct_due(&self, queues: &mut [AccountQueue], now: Ts) -> Result<(), StoreError> {
+        // An item counted due by its stored time may be due later: logged merges, or a fold the
+        // settle step has not written yet. Only those are read (see `merges`), not the due range.
         let mut conn = self.reader.acquire().await?;
-        let ids = logged_among_due(&mut conn, &self.log, None, now)
-            .await?
-            .unwrap_or_else(|| "[]".to_owned());
-        let row = sqlx::query(AssertSqlSafe(item_stats_sql()))
-            .bind(now.0)
-            .bind(&ids)
-            .fetch_one(&mut *conn)
-            .await?;
-        let mut due = row.get::<i64, _>("due") as u64;
-        // The earliest time an item may be due: stored due times are never later than real ones.
-        let mut next_due = [
-            row.get::<Option<i64>, _>("next_stored"),
-            row.get("next_late"),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(Ts);
-        if ids != "[]" {
-            let stored = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
-            )))
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
+        for queue in queues.iter_mut().filter(|q| q.due > 0) {
+            let rows = unsettled(&mut conn, &self.log, queue.account.as_str(), now).await?;
             let log = writer::lock(&self.log);
-            for row in &stored {
+            for row in &rows {
                 let item = candidate_from_row(row)?;
                 let real = merges::fold(item.timing, log.peek(item.id)).due_at;
-                if real <= now {
-                    due += 1;
-                } else if row.get::<i64, _>("due_at") <= now.0 {
-                    next_due = Some(next_due.map_or(real, |n| n.min(real)));
+                if real > now {
+                    queue.due = queue.due.saturating_sub(1);
+                    queue.next_due_at = Some(queue.next_due_at.map_or(real, |n| n.min(real)));
                 }
             }
         }
-        Ok(ItemStats {
-            pending: row.get::<i64, _>("pending") as u64,
-            urgent: row.get::<i64, _>("urgent") as u64,
-            due,
-            oldest_first_seen: row.get::<Option<i64>, _>("oldest").map(Ts),
-            next_due_at: next_due,
-        })
+        Ok(())
     }
-}
 
-/// The queue's figures over `items` ($1 now, $2 the JSON list of logged items among the due,
-/// which the caller folds itself): index seeks and partial-index scans only, so a poll of the
-/// figures costs the same however many items are pending.
-pub(super) fn item_stats_sql() -> String {
-    format!(
-        "SELECT (SELECT COUNT(*) FROM items) AS pending,
-                (SELECT COUNT(*) FROM items WHERE due_at <= ?1 AND {REAL_DUE} <= ?1
-                    AND id NOT IN (SELECT value FROM json_each(?2))) AS due,
-                (SELECT COUNT(*) FROM items WHERE priority > 0) AS urgent,
-                (SELECT MIN(first_seen) FROM items) AS oldest,
-                (SELECT MIN(due_at) FROM items WHERE due_at > ?1) AS next_stored,
-                (SELECT MIN({REAL_DUE}) FROM items WHERE due_at <= ?1 AND {REAL_DUE} > ?1
-                    AND id NOT IN (SELECT value FROM json_each(?2))) AS next_late"
-    )
+    async fn recount(&self, now: Ts) -> Result<Vec<AccountQueue>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT i.account, {CANDIDATE_COLUMNS} FROM items i ORDER BY i.account"
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        let log = writer::lock(&self.log);
+        let mut queues: Vec<AccountQueue> = Vec::new();
+        for row in &rows {
+            let account = rows::parse_account(row.try_get("account")?)?;
+            let first_seen = Ts(row.try_get("first_seen")?);
+            let item = candidate_from_row(row)?;
+            let timing = merges::fold(item.timing, log.peek(item.id));
+            if queues.last().is_none_or(|q| q.account != account) {
+                queues.push(AccountQueue {
+                    account,
+                    pending: 0,
+                    urgent: 0,
+                    due: 0,
+                    oldest_first_seen: None,
+                    next_due_at: None,
+                });
+            }
+            let queue = queues.last_mut().expect("pushed above");
+            queue.pending += 1;
+            queue.urgent += u64::from(timing.priority == crate::domain::Priority::Urgent);
+            // The next due time as the figures give it: the stored one of an item not due by it
+            // (never later than the real one), the real one of an item due by it.
+            let stored_due = Ts(row.try_get("due_at")?);
+            let next = if stored_due > now {
+                Some(stored_due)
+            } else {
+                Some(timing.due_at).filter(|due| *due > now)
+            };
+            if timing.due_at <= now {
+                queue.due += 1;
+            }
+            if let Some(next) = next {
+                queue.next_due_at = Some(queue.next_due_at.map_or(next, |n| n.min(next)));
+            }
+            queue.oldest_first_seen = Some(
+                queue
+                    .oldest_first_seen
+                    .map_or(first_seen, |o| o.min(first_seen)),
+            );
+        }
+        Ok(queues)
+    }
 }

@@ -59,9 +59,11 @@ const SET_TIMING: &str =
 /// ([`Timing::merge`] on what it changes for events that only delay the item). The stored due
 /// time stays (never later than the real one, which these columns decide), and so does its index
 /// entry; the row is not read first.
+/// It returns the stored due time: an item stored as due is marked stale
+/// ([`MergeLog::folded_in_bulk`]), its real due time to be written by the next settle step.
 const FOLD_LOGGED: &str =
     "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
-     WHERE id = ?1";
+     WHERE id = ?1 RETURNING due_at";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -135,7 +137,7 @@ impl IngestWriter {
             });
         if result.is_err() {
             // The transaction is over (rolled back on drop); the table holds the truth.
-            *lock(&self.log) = read_log(&self.conn)?;
+            lock(&self.log).reload(read_log(&self.conn)?);
         }
         result
     }
@@ -308,14 +310,27 @@ fn merge(
 /// it, so every logged item is pending; one that were not would be left alone.)
 fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
     let all = lock(log).take_all();
+    let now = Ts::now();
     let mut write = tx.prepare_cached(FOLD_LOGGED)?;
+    let mut stored = Vec::with_capacity(all.len());
     for (id, events) in &all {
         let Some(latest) = events.last() else {
             continue;
         };
         let seen = events.iter().map(|e| e.seen).max().unwrap_or(latest.seen);
-        write.execute(params![id, seen.0, events.len() as i64, latest.quiet_ms])?;
+        let due: Option<i64> = write
+            .query_row(
+                params![id, seen.0, events.len() as i64, latest.quiet_ms],
+                |row| row.get(0),
+            )
+            .optional()?;
+        stored.extend(due.map(|due| (*id, Ts(due))));
     }
+    let mut log = lock(log);
+    for (id, due) in stored {
+        log.folded_in_bulk(id, due, now);
+    }
+    drop(log);
     tx.execute("DELETE FROM merges", [])?;
     Ok(())
 }

@@ -242,3 +242,65 @@ async fn a_postgres_group_is_stored_as_its_requests_one_by_one() {
     }
     store.close().await;
 }
+
+each_backend! {
+    /// The counts the queue's figures read are kept by the transactions that change items:
+    /// after concurrent group commits of new and repeated IDs (urgent ones among them), folds of
+    /// the counts running at the same time (PostgreSQL's), and claims, they equal a count of
+    /// every pending item, at every moment looked at.
+    async fn the_kept_counts_equal_a_count_of_every_item(store: Store) {
+        let writers: Vec<_> = (0..4_i64)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for r in 0..40_i64 {
+                        let ids: Vec<String> =
+                            (0..10).map(|i| format!("k{}", (w * 7 + r * 3 + i) % 100)).collect();
+                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        let mut request = ingest(&ids, TaskType::Refresh, 1_000 + r * 150, None);
+                        if r % 5 == 0 {
+                            request.items[0].priority = vod_purge::domain::Priority::Urgent;
+                        }
+                        store.ingest(request).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let folds = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    store.fold_item_counts().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        folds.await.unwrap();
+        for now in [0, 1_000, 3_000, 5_500, 7_999, 8_000, 9_000, 60_000] {
+            let at = Ts(now);
+            assert_eq!(
+                store.queue_by_account(at).await.unwrap(),
+                store.recount_queue(at).await.unwrap(),
+                "at {now}"
+            );
+        }
+        let pending = store.queue_stats(Ts(0)).await.unwrap().pending;
+        assert_eq!(pending, 100, "every ID once");
+        let mut claimed = 0;
+        while let Some(job) = store
+            .claim_batch(&claim(8_000, TaskType::Refresh))
+            .await
+            .unwrap()
+        {
+            claimed += job.items.len() as u64;
+        }
+        store.fold_item_counts().await.unwrap();
+        let kept = store.queue_by_account(Ts(8_000)).await.unwrap();
+        assert_eq!(kept, store.recount_queue(Ts(8_000)).await.unwrap());
+        assert_eq!(kept.iter().map(|q| q.pending).sum::<u64>(), 100 - claimed);
+        assert!(claimed > 0);
+    }
+}

@@ -158,6 +158,18 @@ impl Replay<'_> {
             fingerprint: self.fingerprint.clone(),
             ..claim(self.now, TaskType::Refresh)
         };
+        // As the flusher does: the due groups first (SQLite settles the due items), whose count
+        // for this case's group is the model's.
+        let groups = self
+            .store
+            .due_groups(&batch.account, Ts(self.now))
+            .await
+            .map_err(fail)?;
+        let counted = groups
+            .iter()
+            .find(|g| g.fingerprint == self.fingerprint)
+            .map_or(0, |g| g.due_count);
+        prop_assert_eq!(counted as usize, due.len(), "due count at {:?}", step);
         let job = self.store.claim_batch(&batch).await.map_err(fail)?;
         let claimed: BTreeMap<String, u64> = job
             .iter()
@@ -251,6 +263,11 @@ impl Replay<'_> {
             step,
             self.now
         );
+        // The queue's figures, kept as items change, equal a count of every pending item.
+        let now = Ts(self.now);
+        let kept = self.store.queue_by_account(now).await.map_err(fail)?;
+        let counted = self.store.recount_queue(now).await.map_err(fail)?;
+        prop_assert_eq!(kept, counted, "figures after step {} {:?}", n, step);
         Ok(())
     }
 }
