@@ -6,10 +6,14 @@
 -- Statement triggers append one row per (account, second) a statement changed, with the change:
 -- rows are only ever appended by the writers, so replicas committing at once never wait for each
 -- other on a counter row (one row per second would make every replica's commit wait for the
--- others'). The leader folds the rows into one per (account, second) now and then
--- (`Store::fold_item_counts`): a delete and an insert of the sums in one statement, so every
+-- others'). The leader folds the rows of each (account, second) that has several into one, every
+-- 10 s (`Store::fold_item_counts`): a delete and an insert of the sums in one statement, so every
 -- snapshot sees the same totals, and two folds at once cannot count a row twice (a row is deleted
 -- by one of them only).
+-- Replicas of the previous release may still be writing: nothing changes items between the
+-- counts read below and the triggers that keep them from then on.
+LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE item_counts (
     account    TEXT   NOT NULL,
     due_second BIGINT NOT NULL,

@@ -12,7 +12,7 @@
 //! and then ([`Store::fold_item_counts`]).
 
 use super::Store;
-use super::backend::PendingReads;
+use super::backend::{Leadership, PendingReads};
 use super::rows;
 use super::types::*;
 use crate::domain::Ts;
@@ -70,11 +70,12 @@ impl Store {
     }
 
     /// Folds PostgreSQL's appended count rows into one per account and second (SQLite keeps one
-    /// already). Returns how many rows it read.
+    /// already), on the leader only (another replica's fold would only wait for the leader's).
+    /// Returns how many rows it folded.
     pub async fn fold_item_counts(&self) -> Result<u64, StoreError> {
         match &self.engine {
-            super::Engine::Sqlite(_) => Ok(0),
-            super::Engine::Postgres(pg) => pg.fold_item_counts().await,
+            super::Engine::Postgres(pg) if pg.is_leader() => pg.fold_item_counts().await,
+            _ => Ok(0),
         }
     }
 }

@@ -313,3 +313,43 @@ async fn the_kept_counts_equal_a_count_of_every_item() {
     let kept = check(store.clone(), 3_000).await;
     assert_eq!(kept[0].pending, 40);
 }
+
+/// A read of the queue's figures that finds items due later than stored (a bulk fold before they
+/// fell due) marks them, so the next read does not read the same range again, and the flusher's
+/// settle step still writes their real due times.
+#[tokio::test]
+async fn a_read_of_the_figures_marks_what_it_finds_for_the_settle_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let account = vod_purge::domain::AccountName::default();
+    let ids: Vec<String> = (0..1_000).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for round in 0..=33 {
+        store
+            .ingest(ingest(&all, TaskType::Refresh, round * 10, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(logged_rows(&dir), 0, "the writer folded the log at 0.33 s");
+    assert_eq!(stored_due(&dir, "id0000"), 2_000);
+    for at in [2_300, 2_310, 2_320] {
+        assert_eq!(
+            figures(&store, Ts(at)).await,
+            (1_000, 0, Some(Ts(2_330))),
+            "at {at}"
+        );
+    }
+    assert!(
+        store
+            .due_groups(&account, Ts(2_320))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        stored_due(&dir, "id0000"),
+        2_330,
+        "the settle step wrote it"
+    );
+    assert_eq!(figures(&store, Ts(2_330)).await, (1_000, 1_000, None));
+}

@@ -194,10 +194,18 @@ impl PgStore {
     /// Folds the rows the count triggers appended into one per account and second (see
     /// `migrations/postgres/0007_item_counts.sql`), in one statement: every snapshot sees the
     /// same sums before and after, and of two folds at once each row is deleted by one only.
-    /// Returns how many rows were folded.
+    /// Only seconds with several rows are rewritten. Returns how many rows were folded.
     pub(crate) async fn fold_item_counts(&self) -> Result<u64, StoreError> {
         let (read,): (i64,) = sqlx::query_as(
-            "WITH folded AS (DELETE FROM item_counts RETURNING account, due_second, items, urgent),
+            "WITH several AS (
+                      SELECT account, due_second FROM item_counts
+                      GROUP BY account, due_second HAVING COUNT(*) > 1
+                  ),
+                  folded AS (
+                      DELETE FROM item_counts c USING several s
+                      WHERE c.account = s.account AND c.due_second = s.due_second
+                      RETURNING c.account, c.due_second, c.items, c.urgent
+                  ),
                   kept AS (
                       INSERT INTO item_counts (account, due_second, items, urgent)
                       SELECT account, due_second, SUM(items), SUM(urgent) FROM folded

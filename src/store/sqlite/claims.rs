@@ -40,7 +40,7 @@ impl Claims for SqliteStore {
         // Again under the write lock, with the log as it is now.
         for row in &unsettled(&mut tx, &self.log, account, now).await? {
             let mut candidate = candidate_from_row(row)?;
-            if !settle(&mut tx, &self.log, &mut candidate, &mut taken, now).await? {
+            if !settle(&mut tx, account, &mut candidate, &mut taken, now).await? {
                 // Really due: its folded events are written, its due time stays.
                 write_timing(&mut tx, &candidate).await?;
             }
@@ -80,7 +80,15 @@ impl SqliteStore {
             }
             let mut later = 0;
             for mut candidate in found {
-                if settle(&mut tx, &self.log, &mut candidate, taken, claim.now).await? {
+                if settle(
+                    &mut tx,
+                    claim.account.as_str(),
+                    &mut candidate,
+                    taken,
+                    claim.now,
+                )
+                .await?
+                {
                     later += 1;
                 } else {
                     // Claimed: gone from the pending items (a later round must not find it).
@@ -253,9 +261,9 @@ pub(super) fn candidate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candid
 struct Taken<'a> {
     log: &'a Mutex<MergeLog>,
     events: Vec<(i64, Vec<merges::Logged>)>,
-    /// The items whose real timing the transaction writes (or which it deletes): once it
-    /// commits, none is stale any more.
-    settled: Vec<i64>,
+    /// The stale marks taken off the items whose real timing the transaction writes (or which
+    /// it deletes), by account: put back if it does not commit.
+    unmarked: Vec<(String, i64)>,
 }
 
 impl<'a> Taken<'a> {
@@ -263,26 +271,29 @@ impl<'a> Taken<'a> {
         Taken {
             log,
             events: Vec::new(),
-            settled: Vec::new(),
+            unmarked: Vec::new(),
         }
     }
 
     /// The transaction that deleted the taken events' rows committed: they stay out of the log,
-    /// and the items it settled are no longer stale.
+    /// and the marks stay off.
     fn committed(mut self) {
         self.events.clear();
-        writer::lock(self.log).settled_items(self.settled.drain(..));
+        self.unmarked.clear();
     }
 }
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.unmarked.is_empty() {
             return;
         }
         let mut log = writer::lock(self.log);
         for (id, events) in self.events.drain(..) {
             log.restore(id, events);
+        }
+        for (account, id) in self.unmarked.drain(..) {
+            log.mark(&account, [id]);
         }
     }
 }
@@ -292,14 +303,15 @@ const REAL_DUE: &str =
     "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
 
 /// The statement of [`unsettled`]: ?1 now, ?2 the logged and stale items (JSON), ?3 the account,
-/// ?4 its settled time.
+/// ?4 its settled time. The second part looks the listed items up by ID (`+` keeps SQLite from
+/// reading the due range of an index instead, the whole backlog).
 pub(super) fn unsettled_sql() -> String {
     format!(
         "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
          WHERE i.account = ?3 AND i.due_at <= ?1 AND i.due_at > ?4 AND {REAL_DUE} > ?1
          UNION
          SELECT {CANDIDATE_COLUMNS} FROM items i
-         WHERE i.id IN (SELECT value FROM json_each(?2)) AND i.account = ?3 AND i.due_at <= ?1"
+         WHERE i.id IN (SELECT value FROM json_each(?2)) AND +i.account = ?3 AND +i.due_at <= ?1"
     )
 }
 
@@ -335,7 +347,7 @@ async fn marked_among_due(
     account: &str,
     now: Ts,
 ) -> Result<Option<String>, StoreError> {
-    let limit = writer::lock(log).unsettled_len() + 1;
+    let limit = writer::lock(log).unsettled_len(account) + 1;
     let due: Vec<i64> = sqlx::query_scalar(
         "SELECT i.id FROM items i INDEXED BY items_account_due
          WHERE i.account = ? AND i.due_at <= ? LIMIT ?",
@@ -350,9 +362,11 @@ async fn marked_among_due(
     }
     let log = writer::lock(log);
     let marked: Vec<i64> = if due.len() < limit {
-        due.into_iter().filter(|id| log.is_unsettled(*id)).collect()
+        due.into_iter()
+            .filter(|id| log.is_unsettled(account, *id))
+            .collect()
     } else {
-        log.unsettled_items()
+        log.unsettled_items(account)
     };
     Ok(Some(
         serde_json::to_string(&marked).expect("integers serialise"),
@@ -363,13 +377,19 @@ async fn marked_among_due(
 /// makes it due after `now`, writes its real timing. Returns whether it is due later.
 async fn settle(
     tx: &mut SqliteConnection,
-    log: &Mutex<MergeLog>,
+    account: &str,
     candidate: &mut Candidate,
     taken: &mut Taken<'_>,
     now: Ts,
 ) -> Result<bool, StoreError> {
-    let events = writer::lock(log).take(candidate.id);
-    taken.settled.push(candidate.id);
+    // Under the write lock (the transaction holds it): no fold can mark the item meanwhile.
+    let events = {
+        let mut log = writer::lock(taken.log);
+        if log.unmark(account, candidate.id) {
+            taken.unmarked.push((account.to_owned(), candidate.id));
+        }
+        log.take(candidate.id)
+    };
     if !events.is_empty() {
         candidate.timing = merges::fold(candidate.timing, &events);
         for event in &events {

@@ -21,18 +21,21 @@
 //! SQLite's write lock, so it always equals the table's committed rows. After a restart it is
 //! read back from the table.
 //!
-//! What the stored due times may not say is kept beside it, so that finding the items whose
-//! stored due time is early does not read every due item at each poll:
+//! What the stored due times may not say is kept beside it, per account, so that finding the
+//! items whose stored due time is early does not read every due item at each poll:
 //!
-//! - each account's *settled* time: every item stored as due by then has its real due time
-//!   written, except those logged or marked stale (the flusher's settle step moves it to the time
-//!   it settled at);
-//! - the items a bulk fold changed while they were stored as due (*stale*): their stored due
-//!   time may be earlier than their real one, and the settle step looks at them by ID.
+//! - the *settled* time: every item stored as due by then has its real due time written, except
+//!   those logged or marked stale (the flusher's settle step, and a read of the queue's figures,
+//!   move it to the time they looked at);
+//! - the *stale* items: a bulk fold changed them while they were stored as due, or a read of the
+//!   figures found them due later than stored; the settle step looks them up by ID and writes
+//!   their real due times.
 //!
-//! So the settle step and the queue's figures read the items that fell due since the last settle,
-//! the logged ones and the stale ones, not the whole due range. Both start empty after a restart
-//! (the first settle reads every due item once).
+//! So the settle step and the queue's figures read the items that fell due since the last look,
+//! the logged ones and the stale ones, not the whole due range. A mark is taken off only by the
+//! transaction that writes the item's real timing (or deletes it), while it holds the write lock,
+//! and put back if that transaction does not commit. Both start empty after a restart (the first
+//! settle reads every due item once).
 
 use std::collections::{HashMap, HashSet};
 
@@ -55,8 +58,8 @@ pub(crate) struct Logged {
 pub(crate) struct MergeLog {
     by_item: HashMap<i64, Vec<Logged>>,
     events: usize,
-    /// Items folded in bulk while stored as due (see the module's documentation).
-    stale: HashSet<i64>,
+    /// Each account's stale items (see the module's documentation).
+    stale: HashMap<String, HashSet<i64>>,
     /// Each account's settled time (see the module's documentation).
     settled: HashMap<String, Ts>,
 }
@@ -122,37 +125,53 @@ impl MergeLog {
         self.events = fresh.events;
     }
 
-    /// Marks an item folded in bulk while stored as due at `stored_due` (`now` the fold's time).
-    pub fn folded_in_bulk(&mut self, item: i64, stored_due: Ts, now: Ts) {
-        if stored_due <= now {
-            self.stale.insert(item);
+    /// Marks an item of `account` folded in bulk while stored as due at `stored_due` (`now` the
+    /// fold's time). A settled time later than `now` (a clock stepped back) counts as now: no
+    /// item under a settled time may change unmarked.
+    pub fn folded_in_bulk(&mut self, account: &str, item: i64, stored_due: Ts, now: Ts) {
+        let horizon = self.settled.values().copied().fold(now, Ts::max);
+        if stored_due <= horizon {
+            self.mark(account, [item]);
         }
     }
 
-    /// Whether an item's stored due time may be earlier than its real one for a reason the
-    /// settled time does not cover: logged events, or a bulk fold while it was due.
-    pub fn is_unsettled(&self, item: i64) -> bool {
-        self.by_item.contains_key(&item) || self.stale.contains(&item)
+    /// Marks items of `account` stale.
+    pub fn mark(&mut self, account: &str, items: impl IntoIterator<Item = i64>) {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_some() {
+            self.stale
+                .entry(account.to_owned())
+                .or_default()
+                .extend(items);
+        }
     }
 
-    /// The items with logged events or marked stale.
-    pub fn unsettled_items(&self) -> Vec<i64> {
-        let mut items: Vec<i64> = self.by_item.keys().chain(&self.stale).copied().collect();
+    /// Takes an item's stale mark off (its real timing is being written); whether it had one.
+    pub fn unmark(&mut self, account: &str, item: i64) -> bool {
+        self.stale
+            .get_mut(account)
+            .is_some_and(|items| items.remove(&item))
+    }
+
+    /// Whether an item's stored due time may be earlier than its real one for a reason the
+    /// settled time does not cover: logged events, or a stale mark.
+    pub fn is_unsettled(&self, account: &str, item: i64) -> bool {
+        self.by_item.contains_key(&item)
+            || self.stale.get(account).is_some_and(|s| s.contains(&item))
+    }
+
+    /// The logged items (of any account) and `account`'s stale ones.
+    pub fn unsettled_items(&self, account: &str) -> Vec<i64> {
+        let stale = self.stale.get(account).into_iter().flatten();
+        let mut items: Vec<i64> = self.by_item.keys().chain(stale).copied().collect();
         items.sort_unstable();
         items.dedup();
         items
     }
 
     /// How many items [`MergeLog::unsettled_items`] lists, at most.
-    pub fn unsettled_len(&self) -> usize {
-        self.by_item.len() + self.stale.len()
-    }
-
-    /// The items whose real due times a committed transaction wrote (or which it deleted).
-    pub fn settled_items(&mut self, items: impl IntoIterator<Item = i64>) {
-        for item in items {
-            self.stale.remove(&item);
-        }
+    pub fn unsettled_len(&self, account: &str) -> usize {
+        self.by_item.len() + self.stale.get(account).map_or(0, HashSet::len)
     }
 
     /// `account`'s settled time (`None`: nothing settled since the start).

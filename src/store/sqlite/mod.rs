@@ -433,6 +433,17 @@ mod tests {
             );
         }
         let unsettled = plan(claims::unsettled_sql()).await;
+        assert!(
+            unsettled.iter().any(|l| l
+                .contains("USING INDEX items_account_due (account=? AND due_at>? AND due_at<?)")),
+            "{unsettled:#?}"
+        );
+        assert!(
+            unsettled
+                .iter()
+                .any(|l| l.contains("USING INTEGER PRIMARY KEY (rowid=?)")),
+            "the listed items by ID: {unsettled:#?}"
+        );
         for (name, lines) in [
             ("due_groups", &due_groups),
             ("counts", &counts),

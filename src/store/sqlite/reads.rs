@@ -43,18 +43,28 @@ impl PendingReads for SqliteStore {
     async fn correct_due(&self, queues: &mut [AccountQueue], now: Ts) -> Result<(), StoreError> {
         // An item counted due by its stored time may be due later: logged merges, or a fold the
         // settle step has not written yet. Only those are read (see `merges`), not the due range.
+        // Those found are marked stale and the account's settled time moves to `now`, so the
+        // next read (or settle step) does not read the same range again: reads stay small while
+        // the flusher does not settle (waiting for a credential, or for a call's slot).
         let mut conn = self.reader.acquire().await?;
         for queue in queues.iter_mut().filter(|q| q.due > 0) {
-            let rows = unsettled(&mut conn, &self.log, queue.account.as_str(), now).await?;
-            let log = writer::lock(&self.log);
+            let account = queue.account.as_str();
+            let rows = unsettled(&mut conn, &self.log, account, now).await?;
+            let mut log = writer::lock(&self.log);
+            let mut later = Vec::new();
             for row in &rows {
                 let item = candidate_from_row(row)?;
+                if item.timing.due_at > now {
+                    later.push(item.id);
+                }
                 let real = merges::fold(item.timing, log.peek(item.id)).due_at;
                 if real > now {
                     queue.due = queue.due.saturating_sub(1);
                     queue.next_due_at = Some(queue.next_due_at.map_or(real, |n| n.min(real)));
                 }
             }
+            log.mark(account, later);
+            log.settle(account, now);
         }
         Ok(())
     }

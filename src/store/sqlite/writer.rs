@@ -63,7 +63,7 @@ const SET_TIMING: &str =
 /// ([`MergeLog::folded_in_bulk`]), its real due time to be written by the next settle step.
 const FOLD_LOGGED: &str =
     "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
-     WHERE id = ?1 RETURNING due_at";
+     WHERE id = ?1 RETURNING due_at, account";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -254,7 +254,12 @@ fn apply_group(
         receipts.push(receipt);
     }
     if lock(log).len() >= FOLD_AT {
-        fold_all(tx, log)?;
+        let now = group
+            .iter()
+            .map(|ingest| ingest.now)
+            .max()
+            .unwrap_or_else(Ts::now);
+        fold_all(tx, log, now)?;
     }
     Ok(receipts)
 }
@@ -308,9 +313,10 @@ fn merge(
 
 /// Folds the whole merge log into the items, by item ID. (A claim takes an item's events with
 /// it, so every logged item is pending; one that were not would be left alone.)
-fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
+/// `now` is the group's time (the latest of its requests'): an item stored as due by then, or by
+/// a settled time, is marked stale.
+fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), StoreError> {
     let all = lock(log).take_all();
-    let now = Ts::now();
     let mut write = tx.prepare_cached(FOLD_LOGGED)?;
     let mut stored = Vec::with_capacity(all.len());
     for (id, events) in &all {
@@ -318,17 +324,17 @@ fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>) -> Result<(), StoreError> {
             continue;
         };
         let seen = events.iter().map(|e| e.seen).max().unwrap_or(latest.seen);
-        let due: Option<i64> = write
+        let row: Option<(i64, String)> = write
             .query_row(
                 params![id, seen.0, events.len() as i64, latest.quiet_ms],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        stored.extend(due.map(|due| (*id, Ts(due))));
+        stored.extend(row.map(|(due, account)| (*id, Ts(due), account)));
     }
     let mut log = lock(log);
-    for (id, due) in stored {
-        log.folded_in_bulk(id, due, now);
+    for (id, due, account) in stored {
+        log.folded_in_bulk(&account, id, due, now);
     }
     drop(log);
     tx.execute("DELETE FROM merges", [])?;
