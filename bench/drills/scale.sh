@@ -38,11 +38,25 @@ stop_service() {
     wait "$SVC_PID" 2>/dev/null || true
 }
 
-# One item through the API gives the exact task, fingerprint and options encoding to copy.
+# time_get PATH: milliseconds of one GET (with the admin token).
+time_get() {
+    curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $ADMIN_TOKEN" "$APP_URL$1" |
+        python3 -c 'import sys; print(round(float(sys.stdin.read()) * 1000, 1))'
+}
+# median_get PATH: the median of five GETs, in milliseconds.
+median_get() {
+    for _ in 1 2 3 4 5; do time_get "$1"; done | sort -n | sed -n 3p
+}
+
+# One item through the API gives the exact task, fingerprint and options encoding to copy; with
+# that one item pending, the reads' baseline.
 start_service "$WORK/config.toml"
 wait_http "$APP_URL/readyz" 30
 curl -sf -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
     -d '{"media_ids": ["template"], "task": "Refresh"}' "$APP_URL/purge" >/dev/null
+BASE_Q=$(median_get /queue)
+BASE_M=$(median_get /metrics)
+echo "one item pending (baseline): GET /queue median ${BASE_Q} ms, GET /metrics median ${BASE_M} ms"
 stop_service
 
 t0=$(date +%s%N)
@@ -62,22 +76,19 @@ SQL
 seed_ms=$((($(date +%s%N) - t0) / 1000000))
 log "seeded $ITEMS items in $seed_ms ms ($(du -h "$DB" | cut -f1))"
 
-# time_get PATH: milliseconds of one GET (with the admin token).
-time_get() {
-    curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $ADMIN_TOKEN" "$APP_URL$1" |
-        python3 -c 'import sys; print(round(float(sys.stdin.read()) * 1000, 1))'
-}
-# measure LABEL: reads, memory and CPU of the running service.
+ratio() { python3 -c "print(f'{$1 / max($2, 0.1):.1f}x')"; }
+# measure LABEL: reads (and their ratio to the one-item baseline), memory and CPU of the running
+# service.
 measure() {
     local label=$1 q m c1 c2
-    q=$(for _ in 1 2 3 4 5; do time_get /queue; done | sort -n | sed -n 3p)
-    m=$(for _ in 1 2 3 4 5; do time_get /metrics; done | sort -n | sed -n 3p)
+    q=$(median_get /queue)
+    m=$(median_get /metrics)
     c1=$(cpu_ticks "$SVC_PID")
     sleep 5
     c2=$(cpu_ticks "$SVC_PID")
     local hz
     hz=$(getconf CLK_TCK)
-    echo "$label: GET /queue median ${q} ms, GET /metrics median ${m} ms, RSS $(($(rss_kb "$SVC_PID") / 1024)) MiB, CPU over 5 s $(python3 -c "print(round(($c2 - $c1) / $hz / 5 * 100, 1))")%"
+    echo "$label: GET /queue median ${q} ms ($(ratio "$q" "$BASE_Q") of one item), GET /metrics median ${m} ms ($(ratio "$m" "$BASE_M")), RSS $(($(rss_kb "$SVC_PID") / 1024)) MiB, CPU over 5 s $(python3 -c "print(round(($c2 - $c1) / $hz / 5 * 100, 1))")%"
 }
 
 echo "items: $ITEMS, seeded in $seed_ms ms"

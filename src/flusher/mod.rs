@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{AccountName, Priority, Quota, TargetKind, TaskType, Ts};
 use crate::metrics::Metrics;
-use crate::store::{ClaimBatch, Job, Store, StoreError};
+use crate::store::{ClaimBatch, GroupSeen, Job, Store, StoreError};
 use crate::vod::{self, ErrorClass};
 use backoff::RetryPolicy;
 use hold::HoldPolicy;
@@ -252,6 +252,11 @@ impl Flusher {
         for group in batch::ready(&groups, now, inner.config.linger, size) {
             let max_batch = self.batch_size(group.task);
             let mut remaining = group.due_count;
+            // The counts just read hold for the group's first claim only.
+            let mut seen = Some(GroupSeen {
+                due: group.due_count,
+                urgent: group.urgent_count,
+            });
             loop {
                 // A held quota sends nothing but its probe; the last poll bounds the others.
                 let spends = group.task.quota();
@@ -292,6 +297,7 @@ impl Flusher {
                     job_id: uuid::Uuid::now_v7().to_string(),
                     dry_run: matches!(inner.sender, Sender::DryRun),
                     urgent_only,
+                    seen: seen.take(),
                 };
                 let Some(job) = inner.store.claim_batch(&claim).await? else {
                     break;

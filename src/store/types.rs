@@ -309,6 +309,19 @@ pub struct ClaimBatch {
     pub dry_run: bool,
     /// Claim urgent items only (normal ones wait for the quota kept for urgent work).
     pub urgent_only: bool,
+    /// What the flusher's read of the due groups said of this group just before (`None`: not
+    /// read, or read before earlier claims of the same step).
+    pub seen: Option<GroupSeen>,
+}
+
+/// A group's due and urgent items as [`crate::store::Store::due_groups`] counted them. A claim
+/// made right after skips the look-ups that could not find anything then: urgent items when none
+/// was due, the rest of a large group when its oldest items held every due one. An item that fell
+/// due since is left to the next claim (ingest wakes the flusher for an urgent one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSeen {
+    pub due: u64,
+    pub urgent: u64,
 }
 
 /// VOD accepted the call.

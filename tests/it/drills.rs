@@ -138,6 +138,7 @@ mod store_at_scale {
             job_id: uuid::Uuid::now_v7().to_string(),
             dry_run: false,
             urgent_only: false,
+            seen: None,
         }
     }
 

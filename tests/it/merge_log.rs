@@ -234,13 +234,13 @@ async fn figures(store: &Store, now: Ts) -> (u64, u64, Option<Ts>) {
 /// A bulk fold of items already due by their stored time makes them due later without moving
 /// their stored due time: the settle step no longer reads the whole due range at each poll, so
 /// it must still find them (marked stale by the fold), and the queue's figures must not count
-/// them due meanwhile.
-#[tokio::test]
-async fn items_a_bulk_fold_makes_due_later_are_not_counted_due() {
+/// them due meanwhile. With `extra` more items due than folded, the fold marks them by their own
+/// rows (a backlog); otherwise by the due range it reads first.
+async fn a_bulk_fold_of_due_items(extra: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let account = vod_purge::domain::AccountName::default();
-    let ids: Vec<String> = (0..1_000).map(|i| format!("id{i:04}")).collect();
+    let ids: Vec<String> = (0..1_000 + extra).map(|i| format!("id{i:04}")).collect();
     let all: Vec<&str> = ids.iter().map(String::as_str).collect();
     store
         .ingest(ingest(&all, TaskType::Refresh, 0, None))
@@ -248,26 +248,49 @@ async fn items_a_bulk_fold_makes_due_later_are_not_counted_due() {
         .unwrap();
     // Due at 2 s; the flusher's poll at 2.1 s settles them (due, with nothing logged).
     let groups = store.due_groups(&account, Ts(2_100)).await.unwrap();
-    assert_eq!(groups[0].due_count, 1_000);
-    // 33 events for each from 2.1 s on: the writer folds the log in bulk, each item now due 2 s
-    // after its last event (4.43 s), its stored due time still 2 s.
+    assert_eq!(groups[0].due_count as usize, 1_000 + extra);
+    // 33 events for each of the first 1,000 from 2.1 s on: the writer folds the log in bulk,
+    // each of them now due 2 s after its last event (4.43 s), its stored due time still 2 s.
     for round in 0..33 {
         store
-            .ingest(ingest(&all, TaskType::Refresh, 2_110 + round * 10, None))
+            .ingest(ingest(
+                &all[..1_000],
+                TaskType::Refresh,
+                2_110 + round * 10,
+                None,
+            ))
             .await
             .unwrap();
     }
     assert_eq!(logged_rows(&dir), 0, "the writer folded the log");
     assert_eq!(stored_due(&dir, "id0000"), 2_000);
     let at = Ts(2_500);
-    assert_eq!(figures(&store, at).await, (1_000, 0, Some(Ts(4_430))));
+    let pending = 1_000 + extra as u64;
+    assert_eq!(
+        figures(&store, at).await,
+        (pending, extra as u64, Some(Ts(4_430)))
+    );
     assert_eq!(
         store.queue_by_account(at).await.unwrap(),
         store.recount_queue(at).await.unwrap()
     );
-    assert!(store.due_groups(&account, at).await.unwrap().is_empty());
+    let groups = store.due_groups(&account, at).await.unwrap();
+    assert_eq!(
+        groups.iter().map(|g| g.due_count as usize).sum::<usize>(),
+        extra
+    );
     assert_eq!(stored_due(&dir, "id0000"), 4_430, "the poll wrote it");
-    assert_eq!(figures(&store, Ts(4_430)).await, (1_000, 1_000, None));
+    assert_eq!(figures(&store, Ts(4_430)).await, (pending, pending, None));
+}
+
+#[tokio::test]
+async fn items_a_bulk_fold_makes_due_later_are_not_counted_due() {
+    a_bulk_fold_of_due_items(0).await;
+}
+
+#[tokio::test]
+async fn items_a_bulk_fold_makes_due_later_behind_a_backlog_are_not_counted_due() {
+    a_bulk_fold_of_due_items(500).await;
 }
 
 /// The counts the queue's figures read follow every change of an item: inserts, merges that

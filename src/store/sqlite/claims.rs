@@ -17,6 +17,10 @@ use merges::MergeLog;
 /// item of the group (see `claim_normal`).
 const CLAIM_WINDOW: i64 = 1000;
 
+/// How many option sets a store keeps in memory (all of them, in practice: a deployment has a
+/// handful).
+const OPTIONS_CACHED: usize = 1024;
+
 /// How many times a claim looks for more due items after logged merges made some of its
 /// candidates due later (each round folds those and writes their real due times).
 const CLAIM_ROUNDS: usize = 50;
@@ -79,6 +83,7 @@ impl SqliteStore {
                 break;
             }
             let mut later = 0;
+            let mut claimed = Vec::new();
             for mut candidate in found {
                 if settle(
                     &mut tx,
@@ -91,13 +96,16 @@ impl SqliteStore {
                 {
                     later += 1;
                 } else {
-                    // Claimed: gone from the pending items (a later round must not find it).
-                    sqlx::query("DELETE FROM items WHERE id = ?")
-                        .bind(candidate.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    claimed.push(candidate.id);
                     candidates.push(candidate);
                 }
+            }
+            // Claimed: gone from the pending items (a later round must not find them).
+            if !claimed.is_empty() {
+                sqlx::query("DELETE FROM items WHERE id IN (SELECT value FROM json_each(?))")
+                    .bind(serde_json::to_string(&claimed).expect("integers serialise"))
+                    .execute(&mut *tx)
+                    .await?;
             }
             if later == 0 || candidates.len() == claim.max {
                 break;
@@ -113,34 +121,55 @@ impl SqliteStore {
             .map(|c| c.timing.priority.rank())
             .max()
             .unwrap_or_default();
-        let options: String =
-            sqlx::query_scalar("SELECT options FROM option_sets WHERE fingerprint = ?")
-                .bind(&claim.fingerprint)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "option_sets",
-                    detail: format!("no options for fingerprint {}", claim.fingerprint),
-                })?;
+        let options = self.options_of(&mut tx, &claim.fingerprint).await?;
         insert_claimed_job!(&mut *tx, Dialect::Sqlite, claim, &options, priority)?;
-        for (position, candidate) in candidates.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events) VALUES (?, ?, ?, 'pending', ?, ?)",
-            )
-            .bind(&claim.job_id)
-            .bind(position as i64)
-            .bind(&candidate.media_id)
-            .bind(candidate.first_seen)
-            .bind(candidate.timing.events as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // One statement for the job's items: (media ID, first seen, events) in position order.
+        let rows: Vec<(&str, i64, i64)> = candidates
+            .iter()
+            .map(|c| (c.media_id.as_str(), c.first_seen, c.timing.events as i64))
+            .collect();
+        sqlx::query(
+            "INSERT INTO job_items (job_id, position, media_id, outcome, first_seen, events)
+             SELECT ?1, CAST(j.key AS INTEGER), j.value ->> 0, 'pending', j.value ->> 1, j.value ->> 2
+             FROM json_each(?2) AS j",
+        )
+        .bind(&claim.job_id)
+        .bind(serde_json::to_string(&rows).expect("rows serialise"))
+        .execute(&mut *tx)
+        .await?;
         let items = candidates
             .iter()
             .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64));
         let job = rows::claimed_job(claim, &options, priority, items)?;
         tx.commit().await?;
         Ok(Some(job))
+    }
+
+    /// The options of an option set (stored once per fingerprint, and never changed: equal
+    /// fingerprints mean equal options), kept in memory once read.
+    async fn options_of(
+        &self,
+        tx: &mut SqliteConnection,
+        fingerprint: &str,
+    ) -> Result<String, StoreError> {
+        if let Some(options) = self.options_cache().get(fingerprint) {
+            return Ok(options.clone());
+        }
+        let options: String =
+            sqlx::query_scalar("SELECT options FROM option_sets WHERE fingerprint = ?")
+                .bind(fingerprint)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "option_sets",
+                    detail: format!("no options for fingerprint {fingerprint}"),
+                })?;
+        let mut cache = self.options_cache();
+        if cache.len() >= OPTIONS_CACHED {
+            cache.clear();
+        }
+        cache.insert(fingerprint.to_owned(), options.clone());
+        Ok(options)
     }
 
     /// Up to `max` due items of a claim's group by their stored due time: urgent ones first,
@@ -151,20 +180,26 @@ impl SqliteStore {
         claim: &ClaimBatch,
         max: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        // Urgent items first (a partial index holds only them), then the oldest normal ones.
+        // Urgent items first (a partial index holds only them), then the oldest normal ones;
+        // no look-up for urgent ones when the group had none due a moment ago.
+        let none_urgent = claim.seen.is_some_and(|seen| seen.urgent == 0);
         let urgent = format!(
             "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_urgent
              WHERE i.account = ?5 AND i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
              ORDER BY i.first_seen, i.id LIMIT ?4"
         );
-        let mut rows = sqlx::query(AssertSqlSafe(urgent))
-            .bind(claim.task.as_str())
-            .bind(&claim.fingerprint)
-            .bind(claim.now.0)
-            .bind(max as i64)
-            .bind(claim.account.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut rows = if none_urgent && !claim.urgent_only {
+            Vec::new()
+        } else {
+            sqlx::query(AssertSqlSafe(urgent))
+                .bind(claim.task.as_str())
+                .bind(&claim.fingerprint)
+                .bind(claim.now.0)
+                .bind(max as i64)
+                .bind(claim.account.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+        };
         if rows.len() < max && !claim.urgent_only {
             rows.extend(self.claim_normal(&mut *tx, claim, max - rows.len()).await?);
         }
@@ -199,7 +234,12 @@ impl SqliteStore {
             .bind(claim.account.as_str())
             .fetch_all(&mut *tx)
             .await?;
-        if rows.len() < max {
+        // The window held every item the group had due a moment ago: nothing to look further
+        // for (an item due since is the next claim's).
+        let window_had_all = claim
+            .seen
+            .is_some_and(|seen| rows.len() as u64 >= seen.due.saturating_sub(seen.urgent));
+        if rows.len() < max && !window_had_all {
             let group_size: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE account = ? AND task = ? AND fingerprint = ? LIMIT ?)",
             )

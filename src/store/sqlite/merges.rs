@@ -125,14 +125,11 @@ impl MergeLog {
         self.events = fresh.events;
     }
 
-    /// Marks an item of `account` folded in bulk while stored as due at `stored_due` (`now` the
-    /// fold's time). A settled time later than `now` (a clock stepped back) counts as now: no
-    /// item under a settled time may change unmarked.
-    pub fn folded_in_bulk(&mut self, account: &str, item: i64, stored_due: Ts, now: Ts) {
-        let horizon = self.settled.values().copied().fold(now, Ts::max);
-        if stored_due <= horizon {
-            self.mark(account, [item]);
-        }
+    /// The time by which a bulk fold at `now` marks the items it changes that are stored as
+    /// due: `now`, or a later settled time (a clock stepped back), so that no item under a
+    /// settled time changes unmarked.
+    pub fn horizon(&self, now: Ts) -> Ts {
+        self.settled.values().copied().fold(now, Ts::max)
     }
 
     /// Marks items of `account` stale.

@@ -108,6 +108,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The merge log in memory (see [`merges`]), shared with the ingest writer.
     log: Arc<Mutex<MergeLog>>,
+    /// Option sets read by claims, by fingerprint (they never change).
+    options: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Housekeeping for SqliteStore {
@@ -209,7 +211,17 @@ impl SqliteStore {
             writer,
             reader,
             log: Arc::default(),
+            options: Arc::default(),
         })
+    }
+
+    fn options_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        // A panic while holding it leaves a map of correct entries.
+        self.options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A write transaction on the sqlx writer that holds the write lock from its first statement
@@ -260,6 +272,7 @@ mod tests {
             job_id: job_id.into(),
             dry_run: true,
             urgent_only: false,
+            seen: None,
         }
     }
 

@@ -14,7 +14,7 @@
 //! The flusher's writes still go through the sqlx writer connection; both connections take the
 //! write lock with `BEGIN IMMEDIATE` and wait for each other through the busy timeout.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,11 +59,19 @@ const SET_TIMING: &str =
 /// ([`Timing::merge`] on what it changes for events that only delay the item). The stored due
 /// time stays (never later than the real one, which these columns decide), and so does its index
 /// entry; the row is not read first.
-/// It returns the stored due time: an item stored as due is marked stale
-/// ([`MergeLog::folded_in_bulk`]), its real due time to be written by the next settle step.
 const FOLD_LOGGED: &str =
     "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
+     WHERE id = ?1";
+
+/// [`FOLD_LOGGED`], returning the stored due time and the account: for a fold that meets more
+/// items stored as due than it folds (a backlog), each is marked stale by its own row.
+const FOLD_LOGGED_RETURNING: &str =
+    "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
      WHERE id = ?1 RETURNING due_at, account";
+
+/// The items stored as due by a time, with their accounts, at most ?2 (`items_due` covers both).
+const STORED_DUE: &str =
+    "SELECT id, account FROM items INDEXED BY items_due WHERE due_at <= ?1 LIMIT ?2";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -313,28 +321,51 @@ fn merge(
 
 /// Folds the whole merge log into the items, by item ID. (A claim takes an item's events with
 /// it, so every logged item is pending; one that were not would be left alone.)
-/// `now` is the group's time (the latest of its requests'): an item stored as due by then, or by
-/// a settled time, is marked stale.
+///
+/// The fold leaves stored due times as they are, so the items it changes that are stored as due
+/// (by the group's time `now`, or a settled time) are marked stale for the settle step (see
+/// [`merges`]). Those are usually few, the flusher keeping up: they are read from `items_due`
+/// first, unless there are more of them than items folded, and then each fold returns its row's.
 fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), StoreError> {
-    let all = lock(log).take_all();
-    let mut write = tx.prepare_cached(FOLD_LOGGED)?;
-    let mut stored = Vec::with_capacity(all.len());
+    let (all, horizon) = {
+        let mut log = lock(log);
+        (log.take_all(), log.horizon(now))
+    };
+    let due: HashMap<i64, String> = tx
+        .prepare_cached(STORED_DUE)?
+        .query_map(params![horizon.0, all.len() as i64 + 1], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let backlog = due.len() > all.len();
+    let mut write = tx.prepare_cached(if backlog {
+        FOLD_LOGGED_RETURNING
+    } else {
+        FOLD_LOGGED
+    })?;
+    let mut stale: Vec<(String, i64)> = Vec::new();
     for (id, events) in &all {
         let Some(latest) = events.last() else {
             continue;
         };
         let seen = events.iter().map(|e| e.seen).max().unwrap_or(latest.seen);
-        let row: Option<(i64, String)> = write
-            .query_row(
-                params![id, seen.0, events.len() as i64, latest.quiet_ms],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        stored.extend(row.map(|(due, account)| (*id, Ts(due), account)));
+        let values = params![id, seen.0, events.len() as i64, latest.quiet_ms];
+        if backlog {
+            let row: Option<(i64, String)> = write
+                .query_row(values, |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            stale.extend(
+                row.filter(|(stored, _)| Ts(*stored) <= horizon)
+                    .map(|(_, a)| (a, *id)),
+            );
+        } else {
+            write.execute(values)?;
+            stale.extend(due.get(id).map(|account| (account.clone(), *id)));
+        }
     }
     let mut log = lock(log);
-    for (id, due, account) in stored {
-        log.folded_in_bulk(&account, id, due, now);
+    for (account, id) in stale {
+        log.mark(&account, [id]);
     }
     drop(log);
     tx.execute("DELETE FROM merges", [])?;

@@ -166,6 +166,7 @@ async fn nothing_pending_or_claimed_is_lost_across_a_restart() {
             job_id: uuid::Uuid::now_v7().to_string(),
             dry_run: false,
             urgent_only: false,
+            seen: None,
         })
         .await
         .unwrap()

@@ -109,6 +109,7 @@ pub(super) fn claim(store_now: i64, task: TaskType) -> ClaimBatch {
         job_id: uuid::Uuid::now_v7().to_string(),
         dry_run: false,
         urgent_only: false,
+        seen: None,
     }
 }
 
