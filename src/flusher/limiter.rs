@@ -132,7 +132,11 @@ impl Limiter {
             state.spacing.set_rate(rate);
             Instant::from_std(state.spacing.take(now.into_std()))
         };
-        tokio::time::sleep_until(slot).await;
+        // A slot already open goes at once: a timer even for a time already past waits for the
+        // runtime's next timer tick (up to a millisecond, the idle service's latency).
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
         started.elapsed()
     }
 

@@ -44,6 +44,9 @@ use limiter::Limiter;
 pub(crate) use send::error_kind;
 pub use status::FlusherStatus;
 
+/// How long after reading a group's counts its first claim may still skip the look-ups they say
+/// find nothing (see [`GroupSeen`]).
+const SEEN_FOR_MS: i64 = 20;
 /// While a step works through a large backlog, how often it looks for due retries.
 const RETRY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 /// While no quota hold is known, how often the store is read for holds (another replica's, one
@@ -252,8 +255,10 @@ impl Flusher {
         for group in batch::ready(&groups, now, inner.config.linger, size) {
             let max_batch = self.batch_size(group.task);
             let mut remaining = group.due_count;
-            // The counts just read hold for the group's first claim only.
+            // The counts just read hold for the group's first claim only, and only if it is made
+            // at once (not after waiting for a slot or a credential).
             let mut seen = Some(GroupSeen {
+                at: now,
                 due: group.due_count,
                 urgent: group.urgent_count,
             });
@@ -297,7 +302,7 @@ impl Flusher {
                     job_id: uuid::Uuid::now_v7().to_string(),
                     dry_run: matches!(inner.sender, Sender::DryRun),
                     urgent_only,
-                    seen: seen.take(),
+                    seen: seen.take().filter(|seen| now.0 - seen.at.0 <= SEEN_FOR_MS),
                 };
                 let Some(job) = inner.store.claim_batch(&claim).await? else {
                     break;

@@ -45,7 +45,7 @@ impl Store {
     }
 
     /// The next instant after `now` at which a pending item of `account` becomes due or a retry is due (when
-    /// the idle flusher wakes): two index seeks (`items_due`, `jobs_status`).
+    /// the idle flusher wakes): two index seeks (`items_account_due`, `jobs_status`).
     pub async fn next_work(
         &self,
         account: &crate::domain::AccountName,

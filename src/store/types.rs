@@ -320,6 +320,8 @@ pub struct ClaimBatch {
 /// due since is left to the next claim (ingest wakes the flusher for an urgent one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupSeen {
+    /// When they were counted: items due by then.
+    pub at: Ts,
     pub due: u64,
     pub urgent: u64,
 }

@@ -17,9 +17,10 @@ use merges::MergeLog;
 /// item of the group (see `claim_normal`).
 const CLAIM_WINDOW: i64 = 1000;
 
-/// How many option sets a store keeps in memory (all of them, in practice: a deployment has a
-/// handful).
-const OPTIONS_CACHED: usize = 1024;
+/// How many option sets a store keeps in memory, and the longest kept (a deployment has a handful,
+/// of a few hundred bytes; a longer one, with a large `user_data`, is read each time).
+const OPTIONS_CACHED: usize = 256;
+const OPTIONS_CACHED_BYTES: usize = 4096;
 
 /// How many times a claim looks for more due items after logged merges made some of its
 /// candidates due later (each round folds those and writes their real due times).
@@ -32,17 +33,16 @@ impl Claims for SqliteStore {
     /// A read finds them first; most polls find none and take no write lock.
     async fn settle_due(&self, account: &AccountName, now: Ts) -> Result<(), StoreError> {
         let account = account.as_str();
-        if unsettled(&mut *self.reader.acquire().await?, &self.log, account, now)
-            .await?
-            .is_empty()
-        {
-            writer::lock(&self.log).settle(account, now);
+        let first = unsettled(&mut *self.reader.acquire().await?, &self.log, account, now).await?;
+        if first.rows.is_empty() {
+            writer::lock(&self.log).settle(account, now, first.look);
             return Ok(());
         }
         let mut taken = Taken::new(&self.log);
         let mut tx = self.begin_write().await?;
         // Again under the write lock, with the log as it is now.
-        for row in &unsettled(&mut tx, &self.log, account, now).await? {
+        let found = unsettled(&mut tx, &self.log, account, now).await?;
+        for row in &found.rows {
             let mut candidate = candidate_from_row(row)?;
             if !settle(&mut tx, account, &mut candidate, &mut taken, now).await? {
                 // Really due: its folded events are written, its due time stays.
@@ -51,7 +51,7 @@ impl Claims for SqliteStore {
         }
         tx.commit().await?;
         taken.committed();
-        writer::lock(&self.log).settle(account, now);
+        writer::lock(&self.log).settle(account, now, found.look);
         Ok(())
     }
 
@@ -164,11 +164,13 @@ impl SqliteStore {
                     table: "option_sets",
                     detail: format!("no options for fingerprint {fingerprint}"),
                 })?;
-        let mut cache = self.options_cache();
-        if cache.len() >= OPTIONS_CACHED {
-            cache.clear();
+        if options.len() <= OPTIONS_CACHED_BYTES {
+            let mut cache = self.options_cache();
+            if cache.len() >= OPTIONS_CACHED {
+                cache.clear();
+            }
+            cache.insert(fingerprint.to_owned(), options.clone());
         }
-        cache.insert(fingerprint.to_owned(), options.clone());
         Ok(options)
     }
 
@@ -236,9 +238,13 @@ impl SqliteStore {
             .await?;
         // The window held every item the group had due a moment ago: nothing to look further
         // for (an item due since is the next claim's).
-        let window_had_all = claim
-            .seen
-            .is_some_and(|seen| rows.len() as u64 >= seen.due.saturating_sub(seen.urgent));
+        let window_had_all = claim.seen.is_some_and(|seen| {
+            let due_then = rows
+                .iter()
+                .filter(|row| row.get::<i64, _>("due_at") <= seen.at.0)
+                .count() as u64;
+            due_then >= seen.due.saturating_sub(seen.urgent)
+        });
         if rows.len() < max && !window_had_all {
             let group_size: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE account = ? AND task = ? AND fingerprint = ? LIMIT ?)",
@@ -343,15 +349,16 @@ const REAL_DUE: &str =
     "CASE WHEN priority > 0 THEN due_at ELSE MIN(last_seen + quiet, deadline) END";
 
 /// The statement of [`unsettled`]: ?1 now, ?2 the logged and stale items (JSON), ?3 the account,
-/// ?4 its settled time. The second part looks the listed items up by ID (`+` keeps SQLite from
-/// reading the due range of an index instead, the whole backlog).
+/// ?4 its settled time, ?5 the horizon (listed items stored as due by it are returned, for the
+/// caller to tell those gone or due later). The second part looks the listed items up by ID (`+`
+/// keeps SQLite from reading the due range of an index instead, the whole backlog).
 pub(super) fn unsettled_sql() -> String {
     format!(
         "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_account_due
          WHERE i.account = ?3 AND i.due_at <= ?1 AND i.due_at > ?4 AND {REAL_DUE} > ?1
          UNION
          SELECT {CANDIDATE_COLUMNS} FROM items i
-         WHERE i.id IN (SELECT value FROM json_each(?2)) AND +i.account = ?3 AND +i.due_at <= ?1"
+         WHERE i.id IN (SELECT value FROM json_each(?2)) AND +i.account = ?3 AND +i.due_at <= ?5"
     )
 }
 
@@ -363,54 +370,73 @@ pub(super) async fn unsettled(
     log: &Mutex<MergeLog>,
     account: &str,
     now: Ts,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-    let since = writer::lock(log).settled(account).map_or(i64::MIN, |t| t.0);
-    let Some(marked) = marked_among_due(&mut *conn, log, account, now).await? else {
-        return Ok(Vec::new());
+) -> Result<Unsettled, StoreError> {
+    let (look, limit) = {
+        let log = writer::lock(log);
+        (log.look(account), log.unsettled_len(account) + 1)
     };
-    Ok(sqlx::query(AssertSqlSafe(unsettled_sql()))
-        .bind(now.0)
-        .bind(marked)
-        .bind(account)
-        .bind(since)
-        .fetch_all(&mut *conn)
-        .await?)
-}
-
-/// `None` when no item of `account` is due by its stored time (the common case: one index
-/// probe); otherwise the IDs, as a JSON array, of the logged or stale items among those due, or
-/// of every logged or stale item, whichever list is shorter to find: the due range is read only
-/// while it is no longer than that list.
-async fn marked_among_due(
-    conn: &mut SqliteConnection,
-    log: &Mutex<MergeLog>,
-    account: &str,
-    now: Ts,
-) -> Result<Option<String>, StoreError> {
-    let limit = writer::lock(log).unsettled_len(account) + 1;
-    let due: Vec<i64> = sqlx::query_scalar(
-        "SELECT i.id FROM items i INDEXED BY items_account_due
+    // Stale marks are looked at up to the horizon: a mark of an item stored as due after it (or
+    // of an item gone) is dropped, the settled time never passing it without a look.
+    let horizon = look.settled.map_or(now, |settled| settled.max(now));
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT i.id, i.due_at FROM items i INDEXED BY items_account_due
          WHERE i.account = ? AND i.due_at <= ? LIMIT ?",
     )
     .bind(account)
-    .bind(now.0)
+    .bind(horizon.0)
     .bind(limit as i64)
     .fetch_all(&mut *conn)
     .await?;
-    if due.is_empty() {
-        return Ok(None);
-    }
-    let log = writer::lock(log);
-    let marked: Vec<i64> = if due.len() < limit {
-        due.into_iter()
-            .filter(|id| log.is_unsettled(account, *id))
-            .collect()
-    } else {
-        log.unsettled_items(account)
+    let whole = due.len() < limit;
+    let listed: Vec<i64> = {
+        let mut log = writer::lock(log);
+        if whole {
+            // Every item stored as due by the horizon is here: a mark of any other is dropped.
+            let ids: std::collections::HashSet<i64> = due.iter().map(|(id, _)| *id).collect();
+            log.drop_marks(account, look, |item| !ids.contains(&item));
+        }
+        if due.iter().all(|(_, due_at)| *due_at > now.0) {
+            return Ok(Unsettled {
+                rows: Vec::new(),
+                look,
+            });
+        }
+        if whole {
+            due.iter()
+                .map(|(id, _)| *id)
+                .filter(|id| log.is_unsettled(account, *id))
+                .collect()
+        } else {
+            log.unsettled_items(account)
+        }
     };
-    Ok(Some(
-        serde_json::to_string(&marked).expect("integers serialise"),
-    ))
+    let mut rows = sqlx::query(AssertSqlSafe(unsettled_sql()))
+        .bind(now.0)
+        .bind(serde_json::to_string(&listed).expect("integers serialise"))
+        .bind(account)
+        .bind(look.settled.map_or(i64::MIN, |t| t.0))
+        .bind(horizon.0)
+        .fetch_all(&mut *conn)
+        .await?;
+    {
+        // A listed mark the look did not find is of an item gone, or stored as due after the
+        // horizon.
+        let found: std::collections::HashSet<i64> =
+            rows.iter().map(|row| row.get::<i64, _>("id")).collect();
+        let listed: std::collections::HashSet<i64> = listed.into_iter().collect();
+        writer::lock(log).drop_marks(account, look, |item| {
+            listed.contains(&item) && !found.contains(&item)
+        });
+    }
+    rows.retain(|row| row.get::<i64, _>("due_at") <= now.0);
+    Ok(Unsettled { rows, look })
+}
+
+/// The items of an account due by their stored time whose real timing may differ, and the look
+/// that found them (see [`MergeLog::settle`]).
+pub(super) struct Unsettled {
+    pub rows: Vec<sqlx::sqlite::SqliteRow>,
+    pub look: merges::Look,
 }
 
 /// Folds a candidate's logged merges (taken out of the log, their rows deleted) and, when that

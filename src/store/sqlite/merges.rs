@@ -62,6 +62,11 @@ pub(crate) struct MergeLog {
     stale: HashMap<String, HashSet<i64>>,
     /// Each account's settled time (see the module's documentation).
     settled: HashMap<String, Ts>,
+    /// Bulk folds begun or committed: a look that saw this change meanwhile does not move a
+    /// settled time (a fold it did not see may have changed items under it).
+    folds: u64,
+    /// A bulk fold is in a transaction not yet over.
+    folding: bool,
 }
 
 impl MergeLog {
@@ -176,12 +181,56 @@ impl MergeLog {
         self.settled.get(account).copied()
     }
 
+    /// What a look at `account`'s unsettled items starts from.
+    pub fn look(&self, account: &str) -> Look {
+        Look {
+            settled: self.settled(account),
+            folds: self.folds,
+        }
+    }
+
+    /// A bulk fold begins (under the write lock).
+    pub fn fold_begins(&mut self) {
+        self.folds += 1;
+        self.folding = true;
+    }
+
+    /// The transaction of a bulk fold, if any, is over (committed or not).
+    pub fn fold_ends(&mut self) {
+        if std::mem::take(&mut self.folding) {
+            self.folds += 1;
+        }
+    }
+
     /// Every item of `account` stored as due by `at` has its real due time written, except
-    /// those logged or stale.
-    pub fn settle(&mut self, account: &str, at: Ts) {
+    /// those logged or stale, as the look `look` found: unless a bulk fold began or committed
+    /// since it started.
+    pub fn settle(&mut self, account: &str, at: Ts, look: Look) {
+        if look.folds != self.folds {
+            return;
+        }
         let time = self.settled.entry(account.to_owned()).or_insert(at);
         *time = (*time).max(at);
     }
+
+    /// Takes off the stale marks of `account`'s items for which `gone` holds (items a look found
+    /// deleted, or stored as due after its horizon), unless the settled time moved since the
+    /// look `look` started (its horizon would no longer cover what another look marked).
+    pub fn drop_marks(&mut self, account: &str, look: Look, gone: impl Fn(i64) -> bool) {
+        if self.settled(account) != look.settled {
+            return;
+        }
+        if let Some(items) = self.stale.get_mut(account) {
+            items.retain(|item| !gone(*item));
+        }
+    }
+}
+
+/// The state a look at an account's unsettled items started from ([`MergeLog::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Look {
+    pub settled: Option<Ts>,
+    folds: u64,
 }
 
 /// An item's timing from its row. The row's `due_at` is the key the flusher finds candidates

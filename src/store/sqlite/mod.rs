@@ -399,6 +399,84 @@ mod tests {
         store.close().await;
     }
 
+    /// A stale mark of an item gone (claimed after a read of the figures marked it) or stored as
+    /// due after the horizon is dropped by the next look, whichever way it reads the marks: a
+    /// mark never outlives its use.
+    #[tokio::test]
+    async fn marks_of_items_gone_or_due_later_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db").to_str().unwrap())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO option_sets (fingerprint, options) VALUES ('f', ?)")
+            .bind(PLAIN)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        // m0..m3 due at 100 ms, m4 at 10 s.
+        for (media_id, due_at) in [
+            ("m0", 100),
+            ("m1", 100),
+            ("m2", 100),
+            ("m3", 100),
+            ("m4", 10_000),
+        ] {
+            sqlx::query(
+                "INSERT INTO items (account, media_id, task, fingerprint, source, first_seen, last_seen, deadline, due_at)
+                 VALUES ('default', ?, 'Refresh', 'f', 'cms', 10, 10, 20000, ?)",
+            )
+            .bind(media_id)
+            .bind(due_at)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        }
+        let id = |media_id: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT id FROM items WHERE media_id = ?")
+                    .bind(media_id)
+                    .fetch_one(&store.reader)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (m0, m4) = (id("m0").await, id("m4").await);
+        let job = store
+            .claim_batch(&ClaimBatch {
+                max: 1,
+                ..claim("f", "job-1")
+            })
+            .await
+            .unwrap()
+            .expect("m0 is due");
+        assert_eq!(job.items[0].media_id.as_str(), "m0");
+        let marks = || writer::lock(&store.log).unsettled_len("default");
+        let look = || async {
+            let mut queues = [AccountQueue {
+                account: AccountName::default(),
+                pending: 4,
+                urgent: 0,
+                due: 3,
+                oldest_first_seen: None,
+                next_due_at: None,
+            }];
+            store.correct_due(&mut queues, Ts(500)).await.unwrap();
+            assert_eq!(queues[0].due, 3);
+        };
+        // Marked after the claim took m0 (as a read of the figures may), and m4 not due.
+        writer::lock(&store.log).mark("default", [m0, m4]);
+        assert_eq!(marks(), 2);
+        // The due range (3 items) is longer than the marks (2): the look reads the marks by ID.
+        look().await;
+        assert_eq!(marks(), 0, "the list of marks, looked up");
+        // The due range is shorter than the marks: the look reads it whole.
+        writer::lock(&store.log).mark("default", [m0, m4, 1_000, 1_001, 1_002]);
+        look().await;
+        assert_eq!(marks(), 0, "the whole due range");
+        store.close().await;
+    }
+
     /// The plan of each statement a poll runs (the flusher's `due_groups`, the queue figures of
     /// `/metrics` and `/queue`): what they read must not grow with the pending items. A scan of
     /// `items` (or of an index over all of them) fails; `due_groups` must take a range of

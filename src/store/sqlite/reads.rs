@@ -49,10 +49,10 @@ impl PendingReads for SqliteStore {
         let mut conn = self.reader.acquire().await?;
         for queue in queues.iter_mut().filter(|q| q.due > 0) {
             let account = queue.account.as_str();
-            let rows = unsettled(&mut conn, &self.log, account, now).await?;
+            let found = unsettled(&mut conn, &self.log, account, now).await?;
             let mut log = writer::lock(&self.log);
             let mut later = Vec::new();
-            for row in &rows {
+            for row in &found.rows {
                 let item = candidate_from_row(row)?;
                 if item.timing.due_at > now {
                     later.push(item.id);
@@ -63,8 +63,10 @@ impl PendingReads for SqliteStore {
                     queue.next_due_at = Some(queue.next_due_at.map_or(real, |n| n.min(real)));
                 }
             }
+            // An item a claim took since this read is marked too: the next look drops the mark of
+            // an item gone.
             log.mark(account, later);
-            log.settle(account, now);
+            log.settle(account, now, found.look);
         }
         Ok(())
     }

@@ -69,9 +69,11 @@ const FOLD_LOGGED_RETURNING: &str =
     "UPDATE items SET last_seen = MAX(last_seen, ?2), events = events + ?3, quiet = ?4
      WHERE id = ?1 RETURNING due_at, account";
 
-/// The items stored as due by a time, with their accounts, at most ?2 (`items_due` covers both).
-const STORED_DUE: &str =
-    "SELECT id, account FROM items INDEXED BY items_due WHERE due_at <= ?1 LIMIT ?2";
+/// The items stored as due by a time, with their accounts, at most ?2: each account's due range
+/// of `items_account_due` (the accounts with items are those with counts).
+const STORED_DUE: &str = "SELECT i.id, i.account FROM (SELECT DISTINCT account FROM item_counts) a
+     JOIN items i INDEXED BY items_account_due ON i.account = a.account AND i.due_at <= ?1
+     LIMIT ?2";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
@@ -143,6 +145,7 @@ impl IngestWriter {
                 tx.commit()?;
                 Ok(receipts)
             });
+        lock(&self.log).fold_ends();
         if result.is_err() {
             // The transaction is over (rolled back on drop); the table holds the truth.
             lock(&self.log).reload(read_log(&self.conn)?);
@@ -324,11 +327,12 @@ fn merge(
 ///
 /// The fold leaves stored due times as they are, so the items it changes that are stored as due
 /// (by the group's time `now`, or a settled time) are marked stale for the settle step (see
-/// [`merges`]). Those are usually few, the flusher keeping up: they are read from `items_due`
+/// [`merges`]). Those are usually few, the flusher keeping up: they are read from `items_account_due`
 /// first, unless there are more of them than items folded, and then each fold returns its row's.
 fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), StoreError> {
     let (all, horizon) = {
         let mut log = lock(log);
+        log.fold_begins();
         (log.take_all(), log.horizon(now))
     };
     let due: HashMap<i64, String> = tx

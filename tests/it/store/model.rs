@@ -172,6 +172,7 @@ impl Replay<'_> {
         // skips the look-ups they say would find nothing).
         let batch = ClaimBatch {
             seen: group.map(|g| vod_purge::store::GroupSeen {
+                at: Ts(self.now),
                 due: g.due_count,
                 urgent: g.urgent_count,
             }),
