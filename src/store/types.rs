@@ -314,6 +314,14 @@ pub struct ClaimBatch {
     pub seen: Option<GroupSeen>,
 }
 
+impl ClaimBatch {
+    /// Whether the claim looks for urgent items: always for urgent items only, otherwise unless
+    /// the group had none due a moment ago (see [`GroupSeen`]).
+    pub fn looks_for_urgent(&self) -> bool {
+        self.urgent_only || self.seen.is_none_or(|seen| seen.urgent != 0)
+    }
+}
+
 /// A group's due and urgent items as [`crate::store::Store::due_groups`] counted them. A claim
 /// made right after skips the look-ups that could not find anything then: urgent items when none
 /// was due, the rest of a large group when its oldest items held every due one. An item that fell

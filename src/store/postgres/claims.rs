@@ -13,9 +13,10 @@ impl Claims for PgStore {
     async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut rows = Vec::new();
-        // No look-up for urgent items when the group had none due a moment ago.
-        let none_urgent = claim.seen.is_some_and(|seen| seen.urgent == 0) && !claim.urgent_only;
-        for (urgent, wanted) in [(true, !none_urgent), (false, !claim.urgent_only)] {
+        for (urgent, wanted) in [
+            (true, claim.looks_for_urgent()),
+            (false, !claim.urgent_only),
+        ] {
             let max = claim.max - rows.len();
             if !wanted || max == 0 {
                 continue;

@@ -182,15 +182,13 @@ impl SqliteStore {
         claim: &ClaimBatch,
         max: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        // Urgent items first (a partial index holds only them), then the oldest normal ones;
-        // no look-up for urgent ones when the group had none due a moment ago.
-        let none_urgent = claim.seen.is_some_and(|seen| seen.urgent == 0);
+        // Urgent items first (a partial index holds only them), then the oldest normal ones.
         let urgent = format!(
             "SELECT {CANDIDATE_COLUMNS} FROM items i INDEXED BY items_urgent
              WHERE i.account = ?5 AND i.task = ?1 AND i.fingerprint = ?2 AND i.priority > 0 AND i.due_at <= ?3 AND {PRELOAD_RULE}
              ORDER BY i.first_seen, i.id LIMIT ?4"
         );
-        let mut rows = if none_urgent && !claim.urgent_only {
+        let mut rows = if !claim.looks_for_urgent() {
             Vec::new()
         } else {
             sqlx::query(AssertSqlSafe(urgent))
