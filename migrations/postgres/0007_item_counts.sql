@@ -64,7 +64,8 @@ CREATE TRIGGER item_counts_delete AFTER DELETE ON items
 -- Each account's oldest pending item is one seek (the figures are per account); the oldest of all
 -- is the least of the accounts'. Nothing reads the due items of every account at once any more
 -- (each lane reads its own through items_account_due), so items_due goes: one index entry fewer
--- for every item stored and every merge.
-DROP INDEX items_first_seen;
+-- for every item stored and every merge. The indexes are dropped last: a DROP INDEX locks the
+-- table against reads too, until the migration commits.
 CREATE INDEX items_account_first_seen ON items (account, first_seen);
+DROP INDEX items_first_seen;
 DROP INDEX items_due;

@@ -34,8 +34,10 @@ impl Claims for SqliteStore {
     async fn settle_due(&self, account: &AccountName, now: Ts) -> Result<(), StoreError> {
         let account = account.as_str();
         let first = unsettled(&mut *self.reader.acquire().await?, &self.log, account, now).await?;
-        if first.rows.is_empty() {
-            writer::lock(&self.log).settle(account, now, first.look);
+        // Nothing to write, unless a bulk fold overlapped the look: then again under the write
+        // lock, where none can begin (else the settled time could stay behind while ingest
+        // folds, and every look read the whole due range).
+        if first.rows.is_empty() && writer::lock(&self.log).settle(account, now, first.look) {
             return Ok(());
         }
         let mut taken = Taken::new(&self.log);

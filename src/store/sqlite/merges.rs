@@ -32,10 +32,11 @@
 //!   their real due times.
 //!
 //! So the settle step and the queue's figures read the items that fell due since the last look,
-//! the logged ones and the stale ones, not the whole due range. A mark is taken off only by the
+//! the logged ones and the stale ones, not the whole due range. A mark is taken off by the
 //! transaction that writes the item's real timing (or deletes it), while it holds the write lock,
-//! and put back if that transaction does not commit. Both start empty after a restart (the first
-//! settle reads every due item once).
+//! and put back if that transaction does not commit; or by a look that finds the item gone, or
+//! stored as due after the look's horizon, when neither the settled time nor a bulk fold moved
+//! meanwhile. Both start empty after a restart (the first settle reads every due item once).
 
 use std::collections::{HashMap, HashSet};
 
@@ -205,19 +206,23 @@ impl MergeLog {
     /// Every item of `account` stored as due by `at` has its real due time written, except
     /// those logged or stale, as the look `look` found: unless a bulk fold began or committed
     /// since it started.
-    pub fn settle(&mut self, account: &str, at: Ts, look: Look) {
-        if look.folds != self.folds {
-            return;
+    /// Returns whether it moved.
+    pub fn settle(&mut self, account: &str, at: Ts, look: Look) -> bool {
+        if look.folds != self.folds || self.folding {
+            return false;
         }
         let time = self.settled.entry(account.to_owned()).or_insert(at);
         *time = (*time).max(at);
+        true
     }
 
     /// Takes off the stale marks of `account`'s items for which `gone` holds (items a look found
     /// deleted, or stored as due after its horizon), unless the settled time moved since the
     /// look `look` started (its horizon would no longer cover what another look marked).
+    /// Nor while a bulk fold overlaps the look (a fold marks before it commits: the look's
+    /// snapshot may not show the item it marked).
     pub fn drop_marks(&mut self, account: &str, look: Look, gone: impl Fn(i64) -> bool) {
-        if self.settled(account) != look.settled {
+        if self.settled(account) != look.settled || look.folds != self.folds || self.folding {
             return;
         }
         if let Some(items) = self.stale.get_mut(account) {
@@ -357,6 +362,36 @@ mod tests {
             [(1, 2), (2, 1)]
         );
         assert_eq!(log.len(), 0);
+    }
+
+    #[test]
+    fn a_look_overlapped_by_a_bulk_fold_neither_settles_nor_drops_marks() {
+        let mut log = MergeLog::default();
+        let look = log.look("a");
+        log.fold_begins();
+        // The fold marks item 7 before it commits; the look's snapshot did not show it.
+        log.mark("a", [7]);
+        log.drop_marks("a", look, |_| true);
+        assert!(!log.settle("a", Ts(1_000), look));
+        assert_eq!((log.unsettled_len("a"), log.settled("a")), (1, None));
+        log.fold_ends();
+        assert!(
+            !log.settle("a", Ts(1_000), look),
+            "the fold ended during the look"
+        );
+        // A look begun after the fold: it drops what it found gone, and settles.
+        let look = log.look("a");
+        log.drop_marks("a", look, |item| item == 7);
+        assert!(log.settle("a", Ts(1_000), look));
+        assert_eq!(
+            (log.unsettled_len("a"), log.settled("a")),
+            (0, Some(Ts(1_000)))
+        );
+        // A look begun before the settled time moved drops nothing.
+        log.mark("a", [8]);
+        log.settle("a", Ts(2_000), log.look("a"));
+        log.drop_marks("a", look, |_| true);
+        assert_eq!(log.unsettled_len("a"), 1);
     }
 
     #[test]

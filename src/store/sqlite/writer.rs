@@ -71,9 +71,10 @@ const FOLD_LOGGED_RETURNING: &str =
 
 /// The items stored as due by a time, with their accounts, at most ?2: each account's due range
 /// of `items_account_due` (the accounts with items are those with counts).
-const STORED_DUE: &str = "SELECT i.id, i.account FROM (SELECT DISTINCT account FROM item_counts) a
-     JOIN items i INDEXED BY items_account_due ON i.account = a.account AND i.due_at <= ?1
-     LIMIT ?2";
+pub(super) const STORED_DUE: &str = "SELECT i.id, i.account
+     FROM (SELECT DISTINCT account FROM item_counts) AS a
+     CROSS JOIN items i INDEXED BY items_account_due
+     WHERE i.account = a.account AND i.due_at <= ?1 LIMIT ?2";
 
 /// Appends an event to the merge log (see [`super::merges`]).
 const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
