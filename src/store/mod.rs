@@ -210,18 +210,19 @@ impl Store {
         })
     }
 
-    /// The accounts with work stored: pending items, or jobs with a call to come (in flight,
-    /// retrying, held, or a submission check), with how many of each.
+    /// The accounts with work stored: pending items (from the kept counts, not a read of every
+    /// item at start), or jobs with a call to come (in flight, retrying, held, or a submission
+    /// check), with how many of each.
     pub async fn accounts_with_work(&self) -> Result<Vec<(AccountName, u64, u64)>, StoreError> {
         with_backend!(self, b, sql => {
             let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql.sql(
                 "SELECT account, CAST(SUM(items) AS BIGINT), CAST(SUM(jobs) AS BIGINT) FROM (
-                     SELECT account, COUNT(*) AS items, 0 AS jobs FROM items GROUP BY account
+                     SELECT account, items, 0 AS jobs FROM item_counts
                      UNION ALL
                      SELECT account, 0, COUNT(*) FROM jobs
                      WHERE status IN ('in_flight', 'retrying', 'held') OR check_at IS NOT NULL
                      GROUP BY account
-                 ) AS w GROUP BY account ORDER BY account",
+                 ) AS w GROUP BY account HAVING SUM(items) <> 0 OR SUM(jobs) <> 0 ORDER BY account",
             ))
             .fetch_all(b.reads())
             .await?;

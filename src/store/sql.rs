@@ -159,6 +159,16 @@ pub(crate) fn migrator(files: &[(i64, &str, &'static str)]) -> Migrator {
     )
 }
 
+/// The migrations of `all` before `version`.
+pub(crate) fn migrations_before(all: &Migrator, version: i64) -> Migrator {
+    Migrator::with_migrations(
+        all.iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

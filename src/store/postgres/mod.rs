@@ -40,19 +40,13 @@ use crate::store::backend::{Housekeeping, Leadership};
 use crate::store::types::*;
 use crate::store::wake::{self, Wake};
 
-/// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
 /// The migrations before `version`: the schema an earlier release left (tests make a database
 /// of that release with it).
 pub fn migrator_before(version: i64) -> Migrator {
-    Migrator::with_migrations(
-        migrator()
-            .iter()
-            .filter(|m| m.version < version)
-            .cloned()
-            .collect(),
-    )
+    crate::store::sql::migrations_before(&migrator(), version)
 }
 
+/// The schema, embedded in the binary. One entry per file of `migrations/postgres/`, in order.
 fn migrator() -> Migrator {
     crate::store::sql::migrator(&[
         (

@@ -5,6 +5,7 @@ use sqlx::AssertSqlSafe;
 use super::PgStore;
 use crate::domain::Ts;
 use crate::store::backend::PendingReads;
+use crate::store::counts::count;
 use crate::store::rows::{self, PENDING_COLUMNS};
 use crate::store::types::*;
 
@@ -35,9 +36,9 @@ impl PendingReads for PgStore {
             .map(|(account, pending, urgent, due, oldest, next_due)| {
                 Ok(AccountQueue {
                     account: rows::parse_account(&account)?,
-                    pending: pending as u64,
-                    urgent: urgent as u64,
-                    due: due as u64,
+                    pending: count(pending),
+                    urgent: count(urgent),
+                    due: count(due),
                     oldest_first_seen: oldest.map(Ts),
                     next_due_at: next_due.map(Ts),
                 })

@@ -32,19 +32,13 @@ pub(crate) mod writer;
 
 pub(crate) use writer::IngestWriter;
 
-/// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 /// The migrations before `version`: the schema an earlier release left (tests make a database
 /// of that release with it).
 pub fn migrator_before(version: i64) -> Migrator {
-    Migrator::with_migrations(
-        migrator()
-            .iter()
-            .filter(|m| m.version < version)
-            .cloned()
-            .collect(),
-    )
+    crate::store::sql::migrations_before(&migrator(), version)
 }
 
+/// The schema, embedded in the binary. One entry per file of `migrations/sqlite/`, in order.
 fn migrator() -> Migrator {
     crate::store::sql::migrator(&[
         (

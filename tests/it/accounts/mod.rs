@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use vod_purge::sim::{self, Account, RecordedCall, SimConfig, SimHandle};
 
-use crate::support::{ADMIN_TOKEN, TestApp, settings, spawn_with_settings, wait_until};
+use crate::support::{ADMIN_TOKEN, TestApp, settings, spawn_with_settings, temp_store, wait_until};
 
 const INTL_TOKEN: &str = "intl-token";
 
@@ -55,12 +55,7 @@ async fn spawn_two(intl_endpoint: &str, extra: &str) -> (TestApp, tempfile::Temp
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
+    let (dir, db) = temp_store();
     let settings = two_accounts(&db, &default, intl_endpoint, extra);
     (spawn_with_settings(settings, default).await, dir)
 }
@@ -260,12 +255,7 @@ async fn an_account_without_a_credential_stops_the_start_naming_it() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
+    let (dir, db) = temp_store();
     let mut unpinned = settings(
         &db,
         &default.base_url(),
@@ -377,15 +367,9 @@ async fn one_accounts_used_up_quota_and_throttling_leave_the_other_draining() {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
+    let (_dir, db) = temp_store();
     let base = sim.base_url();
-    let settings = two_accounts(&db, &sim, &base, "");
-    let mut settings = settings;
+    let mut settings = two_accounts(&db, &sim, &base, "");
     settings.extra_accounts[0].quota_probe_interval = Duration::from_secs(1);
     let app = spawn_with_settings(settings, sim).await;
     // The intl account has used up its day's quota; the default account has all of its own.

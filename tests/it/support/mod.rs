@@ -77,14 +77,20 @@ pub fn settings(db_path: &str, endpoint: &str, extra: &str) -> Settings {
     Settings::from_layers(&[&text, extra]).expect("test settings are valid")
 }
 
-pub async fn spawn_app(spawn: Spawn) -> TestApp {
-    let sim = sim::start(spawn.sim).await.expect("simulator starts");
+/// A fresh directory and the path of a store file in it (gone with the directory).
+pub fn temp_store() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir
+    let db = dir
         .path()
         .join("vod-purge.db")
         .to_string_lossy()
         .into_owned();
+    (dir, db)
+}
+
+pub async fn spawn_app(spawn: Spawn) -> TestApp {
+    let sim = sim::start(spawn.sim).await.expect("simulator starts");
+    let (dir, db_path) = temp_store();
     let mut app = spawn_on(&db_path, sim, &spawn.extra).await;
     app._dir = Some(dir);
     app
@@ -100,12 +106,7 @@ pub async fn spawn_configured(extra: &str, configure: impl FnOnce(&mut Settings)
     })
     .await
     .expect("simulator starts");
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("vod-purge.db")
-        .to_string_lossy()
-        .into_owned();
+    let (dir, db) = temp_store();
     let mut settings = settings(&db, &sim.base_url(), extra);
     configure(&mut settings);
     spawn_with_settings(settings, sim).await.keeping(dir)
