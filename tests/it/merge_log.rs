@@ -376,3 +376,79 @@ async fn a_read_of_the_figures_marks_what_it_finds_for_the_settle_step() {
     );
     assert_eq!(figures(&store, Ts(2_330)).await, (1_000, 1_000, None));
 }
+
+/// Rows of `merge_folds`: where a fold in chunks stands.
+fn fold_progress(dir: &tempfile::TempDir) -> Option<(i64, i64)> {
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let mut statement = conn
+        .prepare("SELECT watermark, next_item FROM merge_folds")
+        .unwrap();
+    let rows: Vec<(i64, i64)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() <= 1, "at most one fold under way: {rows:?}");
+    rows.into_iter().next()
+}
+
+/// A log of more items than one chunk is folded over several group commits; a process stopped
+/// between two of them (the first chunk committed, its rows still in the table) neither counts
+/// the folded events twice nor loses the others, and the next group commit finishes the fold.
+#[tokio::test]
+async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3_000).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    {
+        let store = open(&dir).await;
+        store
+            .ingest(ingest(&all, TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        // 11 events for each: 33,000 logged, over the threshold in the last group, which folds
+        // the first chunk of items.
+        for round in 1..=11 {
+            store
+                .ingest(ingest(&all, TaskType::Refresh, round * 100, None))
+                .await
+                .unwrap();
+        }
+        let (watermark, next_item) = fold_progress(&dir).expect("a fold under way");
+        assert_eq!(
+            logged_rows(&dir),
+            33_000,
+            "folded rows stay until the last chunk"
+        );
+        assert!(
+            next_item > 1 && watermark >= 33_000,
+            "{watermark} {next_item}"
+        );
+        drop(store); // no close: as a process killed between two group commits
+    }
+    let store = open(&dir).await;
+    for id in ["id0000", "id2047", "id2999"] {
+        let item = store.pending_for_media(id).await.unwrap();
+        assert_eq!(
+            (item[0].events, item[0].due_at),
+            (12, Ts(3_100)),
+            "{id}: every event once, folded or still logged"
+        );
+    }
+    // The next group commit folds the rest and deletes every folded row.
+    store
+        .ingest(ingest(&["z"], TaskType::Refresh, 1_200, None))
+        .await
+        .unwrap();
+    assert_eq!((logged_rows(&dir), fold_progress(&dir)), (0, None));
+    assert_eq!(
+        store.pending_for_media("id2999").await.unwrap()[0].events,
+        12
+    );
+    let job = store
+        .claim_batch(&claim(3_100, TaskType::Refresh))
+        .await
+        .unwrap()
+        .expect("all due at 3.1 s");
+    assert!(job.items.iter().all(|item| item.events == 12), "{job:?}");
+}

@@ -34,14 +34,16 @@ impl Claims for SqliteStore {
     async fn settle_due(&self, account: &AccountName, now: Ts) -> Result<(), StoreError> {
         let account = account.as_str();
         let first = unsettled(&mut *self.reader.acquire().await?, &self.log, account, now).await?;
-        // Nothing to write, unless a bulk fold overlapped the look: then again under the write
+        // Nothing to write, unless a fold overlapped the look: then again under the write
         // lock, where none can begin (else the settled time could stay behind while ingest
         // folds, and every look read the whole due range).
         if first.rows.is_empty() && writer::lock(&self.log).settle(account, now, first.look) {
             return Ok(());
         }
-        let mut taken = Taken::new(&self.log);
+        // Declared after the transaction, so dropped first: what it took goes back into the log
+        // while the transaction still holds the write lock (a fold in between would miss it).
         let mut tx = self.begin_write().await?;
+        let mut taken = Taken::new(&self.log);
         // Again under the write lock, with the log as it is now.
         let found = unsettled(&mut tx, &self.log, account, now).await?;
         for row in &found.rows {
@@ -61,41 +63,37 @@ impl Claims for SqliteStore {
     /// their logged merges are folded first, and an item they make due later is not claimed but
     /// gets its real timing written (see [`merges`]).
     async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
+        // The transaction before what it takes from the log (see `settle_due`).
+        let mut tx = self.begin_write().await?;
         let mut taken = Taken::new(&self.log);
-        let job = self.claim_in(claim, &mut taken).await?;
+        let job = self.claim_in(&mut tx, claim, &mut taken).await?;
+        tx.commit().await?;
         taken.committed();
         Ok(job)
     }
 }
 
 impl SqliteStore {
+    /// Claims in the open transaction `tx`, which the caller commits.
     async fn claim_in(
         &self,
+        tx: &mut SqliteConnection,
         claim: &ClaimBatch,
         taken: &mut Taken<'_>,
     ) -> Result<Option<Job>, StoreError> {
-        let mut tx = self.begin_write().await?;
         let mut candidates: Vec<Candidate> = Vec::new();
         // Rounds: a candidate whose logged merges make it due later is left (with its real
         // timing written, so the next round does not find it again) and another is looked for.
         for _ in 0..CLAIM_ROUNDS {
             let wanted = claim.max - candidates.len();
-            let found = self.candidates(&mut tx, claim, wanted).await?;
+            let found = self.candidates(tx, claim, wanted).await?;
             if found.is_empty() {
                 break;
             }
             let mut later = 0;
             let mut claimed = Vec::new();
             for mut candidate in found {
-                if settle(
-                    &mut tx,
-                    claim.account.as_str(),
-                    &mut candidate,
-                    taken,
-                    claim.now,
-                )
-                .await?
-                {
+                if settle(tx, claim.account.as_str(), &mut candidate, taken, claim.now).await? {
                     later += 1;
                 } else {
                     claimed.push(candidate.id);
@@ -114,8 +112,8 @@ impl SqliteStore {
             }
         }
         if candidates.is_empty() {
-            // Folds alone are worth keeping: the items now show their real due times.
-            tx.commit().await?;
+            // Folds alone are worth keeping (the caller commits): the items now show their real
+            // due times.
             return Ok(None);
         }
         let priority = candidates
@@ -123,7 +121,7 @@ impl SqliteStore {
             .map(|c| c.timing.priority.rank())
             .max()
             .unwrap_or_default();
-        let options = self.options_of(&mut tx, &claim.fingerprint).await?;
+        let options = self.options_of(tx, &claim.fingerprint).await?;
         insert_claimed_job!(&mut *tx, Dialect::Sqlite, claim, &options, priority)?;
         // One statement for the job's items: (media ID, first seen, events) in position order.
         let rows: Vec<(&str, i64, i64)> = candidates
@@ -143,7 +141,6 @@ impl SqliteStore {
             .iter()
             .map(|c| (c.media_id.clone(), c.first_seen, c.timing.events as i64));
         let job = rows::claimed_job(claim, &options, priority, items)?;
-        tx.commit().await?;
         Ok(Some(job))
     }
 

@@ -9,7 +9,13 @@
 //!
 //! - by the flusher's claim, for the items it is about to send (so it decides on their real due
 //!   time, and the log never names an item that is gone);
-//! - by the ingest writer in bulk, when the log reaches [`FOLD_AT`] events;
+//! - by the ingest writer in chunks, once the log reaches [`FOLD_AT`] events: the events logged
+//!   by then (up to a *watermark*) are folded [`FOLD_CHUNK`] items at a time, one chunk per group
+//!   commit in item order, so no request waits behind more than one chunk; the last chunk deletes
+//!   their rows, a range at the front of the table. The progress is a row of `merge_folds` (the
+//!   watermark and the next item to fold) written in each chunk's transaction: after a restart,
+//!   rows up to the watermark of items before the next one are already folded and are not read
+//!   back;
 //! - by the ingest writer at once for an event that makes its item due sooner (an urgent one, or
 //!   one whose quiet delay ends before the item's stored due time).
 //!
@@ -27,7 +33,7 @@
 //! - the *settled* time: every item stored as due by then has its real due time written, except
 //!   those logged or marked stale (the flusher's settle step, and a read of the queue's figures,
 //!   move it to the time they looked at);
-//! - the *stale* items: a bulk fold changed them while they were stored as due, or a read of the
+//! - the *stale* items: a fold's chunk changed them while they were stored as due, or a read of the
 //!   figures found them due later than stored; the settle step looks them up by ID and writes
 //!   their real due times.
 //!
@@ -35,7 +41,7 @@
 //! the logged ones and the stale ones, not the whole due range. A mark is taken off by the
 //! transaction that writes the item's real timing (or deletes it), while it holds the write lock,
 //! and put back if that transaction does not commit; or by a look that finds the item gone, or
-//! stored as due after the look's horizon, when neither the settled time nor a bulk fold moved
+//! stored as due after the look's horizon, when neither the settled time nor a fold moved
 //! meanwhile. Both start empty after a restart (the first settle reads every due item once).
 
 use std::collections::{HashMap, HashSet};
@@ -43,8 +49,12 @@ use std::collections::{HashMap, HashSet};
 use crate::domain::{Priority, Ts};
 use crate::queue::Timing;
 
-/// Logged events at which the ingest writer folds the whole log in its next group commit.
+/// Logged events at which the ingest writer begins folding the log, in chunks.
 pub(crate) const FOLD_AT: usize = 32_768;
+
+/// Items a group commit folds while the log is being folded: a chunk holds the writer for a few
+/// milliseconds (BENCHMARKS.md, "The merge log folded in chunks").
+pub(crate) const FOLD_CHUNK: usize = 2_048;
 
 /// One logged event: its row in `merges`, its time and its quiet delay (at most max_wait).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,21 +73,118 @@ pub(crate) struct MergeLog {
     stale: HashMap<String, HashSet<i64>>,
     /// Each account's settled time (see the module's documentation).
     settled: HashMap<String, Ts>,
-    /// Bulk folds begun or committed: a look that saw this change meanwhile does not move a
+    /// Fold chunks begun or committed: a look that saw this change meanwhile does not move a
     /// settled time (a fold it did not see may have changed items under it).
     folds: u64,
-    /// A bulk fold is in a transaction not yet over.
+    /// A fold's chunk is in a transaction not yet over.
     folding: bool,
+    /// The fold under way, in chunks (see the module's documentation).
+    chunks: Option<Chunks>,
+}
+
+/// A fold of the events logged up to a watermark, a chunk of items at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunks {
+    watermark: i64,
+    /// The items with events up to the watermark still to fold, in ascending order.
+    items: std::collections::VecDeque<i64>,
+}
+
+/// One chunk of a fold: each item's events up to the fold's watermark, and where the fold stands
+/// after it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub watermark: i64,
+    pub events: Vec<(i64, Vec<Logged>)>,
+    /// The next item to fold; `None`: this chunk is the last.
+    pub next_item: Option<i64>,
+}
+
+/// Where a fold in chunks stands, as `merge_folds` stores it: rows up to `watermark` of items
+/// before `next_item` are folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub watermark: i64,
+    pub next_item: i64,
 }
 
 impl MergeLog {
-    /// The log as read back from `(item_id, event)` rows in `seq` order.
-    pub fn from_rows(rows: impl IntoIterator<Item = (i64, Logged)>) -> MergeLog {
+    /// The log as read back from `(item_id, event)` rows in `seq` order, and the progress of a
+    /// fold under way: its rows already folded are left out, and it goes on with the others.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (i64, Logged)>,
+        progress: Option<Progress>,
+    ) -> MergeLog {
         let mut log = MergeLog::default();
+        let mut to_fold = std::collections::BTreeSet::new();
         for (item, event) in rows {
+            if let Some(p) = progress.filter(|p| event.seq <= p.watermark) {
+                if item < p.next_item {
+                    continue;
+                }
+                to_fold.insert(item);
+            }
             log.push(item, event);
         }
+        log.chunks = progress.map(|p| Chunks {
+            watermark: p.watermark,
+            items: to_fold.into_iter().collect(),
+        });
         log
+    }
+
+    /// Begins a fold in chunks of the events logged so far, if the log has reached [`FOLD_AT`]
+    /// events and no fold is under way; returns its progress, to be stored.
+    pub fn begin_chunks(&mut self) -> Option<Progress> {
+        if self.chunks.is_some() || self.events < FOLD_AT {
+            return None;
+        }
+        let watermark = self.by_item.values().flatten().map(|e| e.seq).max()?;
+        let mut items: Vec<i64> = self.by_item.keys().copied().collect();
+        items.sort_unstable();
+        let next_item = items[0];
+        self.chunks = Some(Chunks {
+            watermark,
+            items: items.into(),
+        });
+        Some(Progress {
+            watermark,
+            next_item,
+        })
+    }
+
+    /// Takes the next chunk of the fold under way: up to `max` items' events up to its
+    /// watermark (their later events stay logged). The fold is over once the last is taken.
+    pub fn take_chunk(&mut self, max: usize) -> Option<Chunk> {
+        let chunks = self.chunks.as_mut()?;
+        let watermark = chunks.watermark;
+        let mut events = Vec::new();
+        for _ in 0..max {
+            let Some(item) = chunks.items.pop_front() else {
+                break;
+            };
+            let Some(logged) = self.by_item.get_mut(&item) else {
+                continue;
+            };
+            let later = logged.split_off(logged.partition_point(|e| e.seq <= watermark));
+            let folded = std::mem::replace(logged, later);
+            if logged.is_empty() {
+                self.by_item.remove(&item);
+            }
+            self.events -= folded.len();
+            if !folded.is_empty() {
+                events.push((item, folded));
+            }
+        }
+        let next_item = chunks.items.front().copied();
+        if next_item.is_none() {
+            self.chunks = None;
+        }
+        Some(Chunk {
+            watermark,
+            events,
+            next_item,
+        })
     }
 
     pub fn push(&mut self, item: i64, event: Logged) {
@@ -111,15 +218,8 @@ impl MergeLog {
         self.by_item.get(&item).map_or(&[], Vec::as_slice)
     }
 
-    /// Takes every item's events, by item ID (rows near each other in the table together).
-    pub fn take_all(&mut self) -> Vec<(i64, Vec<Logged>)> {
-        let mut all: Vec<(i64, Vec<Logged>)> = self.by_item.drain().collect();
-        all.sort_unstable_by_key(|(item, _)| *item);
-        self.events = 0;
-        all
-    }
-
     /// How many events are logged.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.events
     }
@@ -129,9 +229,10 @@ impl MergeLog {
     pub fn reload(&mut self, fresh: MergeLog) {
         self.by_item = fresh.by_item;
         self.events = fresh.events;
+        self.chunks = fresh.chunks;
     }
 
-    /// The time by which a bulk fold at `now` marks the items it changes that are stored as
+    /// The time by which a fold's chunk at `now` marks the items it changes that are stored as
     /// due: `now`, or a later settled time (a clock stepped back), so that no item under a
     /// settled time changes unmarked.
     pub fn horizon(&self, now: Ts) -> Ts {
@@ -190,13 +291,13 @@ impl MergeLog {
         }
     }
 
-    /// A bulk fold begins (under the write lock).
+    /// A fold's chunk begins (under the write lock).
     pub fn fold_begins(&mut self) {
         self.folds += 1;
         self.folding = true;
     }
 
-    /// The transaction of a bulk fold, if any, is over (committed or not).
+    /// The transaction of a fold's chunk, if any, is over (committed or not).
     pub fn fold_ends(&mut self) {
         if std::mem::take(&mut self.folding) {
             self.folds += 1;
@@ -204,7 +305,7 @@ impl MergeLog {
     }
 
     /// Every item of `account` stored as due by `at` has its real due time written, except
-    /// those logged or stale, as the look `look` found: unless a bulk fold began or committed
+    /// those logged or stale, as the look `look` found: unless a fold's chunk began or committed
     /// since it started.
     /// Returns whether it moved.
     pub fn settle(&mut self, account: &str, at: Ts, look: Look) -> bool {
@@ -219,7 +320,7 @@ impl MergeLog {
     /// Takes off the stale marks of `account`'s items for which `gone` holds (items a look found
     /// deleted, or stored as due after its horizon), unless the settled time moved since the
     /// look `look` started (its horizon would no longer cover what another look marked).
-    /// Nor while a bulk fold overlaps the look (a fold marks before it commits: the look's
+    /// Nor while a fold's chunk overlaps the look (a fold marks before it commits: the look's
     /// snapshot may not show the item it marked).
     pub fn drop_marks(&mut self, account: &str, look: Look, gone: impl Fn(i64) -> bool) {
         if self.settled(account) != look.settled || look.folds != self.folds || self.folding {
@@ -340,11 +441,14 @@ mod tests {
 
     #[test]
     fn taken_events_come_back_in_log_order_and_the_count_follows() {
-        let mut log = MergeLog::from_rows([
-            (1, logged(1, 0, 2)),
-            (2, logged(2, 0, 2)),
-            (1, logged(3, 1, 2)),
-        ]);
+        let mut log = MergeLog::from_rows(
+            [
+                (1, logged(1, 0, 2)),
+                (2, logged(2, 0, 2)),
+                (1, logged(3, 1, 2)),
+            ],
+            None,
+        );
         assert_eq!(log.len(), 3);
         let taken = log.take(1);
         assert_eq!(taken.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
@@ -354,14 +458,89 @@ mod tests {
             log.peek(1).iter().map(|e| e.seq).collect::<Vec<_>>(),
             [1, 3]
         );
-        let all = log.take_all();
+        assert_eq!(log.len(), 3);
+    }
+
+    /// A log of `n` events: item `seq % 3`, for seq 1..=n.
+    fn log_of(n: i64, progress: Option<Progress>) -> MergeLog {
+        MergeLog::from_rows((1..=n).map(|seq| (seq % 3, logged(seq, seq, 2))), progress)
+    }
+
+    /// (item, seqs) of a chunk's events.
+    fn seqs(chunk: &Chunk) -> Vec<(i64, Vec<i64>)> {
+        chunk
+            .events
+            .iter()
+            .map(|(item, events)| (*item, events.iter().map(|e| e.seq).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn a_fold_in_chunks_takes_the_events_up_to_its_watermark_item_by_item() {
+        let n = FOLD_AT as i64;
+        let mut log = log_of(n - 1, None);
+        assert_eq!(log.begin_chunks(), None, "under FOLD_AT events");
+        assert_eq!(log.take_chunk(2), None, "no fold under way");
+        log.push(0, logged(n, n, 2));
+        let progress = log.begin_chunks().unwrap();
         assert_eq!(
-            all.iter()
-                .map(|(item, events)| (*item, events.len()))
-                .collect::<Vec<_>>(),
-            [(1, 2), (2, 1)]
+            progress,
+            Progress {
+                watermark: n,
+                next_item: 0
+            }
         );
-        assert_eq!(log.len(), 0);
+        assert_eq!(log.begin_chunks(), None, "one fold at a time");
+        // Logged after the watermark: stays in the log.
+        log.push(1, logged(n + 1, n + 1, 2));
+        let first = log.take_chunk(2).unwrap();
+        assert_eq!((first.watermark, first.next_item), (n, Some(2)));
+        let items: Vec<i64> = seqs(&first).iter().map(|(item, _)| *item).collect();
+        assert_eq!(items, [0, 1]);
+        assert!(seqs(&first).iter().all(|(_, s)| s.iter().all(|&q| q <= n)));
+        assert_eq!(log.peek(0), &[]);
+        assert_eq!(
+            log.peek(1).iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [n + 1]
+        );
+        // A claim took item 2's events meanwhile: the last chunk is empty, and ends the fold.
+        log.take(2);
+        let last = log.take_chunk(2).unwrap();
+        assert_eq!((last.events.len(), last.next_item), (0, None));
+        assert_eq!(log.take_chunk(2), None);
+        assert_eq!(log.len(), 1);
+    }
+
+    #[test]
+    fn a_fold_under_way_goes_on_after_a_restart_without_its_folded_rows() {
+        // Items 0 and 1 folded up to seq 9; the rows of 9 and after read back as logged.
+        let progress = Progress {
+            watermark: 9,
+            next_item: 2,
+        };
+        let mut log = log_of(12, Some(progress));
+        assert_eq!(
+            log.len(),
+            3 + 3,
+            "item 2's three up to 9, and the three after 9"
+        );
+        assert_eq!(log.peek(0).iter().map(|e| e.seq).collect::<Vec<_>>(), [12]);
+        assert_eq!(log.begin_chunks(), None, "the fold goes on");
+        let chunk = log.take_chunk(10).unwrap();
+        assert_eq!(seqs(&chunk), [(2, vec![2, 5, 8])]);
+        assert_eq!(chunk.next_item, None);
+        assert_eq!(log.len(), 3);
+        // A fold whose every chunk was written, but not its last delete: one empty chunk.
+        let mut log = log_of(
+            12,
+            Some(Progress {
+                watermark: 9,
+                next_item: i64::MAX,
+            }),
+        );
+        assert_eq!(log.len(), 3);
+        let chunk = log.take_chunk(10).unwrap();
+        assert_eq!((chunk.events.len(), chunk.next_item), (0, None));
     }
 
     #[test]

@@ -86,6 +86,11 @@ fn migrator() -> Migrator {
             "item counts",
             include_str!("../../../migrations/sqlite/0009_item_counts.sql"),
         ),
+        (
+            10,
+            "merge folds",
+            include_str!("../../../migrations/sqlite/0010_merge_folds.sql"),
+        ),
     ])
 }
 

@@ -22,7 +22,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use super::merges::{self, FOLD_AT, Logged, MergeLog};
+use super::merges::{self, FOLD_CHUNK, Logged, MergeLog, Progress};
 use crate::domain::{Priority, Ts};
 use crate::queue::{Pushed, Timing};
 use crate::store::rows;
@@ -55,7 +55,7 @@ const SET_TIMING: &str =
     "UPDATE items SET last_seen = ?2, due_at = ?3, events = ?4, priority = ?5, quiet = ?6
      WHERE id = ?1";
 
-/// Folds an item's logged events in bulk: the latest time, the count and the latest quiet delay
+/// Folds an item's logged events in a fold's chunk: the latest time, the count and the latest quiet delay
 /// ([`Timing::merge`] on what it changes for events that only delay the item). The stored due
 /// time stays (never later than the real one, which these columns decide), and so does its index
 /// entry; the row is not read first.
@@ -81,6 +81,9 @@ const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?
 
 /// Removes one folded event from the merge log.
 const FORGET_MERGE: &str = "DELETE FROM merges WHERE seq = ?1";
+
+/// Removes the events a fold in chunks has folded: every row up to its watermark.
+const FORGET_FOLDED: &str = "DELETE FROM merges WHERE seq <= ?1";
 
 const FIND_DELIVERY: &str =
     "SELECT receipt FROM deliveries WHERE source = ?1 AND delivery_id = ?2 AND expires_at > ?3";
@@ -155,8 +158,16 @@ impl IngestWriter {
     }
 }
 
-/// The merge log's rows, in order.
+/// The merge log's rows, in order, and the progress of a fold under way.
 pub(crate) fn read_log(conn: &Connection) -> Result<MergeLog, StoreError> {
+    let progress = conn
+        .query_row("SELECT watermark, next_item FROM merge_folds", [], |row| {
+            Ok(Progress {
+                watermark: row.get(0)?,
+                next_item: row.get(1)?,
+            })
+        })
+        .optional()?;
     let mut statement =
         conn.prepare("SELECT item_id, seq, seen, quiet FROM merges ORDER BY seq")?;
     let rows = statement.query_map([], |row| {
@@ -169,7 +180,10 @@ pub(crate) fn read_log(conn: &Connection) -> Result<MergeLog, StoreError> {
             },
         ))
     })?;
-    Ok(MergeLog::from_rows(rows.collect::<Result<Vec<_>, _>>()?))
+    Ok(MergeLog::from_rows(
+        rows.collect::<Result<Vec<_>, _>>()?,
+        progress,
+    ))
 }
 
 pub(crate) fn lock(log: &Mutex<MergeLog>) -> MutexGuard<'_, MergeLog> {
@@ -265,14 +279,16 @@ fn apply_group(
         }
         receipts.push(receipt);
     }
-    if lock(log).len() >= FOLD_AT {
-        let now = group
-            .iter()
-            .map(|ingest| ingest.now)
-            .max()
-            .unwrap_or_else(Ts::now);
-        fold_all(tx, log, now)?;
+    let begun = lock(log).begin_chunks();
+    if let Some(progress) = begun {
+        write_progress(tx, Some(progress))?;
     }
+    let now = group
+        .iter()
+        .map(|ingest| ingest.now)
+        .max()
+        .unwrap_or_else(Ts::now);
+    fold_chunk(tx, log, now)?;
     Ok(receipts)
 }
 
@@ -323,19 +339,25 @@ fn merge(
     Ok(())
 }
 
-/// Folds the whole merge log into the items, by item ID. (A claim takes an item's events with
-/// it, so every logged item is pending; one that were not would be left alone.)
+/// Folds the next chunk of the fold under way, if any (see [`merges`]): each item's events up to
+/// the fold's watermark, by item ID. (A claim takes an item's events with it, so every logged
+/// item is pending; one that were not would be left alone.) The chunk's transaction stores where
+/// the fold stands; the last one deletes the folded rows.
 ///
 /// The fold leaves stored due times as they are, so the items it changes that are stored as due
 /// (by the group's time `now`, or a settled time) are marked stale for the settle step (see
 /// [`merges`]). Those are usually few, the flusher keeping up: they are read from `items_account_due`
 /// first, unless there are more of them than items folded, and then each fold returns its row's.
-fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), StoreError> {
-    let (all, horizon) = {
+fn fold_chunk(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), StoreError> {
+    let (chunk, horizon) = {
         let mut log = lock(log);
+        let Some(chunk) = log.take_chunk(FOLD_CHUNK) else {
+            return Ok(());
+        };
         log.fold_begins();
-        (log.take_all(), log.horizon(now))
+        (chunk, log.horizon(now))
     };
+    let all = &chunk.events;
     let due: HashMap<i64, String> = tx
         .prepare_cached(STORED_DUE)?
         .query_map(params![horizon.0, all.len() as i64 + 1], |row| {
@@ -349,7 +371,7 @@ fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), Stor
         FOLD_LOGGED
     })?;
     let mut stale: Vec<(String, i64)> = Vec::new();
-    for (id, events) in &all {
+    for (id, events) in all {
         let Some(latest) = events.last() else {
             continue;
         };
@@ -373,7 +395,31 @@ fn fold_all(tx: &Transaction, log: &Mutex<MergeLog>, now: Ts) -> Result<(), Stor
         log.mark(&account, [id]);
     }
     drop(log);
-    tx.execute("DELETE FROM merges", [])?;
+    match chunk.next_item {
+        Some(next_item) => write_progress(
+            tx,
+            Some(Progress {
+                watermark: chunk.watermark,
+                next_item,
+            }),
+        )?,
+        None => {
+            // A range at the front of the table: the rows of events logged since stay.
+            tx.prepare_cached(FORGET_FOLDED)?
+                .execute(params![chunk.watermark])?;
+            write_progress(tx, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores where the fold under way stands, or that none is.
+fn write_progress(tx: &Transaction, progress: Option<Progress>) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM merge_folds")?.execute([])?;
+    if let Some(p) = progress {
+        tx.prepare_cached("INSERT INTO merge_folds (watermark, next_item) VALUES (?1, ?2)")?
+            .execute(params![p.watermark, p.next_item])?;
+    }
     Ok(())
 }
 
