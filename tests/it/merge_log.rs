@@ -377,6 +377,17 @@ async fn a_read_of_the_figures_marks_what_it_finds_for_the_settle_step() {
     assert_eq!(figures(&store, Ts(2_330)).await, (1_000, 1_000, None));
 }
 
+/// The row ID of a pending item.
+fn item_id(dir: &tempfile::TempDir, media_id: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    conn.query_row(
+        "SELECT id FROM items WHERE media_id = ?1",
+        [media_id],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
 /// Rows of `merge_folds`: where a fold in chunks stands.
 fn fold_progress(dir: &tempfile::TempDir) -> Option<(i64, i64)> {
     let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
@@ -420,14 +431,12 @@ async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_ea
             33_000,
             "folded rows stay until the last chunk"
         );
-        assert!(
-            next_item > 1 && watermark >= 33_000,
-            "{watermark} {next_item}"
-        );
+        // The first chunk folded the first 2,048 items (in the order stored).
+        assert_eq!((watermark, next_item), (33_000, item_id(&dir, "id2048")));
         drop(store); // no close: as a process killed between two group commits
     }
     let store = open(&dir).await;
-    for id in ["id0000", "id2047", "id2999"] {
+    for id in ["id0000", "id2047", "id2048", "id2049", "id2999"] {
         let item = store.pending_for_media(id).await.unwrap();
         assert_eq!(
             (item[0].events, item[0].due_at),
@@ -451,4 +460,52 @@ async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_ea
         .unwrap()
         .expect("all due at 3.1 s");
     assert!(job.items.iter().all(|item| item.events == 12), "{job:?}");
+}
+
+/// The event logged last when a fold begins marks its watermark. When its item's events are
+/// folded at once and their rows deleted (an urgent event here; a claim does the same), the next
+/// event logged must not get the deleted row's number: at or under the watermark, it would read
+/// as folded after a restart, and the fold's last chunk would delete it.
+#[tokio::test]
+async fn an_event_logged_during_a_fold_is_not_taken_for_one_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..5_000).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    {
+        let store = open(&dir).await;
+        store
+            .ingest(ingest(&all, TaskType::Refresh, 0, None))
+            .await
+            .unwrap();
+        // 35,000 events: a fold of three chunks begins with the last group.
+        for round in 1..=7 {
+            store
+                .ingest(ingest(&all, TaskType::Refresh, round * 100, None))
+                .await
+                .unwrap();
+        }
+        assert_eq!(fold_progress(&dir).map(|p| p.0), Some(35_000));
+        // id4999's events, the watermark's among them, are folded at once and deleted (and the
+        // group folds the second chunk).
+        let mut urgent = ingest(&["id4999"], TaskType::Refresh, 1_150, None);
+        urgent.items[0].priority = Priority::Urgent;
+        store.ingest(urgent).await.unwrap();
+        assert_eq!(logged_rows(&dir), 35_000 - 7);
+        assert!(fold_progress(&dir).is_some());
+        // One more event, for an item already folded, in the group of the last chunk: logged
+        // after the watermark, the chunk's delete leaves it.
+        store
+            .ingest(ingest(&["id0000"], TaskType::Refresh, 1_200, None))
+            .await
+            .unwrap();
+        assert_eq!((logged_rows(&dir), fold_progress(&dir)), (1, None));
+        drop(store);
+    }
+    let store = open(&dir).await;
+    let item = store.pending_for_media("id0000").await.unwrap();
+    assert_eq!(
+        (item[0].events, item[0].due_at),
+        (9, Ts(3_200)),
+        "every event, the one after the watermark too"
+    );
 }

@@ -80,6 +80,11 @@ pub(crate) struct MergeLog {
     folding: bool,
     /// The fold under way, in chunks (see the module's documentation).
     chunks: Option<Chunks>,
+    /// The highest `seq` given to an event, or read back: the next event is logged after it,
+    /// never under a number a deleted row had (SQLite's own choice, the largest row plus one,
+    /// would reuse the number of a newest row deleted, and a number up to a fold's watermark
+    /// says "logged before the fold began").
+    last_seq: i64,
 }
 
 /// A fold of the events logged up to a watermark, a chunk of items at a time.
@@ -130,7 +135,13 @@ impl MergeLog {
             watermark: p.watermark,
             items: to_fold.into_iter().collect(),
         });
+        log.last_seq = log.last_seq.max(progress.map_or(0, |p| p.watermark));
         log
+    }
+
+    /// The `seq` of the next event to log: after every one given or read back.
+    pub fn next_seq(&self) -> i64 {
+        self.last_seq + 1
     }
 
     /// Begins a fold in chunks of the events logged so far, if the log has reached [`FOLD_AT`]
@@ -188,6 +199,7 @@ impl MergeLog {
     }
 
     pub fn push(&mut self, item: i64, event: Logged) {
+        self.last_seq = self.last_seq.max(event.seq);
         self.by_item.entry(item).or_default().push(event);
         self.events += 1;
     }
@@ -200,9 +212,19 @@ impl MergeLog {
     }
 
     /// Puts back events taken by a fold whose transaction did not commit.
+    ///
+    /// Events up to the watermark of the fold under way, of an item its chunks have passed (the
+    /// transaction's commit failed after a chunk went by), put the item back in the fold's
+    /// queue: else the last chunk would delete their rows unfolded.
     pub fn restore(&mut self, item: i64, events: Vec<Logged>) {
         if events.is_empty() {
             return;
+        }
+        if let Some(chunks) = self.chunks.as_mut()
+            && events.iter().any(|e| e.seq <= chunks.watermark)
+            && let Err(at) = chunks.items.binary_search(&item)
+        {
+            chunks.items.insert(at, item);
         }
         self.events += events.len();
         let slot = self.by_item.entry(item).or_default();
@@ -230,6 +252,7 @@ impl MergeLog {
         self.by_item = fresh.by_item;
         self.events = fresh.events;
         self.chunks = fresh.chunks;
+        self.last_seq = self.last_seq.max(fresh.last_seq);
     }
 
     /// The time by which a fold's chunk at `now` marks the items it changes that are stored as
@@ -525,22 +548,19 @@ mod tests {
             "item 2's three up to 9, and the three after 9"
         );
         assert_eq!(log.peek(0).iter().map(|e| e.seq).collect::<Vec<_>>(), [12]);
-        assert_eq!(log.begin_chunks(), None, "the fold goes on");
         let chunk = log.take_chunk(10).unwrap();
         assert_eq!(seqs(&chunk), [(2, vec![2, 5, 8])]);
         assert_eq!(chunk.next_item, None);
         assert_eq!(log.len(), 3);
-        // A fold whose every chunk was written, but not its last delete: one empty chunk.
-        let mut log = log_of(
-            12,
+        // Read back, the next event is logged after the watermark, even with no row above it.
+        let log = log_of(
+            9,
             Some(Progress {
-                watermark: 9,
-                next_item: i64::MAX,
+                watermark: 12,
+                next_item: 2,
             }),
         );
-        assert_eq!(log.len(), 3);
-        let chunk = log.take_chunk(10).unwrap();
-        assert_eq!((chunk.events.len(), chunk.next_item), (0, None));
+        assert_eq!(log.next_seq(), 13);
     }
 
     #[test]
@@ -571,6 +591,42 @@ mod tests {
         log.settle("a", Ts(2_000), log.look("a"));
         log.drop_marks("a", look, |_| true);
         assert_eq!(log.unsettled_len("a"), 1);
+    }
+
+    #[test]
+    fn events_put_back_after_their_chunk_went_by_are_folded_by_a_later_chunk() {
+        let n = FOLD_AT as i64;
+        let mut log = log_of(n, None);
+        log.begin_chunks().unwrap();
+        // A claim took item 0's events; the first chunk passes it by.
+        let taken = log.take(0);
+        let first = log.take_chunk(1).unwrap();
+        assert_eq!((first.events.len(), first.next_item), (0, Some(1)));
+        // Its commit failed: the events come back, and a later chunk folds them first.
+        log.restore(0, taken);
+        let next = log.take_chunk(1).unwrap();
+        assert_eq!(next.events.first().map(|(item, _)| *item), Some(0));
+        assert_eq!(next.next_item, Some(1));
+        // Events after the watermark, put back, leave the queue alone.
+        log.push(0, logged(n + 1, n + 1, 2));
+        let later = log.take(0);
+        log.restore(0, later);
+        assert_eq!(
+            seqs(&log.take_chunk(5).unwrap()),
+            [
+                (1, (1..=n).filter(|s| s % 3 == 1).collect()),
+                (2, (1..=n).filter(|s| s % 3 == 2).collect())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_newest_event_does_not_give_its_number_again() {
+        let mut log = log_of(5, None);
+        assert_eq!(log.next_seq(), 6);
+        // A claim takes the item with the newest event (seq 5 is item 2's), deleting its rows.
+        log.take(2);
+        assert_eq!(log.next_seq(), 6);
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub(super) const STORED_DUE: &str = "SELECT i.id, i.account
      WHERE i.account = a.account AND i.due_at <= ?1 LIMIT ?2";
 
 /// Appends an event to the merge log (see [`super::merges`]).
-const LOG_MERGE: &str = "INSERT INTO merges (item_id, seen, quiet) VALUES (?1, ?2, ?3)";
+const LOG_MERGE: &str = "INSERT INTO merges (seq, item_id, seen, quiet) VALUES (?1, ?2, ?3, ?4)";
 
 /// Removes one folded event from the merge log.
 const FORGET_MERGE: &str = "DELETE FROM merges WHERE seq = ?1";
@@ -151,8 +151,13 @@ impl IngestWriter {
             });
         lock(&self.log).fold_ends();
         if result.is_err() {
-            // The transaction is over (rolled back on drop); the table holds the truth.
-            lock(&self.log).reload(read_log(&self.conn)?);
+            // The transaction is over (rolled back on drop); the table holds the truth. Read
+            // under the write lock: a claim in between takes events out of the log and deletes
+            // their rows, and both must show in what is read back.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            lock(&self.log).reload(read_log(&tx)?);
         }
         result
     }
@@ -325,9 +330,9 @@ fn merge(
         }
         id
     };
+    let seq = lock(log).next_seq();
     tx.prepare_cached(LOG_MERGE)?
-        .execute(params![id, now.0, quiet_ms])?;
-    let seq = tx.last_insert_rowid();
+        .execute(params![seq, id, now.0, quiet_ms])?;
     lock(log).push(
         id,
         Logged {
