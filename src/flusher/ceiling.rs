@@ -21,7 +21,8 @@ pub const WINDOW: Duration = Duration::from_millis(1010);
 /// The least margin of the departure window. Calls that left a window apart were measured
 /// arriving up to 8 ms closer together at the simulator, on loopback with both processes sharing
 /// two cores (`bench/drain.sh`: the shortest arrival span of 51 consecutive calls, 997 ms against
-/// a 1,005 ms window); a real account counts arrivals, so the margin covers that.
+/// a 1,005 ms window; 4–9 ms on a second machine); a real account counts arrivals, so the margin
+/// covers that.
 pub const MIN_MARGIN: Duration = Duration::from_millis(10);
 
 /// Evenly spaced slots.
