@@ -177,9 +177,14 @@ async fn a_long_log_is_folded_in_bulk_by_the_writer() {
 }
 
 fn stored_due(dir: &tempfile::TempDir, media_id: &str) -> i64 {
+    item_column(dir, "due_at", media_id)
+}
+
+/// A column of a pending item's row, read with a connection of its own.
+fn item_column(dir: &tempfile::TempDir, column: &str, media_id: &str) -> i64 {
     let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
     conn.query_row(
-        "SELECT due_at FROM items WHERE media_id = ?1",
+        &format!("SELECT {column} FROM items WHERE media_id = ?1"),
         [media_id],
         |row| row.get(0),
     )
@@ -377,17 +382,6 @@ async fn a_read_of_the_figures_marks_what_it_finds_for_the_settle_step() {
     assert_eq!(figures(&store, Ts(2_330)).await, (1_000, 1_000, None));
 }
 
-/// The row ID of a pending item.
-fn item_id(dir: &tempfile::TempDir, media_id: &str) -> i64 {
-    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
-    conn.query_row(
-        "SELECT id FROM items WHERE media_id = ?1",
-        [media_id],
-        |row| row.get(0),
-    )
-    .unwrap()
-}
-
 /// Rows of `merge_folds`: where a fold in chunks stands.
 fn fold_progress(dir: &tempfile::TempDir) -> Option<(i64, i64)> {
     let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
@@ -403,28 +397,30 @@ fn fold_progress(dir: &tempfile::TempDir) -> Option<(i64, i64)> {
     rows.into_iter().next()
 }
 
+/// Items `id0000`, `id0001`, … first seen at 0, then `rounds` events for each, at 100 ms, 200 ms, …
+/// (each round one group commit).
+async fn items_merged(store: &Store, items: usize, rounds: i64) {
+    let ids: Vec<String> = (0..items).map(|i| format!("id{i:04}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for round in 0..=rounds {
+        store
+            .ingest(ingest(&all, TaskType::Refresh, round * 100, None))
+            .await
+            .unwrap();
+    }
+}
+
 /// A log of more items than one chunk is folded over several group commits; a process stopped
 /// between two of them (the first chunk committed, its rows still in the table) neither counts
 /// the folded events twice nor loses the others, and the next group commit finishes the fold.
 #[tokio::test]
 async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<String> = (0..3_000).map(|i| format!("id{i:04}")).collect();
-    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
     {
         let store = open(&dir).await;
-        store
-            .ingest(ingest(&all, TaskType::Refresh, 0, None))
-            .await
-            .unwrap();
         // 11 events for each: 33,000 logged, over the threshold in the last group, which folds
         // the first chunk of items.
-        for round in 1..=11 {
-            store
-                .ingest(ingest(&all, TaskType::Refresh, round * 100, None))
-                .await
-                .unwrap();
-        }
+        items_merged(&store, 3_000, 11).await;
         let (watermark, next_item) = fold_progress(&dir).expect("a fold under way");
         assert_eq!(
             logged_rows(&dir),
@@ -432,7 +428,10 @@ async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_ea
             "folded rows stay until the last chunk"
         );
         // The first chunk folded the first 2,048 items (in the order stored).
-        assert_eq!((watermark, next_item), (33_000, item_id(&dir, "id2048")));
+        assert_eq!(
+            (watermark, next_item),
+            (33_000, item_column(&dir, "id", "id2048"))
+        );
         drop(store); // no close: as a process killed between two group commits
     }
     let store = open(&dir).await;
@@ -469,21 +468,10 @@ async fn a_fold_cut_off_between_its_chunks_goes_on_after_a_restart_and_counts_ea
 #[tokio::test]
 async fn an_event_logged_during_a_fold_is_not_taken_for_one_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<String> = (0..5_000).map(|i| format!("id{i:04}")).collect();
-    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
     {
         let store = open(&dir).await;
-        store
-            .ingest(ingest(&all, TaskType::Refresh, 0, None))
-            .await
-            .unwrap();
         // 35,000 events: a fold of three chunks begins with the last group.
-        for round in 1..=7 {
-            store
-                .ingest(ingest(&all, TaskType::Refresh, round * 100, None))
-                .await
-                .unwrap();
-        }
+        items_merged(&store, 5_000, 7).await;
         assert_eq!(fold_progress(&dir).map(|p| p.0), Some(35_000));
         // id4999's events, the watermark's among them, are folded at once and deleted (and the
         // group folds the second chunk).
