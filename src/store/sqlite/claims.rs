@@ -310,7 +310,11 @@ struct Taken<'a> {
 }
 
 impl<'a> Taken<'a> {
+    /// Made under the claim's transaction: while it lives, the ingest writer folds no chunk (a
+    /// chunk that passed an item whose events are out would leave them to the last chunk's
+    /// delete if they came back, as they do when the transaction does not commit).
     fn new(log: &'a Mutex<MergeLog>) -> Taken<'a> {
+        writer::lock(log).taker_begins();
         Taken {
             log,
             events: Vec::new(),
@@ -328,10 +332,8 @@ impl<'a> Taken<'a> {
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
-        if self.events.is_empty() && self.unmarked.is_empty() {
-            return;
-        }
         let mut log = writer::lock(self.log);
+        log.taker_ends();
         for (id, events) in self.events.drain(..) {
             log.restore(id, events);
         }

@@ -80,6 +80,9 @@ pub(crate) struct MergeLog {
     folding: bool,
     /// The fold under way, in chunks (see the module's documentation).
     chunks: Option<Chunks>,
+    /// Claims holding events taken out of the log, not yet committed or put back: no chunk is
+    /// folded meanwhile.
+    takers: usize,
     /// The highest `seq` given to an event, or read back: the next event is logged after it,
     /// never under a number a deleted row had (SQLite's own choice, the largest row plus one,
     /// would reuse the number of a newest row deleted, and a number up to a fold's watermark
@@ -166,7 +169,12 @@ impl MergeLog {
 
     /// Takes the next chunk of the fold under way: up to `max` items' events up to its
     /// watermark (their later events stay logged). The fold is over once the last is taken.
+    ///
+    /// None while a claim holds events it took (see [`MergeLog::taker_begins`]).
     pub fn take_chunk(&mut self, max: usize) -> Option<Chunk> {
+        if self.takers > 0 {
+            return None;
+        }
         let chunks = self.chunks.as_mut()?;
         let watermark = chunks.watermark;
         let mut events = Vec::new();
@@ -211,28 +219,29 @@ impl MergeLog {
         events
     }
 
-    /// Puts back events taken by a fold whose transaction did not commit.
-    ///
-    /// Events up to the watermark of the fold under way, of an item its chunks have passed (the
-    /// transaction's commit failed after a chunk went by), put the item back in the fold's
-    /// queue: else the last chunk would delete their rows unfolded.
-    pub fn restore(&mut self, item: i64, events: Vec<Logged>) {
-        if events.is_empty() {
-            return;
-        }
-        if let Some(chunks) = self.chunks.as_mut()
-            && events.iter().any(|e| e.seq <= chunks.watermark)
-            && let Err(at) = chunks.items.binary_search(&item)
-        {
-            chunks.items.insert(at, item);
-        }
-        self.events += events.len();
+    /// Puts back events taken by a fold whose transaction did not commit. Events the log holds
+    /// already (read back from the table meanwhile) are not put back twice.
+    pub fn restore(&mut self, item: i64, mut events: Vec<Logged>) {
         let slot = self.by_item.entry(item).or_default();
+        events.retain(|e| !slot.iter().any(|held| held.seq == e.seq));
+        self.events += events.len();
         // Nothing else can be logged for the item meanwhile (the fold held the write lock), but
         // keep log order regardless.
-        let mut merged = events;
-        merged.append(slot);
-        *slot = merged;
+        slot.append(&mut events);
+        slot.sort_unstable_by_key(|e| e.seq);
+        if slot.is_empty() {
+            self.by_item.remove(&item);
+        }
+    }
+
+    /// A claim holding events taken out of the log begins: no chunk is folded until it ends.
+    pub fn taker_begins(&mut self) {
+        self.takers += 1;
+    }
+
+    /// A claim that held taken events ended (committed, or put them back).
+    pub fn taker_ends(&mut self) {
+        self.takers = self.takers.saturating_sub(1);
     }
 
     /// An item's events, left in the log (to show an item as it will be).
@@ -594,30 +603,21 @@ mod tests {
     }
 
     #[test]
-    fn events_put_back_after_their_chunk_went_by_are_folded_by_a_later_chunk() {
-        let n = FOLD_AT as i64;
-        let mut log = log_of(n, None);
+    fn no_chunk_is_folded_while_a_claim_holds_taken_events() {
+        let mut log = log_of(FOLD_AT as i64, None);
         log.begin_chunks().unwrap();
-        // A claim took item 0's events; the first chunk passes it by.
+        log.taker_begins();
         let taken = log.take(0);
-        let first = log.take_chunk(1).unwrap();
-        assert_eq!((first.events.len(), first.next_item), (0, Some(1)));
-        // Its commit failed: the events come back, and a later chunk folds them first.
+        assert_eq!(log.take_chunk(1), None, "a claim holds item 0's events");
+        // Its transaction did not commit; the log was read back meanwhile (the events are
+        // there already): they are not put back twice.
+        let before = log.peek(1).len();
+        log.restore(1, log.peek(1).to_vec());
+        assert_eq!(log.peek(1).len(), before);
         log.restore(0, taken);
-        let next = log.take_chunk(1).unwrap();
-        assert_eq!(next.events.first().map(|(item, _)| *item), Some(0));
-        assert_eq!(next.next_item, Some(1));
-        // Events after the watermark, put back, leave the queue alone.
-        log.push(0, logged(n + 1, n + 1, 2));
-        let later = log.take(0);
-        log.restore(0, later);
-        assert_eq!(
-            seqs(&log.take_chunk(5).unwrap()),
-            [
-                (1, (1..=n).filter(|s| s % 3 == 1).collect()),
-                (2, (1..=n).filter(|s| s % 3 == 2).collect())
-            ]
-        );
+        log.taker_ends();
+        let chunk = log.take_chunk(1).unwrap();
+        assert_eq!(chunk.events[0].0, 0, "the fold goes on from item 0");
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub(crate) struct IngestWriter {
     /// No pending item has a longer quiet delay (milliseconds): an event with at least this one
     /// cannot bring its item's due time forward, so it is logged without reading the item.
     longest_quiet_ms: i64,
+    /// A group failed and the log could not be read back then: the next group reads it first.
+    log_unread: bool,
 }
 
 impl IngestWriter {
@@ -132,6 +134,7 @@ impl IngestWriter {
             conn,
             log,
             longest_quiet_ms,
+            log_unread: false,
         })
     }
 
@@ -144,6 +147,10 @@ impl IngestWriter {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if self.log_unread {
+            lock(&self.log).reload(read_log(&tx)?);
+            self.log_unread = false;
+        }
         let result =
             apply_group(&tx, &self.log, &mut self.longest_quiet_ms, group).and_then(|receipts| {
                 tx.commit()?;
@@ -153,11 +160,23 @@ impl IngestWriter {
         if result.is_err() {
             // The transaction is over (rolled back on drop); the table holds the truth. Read
             // under the write lock: a claim in between takes events out of the log and deletes
-            // their rows, and both must show in what is read back.
-            let tx = self
+            // their rows, and both must show in what is read back. If the lock cannot be had
+            // now, the next group reads it first.
+            self.log_unread = true;
+            let reread = self
                 .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            lock(&self.log).reload(read_log(&tx)?);
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)
+                .and_then(|tx| read_log(&tx));
+            match reread {
+                Ok(log) => {
+                    lock(&self.log).reload(log);
+                    self.log_unread = false;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot read the merge log back after a failed group; the next group reads it first")
+                }
+            }
         }
         result
     }
