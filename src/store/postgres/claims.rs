@@ -9,6 +9,19 @@ use crate::store::rows::{self, PRELOAD_RULE};
 use crate::store::sql::Dialect;
 use crate::store::types::*;
 
+/// A claim's candidates: up to `$4` due items of the account `$5` and the group (`$1` task, `$2`
+/// fingerprint), urgent or not, oldest first, locked (`$3` is the time). Public for the plan
+/// test, which holds that the scan stops after them (`items_group_order` ends with the ID).
+pub fn candidates_sql(urgent: bool) -> String {
+    format!(
+        "SELECT i.id, i.media_id, i.options, i.first_seen, i.events, i.priority FROM items i
+         WHERE i.account = $5 AND i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
+         ORDER BY i.first_seen, i.id LIMIT $4
+         FOR UPDATE OF i SKIP LOCKED",
+        if urgent { "i.priority > 0" } else { "i.priority = 0" }
+    )
+}
+
 impl Claims for PgStore {
     async fn claim_batch(&self, claim: &ClaimBatch) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -21,15 +34,8 @@ impl Claims for PgStore {
             if !wanted || max == 0 {
                 continue;
             }
-            let sql = format!(
-                "SELECT i.id, i.media_id, i.options, i.first_seen, i.events, i.priority FROM items i
-                 WHERE i.account = $5 AND i.task = $1 AND i.fingerprint = $2 AND i.due_at <= $3 AND {} AND {PRELOAD_RULE}
-                 ORDER BY i.first_seen, i.id LIMIT $4
-                 FOR UPDATE OF i SKIP LOCKED",
-                if urgent { "i.priority > 0" } else { "i.priority = 0" }
-            );
             rows.extend(
-                sqlx::query(AssertSqlSafe(sql))
+                sqlx::query(AssertSqlSafe(candidates_sql(urgent)))
                     .bind(claim.task.as_str())
                     .bind(&claim.fingerprint)
                     .bind(claim.now.0)

@@ -20,6 +20,7 @@
 //!   failed or slow round trip drops the connection (and with it the lock) and the leadership.
 
 mod claims;
+pub use claims::candidates_sql;
 mod ingest;
 mod reads;
 
@@ -83,6 +84,11 @@ fn migrator() -> Migrator {
             7,
             "item counts",
             include_str!("../../../migrations/postgres/0007_item_counts.sql"),
+        ),
+        (
+            8,
+            "claim order",
+            include_str!("../../../migrations/postgres/0008_claim_order.sql"),
         ),
     ])
 }
