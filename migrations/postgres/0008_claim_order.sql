@@ -4,6 +4,12 @@
 -- growing with the backlog; BENCHMARKS.md, "A claim that read the whole group"). With id in
 -- the index the scan returns the items in the claim's order and stops after n due ones, as
 -- SQLite's index (which ends with the row ID) always did.
+--
+-- The table is locked first, against reads too, for the whole migration (a few seconds per
+-- million pending items): building the indexes under a lock against writes only, then dropping
+-- the old ones, would have to strengthen the lock midway, and a claim of a replica of the previous
+-- release (a row lock taken, its delete waiting for the build) would deadlock with it.
+LOCK TABLE items IN ACCESS EXCLUSIVE MODE;
 CREATE INDEX items_group_order_by_id ON items (account, task, fingerprint, first_seen, id);
 CREATE INDEX items_urgent_by_id ON items (account, task, fingerprint, first_seen, id) WHERE priority > 0;
 DROP INDEX items_group_order;
