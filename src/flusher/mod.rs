@@ -134,6 +134,9 @@ struct Inner {
     sleeper: Arc<crate::store::wake::Sleeper>,
     /// When the store was last read for quota holds.
     holds_read_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set after a step whose ready groups all waited on a held or spent quota: the due groups
+    /// are not read again before then (see [`batch::held_reread_after`]).
+    groups_not_before: std::sync::Mutex<Option<tokio::time::Instant>>,
     status: Arc<FlusherStatus>,
     metrics: Arc<Metrics>,
 }
@@ -156,6 +159,7 @@ impl Flusher {
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 calls: TaskTracker::new(),
                 holds_read_at: std::sync::Mutex::new(None),
+                groups_not_before: std::sync::Mutex::new(None),
                 sleeper: store.wake().sleeper(),
                 store,
                 sender,
@@ -248,9 +252,24 @@ impl Flusher {
         let mut started = self.start_due_retries(shutdown).await?;
         let mut retries_looked_at = std::time::Instant::now();
 
+        // Nothing but the quota held back the last step's ready groups: not again so soon (a
+        // read of a large backlog's groups costs most of a second).
+        let read_at = tokio::time::Instant::now();
+        let not_before = *lock_ignoring_poison(&inner.groups_not_before);
+        if not_before.is_some_and(|at| read_at < at) {
+            inner.status.last_step.store(Ts::now().0, Ordering::Relaxed);
+            return Ok(if started > 0 {
+                FlushOutcome::Started(started)
+            } else {
+                FlushOutcome::Idle(None)
+            });
+        }
         let now = Ts::now();
         let account = &inner.config.account;
         let groups = inner.store.due_groups(account, now).await?;
+        let read_took = read_at.elapsed();
+        // A ready group left for its quota (held, or spent to the reserve).
+        let mut quota_waits = false;
         let size = |task| self.batch_size(task);
         for group in batch::ready(&groups, now, inner.config.linger, size) {
             let max_batch = self.batch_size(group.task);
@@ -266,6 +285,7 @@ impl Flusher {
                 // A held quota sends nothing but its probe; the last poll bounds the others.
                 let spends = group.task.quota();
                 if inner.status.quota.is_held(spends) {
+                    quota_waits = true;
                     break;
                 }
                 // Normal items leave the reserve to urgent ones: once only the reserve is left,
@@ -280,6 +300,7 @@ impl Flusher {
                     normal
                 };
                 if allowance == Some(0) || (urgent_only && group.urgent_count == 0) {
+                    quota_waits = true;
                     break;
                 }
                 let Some(permit) = self.permit(group.task, shutdown).await else {
@@ -287,6 +308,7 @@ impl Flusher {
                 };
                 // The quota may have run out while this waited for its slot.
                 if quota.is_held(spends) {
+                    quota_waits = true;
                     break;
                 }
                 let now = Ts::now();
@@ -323,6 +345,8 @@ impl Flusher {
                 }
             }
         }
+        *lock_ignoring_poison(&inner.groups_not_before) = (started == 0 && quota_waits)
+            .then(|| read_at + batch::held_reread_after(read_took, inner.config.poll_interval));
         inner.status.last_step.store(Ts::now().0, Ordering::Relaxed);
         Ok(if started > 0 {
             FlushOutcome::Started(started)
@@ -530,4 +554,9 @@ impl Flusher {
             drop(slot);
         });
     }
+}
+
+/// A lock whose holder cannot leave its value half-changed (a plain value is replaced whole).
+fn lock_ignoring_poison<T>(lock: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
