@@ -64,12 +64,18 @@ pub fn idle_pause(
 
 /// How long after it began a read of the due groups is not made again, once every ready group it
 /// found waited on a held or spent quota (nothing could be sent): at most a fifth of the time goes
-/// to reading them, and at least `poll` passes. A million due items take most of a second to
+/// to reading them, at least `poll` passes and at most [`HELD_REREAD_MAX`]; a hold that ends
+/// clears it. A million due items take most of a second to
 /// group; read at every poll while the quota is held, they kept a core busy for nothing. Retries
 /// and quota probes do not wait for this.
 pub fn held_reread_after(read_took: Duration, poll: Duration) -> Duration {
-    (read_took * HELD_READ_SHARE).max(poll)
+    (read_took * HELD_READ_SHARE).clamp(poll, HELD_REREAD_MAX.max(poll))
 }
+
+/// The longest a held lane leaves its groups unread: an urgent item the reserve would let through,
+/// or a group of another task type, waits at most this (and a read slowed by a wait for the write
+/// lock does not stretch it).
+const HELD_REREAD_MAX: Duration = Duration::from_secs(2);
 
 /// One read of the due groups in this many spans of its own length, while the quota holds back
 /// every ready group.
@@ -83,7 +89,14 @@ mod tests {
     fn a_lane_held_on_its_quota_reads_its_groups_a_fifth_of_the_time_at_most() {
         let poll = Duration::from_millis(50);
         // (read time, then no read for) in ms
-        let table = [(1, 50), (10, 50), (20, 100), (800, 4_000)];
+        let table = [
+            (1, 50),
+            (10, 50),
+            (20, 100),
+            (300, 1_500),
+            (800, 2_000),
+            (6_000, 2_000),
+        ];
         for (took, want) in table {
             assert_eq!(
                 held_reread_after(Duration::from_millis(took), poll),

@@ -268,8 +268,9 @@ impl Flusher {
         let account = &inner.config.account;
         let groups = inner.store.due_groups(account, now).await?;
         let read_took = read_at.elapsed();
-        // A ready group left for its quota (held, or spent to the reserve).
-        let mut quota_waits = false;
+        // A ready group left for its quota (held, or spent to the reserve), and one left for
+        // anything else (no permit, or its claim found its items due later after all).
+        let (mut quota_waits, mut other_waits) = (false, false);
         let size = |task| self.batch_size(task);
         for group in batch::ready(&groups, now, inner.config.linger, size) {
             let max_batch = self.batch_size(group.task);
@@ -304,6 +305,7 @@ impl Flusher {
                     break;
                 }
                 let Some(permit) = self.permit(group.task, shutdown).await else {
+                    other_waits = true;
                     break;
                 };
                 // The quota may have run out while this waited for its slot.
@@ -327,6 +329,7 @@ impl Flusher {
                     seen: seen.take().filter(|seen| now.0 - seen.at.0 <= SEEN_FOR_MS),
                 };
                 let Some(job) = inner.store.claim_batch(&claim).await? else {
+                    other_waits = true;
                     break;
                 };
                 let full = job.items.len() >= max_batch;
@@ -345,8 +348,9 @@ impl Flusher {
                 }
             }
         }
-        *lock_ignoring_poison(&inner.groups_not_before) = (started == 0 && quota_waits)
-            .then(|| read_at + batch::held_reread_after(read_took, inner.config.poll_interval));
+        *lock_ignoring_poison(&inner.groups_not_before) =
+            (started == 0 && quota_waits && !other_waits)
+                .then(|| read_at + batch::held_reread_after(read_took, inner.config.poll_interval));
         inner.status.last_step.store(Ts::now().0, Ordering::Relaxed);
         Ok(if started > 0 {
             FlushOutcome::Started(started)
@@ -399,6 +403,7 @@ impl Flusher {
                     .with_label_values(&[account.as_str(), hold.quota.as_str(), "poll"])
                     .inc();
                 tracing::info!(quota = %hold.quota, jobs = released, "the quota poll reports quota left: the hold ends and the held jobs are sent");
+                self.groups_may_be_sendable();
             } else {
                 held.push(hold.quota);
             }
@@ -501,6 +506,11 @@ impl Flusher {
             TargetKind::Media => &self.inner.limiter,
             TargetKind::File | TargetKind::Directory => &self.inner.url_limiter,
         }
+    }
+
+    /// A hold ended: the next step reads the due groups, whatever the last one found.
+    pub(crate) fn groups_may_be_sendable(&self) {
+        *lock_ignoring_poison(&self.inner.groups_not_before) = None;
     }
 
     /// A slot for one more call, then a permit of the limiter of `task`'s action; `None` when

@@ -113,6 +113,7 @@ impl Flusher {
             inner.status.note_rate(inner.limiter.current_rps());
         }
         if ends_hold {
+            self.groups_may_be_sendable();
             match inner
                 .store
                 .release_held(&job.account, job.task.quota(), now)
