@@ -148,15 +148,17 @@ impl MergeLog {
     }
 
     /// Begins a fold in chunks of the events logged so far, if the log has reached [`FOLD_AT`]
-    /// events and no fold is under way; returns its progress, to be stored.
+    /// events and no fold is under way; returns where it starts (its first chunk's transaction
+    /// stores where it stands).
     pub fn begin_chunks(&mut self) -> Option<Progress> {
         if self.chunks.is_some() || self.events < FOLD_AT {
             return None;
         }
-        let watermark = self.by_item.values().flatten().map(|e| e.seq).max()?;
+        // Every event logged so far has a number up to the last one given.
+        let watermark = self.last_seq;
         let mut items: Vec<i64> = self.by_item.keys().copied().collect();
         items.sort_unstable();
-        let next_item = items[0];
+        let next_item = *items.first()?;
         self.chunks = Some(Chunks {
             watermark,
             items: items.into(),

@@ -259,6 +259,15 @@ mod tests {
     /// The default options, as an item row stored them.
     const PLAIN: &str = r#"{"formats":[],"definitions":[],"stream_types":[],"multiple":false,"slice_flag":false,"slice_count":5,"user_data":null}"#;
 
+    /// A store in a file of its own, in a directory removed when the second value is dropped.
+    async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("store.db").to_str().unwrap())
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
     /// Up to 20 due Refresh items of `fingerprint` at 500 ms into job `job_id`.
     fn claim(fingerprint: &str, job_id: &str) -> ClaimBatch {
         ClaimBatch {
@@ -345,10 +354,7 @@ mod tests {
     /// An option set goes once no pending item names it, and not before.
     #[tokio::test]
     async fn option_sets_are_pruned_once_no_pending_item_names_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("q.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let (store, _dir) = temp_store().await;
         for fingerprint in ["f-refresh", "f-preload", "f-gone"] {
             sqlx::query("INSERT INTO option_sets (fingerprint, options) VALUES (?, ?)")
                 .bind(fingerprint)
@@ -403,10 +409,7 @@ mod tests {
     /// mark never outlives its use.
     #[tokio::test]
     async fn marks_of_items_gone_or_due_later_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("m.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let (store, _dir) = temp_store().await;
         sqlx::query("INSERT INTO option_sets (fingerprint, options) VALUES ('f', ?)")
             .bind(PLAIN)
             .execute(&store.writer)
@@ -482,10 +485,7 @@ mod tests {
     /// `items_account_due`, and the figures seek their indexes and read the kept counts.
     #[tokio::test]
     async fn polls_read_ranges_of_indexes_not_every_pending_item() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let (store, _dir) = temp_store().await;
         let plan = |sql: String| {
             let store = store.clone();
             async move {

@@ -303,10 +303,9 @@ fn apply_group(
         }
         receipts.push(receipt);
     }
-    let begun = lock(log).begin_chunks();
-    if let Some(progress) = begun {
-        write_progress(tx, Some(progress))?;
-    }
+    // Nothing is stored when a fold begins: until its first chunk commits, the log reads back
+    // whole.
+    lock(log).begin_chunks();
     let now = group
         .iter()
         .map(|ingest| ingest.now)
